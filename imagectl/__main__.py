@@ -1,0 +1,5 @@
+"""Entry point for `python -m imagectl`."""
+
+from imagectl.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,254 @@
+"""Carrying out `build next`: build one version on its locked parent, tag it, record it."""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from imagectl import lockfile
+from imagectl.config import RepositoryLayout
+from imagectl.errors import BusyError, PlanError, TagConflictError
+from imagectl.linestate import LineState, load_state, render_step
+from imagectl.model import BuildStep, ImageLine, Lock, LockedVersion
+from imagectl.planner import next_step
+from imagectl.ports import Engine, Git, ImageInfo, Registry
+
+Say = Callable[[str], None]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BuiltVersion:
+    line: str
+    version: int
+    tag: str
+    image_id: str
+    adopted: bool  # the tag already named exactly this image (a rerun after a crash)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ResolvedParent:
+    ref: str  # what FROM names
+    digest: str  # registry digest, or the image id for an unpublished parent
+    info: ImageInfo
+
+
+@contextlib.contextmanager
+def repository_lock(layout: RepositoryLayout, *, wait: float) -> Iterator[None]:
+    """One build or publish at a time per repository; a second one waits `wait` s, then fails."""
+    from filelock import FileLock, Timeout  # noqa: PLC0415
+
+    layout.state_dir.mkdir(parents=True, exist_ok=True)
+    path = layout.state_dir / "build.lock"
+    lock = FileLock(str(path))
+    try:
+        lock.acquire(timeout=wait)
+    except Timeout as exc:
+        raise BusyError(
+            "another imagectl build or publish is running in this repository.",
+            hint=f"Wait for it to finish (or pass --wait SECONDS); the lock is {path}.",
+        ) from exc
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def build_line(layout: RepositoryLayout, line: ImageLine, *, all_versions: bool,
+               engine: Engine, registry: Registry, git: Git, say: Say,
+               output: Say) -> tuple[BuiltVersion, ...]:
+    """Build the next version of `line` (every pending one with `all_versions`)."""
+    state = load_state(layout, line)
+    built: list[BuiltVersion] = []
+    while (step := next_step(line, state.lock, state.increments)) is not None:
+        result, lock = build_step(layout, state, step, engine=engine, registry=registry,
+                                  git=git, say=say, output=output)
+        state = LineState(line=line, increments=state.increments, lock=lock,
+                          lock_path=state.lock_path)
+        built.append(result)
+        if not all_versions:
+            break
+    return tuple(built)
+
+
+def build_step(layout: RepositoryLayout, state: LineState, step: BuildStep, *,
+               engine: Engine, registry: Registry, git: Git, say: Say,
+               output: Say) -> tuple[BuiltVersion, Lock]:
+    line, lock = state.line, state.lock
+    parent = resolve_parent(state, step, engine=engine, registry=registry, say=say)
+    rendered = render_step(layout, line, step.increment, version=step.version, parent=parent.ref)
+    remote_digest = registry.lookup(step.tag)  # also proves the registry answers, before building
+    say(f"{line.name}: building v{step.version} from {step.increment.path.as_posix()} "
+        f"FROM {parent.ref}")
+    with tempfile.TemporaryDirectory(prefix="imagectl-build-") as tmp:
+        dockerfile = Path(tmp) / "Dockerfile"
+        dockerfile.write_text(rendered.dockerfile, encoding="utf-8")
+        if step.increment.is_folder:
+            context = layout.root / step.increment.path
+        else:
+            context = Path(tmp) / "context"
+            context.mkdir()
+        image_id = engine.build(dockerfile=dockerfile, context=context, on_output=output)
+    info = engine.inspect_image(image_id)
+    if info is None:
+        raise PlanError(f"the image {image_id} just built has vanished from the engine.")
+    _check_built_on_parent(step, parent, info)
+    adopted = _check_tag_free(step, info, remote_digest, engine=engine,
+                              repository=line.repository)
+    if not adopted:
+        engine.tag(image_id, step.tag)
+    version = LockedVersion(
+        version=step.version,
+        tag=step.tag,
+        increment=step.increment.path.as_posix(),
+        summary=step.increment.summary,
+        increment_hash=step.increment.source_hash,
+        dockerfile_hash=rendered.dockerfile_hash,
+        parent=parent.ref,
+        parent_digest=parent.digest,
+        image_id=image_id,
+        layers=len(info.layers),
+        size=info.size,
+        builder=engine.builder,
+        built_at=datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
+        commit=git.commit_of(step.increment.path),
+        # A tag already in the registry with this very image counts as published.
+        digest=remote_digest if remote_digest and adopted else "",
+    )
+    if step.parent_is_base:
+        lock = lock.with_base(digest=parent.digest if parent.digest != parent.info.image_id
+                              else "", image_id=parent.info.image_id)
+    new_lock = lock.with_version(version)
+    lockfile.write_lock(state.lock_path, new_lock)
+    say(f"{line.name}: {'adopted' if adopted else 'tagged'} {step.tag} "
+        f"({image_id.removeprefix('sha256:')[:12]}, {len(info.layers)} layers)")
+    return BuiltVersion(line=line.name, version=step.version, tag=step.tag,
+                        image_id=image_id, adopted=adopted), new_lock
+
+
+def resolve_parent(state: LineState, step: BuildStep, *, engine: Engine, registry: Registry,
+                   say: Say) -> ResolvedParent:
+    """Find the locked parent in the engine (pulling it if only the registry has it)."""
+    if step.parent_is_base:
+        return _resolve_base(state, step, engine=engine, registry=registry, say=say)
+    head = state.lock.head
+    assert head is not None
+    info = engine.inspect_image(head.image_id)
+    if info is None and head.digest:
+        engine.pull(f"{head.tag}@{head.digest}")
+        info = engine.inspect_image(head.image_id)
+    if info is None:
+        raise PlanError(
+            f"the lock records v{head.version} as image {head.image_id}, which is neither in "
+            f"the engine nor (published) in the registry.",
+            hint="Pull or load that image (e.g. from the machine that built it), or publish it "
+            "from there; imagectl will not build on anything else.",
+            path=state.lock_path,
+        )
+    if head.digest:
+        return ResolvedParent(ref=f"{head.tag}@{head.digest}", digest=head.digest, info=info)
+    tagged = engine.inspect_image(head.tag)
+    if tagged is None:
+        engine.tag(head.image_id, head.tag)  # restoring a removed tag is not overwriting one
+    elif tagged.image_id != head.image_id:
+        raise TagConflictError(
+            f"the local tag {head.tag} names {tagged.image_id}, but the lock records "
+            f"{head.image_id} for v{head.version}.",
+            hint=f"Someone re-tagged it; restore it with `docker tag {head.image_id} {head.tag}` "
+            "after checking what the other image is.",
+            path=state.lock_path,
+        )
+    return ResolvedParent(ref=head.tag, digest=head.image_id, info=info)
+
+
+def _resolve_base(state: LineState, step: BuildStep, *, engine: Engine, registry: Registry,
+                  say: Say) -> ResolvedParent:
+    line, lock = state.line, state.lock
+    base_name = line.base.split("@", 1)[0]
+    repository = _repository_of(base_name)
+    pinned = step.parent
+    if lock.base_digest:
+        current = registry.lookup(base_name) if "@" not in line.base else None
+        if current and current != lock.base_digest:
+            say(f"{line.name}: warning: the base tag {base_name} has moved to {current}; "
+                f"staying on the pinned {lock.base_digest}.")
+    info = engine.inspect_image(pinned)
+    if info is None:
+        remote = registry.lookup(pinned)
+        if remote is not None:
+            engine.pull(pinned)
+            info = engine.inspect_image(pinned)
+    if info is None:
+        raise PlanError(
+            f"the base image {pinned} is neither in the engine nor in the registry.",
+            hint="Build or push it first (scripts/engine up makes the example bases), or fix "
+            "`base` in the line file.",
+            path=line.config_path,
+        )
+    if lock.base_image_id and not lock.base_digest and info.image_id != lock.base_image_id:
+        raise PlanError(
+            f"the base tag {base_name} now names {info.image_id}, but this line is pinned to "
+            f"{lock.base_image_id}.",
+            hint="Restore the pinned base image, or start a new line on the new base.",
+            path=state.lock_path,
+        )
+    digest = lock.base_digest or _digest_from_pin(pinned) or info.digest_in(repository)
+    if not digest:
+        digest = registry.lookup(base_name) or ""
+        if digest and info.digest_in(repository) not in ("", digest):
+            digest = ""  # the registry's tag is another image than the local one
+    if digest:
+        ref = f"{base_name}@{digest}"
+        return ResolvedParent(ref=ref, digest=digest, info=info)
+    # Only the engine has this base: FROM its tag; the layer check proves what was used.
+    return ResolvedParent(ref=base_name, digest=info.image_id, info=info)
+
+
+def _check_built_on_parent(step: BuildStep, parent: ResolvedParent, info: ImageInfo) -> None:
+    expected = parent.info.layers
+    if info.layers[: len(expected)] != expected:
+        raise PlanError(
+            f"v{step.version} ({info.image_id}) was not built on its locked parent {parent.ref}: "
+            "its layers do not start with the parent's layers. Nothing was tagged or recorded.",
+            hint="Check that the parent tag in the engine is the locked image "
+            "(docker image inspect), then build again.",
+        )
+
+
+def _check_tag_free(step: BuildStep, info: ImageInfo, remote_digest: str | None, *,
+                    engine: Engine, repository: str) -> bool:
+    """True when the tag already names this very image; raise when it names another."""
+    local = engine.inspect_image(step.tag)
+    if local is not None and local.image_id != info.image_id:
+        raise TagConflictError(
+            f"the tag {step.tag} already exists in the engine as {local.image_id}; the image "
+            f"just built is {info.image_id}. Nothing was re-tagged and the lock is unchanged.",
+            hint="imagectl never overwrites a tag. If it was left by an interrupted build, "
+            f"remove it (docker rmi {step.tag}) and build again; otherwise find out who made it.",
+        )
+    if remote_digest is not None:
+        ours = info.digest_in(repository)
+        if ours != remote_digest:
+            raise TagConflictError(
+                f"the tag {step.tag} already exists in the registry as {remote_digest}; the image "
+                f"just built is {info.image_id}. Nothing was tagged and the lock is unchanged.",
+                hint="imagectl never overwrites a tag. Someone published this version: pull the "
+                "lockfile that records it (git pull) before building.",
+            )
+        return True
+    return local is not None
+
+
+def _repository_of(reference: str) -> str:
+    name = reference.split("@", 1)[0]
+    last = name.rsplit("/", 1)[-1]
+    if ":" in last:
+        name = name[: len(name) - len(last)] + last.split(":", 1)[0]
+    return name
+
+
+def _digest_from_pin(reference: str) -> str:
+    return reference.split("@", 1)[1] if "@" in reference else ""

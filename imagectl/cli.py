@@ -1,0 +1,152 @@
+"""The command line: parse, call the core, render. The only place that prints or exits."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from imagectl import __version__
+from imagectl.errors import ImagectlError
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_CHECK, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "run"):
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return int(args.run(args))
+    except ImagectlError as exc:
+        print_error(exc)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("imagectl: interrupted; nothing half-recorded (the lock is written last).",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def print_error(exc: ImagectlError) -> None:
+    print(f"imagectl: {exc.kind}: {exc}", file=sys.stderr)
+    if exc.details:
+        print("---- last output ----", file=sys.stderr)
+        print(exc.details, file=sys.stderr)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="imagectl",
+        description="Maintain container base images incrementally and append-only.",
+    )
+    parser.add_argument("--version", action="version", version=f"imagectl {__version__}")
+    parser.add_argument("-C", dest="directory", type=Path, default=Path(),
+                        help="run as if started in DIR (the image repository)")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    build = commands.add_parser("build", help="build images")
+    build_commands = build.add_subparsers(title="build commands", metavar="WHAT")
+    build_next = build_commands.add_parser(
+        "next", help="build the next version of each line (v(n+1) FROM the locked v(n))")
+    _add_lines(build_next)
+    build_next.add_argument("--all", action="store_true", dest="all_versions",
+                            help="keep going until every increment is built")
+    build_next.add_argument("--dry-run", action="store_true", help="show the plan, build nothing")
+    build_next.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                            help="wait this long for another build in this repository to end")
+    build_next.add_argument("-q", "--quiet", action="store_true", help="hide the build output")
+    _add_json(build_next)
+    build_next.set_defaults(run=run_build_next)
+
+    plan = commands.add_parser("plan",
+                               help="show every version that `build next --all` would build")
+    _add_lines(plan)
+    _add_json(plan)
+    plan.set_defaults(run=run_plan)
+
+    history = commands.add_parser("history", help="show the built versions of a line")
+    history.add_argument("line", metavar="LINE")
+    _add_json(history)
+    history.set_defaults(run=run_history)
+    return parser
+
+
+def _add_lines(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("lines", nargs="*", metavar="LINE", help="image lines (default: all)")
+
+
+def _add_json(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print JSON for machines")
+
+
+def run_build_next(args: argparse.Namespace) -> int:
+    if args.dry_run:
+        return _print_plan(args, all_versions=args.all_versions)
+    from imagectl.workflows import build_next  # noqa: PLC0415 - keeps --help fast
+
+    def say(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    def output(line: str) -> None:
+        if not args.quiet:
+            print(f"  | {line}", file=sys.stderr, flush=True)
+
+    results = build_next(args.directory, args.lines, all_versions=args.all_versions,
+                         wait=args.wait, say=say, output=output)
+    if args.json:
+        print(json.dumps([{"line": r.line, "version": r.version, "tag": r.tag,
+                           "image_id": r.image_id, "adopted": r.adopted}
+                          for r in results.built], indent=2))
+        return EXIT_OK
+    for built in results.built:
+        print(f"{built.line}: built {built.tag} ({built.image_id.removeprefix('sha256:')[:12]})")
+    for name in results.up_to_date:
+        print(f"{name}: up to date, nothing to build")
+    return EXIT_OK
+
+
+def run_plan(args: argparse.Namespace) -> int:
+    return _print_plan(args, all_versions=True)
+
+
+def _print_plan(args: argparse.Namespace, *, all_versions: bool) -> int:
+    from imagectl.workflows import plan  # noqa: PLC0415
+
+    plans = plan(args.directory, args.lines, all_versions=all_versions)
+    if args.json:
+        print(json.dumps([
+            {"line": p.line, "built": p.built, "available": p.available,
+             "steps": [{"version": s.version, "tag": s.tag,
+                        "increment": s.increment.path.as_posix(), "parent": s.parent,
+                        "summary": s.increment.summary} for s in p.steps]}
+            for p in plans], indent=2))
+        return EXIT_OK
+    for line_plan in plans:
+        if not line_plan.steps:
+            print(f"{line_plan.line}: up to date (v{line_plan.built})")
+            continue
+        print(f"{line_plan.line}: v{line_plan.built} built, "
+              f"{line_plan.available - line_plan.built} pending")
+        for step in line_plan.steps:
+            summary = f"  # {step.increment.summary}" if step.increment.summary else ""
+            print(f"  v{step.version}  {step.increment.path.as_posix()}  FROM {step.parent}"
+                  f"{summary}")
+    return EXIT_OK
+
+
+def run_history(args: argparse.Namespace) -> int:
+    from imagectl.history import history_records, history_table  # noqa: PLC0415
+    from imagectl.workflows import read_history  # noqa: PLC0415
+
+    lock = read_history(args.directory, args.line)
+    if args.json:
+        print(json.dumps(history_records(lock), indent=2))
+    elif not lock.versions:
+        print(f"{args.line}: no versions built yet")
+    else:
+        print(history_table(lock))
+    return EXIT_OK

@@ -1,0 +1,152 @@
+"""Reading and validating the image line files `images/<line>.toml`, all up front."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from imagectl.errors import ConfigError
+from imagectl.model import ImageLine
+
+LINE_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+# Docker reference grammar, simplified: [host[:port]/]path with lowercase components.
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_HOST = r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9-]+)*(?::[0-9]+)?)"
+REPOSITORY = re.compile(rf"^(?:{_HOST}/)?{_COMPONENT}(?:/{_COMPONENT})*$")
+REFERENCE = re.compile(
+    rf"^(?:{_HOST}/)?{_COMPONENT}(?:/{_COMPONENT})*"
+    r"(?::[\w][\w.-]{0,127})?(?:@sha256:[0-9a-f]{64})?$"
+)
+ALLOWED_KEYS = {"repository", "base", "vars", "description"}
+RESERVED_VARS = {"line", "version", "parent", "repository", "base"}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RepositoryLayout:
+    """Where an image repository keeps its parts."""
+
+    root: Path
+
+    @property
+    def images_dir(self) -> Path:
+        return self.root / "images"
+
+    @property
+    def increments_dir(self) -> Path:
+        return self.root / "increments"
+
+    @property
+    def shared_dir(self) -> Path:
+        return self.increments_dir / "_shared"
+
+    @property
+    def lock_dir(self) -> Path:
+        return self.root / "lock"
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / ".imagectl"
+
+    def lock_path(self, line: str) -> Path:
+        return self.lock_dir / f"{line}.lock.toml"
+
+    def line_increments_dir(self, line: str) -> Path:
+        return self.increments_dir / line
+
+
+def find_repository(start: Path) -> RepositoryLayout:
+    """The image repository containing `start`: the nearest folder with an `images/` folder."""
+    start = start.resolve()
+    if not start.is_dir():
+        raise ConfigError(f"{start} is not a folder.", hint="Pass an image repository to -C.")
+    for folder in (start, *start.parents):
+        if (folder / "images").is_dir():
+            return RepositoryLayout(root=folder)
+    raise ConfigError(
+        f"no image repository found at {start} or above (no images/ folder).",
+        hint="Run imagectl inside an image repository or point -C at one.",
+    )
+
+
+def load_lines(layout: RepositoryLayout) -> tuple[ImageLine, ...]:
+    """Every image line of the repository, sorted by name; any bad file fails the whole load."""
+    files = sorted(layout.images_dir.glob("*.toml"))
+    return tuple(load_line(layout, path) for path in files)
+
+
+def select_lines(lines: tuple[ImageLine, ...], names: list[str]) -> tuple[ImageLine, ...]:
+    """The lines named (in the order given), or all lines when none is named."""
+    if not names:
+        return lines
+    by_name = {line.name: line for line in lines}
+    unknown = [name for name in names if name not in by_name]
+    if unknown:
+        known = ", ".join(sorted(by_name)) or "none"
+        raise ConfigError(
+            f"no image line named {', '.join(unknown)} (images/<line>.toml).",
+            hint=f"Known lines: {known}.",
+        )
+    return tuple(by_name[name] for name in dict.fromkeys(names))
+
+
+def load_line(layout: RepositoryLayout, path: Path) -> ImageLine:
+    rel = path.relative_to(layout.root)
+    name = path.name.removesuffix(".toml")
+    if not LINE_NAME.match(name):
+        raise ConfigError(
+            f"the line name {name!r} is not valid.",
+            hint="Use lowercase letters, digits, '.', '_' and '-' (e.g. pod-bookworm.toml).",
+            path=rel,
+        )
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"is not valid TOML ({exc}).", hint="Fix the syntax.", path=rel) from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot be read ({exc}).", path=rel) from exc
+
+    unknown = sorted(set(data) - ALLOWED_KEYS)
+    if unknown:
+        raise ConfigError(
+            f"unknown key {', '.join(unknown)}.",
+            hint=f"An image line file knows {', '.join(sorted(ALLOWED_KEYS))}; "
+            "template variables go under [vars].",
+            path=rel,
+        )
+    repository = _required_string(data, "repository", rel)
+    if not REPOSITORY.match(repository):
+        raise ConfigError(
+            f"repository = {repository!r} is not a valid image repository name.",
+            hint="Use e.g. \"localhost:5000/pods/bookworm\": lowercase, no tag, no digest.",
+            path=rel,
+        )
+    base = _required_string(data, "base", rel)
+    if not REFERENCE.match(base):
+        raise ConfigError(
+            f"base = {base!r} is not a valid image reference.",
+            hint="Use e.g. \"localhost:5000/debian:bookworm\".",
+            path=rel,
+        )
+    variables = data.get("vars", {})
+    if not isinstance(variables, dict):
+        raise ConfigError("[vars] must be a table.", path=rel)
+    clash = sorted(set(variables) & RESERVED_VARS)
+    if clash:
+        raise ConfigError(
+            f"[vars] defines {', '.join(clash)}, which imagectl sets itself.",
+            hint=f"Rename it; reserved names are {', '.join(sorted(RESERVED_VARS))}.",
+            path=rel,
+        )
+    return ImageLine(name=name, config_path=rel, repository=repository, base=base,
+                     vars=dict(variables))
+
+
+def _required_string(data: dict[str, object], key: str, rel: Path) -> str:
+    value = data.get(key)
+    if value is None:
+        raise ConfigError(f"the key {key!r} is missing.", hint=f"Add {key} = \"...\".", path=rel)
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{key} must be a non-empty string.", path=rel)
+    return value.strip()

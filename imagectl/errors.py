@@ -1,0 +1,92 @@
+"""The one error tree: every failure a user can meet, with a message and a hint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class ImagectlError(Exception):
+    """A failure the CLI shows as one paragraph: what went wrong, where, and what to do."""
+
+    kind = "error"
+
+    def __init__(self, message: str, *, hint: str = "", path: Path | str | None = None,
+                 details: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.path = str(path) if path is not None else ""
+        self.details = details
+
+    def __str__(self) -> str:
+        where = f"{self.path}: " if self.path else ""
+        text = f"{where}{self.message}"
+        if self.hint:
+            text += f" {self.hint}"
+        return text
+
+
+class ConfigError(ImagectlError):
+    """An image line file or the repository layout is wrong."""
+
+    kind = "config error"
+
+
+class TemplateError(ImagectlError):
+    """An increment template does not render."""
+
+    kind = "template error"
+
+
+class LockfileError(ImagectlError):
+    """A lockfile cannot be read or written."""
+
+    kind = "lockfile error"
+
+
+class DriftError(ImagectlError):
+    """What is on disk no longer matches what the lockfile says was built."""
+
+    kind = "drift"
+
+
+class PlanError(ImagectlError):
+    """The next step cannot be planned safely (missing parent, existing tag, ...)."""
+
+    kind = "plan error"
+
+
+class TagConflictError(PlanError):
+    """A tag imagectl would create already names another image."""
+
+    kind = "tag conflict"
+
+
+class EngineError(ImagectlError):
+    """The Docker engine is unreachable or refused a command."""
+
+    kind = "engine error"
+
+
+class BuildError(EngineError):
+    """A build step failed."""
+
+    kind = "build failed"
+
+
+class RegistryError(ImagectlError):
+    """The registry is unreachable or refused a request."""
+
+    kind = "registry error"
+
+
+class GitError(ImagectlError):
+    """Git refused or the repository is not usable."""
+
+    kind = "git error"
+
+
+class BusyError(ImagectlError):
+    """Another imagectl process holds the repository's build lock."""
+
+    kind = "busy"

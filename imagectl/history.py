@@ -1,0 +1,59 @@
+"""Rows for `imagectl history`: one per built version, for people and for machines."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from imagectl.model import Lock, LockedVersion
+
+JSON_KEYS = ("version", "tag", "image_id", "digest", "increment", "summary", "parent",
+             "parent_digest", "built_at", "commit", "layers", "size", "builder",
+             "increment_hash", "dockerfile_hash")
+
+
+def history_records(lock: Lock) -> list[dict[str, object]]:
+    """The lock's versions as plain dicts, oldest first (the `--json` output)."""
+    return [{key: getattr(version, key) for key in JSON_KEYS} for version in lock.versions]
+
+
+def history_table(lock: Lock) -> str:
+    """A fixed-width table, oldest first."""
+    header = ("VERSION", "TAG", "IMAGE", "BUILT", "INCREMENT", "SUMMARY", "COMMIT", "LAYERS",
+              "SIZE", "PUBLISHED")
+    rows = [header, *(_row(version) for version in lock.versions)]
+    return format_table(rows)
+
+
+def _row(version: LockedVersion) -> tuple[str, ...]:
+    return (
+        f"v{version.version}",
+        version.tag,
+        version.image_id.removeprefix("sha256:")[:12],
+        version.built_at,
+        version.increment.rsplit("/", 1)[-1],
+        _clip(version.summary, 40),
+        version.commit[:10] if len(version.commit) == 40 else (version.commit or "-"),
+        str(version.layers),
+        human_size(version.size),
+        version.digest.removeprefix("sha256:")[:12] if version.digest else "-",
+    )
+
+
+def format_table(rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+             for row in rows]
+    return "\n".join(lines)
+
+
+def human_size(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f}{unit}" if unit == "B" else f"{value:.1f}{unit}"
+        value /= 1000
+    return f"{size}B"
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"

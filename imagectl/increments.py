@@ -1,0 +1,142 @@
+"""Finding a line's numbered increments on disk and hashing what each one is made of."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from pathlib import Path
+
+from imagectl.config import RepositoryLayout
+from imagectl.errors import ConfigError
+from imagectl.model import Increment
+
+TEMPLATE_SUFFIX = ".Dockerfile.j2"
+FOLDER_TEMPLATE = "Dockerfile.j2"
+NUMBERED = re.compile(r"^(\d{4})-(.+)$")
+NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+MAX_CONTEXT_BYTES = 512 * 1024 * 1024  # a build context larger than this is a mistake
+
+
+def discover_increments(layout: RepositoryLayout, line: str) -> tuple[Increment, ...]:
+    """The line's increments sorted by number. Numbering is validated by the planner."""
+    folder = layout.line_increments_dir(line)
+    if not folder.is_dir():
+        return ()
+    found: list[Increment] = []
+    for entry in sorted(folder.iterdir()):
+        if entry.name.startswith(".") or not NUMBERED.match(entry.name):
+            continue  # README files and the like live beside increments
+        found.append(_read_increment(layout, entry))
+    return tuple(sorted(found, key=lambda inc: (inc.number, inc.name)))
+
+
+def _read_increment(layout: RepositoryLayout, entry: Path) -> Increment:
+    rel = entry.relative_to(layout.root)
+    match = NUMBERED.match(entry.name)
+    assert match is not None
+    number = int(match.group(1))
+    if entry.is_dir():
+        stem = match.group(2)
+        template = entry / FOLDER_TEMPLATE
+        if not template.is_file():
+            raise ConfigError(
+                f"the increment folder has no {FOLDER_TEMPLATE}.",
+                hint=f"Add {rel}/{FOLDER_TEMPLATE} with the increment's instructions.",
+                path=rel,
+            )
+    elif entry.name.endswith(TEMPLATE_SUFFIX):
+        stem = match.group(2).removesuffix(TEMPLATE_SUFFIX)
+        template = entry
+    else:
+        raise ConfigError(
+            "is numbered like an increment but is neither a *.Dockerfile.j2 file nor a folder.",
+            hint=f"Rename it to {match.group(1)}-<name>{TEMPLATE_SUFFIX} or move it away.",
+            path=rel,
+        )
+    if not NAME.match(stem):
+        raise ConfigError(
+            f"increment name {stem!r} is not valid.",
+            hint="Use lowercase letters, digits, '.', '_' and '-' after the number.",
+            path=rel,
+        )
+    try:
+        text = template.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot be read ({exc}).",
+                          path=template.relative_to(layout.root)) from exc
+    name = f"{match.group(1)}-{stem}"
+    return Increment(
+        number=number,
+        name=name,
+        path=rel,
+        template=template.relative_to(layout.root),
+        is_folder=entry.is_dir(),
+        source_hash=hash_increment(entry),
+        summary=summarize(text),
+    )
+
+
+def hash_increment(entry: Path) -> str:
+    """sha256 over the template and, for a folder, every context file (path, mode, bytes)."""
+    digest = hashlib.sha256()
+    if entry.is_file():
+        digest.update(b"file\0")
+        digest.update(entry.read_bytes())
+        return f"sha256:{digest.hexdigest()}"
+    for path in context_files(entry):
+        rel = path.relative_to(entry).as_posix()
+        digest.update(rel.encode() + b"\0")
+        if path.is_symlink():
+            digest.update(b"link\0" + os.readlink(path).encode() + b"\0")
+            continue
+        executable = os.access(path, os.X_OK)
+        digest.update(b"x\0" if executable else b"-\0")
+        digest.update(path.read_bytes())
+        digest.update(b"\0")
+    return f"sha256:{digest.hexdigest()}"
+
+
+def context_files(folder: Path) -> list[Path]:
+    """Every file of a folder increment, sorted; refuses links that escape it and huge contexts."""
+    root = folder.resolve()
+    files: list[Path] = []
+    total = 0
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames.sort()
+        for name in sorted(filenames) + [d for d in dirnames if Path(dirpath, d).is_symlink()]:
+            path = Path(dirpath) / name
+            if path.is_symlink():
+                target = path.resolve()
+                if not target.is_relative_to(root):
+                    raise ConfigError(
+                        f"the symlink {path.name} points outside the increment folder "
+                        f"(to {target}).",
+                        hint="Copy the file into the increment folder instead of linking it.",
+                        path=path,
+                    )
+            else:
+                total += path.stat().st_size
+                if total > MAX_CONTEXT_BYTES:
+                    raise ConfigError(
+                        f"the increment folder holds more than {MAX_CONTEXT_BYTES >> 20} MiB.",
+                        hint="Fetch large files in a RUN step or move them out of the context.",
+                        path=folder,
+                    )
+            files.append(path)
+    return sorted(files)
+
+
+def summarize(template_text: str) -> str:
+    """The first comment line of a template, which names what the increment does."""
+    for raw in template_text.splitlines():
+        line = raw.strip()
+        if line.startswith("{#"):
+            return line.removeprefix("{#").removesuffix("#}").strip(" -")
+        if line.startswith("#"):
+            body = line.lstrip("#").strip()
+            if re.match(r"^(syntax|escape|check)\s*=", body):
+                continue  # a parser directive, not a description
+            if body:
+                return body
+    return ""

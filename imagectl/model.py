@@ -1,0 +1,110 @@
+"""Frozen values shared by the core: image lines, increments, locked versions, plans."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Literal
+
+Builder = Literal["buildx", "legacy"]
+
+LOCK_SCHEMA = 1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ImageLine:
+    """One image line as configured in `images/<name>.toml`."""
+
+    name: str
+    config_path: Path  # relative to the repository root
+    repository: str  # e.g. localhost:5000/pods/bookworm, without tag
+    base: str  # the reference v1 is built FROM (tag, maybe with @digest)
+    vars: Mapping[str, object] = field(default_factory=dict)
+
+    def tag_for(self, version: int) -> str:
+        return f"{self.repository}:v{version}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Increment:
+    """One numbered increment on disk: a template file or a folder with a Dockerfile.j2."""
+
+    number: int
+    name: str  # e.g. 0002-pod-init
+    path: Path  # relative to the repository root: the file, or the folder
+    template: Path  # relative to the repository root
+    is_folder: bool
+    source_hash: str  # over the template and every context file
+    summary: str  # first comment line of the template
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LockedVersion:
+    """One built version as recorded in the lockfile."""
+
+    version: int
+    tag: str
+    increment: str  # path relative to the repository root
+    summary: str
+    increment_hash: str
+    dockerfile_hash: str
+    parent: str  # the reference the Dockerfile's FROM named
+    parent_digest: str  # image id or registry digest of that parent
+    image_id: str
+    layers: int
+    size: int
+    builder: str
+    built_at: str  # ISO 8601, UTC
+    commit: str  # last git commit of the increment, "uncommitted" or "" outside git
+    digest: str = ""  # registry digest once published
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Lock:
+    """The lockfile of one line: the pinned base and every built version, oldest first."""
+
+    line: str
+    repository: str
+    base: str
+    base_digest: str = ""  # registry digest of the base; "" for a base only the engine has
+    base_image_id: str = ""
+    versions: tuple[LockedVersion, ...] = ()
+
+    @property
+    def head(self) -> LockedVersion | None:
+        return self.versions[-1] if self.versions else None
+
+    def with_version(self, version: LockedVersion) -> Lock:
+        return replace(self, versions=(*self.versions, version))
+
+    def with_base(self, *, digest: str, image_id: str) -> Lock:
+        return replace(self, base_digest=digest, base_image_id=image_id)
+
+    def with_published(self, version: int, digest: str) -> Lock:
+        versions = tuple(replace(v, digest=digest) if v.version == version else v
+                         for v in self.versions)
+        return replace(self, versions=versions)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BuildStep:
+    """One version to build: increment N on top of version N-1 (or the base)."""
+
+    line: str
+    version: int
+    tag: str
+    increment: Increment
+    parent: str  # reference for FROM; for v1 the base before its digest is resolved
+    parent_digest: str  # "" when it will be resolved at build time (the base on first build)
+    parent_is_base: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LinePlan:
+    """What `build next` would do for one line."""
+
+    line: str
+    built: int  # versions already in the lock
+    available: int  # increments on disk
+    steps: tuple[BuildStep, ...] = ()

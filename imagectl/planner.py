@@ -1,0 +1,133 @@
+"""Pure planning: is what's on disk consistent with the lock, and what is built next."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from imagectl.errors import ConfigError, DriftError
+from imagectl.model import BuildStep, ImageLine, Increment, LinePlan, Lock
+
+
+def check_numbering(line: ImageLine, increments: tuple[Increment, ...]) -> None:
+    """Increments must be numbered 0001, 0002, ... with no gap and no duplicate."""
+    seen: dict[int, Increment] = {}
+    for increment in increments:
+        if increment.number in seen:
+            raise ConfigError(
+                f"two increments share number {increment.number:04d}: "
+                f"{seen[increment.number].path.name} and {increment.path.name}.",
+                hint="Each number is used once; give the newer one the next free number.",
+                path=increment.path.parent,
+            )
+        seen[increment.number] = increment
+    for expected, increment in enumerate(increments, start=1):
+        if increment.number != expected:
+            raise ConfigError(
+                f"increment numbering has a gap: {increment.path.name} follows "
+                f"{expected - 1:04d}, expected {expected:04d}.",
+                hint=f"Renumber it to {expected:04d}-... (only if it was never built).",
+                path=increment.path.parent,
+            )
+
+
+def check_drift(
+    line: ImageLine,
+    lock: Lock,
+    increments: tuple[Increment, ...],
+    rendered_hashes: Mapping[int, str],
+    lock_path: str,
+) -> None:
+    """Refuse when a built version's increment, or what it renders to, has changed."""
+    if lock.versions and lock.repository != line.repository:
+        raise DriftError(
+            f"the lock {lock_path} records repository {lock.repository!r}, but the line file "
+            f"now says {line.repository!r}.",
+            hint="A line's repository cannot move once built: restore it, or start a new line.",
+            path=line.config_path,
+        )
+    by_number = {increment.number: increment for increment in increments}
+    for version in lock.versions:
+        current = by_number.get(version.version)
+        if current is None:
+            raise DriftError(
+                f"v{version.version} was built from {version.increment}, which no longer exists.",
+                hint="Built increments are history: restore it from git (git checkout -- "
+                f"{version.increment}). To change the image, add a new increment.",
+                path=version.increment,
+            )
+        if current.path.as_posix() != version.increment:
+            raise DriftError(
+                f"v{version.version} was built from {version.increment}, but increment "
+                f"{version.version:04d} is now {current.path.as_posix()} (renamed or renumbered).",
+                hint=f"Restore the original name; new work goes into increment "
+                f"{len(increments) + 1:04d}.",
+                path=current.path,
+            )
+        if current.source_hash != version.increment_hash:
+            raise DriftError(
+                f"was edited after v{version.version} was built from it (recorded "
+                f"{_short(version.increment_hash)}, now {_short(current.source_hash)}).",
+                hint=f"Restore it (git checkout -- {version.increment}) and add a new increment "
+                f"instead of editing {current.name}.",
+                path=current.path,
+            )
+        rendered = rendered_hashes.get(version.version)
+        if rendered is not None and rendered != version.dockerfile_hash:
+            raise DriftError(
+                f"renders differently than when v{version.version} was built (Dockerfile "
+                f"{_short(version.dockerfile_hash)}, now {_short(rendered)}): a shared snippet it "
+                f"includes or a [vars] value in {line.config_path} changed.",
+                hint="Restore the snippet or value, and put the change in a new increment "
+                "(e.g. a new file under increments/_shared/).",
+                path=current.path,
+            )
+
+
+def next_step(line: ImageLine, lock: Lock, increments: tuple[Increment, ...]) -> BuildStep | None:
+    """The one version `build next` makes now, or None when every increment is built."""
+    built = len(lock.versions)
+    if built >= len(increments):
+        return None
+    version = built + 1
+    head = lock.head
+    if head is None:
+        parent = pinned_base(line, lock)
+        parent_digest = lock.base_digest
+    elif head.digest:
+        parent = f"{head.tag}@{head.digest}"
+        parent_digest = head.digest
+    else:
+        parent = head.tag
+        parent_digest = head.image_id
+    return BuildStep(line=line.name, version=version, tag=line.tag_for(version),
+                     increment=increments[built], parent=parent, parent_digest=parent_digest,
+                     parent_is_base=head is None)
+
+
+def plan_line(line: ImageLine, lock: Lock, increments: tuple[Increment, ...], *,
+              all_versions: bool) -> LinePlan:
+    """Every step `build next` (or `build next --all`) would take, without building."""
+    steps: list[BuildStep] = []
+    first = next_step(line, lock, increments)
+    if first is not None:
+        steps.append(first)
+        if all_versions:
+            for increment in increments[first.version:]:
+                previous = steps[-1]
+                steps.append(BuildStep(
+                    line=line.name, version=increment.number,
+                    tag=line.tag_for(increment.number), increment=increment,
+                    parent=previous.tag, parent_digest="", parent_is_base=False))
+    return LinePlan(line=line.name, built=len(lock.versions), available=len(increments),
+                    steps=tuple(steps))
+
+
+def pinned_base(line: ImageLine, lock: Lock) -> str:
+    """The base reference pinned by its recorded registry digest, when there is one."""
+    if "@" in line.base or not lock.base_digest:
+        return line.base
+    return f"{line.base}@{lock.base_digest}"
+
+
+def _short(digest: str) -> str:
+    return digest.removeprefix("sha256:")[:12]

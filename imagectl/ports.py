@@ -1,0 +1,56 @@
+"""The small interfaces the workflows need from the outside world, and the values they return."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from imagectl.model import Builder
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ImageInfo:
+    """What imagectl needs to know about one image in the engine."""
+
+    image_id: str
+    layers: tuple[str, ...]  # RootFS.Layers diff ids, bottom first
+    size: int
+    repo_digests: tuple[str, ...] = ()  # e.g. localhost:5000/x@sha256:...
+
+    def digest_in(self, repository: str) -> str:
+        """The registry digest this image has in `repository`, or ""."""
+        for entry in self.repo_digests:
+            name, _, digest = entry.partition("@")
+            if name == repository:
+                return digest
+        return ""
+
+
+class Engine(Protocol):
+    @property
+    def builder(self) -> Builder: ...
+
+    def check(self) -> None: ...
+
+    def inspect_image(self, ref: str) -> ImageInfo | None: ...
+
+    def pull(self, ref: str) -> None: ...
+
+    def build(self, *, dockerfile: Path, context: Path,
+              on_output: Callable[[str], None]) -> str: ...
+
+    def tag(self, image_id: str, ref: str) -> None: ...
+
+
+class Registry(Protocol):
+    def lookup(self, ref: str) -> str | None:
+        """The manifest digest `ref` names in its registry, or None when it is absent."""
+        ...
+
+
+class Git(Protocol):
+    def commit_of(self, path: Path) -> str:
+        """The last commit that changed `path`; "uncommitted" if it has changes; "" outside git."""
+        ...

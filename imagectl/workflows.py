@@ -1,0 +1,79 @@
+"""What each command does, wired from the core and the adapters; nothing here prints."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from imagectl import lockfile
+from imagectl.builder import BuiltVersion, build_line, repository_lock
+from imagectl.config import find_repository, load_lines, select_lines
+from imagectl.errors import ConfigError
+from imagectl.linestate import load_state
+from imagectl.model import LinePlan, Lock
+from imagectl.planner import plan_line
+from imagectl.ports import Engine, Git, Registry
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BuildResult:
+    built: tuple[BuiltVersion, ...]
+    up_to_date: tuple[str, ...]
+
+
+def plan(directory: Path, names: Sequence[str], *, all_versions: bool) -> tuple[LinePlan, ...]:
+    """What `build next` would build for each selected line; reads files only."""
+    layout = find_repository(directory)
+    lines = select_lines(load_lines(layout), list(names))
+    states = [load_state(layout, line) for line in lines]
+    return tuple(plan_line(s.line, s.lock, s.increments, all_versions=all_versions)
+                 for s in states)
+
+
+def build_next(directory: Path, names: Sequence[str], *, all_versions: bool, wait: float,
+               say: Callable[[str], None], output: Callable[[str], None],
+               engine: Engine | None = None, registry: Registry | None = None,
+               git: Git | None = None) -> BuildResult:
+    """Build the next version (or all pending ones) of each selected line."""
+    layout = find_repository(directory)
+    lines = select_lines(load_lines(layout), list(names))
+    if not lines:
+        raise ConfigError("this repository has no image lines yet.",
+                          hint="Add images/<line>.toml and increments/<line>/0001-*.Dockerfile.j2.",
+                          path=layout.images_dir)
+    engine, registry, git = _adapters(layout.root, engine, registry, git)
+    with repository_lock(layout, wait=wait):
+        # Validate every selected line before building any, so a typo fails before work starts.
+        for line in lines:
+            load_state(layout, line)
+        engine.check()
+        built: list[BuiltVersion] = []
+        up_to_date: list[str] = []
+        for line in lines:
+            results = build_line(layout, line, all_versions=all_versions, engine=engine,
+                                 registry=registry, git=git, say=say, output=output)
+            built.extend(results)
+            if not results:
+                up_to_date.append(line.name)
+    return BuildResult(built=tuple(built), up_to_date=tuple(up_to_date))
+
+
+def read_history(directory: Path, name: str) -> Lock:
+    """The lock of one line (no drift check: history must work even on a drifted tree)."""
+    layout = find_repository(directory)
+    (line,) = select_lines(load_lines(layout), [name])
+    return lockfile.read_lock(layout.lock_path(line.name), line=line.name,
+                              repository=line.repository, base=line.base)
+
+
+def _adapters(root: Path, engine: Engine | None, registry: Registry | None,
+              git: Git | None) -> tuple[Engine, Registry, Git]:
+    from imagectl.docker_engine import DockerEngine  # noqa: PLC0415
+    from imagectl.git_repo import GitRepository  # noqa: PLC0415
+    from imagectl.registry import DockerCliRegistry  # noqa: PLC0415
+
+    engine = engine or DockerEngine()
+    registry = registry or DockerCliRegistry(engine.builder)
+    git = git or GitRepository(root)
+    return engine, registry, git

@@ -1,0 +1,146 @@
+"""Lockfile round-trips, golden text, comment preservation, atomic writes, validation."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from imagectl import lockfile
+from imagectl.errors import LockfileError
+from imagectl.model import LOCK_SCHEMA
+
+from .helpers import sample_lock
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+def read(path: Path) -> object:
+    return lockfile.read_lock(path, line="line", repository="localhost:5000/t/line",
+                              base="localhost:5000/busybox:latest")
+
+
+def test_round_trip_is_lossless(tmp_path: Path) -> None:
+    lock = sample_lock(3)
+    path = tmp_path / "line.lock.toml"
+    assert lockfile.write_lock(path, lock) is True
+    assert read(path) == lock
+
+
+def test_text_matches_golden_file(tmp_path: Path) -> None:
+    path = tmp_path / "line.lock.toml"
+    lockfile.write_lock(path, sample_lock(2))
+    golden = GOLDEN / "two-versions.lock.toml"
+    if os.environ.get("IMAGECTL_UPDATE_GOLDEN"):
+        golden.write_text(path.read_text())
+    assert path.read_text() == golden.read_text()
+
+
+def test_unchanged_lock_is_not_rewritten(tmp_path: Path) -> None:
+    path = tmp_path / "line.lock.toml"
+    lockfile.write_lock(path, sample_lock(2))
+    before = path.stat().st_mtime_ns
+    os.utime(path, ns=(before - 10**9, before - 10**9))
+    assert lockfile.write_lock(path, sample_lock(2)) is False
+    assert path.stat().st_mtime_ns == before - 10**9
+
+
+def test_hand_written_comments_survive_an_appended_version(tmp_path: Path) -> None:
+    path = tmp_path / "line.lock.toml"
+    lockfile.write_lock(path, sample_lock(1))
+    text = path.read_text().replace("[[versions]]", "# v1 was the first pod image\n[[versions]]")
+    path.write_text(text)
+    lockfile.write_lock(path, sample_lock(2))
+    new = path.read_text()
+    assert "# v1 was the first pod image" in new
+    assert read(path) == sample_lock(2)
+    assert new.index("# v1 was the first") < new.index("version = 2")
+
+
+def test_publishing_updates_only_the_digest(tmp_path: Path) -> None:
+    path = tmp_path / "line.lock.toml"
+    lock = sample_lock(2)
+    lockfile.write_lock(path, lock)
+    before = path.read_text()
+    published = lock.with_published(1, f"sha256:{'ab' * 32}")
+    lockfile.write_lock(path, published)
+    after = path.read_text()
+    assert read(path) == published
+    changed = [(a, b) for a, b in zip(before.splitlines(), after.splitlines(), strict=True)
+               if a != b]
+    assert len(changed) == 1
+    assert changed[0][1].startswith("digest = ")
+
+
+def test_unwritable_folder_is_a_clear_error(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "line.lock.toml"
+    lockfile.write_lock(path, sample_lock(1))
+    before = path.read_text()
+
+    def refuse(**_: object) -> tuple[int, str]:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(lockfile.tempfile, "mkstemp", refuse)
+    with pytest.raises(LockfileError, match="Permission denied") as info:
+        lockfile.write_lock(path, sample_lock(2))
+    assert "lock/ folder is writable" in str(info.value)
+    assert path.read_text() == before
+
+
+def test_failed_rename_leaves_old_file_and_no_temp(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "line.lock.toml"
+    lockfile.write_lock(path, sample_lock(1))
+    before = path.read_text()
+
+    def refuse(src: str, dst: str) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(lockfile.os, "replace", refuse)
+    with pytest.raises(LockfileError, match="No space left"):
+        lockfile.write_lock(path, sample_lock(2))
+    assert path.read_text() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["line.lock.toml"]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("schema = 1\nline = [\n", "not valid TOML"),
+        ("line = 'x'\n", "no integer 'schema'"),
+        (f"schema = {LOCK_SCHEMA + 1}\nline='line'\nrepository='r'\nbase='b'\n", "newer"),
+        ("schema = 1\nline='line'\nrepository='r'\nbase='b'\nversions = 3\n", "array of tables"),
+        ("schema = 1\nline='line'\nrepository='r'\nbase='b'\n[[versions]]\nversion = 1\n",
+         "has no 'tag'"),
+    ],
+)
+def test_broken_locks_are_refused_with_the_file_named(tmp_path: Path, text: str,
+                                                       message: str) -> None:
+    path = tmp_path / "line.lock.toml"
+    path.write_text(text)
+    with pytest.raises(LockfileError, match=message) as info:
+        read(path)
+    assert str(path) in str(info.value)
+
+
+def test_versions_must_count_up(tmp_path: Path) -> None:
+    path = tmp_path / "line.lock.toml"
+    lockfile.write_lock(path, sample_lock(2))
+    path.write_text(path.read_text().replace("version = 2", "version = 5"))
+    with pytest.raises(LockfileError, match="expected 2"):
+        read(path)
+
+
+def test_wrong_type_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "line.lock.toml"
+    lockfile.write_lock(path, sample_lock(1))
+    path.write_text(path.read_text().replace("layers = 2", 'layers = "two"'))
+    with pytest.raises(LockfileError, match=r"versions\[0\]\.layers must be int"):
+        read(path)
+
+
+def test_missing_file_is_an_empty_lock(tmp_path: Path) -> None:
+    lock = read(tmp_path / "absent.lock.toml")
+    assert getattr(lock, "versions") == ()
