@@ -57,32 +57,52 @@ def repository_lock(layout: RepositoryLayout, *, wait: float) -> Iterator[None]:
         lock.release()
 
 
-def build_line(layout: RepositoryLayout, line: ImageLine, *, all_versions: bool,
-               engine: Engine, registry: Registry, git: Git, say: Say,
-               output: Say) -> tuple[BuiltVersion, ...]:
+def build_line(
+    layout: RepositoryLayout,
+    line: ImageLine,
+    *,
+    all_versions: bool,
+    engine: Engine,
+    registry: Registry,
+    git: Git,
+    say: Say,
+    output: Say,
+) -> tuple[BuiltVersion, ...]:
     """Build the next version of `line` (every pending one with `all_versions`)."""
     state = load_state(layout, line)
     built: list[BuiltVersion] = []
     while (step := next_step(line, state.lock, state.increments)) is not None:
-        result, lock = build_step(layout, state, step, engine=engine, registry=registry,
-                                  git=git, say=say, output=output)
-        state = LineState(line=line, increments=state.increments, lock=lock,
-                          lock_path=state.lock_path)
+        result, lock = build_step(
+            layout, state, step, engine=engine, registry=registry, git=git, say=say, output=output
+        )
+        state = LineState(
+            line=line, increments=state.increments, lock=lock, lock_path=state.lock_path
+        )
         built.append(result)
         if not all_versions:
             break
     return tuple(built)
 
 
-def build_step(layout: RepositoryLayout, state: LineState, step: BuildStep, *,
-               engine: Engine, registry: Registry, git: Git, say: Say,
-               output: Say) -> tuple[BuiltVersion, Lock]:
+def build_step(
+    layout: RepositoryLayout,
+    state: LineState,
+    step: BuildStep,
+    *,
+    engine: Engine,
+    registry: Registry,
+    git: Git,
+    say: Say,
+    output: Say,
+) -> tuple[BuiltVersion, Lock]:
     line, lock = state.line, state.lock
     parent = resolve_parent(state, step, engine=engine, registry=registry, say=say)
     rendered = render_step(layout, line, step.increment, version=step.version, parent=parent.ref)
     remote_digest = registry.lookup(step.tag)  # also proves the registry answers, before building
-    say(f"{line.name}: building v{step.version} from {step.increment.path.as_posix()} "
-        f"FROM {parent.ref}")
+    say(
+        f"{line.name}: building v{step.version} from {step.increment.path.as_posix()} "
+        f"FROM {parent.ref}"
+    )
     with tempfile.TemporaryDirectory(prefix="imagectl-build-") as tmp:
         dockerfile = Path(tmp) / "Dockerfile"
         dockerfile.write_text(rendered.dockerfile, encoding="utf-8")
@@ -96,8 +116,7 @@ def build_step(layout: RepositoryLayout, state: LineState, step: BuildStep, *,
     if info is None:
         raise PlanError(f"the image {image_id} just built has vanished from the engine.")
     _check_built_on_parent(step, parent, info)
-    adopted = _check_tag_free(step, info, remote_digest, engine=engine,
-                              repository=line.repository)
+    adopted = _check_tag_free(step, info, remote_digest, engine=engine, repository=line.repository)
     if not adopted:
         engine.tag(image_id, step.tag)
     version = LockedVersion(
@@ -119,18 +138,24 @@ def build_step(layout: RepositoryLayout, state: LineState, step: BuildStep, *,
         digest=remote_digest if remote_digest and adopted else "",
     )
     if step.parent_is_base:
-        lock = lock.with_base(digest=parent.digest if parent.digest != parent.info.image_id
-                              else "", image_id=parent.info.image_id)
+        lock = lock.with_base(
+            digest=parent.digest if parent.digest != parent.info.image_id else "",
+            image_id=parent.info.image_id,
+        )
     new_lock = lock.with_version(version)
     lockfile.write_lock(state.lock_path, new_lock)
-    say(f"{line.name}: {'adopted' if adopted else 'tagged'} {step.tag} "
-        f"({image_id.removeprefix('sha256:')[:12]}, {len(info.layers)} layers)")
-    return BuiltVersion(line=line.name, version=step.version, tag=step.tag,
-                        image_id=image_id, adopted=adopted), new_lock
+    say(
+        f"{line.name}: {'adopted' if adopted else 'tagged'} {step.tag} "
+        f"({image_id.removeprefix('sha256:')[:12]}, {len(info.layers)} layers)"
+    )
+    return BuiltVersion(
+        line=line.name, version=step.version, tag=step.tag, image_id=image_id, adopted=adopted
+    ), new_lock
 
 
-def resolve_parent(state: LineState, step: BuildStep, *, engine: Engine, registry: Registry,
-                   say: Say) -> ResolvedParent:
+def resolve_parent(
+    state: LineState, step: BuildStep, *, engine: Engine, registry: Registry, say: Say
+) -> ResolvedParent:
     """Find the locked parent in the engine (pulling it if only the registry has it)."""
     if step.parent_is_base:
         return _resolve_base(state, step, engine=engine, registry=registry, say=say)
@@ -164,8 +189,9 @@ def resolve_parent(state: LineState, step: BuildStep, *, engine: Engine, registr
     return ResolvedParent(ref=head.tag, digest=head.image_id, info=info)
 
 
-def _resolve_base(state: LineState, step: BuildStep, *, engine: Engine, registry: Registry,
-                  say: Say) -> ResolvedParent:
+def _resolve_base(
+    state: LineState, step: BuildStep, *, engine: Engine, registry: Registry, say: Say
+) -> ResolvedParent:
     line, lock = state.line, state.lock
     base_name = line.base.split("@", 1)[0]
     repository = _repository_of(base_name)
@@ -173,8 +199,10 @@ def _resolve_base(state: LineState, step: BuildStep, *, engine: Engine, registry
     if lock.base_digest:
         current = registry.lookup(base_name) if "@" not in line.base else None
         if current and current != lock.base_digest:
-            say(f"{line.name}: warning: the base tag {base_name} has moved to {current}; "
-                f"staying on the pinned {lock.base_digest}.")
+            say(
+                f"{line.name}: warning: the base tag {base_name} has moved to {current}; "
+                f"staying on the pinned {lock.base_digest}."
+            )
     info = engine.inspect_image(pinned)
     if info is None:
         remote = registry.lookup(pinned)
@@ -218,8 +246,9 @@ def _check_built_on_parent(step: BuildStep, parent: ResolvedParent, info: ImageI
         )
 
 
-def _check_tag_free(step: BuildStep, info: ImageInfo, remote_digest: str | None, *,
-                    engine: Engine, repository: str) -> bool:
+def _check_tag_free(
+    step: BuildStep, info: ImageInfo, remote_digest: str | None, *, engine: Engine, repository: str
+) -> bool:
     """True when the tag already names this very image; raise when it names another."""
     local = engine.inspect_image(step.tag)
     if local is not None and local.image_id != info.image_id:

@@ -26,8 +26,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print_error(exc)
         return EXIT_ERROR
     except KeyboardInterrupt:
-        print("imagectl: interrupted; nothing half-recorded (the lock is written last).",
-              file=sys.stderr)
+        print(
+            "imagectl: interrupted; nothing half-recorded (the lock is written last).",
+            file=sys.stderr,
+        )
         return EXIT_INTERRUPTED
 
 
@@ -44,26 +46,42 @@ def build_parser() -> argparse.ArgumentParser:
         description="Maintain container base images incrementally and append-only.",
     )
     parser.add_argument("--version", action="version", version=f"imagectl {__version__}")
-    parser.add_argument("-C", dest="directory", type=Path, default=Path(),
-                        help="run as if started in DIR (the image repository)")
+    parser.add_argument(
+        "-C",
+        dest="directory",
+        type=Path,
+        default=Path(),
+        help="run as if started in DIR (the image repository)",
+    )
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     build = commands.add_parser("build", help="build images")
     build_commands = build.add_subparsers(title="build commands", metavar="WHAT")
     build_next = build_commands.add_parser(
-        "next", help="build the next version of each line (v(n+1) FROM the locked v(n))")
+        "next", help="build the next version of each line (v(n+1) FROM the locked v(n))"
+    )
     _add_lines(build_next)
-    build_next.add_argument("--all", action="store_true", dest="all_versions",
-                            help="keep going until every increment is built")
+    build_next.add_argument(
+        "--all",
+        action="store_true",
+        dest="all_versions",
+        help="keep going until every increment is built",
+    )
     build_next.add_argument("--dry-run", action="store_true", help="show the plan, build nothing")
-    build_next.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
-                            help="wait this long for another build in this repository to end")
+    build_next.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait this long for another build in this repository to end",
+    )
     build_next.add_argument("-q", "--quiet", action="store_true", help="hide the build output")
     _add_json(build_next)
     build_next.set_defaults(run=run_build_next)
 
-    plan = commands.add_parser("plan",
-                               help="show every version that `build next --all` would build")
+    plan = commands.add_parser(
+        "plan", help="show every version that `build next --all` would build"
+    )
     _add_lines(plan)
     _add_json(plan)
     plan.set_defaults(run=run_plan)
@@ -95,12 +113,30 @@ def run_build_next(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(f"  | {line}", file=sys.stderr, flush=True)
 
-    results = build_next(args.directory, args.lines, all_versions=args.all_versions,
-                         wait=args.wait, say=say, output=output)
+    results = build_next(
+        args.directory,
+        args.lines,
+        all_versions=args.all_versions,
+        wait=args.wait,
+        say=say,
+        output=output,
+    )
     if args.json:
-        print(json.dumps([{"line": r.line, "version": r.version, "tag": r.tag,
-                           "image_id": r.image_id, "adopted": r.adopted}
-                          for r in results.built], indent=2))
+        print(
+            json.dumps(
+                [
+                    {
+                        "line": r.line,
+                        "version": r.version,
+                        "tag": r.tag,
+                        "image_id": r.image_id,
+                        "adopted": r.adopted,
+                    }
+                    for r in results.built
+                ],
+                indent=2,
+            )
+        )
         return EXIT_OK
     for built in results.built:
         print(f"{built.line}: built {built.tag} ({built.image_id.removeprefix('sha256:')[:12]})")
@@ -118,23 +154,43 @@ def _print_plan(args: argparse.Namespace, *, all_versions: bool) -> int:
 
     plans = plan(args.directory, args.lines, all_versions=all_versions)
     if args.json:
-        print(json.dumps([
-            {"line": p.line, "built": p.built, "available": p.available,
-             "steps": [{"version": s.version, "tag": s.tag,
-                        "increment": s.increment.path.as_posix(), "parent": s.parent,
-                        "summary": s.increment.summary} for s in p.steps]}
-            for p in plans], indent=2))
+        print(
+            json.dumps(
+                [
+                    {
+                        "line": p.line,
+                        "built": p.built,
+                        "available": p.available,
+                        "steps": [
+                            {
+                                "version": s.version,
+                                "tag": s.tag,
+                                "increment": s.increment.path.as_posix(),
+                                "parent": s.parent,
+                                "summary": s.increment.summary,
+                            }
+                            for s in p.steps
+                        ],
+                    }
+                    for p in plans
+                ],
+                indent=2,
+            )
+        )
         return EXIT_OK
     for line_plan in plans:
         if not line_plan.steps:
             print(f"{line_plan.line}: up to date (v{line_plan.built})")
             continue
-        print(f"{line_plan.line}: v{line_plan.built} built, "
-              f"{line_plan.available - line_plan.built} pending")
+        print(
+            f"{line_plan.line}: v{line_plan.built} built, "
+            f"{line_plan.available - line_plan.built} pending"
+        )
         for step in line_plan.steps:
             summary = f"  # {step.increment.summary}" if step.increment.summary else ""
-            print(f"  v{step.version}  {step.increment.path.as_posix()}  FROM {step.parent}"
-                  f"{summary}")
+            print(
+                f"  v{step.version}  {step.increment.path.as_posix()}  FROM {step.parent}{summary}"
+            )
     return EXIT_OK
 
 

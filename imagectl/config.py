@@ -119,14 +119,14 @@ def load_line(layout: RepositoryLayout, path: Path) -> ImageLine:
     if not REPOSITORY.match(repository):
         raise ConfigError(
             f"repository = {repository!r} is not a valid image repository name.",
-            hint="Use e.g. \"localhost:5000/pods/bookworm\": lowercase, no tag, no digest.",
+            hint='Use e.g. "localhost:5000/pods/bookworm": lowercase, no tag, no digest.',
             path=rel,
         )
     base = _required_string(data, "base", rel)
     if not REFERENCE.match(base):
         raise ConfigError(
             f"base = {base!r} is not a valid image reference.",
-            hint="Use e.g. \"localhost:5000/debian:bookworm\".",
+            hint='Use e.g. "localhost:5000/debian:bookworm".',
             path=rel,
         )
     variables = data.get("vars", {})
@@ -139,14 +139,15 @@ def load_line(layout: RepositoryLayout, path: Path) -> ImageLine:
             hint=f"Rename it; reserved names are {', '.join(sorted(RESERVED_VARS))}.",
             path=rel,
         )
-    return ImageLine(name=name, config_path=rel, repository=repository, base=base,
-                     vars=dict(variables))
+    return ImageLine(
+        name=name, config_path=rel, repository=repository, base=base, vars=dict(variables)
+    )
 
 
 def _required_string(data: dict[str, object], key: str, rel: Path) -> str:
     value = data.get(key)
     if value is None:
-        raise ConfigError(f"the key {key!r} is missing.", hint=f"Add {key} = \"...\".", path=rel)
+        raise ConfigError(f"the key {key!r} is missing.", hint=f'Add {key} = "...".', path=rel)
     if not isinstance(value, str) or not value.strip():
         raise ConfigError(f"{key} must be a non-empty string.", path=rel)
     return value.strip()

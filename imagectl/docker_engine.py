@@ -14,8 +14,9 @@ from imagectl.errors import BuildError, EngineError
 from imagectl.model import Builder
 from imagectl.ports import ImageInfo
 
-ENGINE_HINT = ("Start it with `scripts/engine up` (or check DOCKER_HOST), then run the command "
-               "again.")
+ENGINE_HINT = (
+    "Start it with `scripts/engine up` (or check DOCKER_HOST), then run the command again."
+)
 FAILURE_TAIL = 25  # lines of build output kept for the error message
 
 
@@ -41,8 +42,12 @@ class DockerEngine:
         return self._docker
 
     def check(self) -> None:
-        result = subprocess.run(["docker", "version", "--format", "{{.Server.Version}}"],
-                                capture_output=True, text=True, check=False)
+        result = subprocess.run(
+            ["docker", "version", "--format", "{{.Server.Version}}"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if result.returncode != 0:
             raise EngineError(
                 f"the Docker engine does not answer ({_first_line(result.stderr)}).",
@@ -81,24 +86,46 @@ class DockerEngine:
         except DockerException as exc:
             raise _engine_error(exc, f"tagging {image_id} as {ref}") from exc
 
-    def build(self, *, dockerfile: Path, context: Path,
-              on_output: Callable[[str], None]) -> str:
+    def build(self, *, dockerfile: Path, context: Path, on_output: Callable[[str], None]) -> str:
         """Build and return the new image id; output goes to `on_output` line by line."""
         with tempfile.TemporaryDirectory(prefix="imagectl-iid-") as tmp:
             iidfile = Path(tmp) / "iid"
             env = dict(os.environ)
             if self.builder == "buildx":
-                command = ["docker", "buildx", "build", "--progress=plain", "--load",
-                           "--iidfile", str(iidfile), "-f", str(dockerfile), str(context)]
+                command = [
+                    "docker",
+                    "buildx",
+                    "build",
+                    "--progress=plain",
+                    "--load",
+                    "--iidfile",
+                    str(iidfile),
+                    "-f",
+                    str(dockerfile),
+                    str(context),
+                ]
                 env.pop("DOCKER_BUILDKIT", None)
             else:
-                command = ["docker", "build", "--iidfile", str(iidfile),
-                           "-f", str(dockerfile), str(context)]
+                command = [
+                    "docker",
+                    "build",
+                    "--iidfile",
+                    str(iidfile),
+                    "-f",
+                    str(dockerfile),
+                    str(context),
+                ]
                 env["DOCKER_BUILDKIT"] = "0"
             tail: collections.deque[str] = collections.deque(maxlen=FAILURE_TAIL)
-            with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                  stdin=subprocess.DEVNULL, text=True, env=env,
-                                  errors="replace") as process:
+            with subprocess.Popen(
+                command,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                text=True,
+                env=env,
+                errors="replace",
+            ) as process:
                 assert process.stdout is not None
                 for raw in process.stdout:
                     line = raw.rstrip("\n")
@@ -110,7 +137,8 @@ class DockerEngine:
                 if _daemon_down(output):
                     raise EngineError(
                         f"the Docker engine does not answer ({_first_line(output)}).",
-                        hint=ENGINE_HINT)
+                        hint=ENGINE_HINT,
+                    )
                 raise BuildError(
                     f"the {self.builder} build exited with code {code}.",
                     hint="The failing step's output is shown below; fix the increment (it was "
@@ -128,15 +156,18 @@ def _builder_from_env() -> Builder | None:
     if chosen in ("buildx", "legacy"):
         return "buildx" if chosen == "buildx" else "legacy"
     if chosen:
-        raise EngineError(f"IMAGECTL_BUILDER={chosen!r} is not a builder.",
-                          hint="Use IMAGECTL_BUILDER=buildx or IMAGECTL_BUILDER=legacy.")
+        raise EngineError(
+            f"IMAGECTL_BUILDER={chosen!r} is not a builder.",
+            hint="Use IMAGECTL_BUILDER=buildx or IMAGECTL_BUILDER=legacy.",
+        )
     return None
 
 
 def _has_buildx() -> bool:
     try:
-        result = subprocess.run(["docker", "buildx", "version"], capture_output=True,
-                                check=False, timeout=30)
+        result = subprocess.run(
+            ["docker", "buildx", "version"], capture_output=True, check=False, timeout=30
+        )
     except (OSError, subprocess.TimeoutExpired):
         return False
     return result.returncode == 0

@@ -10,8 +10,9 @@ class ImagectlError(Exception):
 
     kind = "error"
 
-    def __init__(self, message: str, *, hint: str = "", path: Path | str | None = None,
-                 details: str = "") -> None:
+    def __init__(
+        self, message: str, *, hint: str = "", path: Path | str | None = None, details: str = ""
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint

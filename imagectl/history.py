@@ -6,9 +6,23 @@ from collections.abc import Sequence
 
 from imagectl.model import Lock, LockedVersion
 
-JSON_KEYS = ("version", "tag", "image_id", "digest", "increment", "summary", "parent",
-             "parent_digest", "built_at", "commit", "layers", "size", "builder",
-             "increment_hash", "dockerfile_hash")
+JSON_KEYS = (
+    "version",
+    "tag",
+    "image_id",
+    "digest",
+    "increment",
+    "summary",
+    "parent",
+    "parent_digest",
+    "built_at",
+    "commit",
+    "layers",
+    "size",
+    "builder",
+    "increment_hash",
+    "dockerfile_hash",
+)
 
 
 def history_records(lock: Lock) -> list[dict[str, object]]:
@@ -18,8 +32,18 @@ def history_records(lock: Lock) -> list[dict[str, object]]:
 
 def history_table(lock: Lock) -> str:
     """A fixed-width table, oldest first."""
-    header = ("VERSION", "TAG", "IMAGE", "BUILT", "INCREMENT", "SUMMARY", "COMMIT", "LAYERS",
-              "SIZE", "PUBLISHED")
+    header = (
+        "VERSION",
+        "TAG",
+        "IMAGE",
+        "BUILT",
+        "INCREMENT",
+        "SUMMARY",
+        "COMMIT",
+        "LAYERS",
+        "SIZE",
+        "PUBLISHED",
+    )
     rows = [header, *(_row(version) for version in lock.versions)]
     return format_table(rows)
 
@@ -41,8 +65,10 @@ def _row(version: LockedVersion) -> tuple[str, ...]:
 
 def format_table(rows: Sequence[Sequence[str]]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-             for row in rows]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
     return "\n".join(lines)
 
 

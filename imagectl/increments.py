@@ -63,8 +63,9 @@ def _read_increment(layout: RepositoryLayout, entry: Path) -> Increment:
     try:
         text = template.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot be read ({exc}).",
-                          path=template.relative_to(layout.root)) from exc
+        raise ConfigError(
+            f"cannot be read ({exc}).", path=template.relative_to(layout.root)
+        ) from exc
     name = f"{match.group(1)}-{stem}"
     return Increment(
         number=number,

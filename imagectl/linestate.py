@@ -35,37 +35,49 @@ def load_state(layout: RepositoryLayout, line: ImageLine, *, check: bool = True)
     """Read everything for `line`; with `check`, refuse drift between disk and lock."""
     increments = discover_increments(layout, line.name)
     lock_path = layout.lock_path(line.name)
-    lock = lockfile.read_lock(lock_path, line=line.name, repository=line.repository,
-                              base=line.base)
+    lock = lockfile.read_lock(lock_path, line=line.name, repository=line.repository, base=line.base)
     state = LineState(line=line, increments=increments, lock=lock, lock_path=lock_path)
     if check:
         check_numbering(line, increments)
         rendered = {
-            version.version: render_step(layout, line, increments[version.version - 1],
-                                         version=version.version,
-                                         parent=version.parent).dockerfile_hash
+            version.version: render_step(
+                layout,
+                line,
+                increments[version.version - 1],
+                version=version.version,
+                parent=version.parent,
+            ).dockerfile_hash
             for version in lock.versions
             if version.version <= len(increments)
             and increments[version.version - 1].path.as_posix() == version.increment
             and increments[version.version - 1].source_hash == version.increment_hash
         }
-        check_drift(line, lock, increments, rendered,
-                    lock_path.relative_to(layout.root).as_posix())
+        check_drift(line, lock, increments, rendered, lock_path.relative_to(layout.root).as_posix())
     return state
 
 
 def template_variables(line: ImageLine, *, version: int, parent: str) -> dict[str, object]:
-    return {**line.vars, "line": line.name, "version": version, "parent": parent,
-            "repository": line.repository, "base": line.base}
+    return {
+        **line.vars,
+        "line": line.name,
+        "version": version,
+        "parent": parent,
+        "repository": line.repository,
+        "base": line.base,
+    }
 
 
-def render_step(layout: RepositoryLayout, line: ImageLine, increment: Increment, *,
-                version: int, parent: str) -> RenderedStep:
+def render_step(
+    layout: RepositoryLayout, line: ImageLine, increment: Increment, *, version: int, parent: str
+) -> RenderedStep:
     """Render one increment for `version` on top of `parent` and compose its Dockerfile."""
-    body = render_template(layout.increments_dir.resolve(),
-                           (layout.root / increment.template).resolve(),
-                           template_variables(line, version=version, parent=parent))
+    body = render_template(
+        layout.increments_dir.resolve(),
+        (layout.root / increment.template).resolve(),
+        template_variables(line, version=version, parent=parent),
+    )
     check_increment_body(body, increment.template)
-    dockerfile = compose_dockerfile(parent=parent, body=body, line=line.name, version=version,
-                                    increment=increment.path)
+    dockerfile = compose_dockerfile(
+        parent=parent, body=body, line=line.name, version=version, increment=increment.path
+    )
     return RenderedStep(body=body, dockerfile=dockerfile, dockerfile_hash=hash_text(dockerfile))

@@ -64,8 +64,11 @@ def read_lock(path: Path, *, line: str, repository: str, base: str) -> Lock:
 def _lock_from_document(data: dict[str, Any], path: Path) -> Lock:
     schema = data.get("schema")
     if not isinstance(schema, int):
-        raise LockfileError("has no integer 'schema' key.",
-                            hint="Restore it from git; imagectl writes it.", path=path)
+        raise LockfileError(
+            "has no integer 'schema' key.",
+            hint="Restore it from git; imagectl writes it.",
+            path=path,
+        )
     if schema > LOCK_SCHEMA:
         raise LockfileError(
             f"was written with lock schema {schema}, newer than this imagectl knows "
@@ -92,12 +95,18 @@ def _lock_from_document(data: dict[str, Any], path: Path) -> Lock:
                 if key in OPTIONAL_FIELDS:
                     values[key] = kind()
                     continue
-                raise LockfileError(f"{where} has no {key!r}.",
-                                    hint="Restore it from git; imagectl writes it.", path=path)
+                raise LockfileError(
+                    f"{where} has no {key!r}.",
+                    hint="Restore it from git; imagectl writes it.",
+                    path=path,
+                )
             value = raw[key]
             if not isinstance(value, kind) or isinstance(value, bool):
-                raise LockfileError(f"{where}.{key} must be {kind.__name__}, not {value!r}.",
-                                    hint="Restore it from git; imagectl writes it.", path=path)
+                raise LockfileError(
+                    f"{where}.{key} must be {kind.__name__}, not {value!r}.",
+                    hint="Restore it from git; imagectl writes it.",
+                    path=path,
+                )
             values[key] = value
         if values["version"] != index:
             raise LockfileError(
@@ -107,25 +116,40 @@ def _lock_from_document(data: dict[str, Any], path: Path) -> Lock:
                 path=path,
             )
         versions.append(LockedVersion(**values))
-    return Lock(line=head["line"], repository=head["repository"], base=head["base"],
-                base_digest=base_digest, base_image_id=base_image_id, versions=tuple(versions))
+    return Lock(
+        line=head["line"],
+        repository=head["repository"],
+        base=head["base"],
+        base_digest=base_digest,
+        base_image_id=base_image_id,
+        versions=tuple(versions),
+    )
 
 
-def _string(data: dict[str, Any], key: str, path: Path, where: str, *,
-            required: bool = True) -> str:
+def _string(
+    data: dict[str, Any], key: str, path: Path, where: str, *, required: bool = True
+) -> str:
     value = data.get(key, None if required else "")
     if not isinstance(value, str):
-        raise LockfileError(f"{where}{key!r} must be a string.",
-                            hint="Restore it from git; imagectl writes it.", path=path)
+        raise LockfileError(
+            f"{where}{key!r} must be a string.",
+            hint="Restore it from git; imagectl writes it.",
+            path=path,
+        )
     return value
 
 
 def render_lock(lock: Lock, previous_text: str | None = None) -> str:
     """The lockfile's text; edits `previous_text` in place so hand-written comments survive."""
     doc = _parse_or_new(previous_text)
-    for key, value in (("schema", LOCK_SCHEMA), ("line", lock.line),
-                       ("repository", lock.repository), ("base", lock.base),
-                       ("base_digest", lock.base_digest), ("base_image_id", lock.base_image_id)):
+    for key, value in (
+        ("schema", LOCK_SCHEMA),
+        ("line", lock.line),
+        ("repository", lock.repository),
+        ("base", lock.base),
+        ("base_digest", lock.base_digest),
+        ("base_image_id", lock.base_image_id),
+    ):
         if doc.get(key) != value:
             doc[key] = value
     versions = doc.get("versions")

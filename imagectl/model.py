@@ -82,8 +82,9 @@ class Lock:
         return replace(self, base_digest=digest, base_image_id=image_id)
 
     def with_published(self, version: int, digest: str) -> Lock:
-        versions = tuple(replace(v, digest=digest) if v.version == version else v
-                         for v in self.versions)
+        versions = tuple(
+            replace(v, digest=digest) if v.version == version else v for v in self.versions
+        )
         return replace(self, versions=versions)
 
 

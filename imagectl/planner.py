@@ -99,27 +99,42 @@ def next_step(line: ImageLine, lock: Lock, increments: tuple[Increment, ...]) ->
     else:
         parent = head.tag
         parent_digest = head.image_id
-    return BuildStep(line=line.name, version=version, tag=line.tag_for(version),
-                     increment=increments[built], parent=parent, parent_digest=parent_digest,
-                     parent_is_base=head is None)
+    return BuildStep(
+        line=line.name,
+        version=version,
+        tag=line.tag_for(version),
+        increment=increments[built],
+        parent=parent,
+        parent_digest=parent_digest,
+        parent_is_base=head is None,
+    )
 
 
-def plan_line(line: ImageLine, lock: Lock, increments: tuple[Increment, ...], *,
-              all_versions: bool) -> LinePlan:
+def plan_line(
+    line: ImageLine, lock: Lock, increments: tuple[Increment, ...], *, all_versions: bool
+) -> LinePlan:
     """Every step `build next` (or `build next --all`) would take, without building."""
     steps: list[BuildStep] = []
     first = next_step(line, lock, increments)
     if first is not None:
         steps.append(first)
         if all_versions:
-            for increment in increments[first.version:]:
+            for increment in increments[first.version :]:
                 previous = steps[-1]
-                steps.append(BuildStep(
-                    line=line.name, version=increment.number,
-                    tag=line.tag_for(increment.number), increment=increment,
-                    parent=previous.tag, parent_digest="", parent_is_base=False))
-    return LinePlan(line=line.name, built=len(lock.versions), available=len(increments),
-                    steps=tuple(steps))
+                steps.append(
+                    BuildStep(
+                        line=line.name,
+                        version=increment.number,
+                        tag=line.tag_for(increment.number),
+                        increment=increment,
+                        parent=previous.tag,
+                        parent_digest="",
+                        parent_is_base=False,
+                    )
+                )
+    return LinePlan(
+        line=line.name, built=len(lock.versions), available=len(increments), steps=tuple(steps)
+    )
 
 
 def pinned_base(line: ImageLine, lock: Lock) -> str:

@@ -13,8 +13,16 @@ from imagectl.errors import RegistryError
 from imagectl.model import Builder
 
 NOT_FOUND = ("not found", "manifest unknown", "no such manifest", "name unknown")
-UNREACHABLE = ("connection refused", "no such host", "i/o timeout", "connection reset",
-               "network is unreachable", "dial tcp", "eof", "timeout")
+UNREACHABLE = (
+    "connection refused",
+    "no such host",
+    "i/o timeout",
+    "connection reset",
+    "network is unreachable",
+    "dial tcp",
+    "eof",
+    "timeout",
+)
 AUTH = ("unauthorized", "denied", "authentication required", "forbidden")
 TLS = ("x509", "tls", "certificate", "http response to https client")
 
@@ -27,24 +35,35 @@ class DockerCliRegistry:
 
     def lookup(self, ref: str) -> str | None:
         if self._builder == "buildx":
-            command = ["docker", "buildx", "imagetools", "inspect", "--format",
-                       "{{json .Manifest}}", ref]
+            command = [
+                "docker",
+                "buildx",
+                "imagetools",
+                "inspect",
+                "--format",
+                "{{json .Manifest}}",
+                ref,
+            ]
         else:
             command = ["docker", "manifest", "inspect", "--insecure", "--verbose", ref]
         try:
-            result = subprocess.run(command, capture_output=True, text=True, check=False,
-                                    timeout=120)
+            result = subprocess.run(
+                command, capture_output=True, text=True, check=False, timeout=120
+            )
         except subprocess.TimeoutExpired as exc:
-            raise RegistryError(f"the registry did not answer within 120 s looking up {ref}.",
-                                hint=_REGISTRY_HINT) from exc
+            raise RegistryError(
+                f"the registry did not answer within 120 s looking up {ref}.", hint=_REGISTRY_HINT
+            ) from exc
         if result.returncode == 0:
             return _digest_from(result.stdout, ref)
         raise_for_lookup(ref, result.stderr)
         return None
 
 
-_REGISTRY_HINT = ("Start it (scripts/engine up starts the local one on 127.0.0.1:5000) or check "
-                  "the repository name; nothing was changed.")
+_REGISTRY_HINT = (
+    "Start it (scripts/engine up starts the local one on 127.0.0.1:5000) or check "
+    "the repository name; nothing was changed."
+)
 
 
 def raise_for_lookup(ref: str, stderr: str) -> None:
@@ -64,10 +83,12 @@ def raise_for_lookup(ref: str, stderr: str) -> None:
     if any(marker in text for marker in NOT_FOUND):
         return
     if any(marker in text for marker in UNREACHABLE):
-        raise RegistryError(f"the registry of {ref} is unreachable ({_last_line(stderr)}).",
-                            hint=_REGISTRY_HINT)
-    raise RegistryError(f"looking up {ref} in its registry failed ({_last_line(stderr)}).",
-                        hint=_REGISTRY_HINT)
+        raise RegistryError(
+            f"the registry of {ref} is unreachable ({_last_line(stderr)}).", hint=_REGISTRY_HINT
+        )
+    raise RegistryError(
+        f"looking up {ref} in its registry failed ({_last_line(stderr)}).", hint=_REGISTRY_HINT
+    )
 
 
 def _digest_from(stdout: str, ref: str) -> str:

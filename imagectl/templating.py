@@ -24,9 +24,7 @@ def make_environment(increments_dir: Path) -> SandboxedEnvironment:
     )
 
 
-def render_template(
-    increments_dir: Path, template: Path, variables: Mapping[str, object]
-) -> str:
+def render_template(increments_dir: Path, template: Path, variables: Mapping[str, object]) -> str:
     """Render `template` (a path under increments_dir); errors name the file and line."""
     env = make_environment(increments_dir)
     name = template.relative_to(increments_dir).as_posix()
@@ -44,7 +42,7 @@ def render_template(
         raise TemplateError(
             f"includes {exc.name!r}, which does not exist under increments/.",
             hint="Shared snippets live in increments/_shared/ and are included as "
-            "\"_shared/<file>\".",
+            '"_shared/<file>".',
             path=shown,
         ) from exc
     except SecurityError as exc:
@@ -61,9 +59,7 @@ def render_template(
             path=shown,
         ) from exc
     except jinja2.TemplateError as exc:
-        raise TemplateError(
-            f"{_template_position(exc, increments_dir)}{exc}.", path=shown
-        ) from exc
+        raise TemplateError(f"{_template_position(exc, increments_dir)}{exc}.", path=shown) from exc
 
 
 def _template_position(exc: BaseException, increments_dir: Path) -> str:

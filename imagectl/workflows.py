@@ -27,21 +27,30 @@ def plan(directory: Path, names: Sequence[str], *, all_versions: bool) -> tuple[
     layout = find_repository(directory)
     lines = select_lines(load_lines(layout), list(names))
     states = [load_state(layout, line) for line in lines]
-    return tuple(plan_line(s.line, s.lock, s.increments, all_versions=all_versions)
-                 for s in states)
+    return tuple(plan_line(s.line, s.lock, s.increments, all_versions=all_versions) for s in states)
 
 
-def build_next(directory: Path, names: Sequence[str], *, all_versions: bool, wait: float,
-               say: Callable[[str], None], output: Callable[[str], None],
-               engine: Engine | None = None, registry: Registry | None = None,
-               git: Git | None = None) -> BuildResult:
+def build_next(
+    directory: Path,
+    names: Sequence[str],
+    *,
+    all_versions: bool,
+    wait: float,
+    say: Callable[[str], None],
+    output: Callable[[str], None],
+    engine: Engine | None = None,
+    registry: Registry | None = None,
+    git: Git | None = None,
+) -> BuildResult:
     """Build the next version (or all pending ones) of each selected line."""
     layout = find_repository(directory)
     lines = select_lines(load_lines(layout), list(names))
     if not lines:
-        raise ConfigError("this repository has no image lines yet.",
-                          hint="Add images/<line>.toml and increments/<line>/0001-*.Dockerfile.j2.",
-                          path=layout.images_dir)
+        raise ConfigError(
+            "this repository has no image lines yet.",
+            hint="Add images/<line>.toml and increments/<line>/0001-*.Dockerfile.j2.",
+            path=layout.images_dir,
+        )
     engine, registry, git = _adapters(layout.root, engine, registry, git)
     with repository_lock(layout, wait=wait):
         # Validate every selected line before building any, so a typo fails before work starts.
@@ -51,8 +60,16 @@ def build_next(directory: Path, names: Sequence[str], *, all_versions: bool, wai
         built: list[BuiltVersion] = []
         up_to_date: list[str] = []
         for line in lines:
-            results = build_line(layout, line, all_versions=all_versions, engine=engine,
-                                 registry=registry, git=git, say=say, output=output)
+            results = build_line(
+                layout,
+                line,
+                all_versions=all_versions,
+                engine=engine,
+                registry=registry,
+                git=git,
+                say=say,
+                output=output,
+            )
             built.extend(results)
             if not results:
                 up_to_date.append(line.name)
@@ -63,12 +80,14 @@ def read_history(directory: Path, name: str) -> Lock:
     """The lock of one line (no drift check: history must work even on a drifted tree)."""
     layout = find_repository(directory)
     (line,) = select_lines(load_lines(layout), [name])
-    return lockfile.read_lock(layout.lock_path(line.name), line=line.name,
-                              repository=line.repository, base=line.base)
+    return lockfile.read_lock(
+        layout.lock_path(line.name), line=line.name, repository=line.repository, base=line.base
+    )
 
 
-def _adapters(root: Path, engine: Engine | None, registry: Registry | None,
-              git: Git | None) -> tuple[Engine, Registry, Git]:
+def _adapters(
+    root: Path, engine: Engine | None, registry: Registry | None, git: Git | None
+) -> tuple[Engine, Registry, Git]:
     from imagectl.docker_engine import DockerEngine  # noqa: PLC0415
     from imagectl.git_repo import GitRepository  # noqa: PLC0415
     from imagectl.registry import DockerCliRegistry  # noqa: PLC0415

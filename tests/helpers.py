@@ -15,11 +15,20 @@ def write(path: Path, text: str) -> Path:
     return path
 
 
-def make_line(root: Path, name: str, *, repository: str, base: str,
-              increments: dict[str, str] | None = None, variables: str = "") -> RepositoryLayout:
+def make_line(
+    root: Path,
+    name: str,
+    *,
+    repository: str,
+    base: str,
+    increments: dict[str, str] | None = None,
+    variables: str = "",
+) -> RepositoryLayout:
     """An image line file plus file increments {"0001-x": template text}."""
-    write(root / "images" / f"{name}.toml",
-          f'repository = "{repository}"\nbase = "{base}"\n[vars]\n{variables}')
+    write(
+        root / "images" / f"{name}.toml",
+        f'repository = "{repository}"\nbase = "{base}"\n[vars]\n{variables}',
+    )
     for stem, text in (increments or {}).items():
         write(root / "increments" / name / f"{stem}.Dockerfile.j2", text)
     (root / "lock").mkdir(exist_ok=True)
@@ -27,18 +36,41 @@ def make_line(root: Path, name: str, *, repository: str, base: str,
 
 
 def git_init(root: Path) -> None:
-    for command in (["git", "init", "-q", "-b", "main"],
-                    ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid",
-                     "add", "-A"],
-                    ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid",
-                     "commit", "-q", "-m", "init"]):
+    for command in (
+        ["git", "init", "-q", "-b", "main"],
+        ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid", "add", "-A"],
+        [
+            "git",
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@example.invalid",
+            "commit",
+            "-q",
+            "-m",
+            "init",
+        ],
+    ):
         subprocess.run(command, cwd=root, check=True)
 
 
 def git_commit_all(root: Path, message: str) -> None:
     subprocess.run(["git", "add", "-A"], cwd=root, check=True)
-    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid",
-                    "commit", "-q", "-m", message], cwd=root, check=True)
+    subprocess.run(
+        [
+            "git",
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@example.invalid",
+            "commit",
+            "-q",
+            "-m",
+            message,
+        ],
+        cwd=root,
+        check=True,
+    )
 
 
 def locked_version(version: int, **overrides: object) -> LockedVersion:
@@ -64,7 +96,11 @@ def locked_version(version: int, **overrides: object) -> LockedVersion:
 
 
 def sample_lock(count: int) -> Lock:
-    return Lock(line="line", repository="localhost:5000/t/line",
-                base="localhost:5000/busybox:latest", base_digest=f"sha256:{7:064x}",
-                base_image_id=f"sha256:{8:064x}",
-                versions=tuple(locked_version(n) for n in range(1, count + 1)))
+    return Lock(
+        line="line",
+        repository="localhost:5000/t/line",
+        base="localhost:5000/busybox:latest",
+        base_digest=f"sha256:{7:064x}",
+        base_image_id=f"sha256:{8:064x}",
+        versions=tuple(locked_version(n) for n in range(1, count + 1)),
+    )

@@ -22,8 +22,11 @@ def layout_with(tmp_path: Path, text: str, name: str = "x") -> RepositoryLayout:
 
 def test_good_line_loads(tmp_path: Path) -> None:
     (line,) = load_lines(layout_with(tmp_path, GOOD + '[vars]\ncodename = "bookworm"\n'))
-    assert (line.name, line.repository, line.vars) == ("x", "localhost:5000/pods/x",
-                                                       {"codename": "bookworm"})
+    assert (line.name, line.repository, line.vars) == (
+        "x",
+        "localhost:5000/pods/x",
+        {"codename": "bookworm"},
+    )
     assert line.tag_for(3) == "localhost:5000/pods/x:v3"
 
 
@@ -55,7 +58,7 @@ def test_bad_line_name(tmp_path: Path) -> None:
 
 def test_select_unknown_line(tmp_path: Path) -> None:
     lines = load_lines(layout_with(tmp_path, GOOD))
-    with pytest.raises(ConfigError, match="no image line named nope.*Known lines: x"):
+    with pytest.raises(ConfigError, match=r"no image line named nope.*Known lines: x"):
         select_lines(lines, ["nope"])
     assert select_lines(lines, []) == lines
 
@@ -73,28 +76,35 @@ def test_no_repository(tmp_path: Path) -> None:
 
 
 def test_increments_are_discovered_in_order(tmp_path: Path) -> None:
-    layout = make_line(tmp_path, "x", repository="localhost:5000/x", base="b",
-                       increments={"0002-b": "# second\nRUN true\n", "0001-a": "RUN true\n"})
+    layout = make_line(
+        tmp_path,
+        "x",
+        repository="localhost:5000/x",
+        base="b",
+        increments={"0002-b": "# second\nRUN true\n", "0001-a": "RUN true\n"},
+    )
     write(tmp_path / "increments" / "x" / "0003-folder" / "Dockerfile.j2", "# third\nCOPY f /f\n")
     write(tmp_path / "increments" / "x" / "0003-folder" / "f", "data")
     write(tmp_path / "increments" / "x" / "README.md", "notes")
     found = discover_increments(layout, "x")
     assert [(i.number, i.name, i.is_folder, i.summary) for i in found] == [
-        (1, "0001-a", False, ""), (2, "0002-b", False, "second"), (3, "0003-folder", True, "third")]
+        (1, "0001-a", False, ""),
+        (2, "0002-b", False, "second"),
+        (3, "0003-folder", True, "third"),
+    ]
 
 
 def test_folder_without_template(tmp_path: Path) -> None:
     layout = make_line(tmp_path, "x", repository="localhost:5000/x", base="b")
     write(tmp_path / "increments" / "x" / "0001-f" / "file", "x")
-    with pytest.raises(ConfigError, match="no Dockerfile.j2"):
+    with pytest.raises(ConfigError, match=r"no Dockerfile\.j2"):
         discover_increments(layout, "x")
 
 
 def test_misnamed_increment(tmp_path: Path) -> None:
-    layout = make_line(tmp_path, "x", repository="localhost:5000/x", base="b",
-                       increments={})
+    layout = make_line(tmp_path, "x", repository="localhost:5000/x", base="b", increments={})
     write(tmp_path / "increments" / "x" / "0001-a.Dockerfile", "RUN true\n")
-    with pytest.raises(ConfigError, match="neither a \\*.Dockerfile.j2 file nor a folder"):
+    with pytest.raises(ConfigError, match=r"neither a \*\.Dockerfile\.j2 file nor a folder"):
         discover_increments(layout, "x")
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from imagectl import lockfile
 from imagectl.errors import LockfileError
-from imagectl.model import LOCK_SCHEMA
+from imagectl.model import LOCK_SCHEMA, Lock
 
 from .helpers import sample_lock
 
@@ -17,8 +17,9 @@ GOLDEN = Path(__file__).parent / "golden"
 
 
 def read(path: Path) -> object:
-    return lockfile.read_lock(path, line="line", repository="localhost:5000/t/line",
-                              base="localhost:5000/busybox:latest")
+    return lockfile.read_lock(
+        path, line="line", repository="localhost:5000/t/line", base="localhost:5000/busybox:latest"
+    )
 
 
 def test_round_trip_is_lossless(tmp_path: Path) -> None:
@@ -67,14 +68,16 @@ def test_publishing_updates_only_the_digest(tmp_path: Path) -> None:
     lockfile.write_lock(path, published)
     after = path.read_text()
     assert read(path) == published
-    changed = [(a, b) for a, b in zip(before.splitlines(), after.splitlines(), strict=True)
-               if a != b]
+    changed = [
+        (a, b) for a, b in zip(before.splitlines(), after.splitlines(), strict=True) if a != b
+    ]
     assert len(changed) == 1
     assert changed[0][1].startswith("digest = ")
 
 
-def test_unwritable_folder_is_a_clear_error(tmp_path: Path,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unwritable_folder_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "line.lock.toml"
     lockfile.write_lock(path, sample_lock(1))
     before = path.read_text()
@@ -82,15 +85,16 @@ def test_unwritable_folder_is_a_clear_error(tmp_path: Path,
     def refuse(**_: object) -> tuple[int, str]:
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(lockfile.tempfile, "mkstemp", refuse)
+    monkeypatch.setattr("imagectl.lockfile.tempfile.mkstemp", refuse)
     with pytest.raises(LockfileError, match="Permission denied") as info:
         lockfile.write_lock(path, sample_lock(2))
     assert "lock/ folder is writable" in str(info.value)
     assert path.read_text() == before
 
 
-def test_failed_rename_leaves_old_file_and_no_temp(tmp_path: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_rename_leaves_old_file_and_no_temp(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "line.lock.toml"
     lockfile.write_lock(path, sample_lock(1))
     before = path.read_text()
@@ -98,7 +102,7 @@ def test_failed_rename_leaves_old_file_and_no_temp(tmp_path: Path,
     def refuse(src: str, dst: str) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(lockfile.os, "replace", refuse)
+    monkeypatch.setattr("imagectl.lockfile.os.replace", refuse)
     with pytest.raises(LockfileError, match="No space left"):
         lockfile.write_lock(path, sample_lock(2))
     assert path.read_text() == before
@@ -112,12 +116,15 @@ def test_failed_rename_leaves_old_file_and_no_temp(tmp_path: Path,
         ("line = 'x'\n", "no integer 'schema'"),
         (f"schema = {LOCK_SCHEMA + 1}\nline='line'\nrepository='r'\nbase='b'\n", "newer"),
         ("schema = 1\nline='line'\nrepository='r'\nbase='b'\nversions = 3\n", "array of tables"),
-        ("schema = 1\nline='line'\nrepository='r'\nbase='b'\n[[versions]]\nversion = 1\n",
-         "has no 'tag'"),
+        (
+            "schema = 1\nline='line'\nrepository='r'\nbase='b'\n[[versions]]\nversion = 1\n",
+            "has no 'tag'",
+        ),
     ],
 )
-def test_broken_locks_are_refused_with_the_file_named(tmp_path: Path, text: str,
-                                                       message: str) -> None:
+def test_broken_locks_are_refused_with_the_file_named(
+    tmp_path: Path, text: str, message: str
+) -> None:
     path = tmp_path / "line.lock.toml"
     path.write_text(text)
     with pytest.raises(LockfileError, match=message) as info:
@@ -143,4 +150,5 @@ def test_wrong_type_is_named(tmp_path: Path) -> None:
 
 def test_missing_file_is_an_empty_lock(tmp_path: Path) -> None:
     lock = read(tmp_path / "absent.lock.toml")
-    assert getattr(lock, "versions") == ()
+    assert isinstance(lock, Lock)
+    assert lock.versions == ()

@@ -12,21 +12,32 @@ from imagectl.planner import check_drift, check_numbering, next_step, plan_line
 
 from .helpers import locked_version
 
-LINE = ImageLine(name="line", config_path=Path("images/line.toml"),
-                 repository="localhost:5000/t/line", base="localhost:5000/busybox:latest")
+LINE = ImageLine(
+    name="line",
+    config_path=Path("images/line.toml"),
+    repository="localhost:5000/t/line",
+    base="localhost:5000/busybox:latest",
+)
 
 
 def increment(number: int, *, name: str = "step", source_hash: str | None = None) -> Increment:
     path = Path(f"increments/line/{number:04d}-{name}.Dockerfile.j2")
-    return Increment(number=number, name=f"{number:04d}-{name}", path=path, template=path,
-                     is_folder=False, source_hash=source_hash or f"sha256:{number:064x}",
-                     summary=f"step {number}")
+    return Increment(
+        number=number,
+        name=f"{number:04d}-{name}",
+        path=path,
+        template=path,
+        is_folder=False,
+        source_hash=source_hash or f"sha256:{number:064x}",
+        summary=f"step {number}",
+    )
 
 
 def lock_with(count: int, *, published: set[int] | None = None) -> Lock:
     versions = tuple(
         locked_version(n, digest=f"sha256:{n + 900:064x}" if n in (published or set()) else "")
-        for n in range(1, count + 1))
+        for n in range(1, count + 1)
+    )
     return Lock(line="line", repository=LINE.repository, base=LINE.base, versions=versions)
 
 
@@ -41,8 +52,9 @@ def test_first_step_builds_v1_on_the_base() -> None:
 
 
 def test_base_is_pinned_by_its_recorded_digest() -> None:
-    lock = Lock(line="line", repository=LINE.repository, base=LINE.base,
-                base_digest=f"sha256:{'a' * 64}")
+    lock = Lock(
+        line="line", repository=LINE.repository, base=LINE.base, base_digest=f"sha256:{'a' * 64}"
+    )
     step = next_step(LINE, lock, INCREMENTS)
     assert step is not None
     assert step.parent == f"{LINE.base}@sha256:{'a' * 64}"
@@ -72,12 +84,15 @@ def test_plan_all_chains_parents() -> None:
     plan = plan_line(LINE, lock_with(1), INCREMENTS, all_versions=True)
     assert [s.version for s in plan.steps] == [2, 3, 4]
     assert [s.parent for s in plan.steps] == [
-        "localhost:5000/t/line:v1", "localhost:5000/t/line:v2", "localhost:5000/t/line:v3"]
+        "localhost:5000/t/line:v1",
+        "localhost:5000/t/line:v2",
+        "localhost:5000/t/line:v3",
+    ]
     assert plan_line(LINE, lock_with(1), INCREMENTS, all_versions=False).steps[0].version == 2
 
 
 def test_gap_in_numbering_is_refused() -> None:
-    with pytest.raises(ConfigError, match="gap.*expected 0003"):
+    with pytest.raises(ConfigError, match=r"gap.*expected 0003"):
         check_numbering(LINE, (increment(1), increment(2), increment(4)))
 
 
@@ -117,8 +132,12 @@ def test_changed_rendering_is_drift_even_with_same_source() -> None:
 
 
 def test_moved_repository_is_drift() -> None:
-    moved = ImageLine(name="line", config_path=LINE.config_path,
-                      repository="localhost:5000/elsewhere", base=LINE.base)
+    moved = ImageLine(
+        name="line",
+        config_path=LINE.config_path,
+        repository="localhost:5000/elsewhere",
+        base=LINE.base,
+    )
     with pytest.raises(DriftError, match="cannot move"):
         check_drift(moved, lock_with(1), INCREMENTS, {}, "lock/line.lock.toml")
 

@@ -19,8 +19,9 @@ def render(tmp_path: Path, text: str, **variables: object) -> str:
 
 
 def test_variables_render(tmp_path: Path) -> None:
-    text = render(tmp_path, "RUN echo {{ codename }} v{{ version }}\n", codename="bookworm",
-                  version=3)
+    text = render(
+        tmp_path, "RUN echo {{ codename }} v{{ version }}\n", codename="bookworm", version=3
+    )
     assert text == "RUN echo bookworm v3\n"
 
 
@@ -45,7 +46,7 @@ def test_shared_include(tmp_path: Path) -> None:
 
 
 def test_missing_include_is_named(tmp_path: Path) -> None:
-    with pytest.raises(TemplateError, match="'_shared/nope.j2', which does not exist"):
+    with pytest.raises(TemplateError, match=r"'_shared/nope\.j2', which does not exist"):
         render(tmp_path, '{% include "_shared/nope.j2" %}')
 
 
@@ -69,6 +70,11 @@ def test_unparseable_body_is_refused() -> None:
 
 
 def test_compose_puts_imagectls_from_first() -> None:
-    text = compose_dockerfile(parent="r:v1@sha256:ab", body="RUN true", line="l", version=2,
-                              increment=Path("increments/l/0002-x.Dockerfile.j2"))
+    text = compose_dockerfile(
+        parent="r:v1@sha256:ab",
+        body="RUN true",
+        line="l",
+        version=2,
+        increment=Path("increments/l/0002-x.Dockerfile.j2"),
+    )
     assert text.splitlines()[1:] == ["FROM r:v1@sha256:ab", "RUN true"]

@@ -1,0 +1,301 @@
+"""`build next` on the real engine and registry, through the CLI as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from imagectl import lockfile
+from imagectl.model import Lock
+
+from .conftest import BUSYBOX, docker, image_id, imagectl
+from .helpers import git_commit_all, git_init, make_line, write
+
+pytestmark = pytest.mark.engine
+
+STEPS = {
+    "0001-one": "# Write one\nRUN echo one >> /applied\n",
+    "0002-two": "# Write two\nRUN echo two >> /applied\n",
+    "0003-three": "# Write three\nRUN echo three >> /applied\n",
+}
+
+
+def busybox_repo(tmp_path: Path, repo_name: str, steps: dict[str, str] | None = None) -> Path:
+    root = tmp_path / "repo"
+    make_line(
+        root,
+        "line",
+        repository=repo_name,
+        base=BUSYBOX,
+        increments=STEPS if steps is None else steps,
+    )
+    git_init(root)
+    return root
+
+
+def read_lock(root: Path, repo_name: str) -> Lock:
+    return lockfile.read_lock(
+        root / "lock" / "line.lock.toml", line="line", repository=repo_name, base=BUSYBOX
+    )
+
+
+def layers(ref: str) -> list[str]:
+    return list(json.loads(docker("image", "inspect", "--format", "{{json .RootFS.Layers}}", ref)))
+
+
+def run_in(ref: str, *command: str) -> str:
+    return docker("run", "--rm", "--entrypoint", command[0], ref, *command[1:])
+
+
+def test_three_versions_each_on_its_parent_then_a_noop(tmp_path: Path, repo_name: str) -> None:
+    root = busybox_repo(tmp_path, repo_name)
+    for expected in (1, 2, 3):
+        result = imagectl(root, "build", "next")
+        assert result.code == 0, result.stderr
+        assert f"built {repo_name}:v{expected}" in result.stdout
+    lock = read_lock(root, repo_name)
+    assert [v.version for v in lock.versions] == [1, 2, 3]
+    assert run_in(f"{repo_name}:v3", "cat", "/applied").split() == ["one", "two", "three"]
+    # each version's layers start with exactly its parent's
+    for older, newer in ((1, 2), (2, 3)):
+        assert layers(f"{repo_name}:v{newer}")[: len(layers(f"{repo_name}:v{older}"))] == layers(
+            f"{repo_name}:v{older}"
+        )
+    for version in lock.versions:
+        assert image_id(version.tag) == version.image_id
+        assert version.layers == len(layers(version.tag))
+        assert len(version.commit) == 40
+    assert lock.base_digest.startswith("sha256:")
+    assert lock.versions[0].parent == f"{BUSYBOX}@{lock.base_digest}"
+    assert lock.versions[1].parent == f"{repo_name}:v1"
+
+    before = (root / "lock" / "line.lock.toml").read_bytes()
+    again = imagectl(root, "build", "next")
+    assert again.code == 0, again.stderr
+    assert "up to date" in again.stdout
+    assert (root / "lock" / "line.lock.toml").read_bytes() == before
+    assert run_in(f"{repo_name}:v3", "cat", "/applied").split() == ["one", "two", "three"]
+
+
+def test_build_all_and_history(tmp_path: Path, repo_name: str) -> None:
+    root = busybox_repo(tmp_path, repo_name)
+    result = imagectl(root, "build", "next", "--all")
+    assert result.code == 0, result.stderr
+    assert "RUN echo three" in result.stderr  # build output is streamed
+    history = imagectl(root, "history", "line", "--json")
+    rows = json.loads(history.stdout)
+    assert [row["version"] for row in rows] == [1, 2, 3]
+    for key in (
+        "version",
+        "tag",
+        "image_id",
+        "digest",
+        "increment",
+        "parent",
+        "built_at",
+        "commit",
+        "layers",
+        "size",
+    ):
+        assert key in rows[0]
+    assert rows[2]["summary"] == "Write three"
+    table = imagectl(root, "history", "line").stdout
+    assert "Write two" in table
+    assert image_id(f"{repo_name}:v2").removeprefix("sha256:")[:12] in table
+
+
+def test_edited_built_increment_is_refused(tmp_path: Path, repo_name: str) -> None:
+    root = busybox_repo(tmp_path, repo_name)
+    assert imagectl(root, "build", "next", "--all").code == 0
+    before = (root / "lock" / "line.lock.toml").read_bytes()
+    write(root / "increments" / "line" / "0002-two.Dockerfile.j2", "RUN echo TWO >> /applied\n")
+    write(root / "increments" / "line" / "0004-four.Dockerfile.j2", "RUN echo four >> /applied\n")
+    result = imagectl(root, "build", "next")
+    assert result.code == 1
+    assert "0002-two.Dockerfile.j2" in result.stderr
+    assert "instead of editing 0002-two" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert (root / "lock" / "line.lock.toml").read_bytes() == before
+    assert docker("image", "ls", "-q", f"{repo_name}:v4") == ""
+
+
+def test_edited_shared_snippet_is_drift(tmp_path: Path, repo_name: str) -> None:
+    root = busybox_repo(
+        tmp_path,
+        repo_name,
+        {"0001-shared": '{% include "_shared/step.j2" %}\n', "0002-next": "RUN true\n"},
+    )
+    write(root / "increments" / "_shared" / "step.j2", "RUN echo shared > /shared\n")
+    assert imagectl(root, "build", "next").code == 0
+    write(root / "increments" / "_shared" / "step.j2", "RUN echo changed > /shared\n")
+    result = imagectl(root, "build", "next")
+    assert result.code == 1
+    assert "renders differently than when v1 was built" in result.stderr
+
+
+def test_existing_foreign_local_tag_is_refused_and_untouched(
+    tmp_path: Path, repo_name: str
+) -> None:
+    root = busybox_repo(tmp_path, repo_name)
+    assert imagectl(root, "build", "next").code == 0
+    docker("tag", BUSYBOX, f"{repo_name}:v2")  # someone else's image on our next tag
+    foreign = image_id(f"{repo_name}:v2")
+    before = (root / "lock" / "line.lock.toml").read_bytes()
+    result = imagectl(root, "build", "next")
+    assert result.code == 1
+    assert f"{repo_name}:v2 already exists in the engine as {foreign}" in result.stderr
+    assert "just built is sha256:" in result.stderr
+    assert image_id(f"{repo_name}:v2") == foreign
+    assert (root / "lock" / "line.lock.toml").read_bytes() == before
+
+
+def test_existing_foreign_registry_tag_is_refused(tmp_path: Path, repo_name: str) -> None:
+    root = busybox_repo(tmp_path, repo_name)
+    docker("tag", BUSYBOX, f"{repo_name}:v1")
+    docker("push", "-q", f"{repo_name}:v1")
+    docker("rmi", f"{repo_name}:v1")
+    result = imagectl(root, "build", "next")
+    assert result.code == 1
+    assert f"{repo_name}:v1 already exists in the registry as sha256:" in result.stderr
+    assert not (root / "lock" / "line.lock.toml").exists()
+    assert docker("image", "ls", "-q", f"{repo_name}:v1") == ""
+
+
+def test_failing_run_records_nothing(tmp_path: Path, repo_name: str) -> None:
+    root = busybox_repo(
+        tmp_path,
+        repo_name,
+        {"0001-ok": "RUN echo ok > /ok\n", "0002-fails": "RUN echo about to fail && exit 7\n"},
+    )
+    assert imagectl(root, "build", "next").code == 0
+    before = (root / "lock" / "line.lock.toml").read_bytes()
+    result = imagectl(root, "build", "next")
+    assert result.code == 1
+    assert "build failed" in result.stderr
+    assert "about to fail" in result.stderr.split("---- last output ----")[-1]
+    assert (root / "lock" / "line.lock.toml").read_bytes() == before
+    assert docker("image", "ls", "-q", f"{repo_name}:v2") == ""
+
+
+def test_template_error_builds_nothing(tmp_path: Path, repo_name: str) -> None:
+    root = busybox_repo(tmp_path, repo_name, {"0001-bad": "RUN echo {{ nope }}\n"})
+    result = imagectl(root, "build", "next")
+    assert result.code == 1
+    assert "line 1 of increments/line/0001-bad.Dockerfile.j2" in result.stderr
+    assert "undefined variable" in result.stderr
+    assert not (root / "lock" / "line.lock.toml").exists()
+
+
+def test_increment_with_its_own_from_is_refused(tmp_path: Path, repo_name: str) -> None:
+    root = busybox_repo(tmp_path, repo_name, {"0001-from": f"FROM {BUSYBOX}\nRUN true\n"})
+    result = imagectl(root, "build", "next")
+    assert result.code == 1
+    assert "has its own FROM" in result.stderr
+
+
+def test_folder_increment_sends_its_context(tmp_path: Path, repo_name: str) -> None:
+    root = busybox_repo(tmp_path, repo_name, {})
+    folder = root / "increments" / "line" / "0001-files"
+    write(folder / "Dockerfile.j2", "# Ship a file\nCOPY hello.txt /srv/hello.txt\n")
+    write(folder / "hello.txt", "hello from the context\n")
+    git_commit_all(root, "add folder increment")
+    assert imagectl(root, "build", "next").code == 0
+    assert run_in(f"{repo_name}:v1", "cat", "/srv/hello.txt") == "hello from the context"
+
+
+@pytest.mark.parametrize("builder", ["buildx", "legacy"])
+def test_both_builders(tmp_path: Path, repo_name: str, builder: str) -> None:
+    root = busybox_repo(tmp_path, repo_name)
+    env = {"IMAGECTL_BUILDER": builder}
+    assert imagectl(root, "build", "next", "--all", env=env).code == 0
+    lock = read_lock(root, repo_name)
+    assert {v.builder for v in lock.versions} == {builder}
+    assert run_in(f"{repo_name}:v3", "cat", "/applied").split() == ["one", "two", "three"]
+
+
+def test_lock_naming_a_lost_image_is_refused(tmp_path: Path, repo_name: str) -> None:
+    root = busybox_repo(tmp_path, repo_name)
+    assert imagectl(root, "build", "next").code == 0
+    docker("rmi", f"{repo_name}:v1")
+    result = imagectl(root, "build", "next")
+    assert result.code == 1
+    assert "neither in the engine nor (published) in the registry" in result.stderr
+    assert "lock/line.lock.toml" in result.stderr
+
+
+def test_missing_base_is_a_clear_error(tmp_path: Path, repo_name: str) -> None:
+    root = tmp_path / "repo"
+    make_line(
+        root,
+        "line",
+        repository=repo_name,
+        base="localhost:5000/no/such:base",
+        increments={"0001-x": "RUN true\n"},
+    )
+    result = imagectl(root, "build", "next")
+    assert result.code == 1
+    assert "base image localhost:5000/no/such:base is neither in the engine" in result.stderr
+    assert "images/line.toml" in result.stderr
+
+
+def test_engine_down_is_a_clear_error(tmp_path: Path, repo_name: str) -> None:
+    root = busybox_repo(tmp_path, repo_name)
+    result = imagectl(
+        root, "build", "next", env={"DOCKER_HOST": f"unix://{tmp_path}/no-docker.sock"}
+    )
+    assert result.code == 1
+    assert "Docker engine does not answer" in result.stderr
+    assert "scripts/engine up" in result.stderr
+    assert not (root / "lock" / "line.lock.toml").exists()
+
+
+def test_registry_down_is_a_clear_error(tmp_path: Path, repo_name: str) -> None:
+    root = tmp_path / "repo"
+    make_line(
+        root,
+        "line",
+        repository=repo_name.replace(":5000", ":5999"),
+        base=BUSYBOX,
+        increments={"0001-x": "RUN true\n"},
+    )
+    result = imagectl(root, "build", "next")
+    assert result.code == 1
+    assert "registry" in result.stderr
+    assert "unreachable" in result.stderr
+    assert not (root / "lock" / "line.lock.toml").exists()
+
+
+def test_concurrent_builds_never_corrupt_the_lock(tmp_path: Path, repo_name: str) -> None:
+    steps = {f"{n:04d}-s{n}": f"RUN sleep 1 && echo {n} >> /applied\n" for n in range(1, 4)}
+    root = busybox_repo(tmp_path, repo_name, steps)
+    command = [
+        sys.executable,
+        "-m",
+        "imagectl",
+        "-C",
+        str(root),
+        "build",
+        "next",
+        "--all",
+        "--quiet",
+    ]
+    first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.3)
+    second = subprocess.run(command, capture_output=True, text=True, check=False)
+    _, first_err = first.communicate(timeout=300)
+    codes = sorted([first.returncode, second.returncode])
+    assert codes[0] == 0, first_err + second.stderr
+    if codes[1] != 0:
+        assert "another imagectl build or publish is running" in (first_err + second.stderr)
+    lock = read_lock(root, repo_name)
+    assert [v.version for v in lock.versions] == [1, 2, 3]
+    assert run_in(f"{repo_name}:v3", "cat", "/applied").split() == ["1", "2", "3"]
+    # with --wait the second one waits its turn and then finds nothing to do
+    waited = imagectl(root, "build", "next", "--all", "--wait", "60")
+    assert waited.code == 0
+    assert "up to date" in waited.stdout
