@@ -71,6 +71,8 @@ def build_line(
     """Build the next version of `line` (every pending one with `all_versions`)."""
     state = load_state(layout, line)
     built: list[BuiltVersion] = []
+    if next_step(line, state.lock, state.increments) is not None:
+        warn_if_base_moved(state, registry=registry, say=say)
     while (step := next_step(line, state.lock, state.increments)) is not None:
         result, lock = build_step(
             layout, state, step, engine=engine, registry=registry, git=git, say=say, output=output
@@ -189,6 +191,21 @@ def resolve_parent(
     return ResolvedParent(ref=head.tag, digest=head.image_id, info=info)
 
 
+def warn_if_base_moved(state: LineState, *, registry: Registry, say: Say) -> None:
+    """Report, never follow, a base tag that now names another image than the pinned one."""
+    line, lock = state.line, state.lock
+    if not lock.base_digest or "@" in line.base:
+        return
+    current = registry.lookup(line.base)
+    if current != lock.base_digest:
+        now = current or "nothing"
+        say(
+            f"{line.name}: warning: the base tag {line.base} now names {now}, but this line is "
+            f"pinned to {lock.base_digest} (recorded in {state.lock_path.name}); it stays on "
+            "the pinned base. To move to the new base, start a new line."
+        )
+
+
 def _resolve_base(
     state: LineState, step: BuildStep, *, engine: Engine, registry: Registry, say: Say
 ) -> ResolvedParent:
@@ -196,13 +213,6 @@ def _resolve_base(
     base_name = line.base.split("@", 1)[0]
     repository = _repository_of(base_name)
     pinned = step.parent
-    if lock.base_digest:
-        current = registry.lookup(base_name) if "@" not in line.base else None
-        if current and current != lock.base_digest:
-            say(
-                f"{line.name}: warning: the base tag {base_name} has moved to {current}; "
-                f"staying on the pinned {lock.base_digest}."
-            )
     info = engine.inspect_image(pinned)
     if info is None:
         remote = registry.lookup(pinned)

@@ -284,10 +284,12 @@ def test_concurrent_builds_never_corrupt_the_lock(tmp_path: Path, repo_name: str
         "--all",
         "--quiet",
     ]
-    first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(0.3)
-    second = subprocess.run(command, capture_output=True, text=True, check=False)
-    _, first_err = first.communicate(timeout=300)
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as first:
+        time.sleep(0.3)
+        second = subprocess.run(command, capture_output=True, text=True, check=False)
+        _, first_err = first.communicate(timeout=300)
     codes = sorted([first.returncode, second.returncode])
     assert codes[0] == 0, first_err + second.stderr
     if codes[1] != 0:
@@ -299,3 +301,96 @@ def test_concurrent_builds_never_corrupt_the_lock(tmp_path: Path, repo_name: str
     waited = imagectl(root, "build", "next", "--all", "--wait", "60")
     assert waited.code == 0
     assert "up to date" in waited.stdout
+
+
+def test_interrupted_build_records_nothing_and_rerun_completes(
+    tmp_path: Path, repo_name: str
+) -> None:
+    root = busybox_repo(tmp_path, repo_name, {"0001-slow": "RUN sleep 4 && echo slow > /s\n"})
+    command = [sys.executable, "-m", "imagectl", "-C", str(root), "build", "next"]
+    with subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    ) as process:
+        assert process.stderr is not None
+        for line in process.stderr:
+            if "RUN sleep 4" in line:
+                break
+        process.kill()  # SIGKILL mid-build: no chance to clean up
+        process.wait()
+    assert not (root / "lock" / "line.lock.toml").exists()
+    assert docker("image", "ls", "-q", f"{repo_name}:v1") == ""
+    again = imagectl(root, "build", "next")
+    assert again.code == 0, again.stderr
+    assert [v.version for v in read_lock(root, repo_name).versions] == [1]
+
+
+def test_crash_between_tag_and_lock_write_is_adopted_on_rerun(
+    tmp_path: Path, repo_name: str
+) -> None:
+    root = busybox_repo(tmp_path, repo_name)
+    assert imagectl(root, "build", "next").code == 0
+    tagged = image_id(f"{repo_name}:v1")
+    (root / "lock" / "line.lock.toml").unlink()  # as if killed after tagging, before recording
+    result = imagectl(root, "build", "next")
+    assert result.code == 0, result.stderr
+    assert f"adopted {repo_name}:v1" in result.stderr
+    assert image_id(f"{repo_name}:v1") == tagged
+    assert read_lock(root, repo_name).versions[0].image_id == tagged
+
+
+def test_moved_base_tag_is_reported_not_followed(tmp_path: Path, repo_name: str) -> None:
+    base = f"{repo_name}-base:latest"
+    docker("tag", BUSYBOX, base)
+    docker("push", "-q", base)
+    root = tmp_path / "repo"
+    make_line(
+        root, "line", repository=repo_name, base=base, increments={"0001-a": "RUN echo a > /a\n"}
+    )
+    assert imagectl(root, "build", "next").code == 0
+    pinned = read_lock(root, repo_name).base_digest
+    # someone moves the base tag to another image
+    write(tmp_path / "other" / "Dockerfile", f"FROM {BUSYBOX}\nRUN echo other > /other\n")
+    docker("build", "-q", "-t", base, str(tmp_path / "other"))
+    docker("push", "-q", base)
+    write(root / "increments" / "line" / "0002-b.Dockerfile.j2", "RUN echo b > /b\n")
+    result = imagectl(root, "build", "next")
+    assert result.code == 0, result.stderr
+    assert f"the base tag {base} now names sha256:" in result.stderr
+    assert f"pinned to {pinned}" in result.stderr
+    assert read_lock(root, repo_name).base_digest == pinned
+    assert docker("run", "--rm", f"{repo_name}:v2", "ls", "/").count("other") == 0
+    docker("rmi", base, check=False)
+
+
+def test_dry_run_builds_nothing(tmp_path: Path, repo_name: str) -> None:
+    root = busybox_repo(tmp_path, repo_name)
+    result = imagectl(root, "build", "next", "--dry-run", "--all")
+    assert result.code == 0
+    assert f"v3  increments/line/0003-three.Dockerfile.j2  FROM {repo_name}:v2" in result.stdout
+    assert not (root / "lock" / "line.lock.toml").exists()
+    assert docker("image", "ls", "-q", repo_name) == ""
+
+
+@pytest.mark.debian
+def test_example_lines_build_end_to_end_and_the_oom_fix_is_live(
+    example_repo: Path, repo_name: str
+) -> None:
+    git_init(example_repo)
+    result = imagectl(example_repo, "build", "next", "--all", "--quiet")
+    assert result.code == 0, result.stderr
+    pods = json.loads(imagectl(example_repo, "history", "pod-bookworm", "--json").stdout)
+    assert [row["increment"].rsplit("/", 1)[-1] for row in pods] == [
+        "0001-base-tools.Dockerfile.j2",
+        "0002-pod-init",
+        "0003-oom-score-adj",
+    ]
+    head = pods[-1]["tag"]
+    # through the pod start-up script (the image's entrypoint), as a pod starts
+    score = docker("run", "--rm", head, "cat", "/proc/self/oom_score_adj")
+    assert score == "900"
+    before_fix = docker("run", "--rm", pods[1]["tag"], "cat", "/proc/self/oom_score_adj")
+    assert before_fix == "0"
+    assert docker("run", "--rm", "--entrypoint", "ps", head, "--version").startswith("ps from")
+    toolbox = json.loads(imagectl(example_repo, "history", "toolbox-busybox", "--json").stdout)
+    motd = docker("run", "--rm", toolbox[-1]["tag"], "cat", "/etc/motd")
+    assert motd == "toolbox pod (toolbox-busybox v1)"

@@ -1,0 +1,74 @@
+"""The CLI as a user meets it, without the engine: help, usage errors, plan, messages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .conftest import imagectl
+from .helpers import make_line, write
+
+
+def repo(tmp_path: Path) -> Path:
+    root = tmp_path / "repo"
+    make_line(
+        root,
+        "line",
+        repository="localhost:5000/t/line",
+        base="localhost:5000/b:1",
+        increments={"0001-a": "# First step\nRUN true\n", "0002-b": "RUN true\n"},
+    )
+    return root
+
+
+def test_help_lists_the_commands(tmp_path: Path) -> None:
+    result = imagectl(tmp_path, "--help")
+    assert result.code == 0
+    for command in ("build", "plan", "history"):
+        assert command in result.stdout
+
+
+def test_no_command_is_a_usage_error(tmp_path: Path) -> None:
+    assert imagectl(tmp_path).code == 2
+    assert imagectl(tmp_path, "frobnicate").code == 2
+    assert imagectl(tmp_path, "build", "next", "--wait", "soon").code == 2
+
+
+def test_plan_shows_every_pending_version(tmp_path: Path) -> None:
+    result = imagectl(repo(tmp_path), "plan")
+    assert result.code == 0
+    assert "line: v0 built, 2 pending" in result.stdout
+    assert "v1  increments/line/0001-a.Dockerfile.j2  FROM localhost:5000/b:1  # First step" in (
+        result.stdout
+    )
+    assert "v2  increments/line/0002-b.Dockerfile.j2  FROM localhost:5000/t/line:v1" in (
+        result.stdout
+    )
+
+
+def test_errors_are_one_paragraph_without_traceback(tmp_path: Path) -> None:
+    root = repo(tmp_path)
+    write(root / "images" / "line.toml", "repository = [\n")
+    result = imagectl(root, "plan")
+    assert result.code == 1
+    assert result.stderr.startswith("imagectl: config error: images/line.toml: is not valid TOML")
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_unknown_line(tmp_path: Path) -> None:
+    result = imagectl(repo(tmp_path), "history", "nope")
+    assert result.code == 1
+    assert "no image line named nope" in result.stderr
+
+
+def test_history_of_a_line_never_built(tmp_path: Path) -> None:
+    result = imagectl(repo(tmp_path), "history", "line")
+    assert result.code == 0
+    assert "no versions built yet" in result.stdout
+    assert imagectl(repo(tmp_path / "j"), "history", "line", "--json").stdout.strip() == "[]"
+
+
+def test_not_a_repository(tmp_path: Path) -> None:
+    result = imagectl(tmp_path, "plan")
+    assert result.code == 1
+    assert "no image repository found" in result.stderr
