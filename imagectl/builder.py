@@ -15,7 +15,7 @@ from imagectl.errors import BusyError, PlanError, TagConflictError
 from imagectl.linestate import LineState, load_state, render_step
 from imagectl.model import BuildStep, ImageLine, Lock, LockedVersion
 from imagectl.planner import next_step
-from imagectl.ports import Engine, Git, ImageInfo, Registry
+from imagectl.ports import Engine, Git, ImageInfo, Registry, RemoteImage
 
 Say = Callable[[str], None]
 
@@ -100,7 +100,7 @@ def build_step(
     line, lock = state.line, state.lock
     parent = resolve_parent(state, step, engine=engine, registry=registry, say=say)
     rendered = render_step(layout, line, step.increment, version=step.version, parent=parent.ref)
-    remote_digest = registry.lookup(step.tag)  # also proves the registry answers, before building
+    remote = registry.lookup(step.tag)  # also proves the registry answers, before building
     say(
         f"{line.name}: building v{step.version} from {step.increment.path.as_posix()} "
         f"FROM {parent.ref}"
@@ -118,7 +118,7 @@ def build_step(
     if info is None:
         raise PlanError(f"the image {image_id} just built has vanished from the engine.")
     _check_built_on_parent(step, parent, info)
-    adopted = _check_tag_free(step, info, remote_digest, engine=engine, repository=line.repository)
+    adopted = _check_tag_free(step, info, remote, engine=engine)
     if not adopted:
         engine.tag(image_id, step.tag)
     version = LockedVersion(
@@ -137,7 +137,7 @@ def build_step(
         built_at=datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
         commit=git.commit_of(step.increment.path),
         # A tag already in the registry with this very image counts as published.
-        digest=remote_digest if remote_digest and adopted else "",
+        digest=remote.digest if remote is not None and adopted else "",
     )
     if step.parent_is_base:
         lock = lock.with_base(
@@ -197,8 +197,8 @@ def warn_if_base_moved(state: LineState, *, registry: Registry, say: Say) -> Non
     if not lock.base_digest or "@" in line.base:
         return
     current = registry.lookup(line.base)
-    if current != lock.base_digest:
-        now = current or "nothing"
+    if current is None or current.digest != lock.base_digest:
+        now = current.digest if current else "nothing"
         say(
             f"{line.name}: warning: the base tag {line.base} now names {now}, but this line is "
             f"pinned to {lock.base_digest} (recorded in {state.lock_path.name}); it stays on "
@@ -235,7 +235,8 @@ def _resolve_base(
         )
     digest = lock.base_digest or _digest_from_pin(pinned) or info.digest_in(repository)
     if not digest:
-        digest = registry.lookup(base_name) or ""
+        remote_base = registry.lookup(base_name)
+        digest = remote_base.digest if remote_base is not None else ""
         if digest and info.digest_in(repository) not in ("", digest):
             digest = ""  # the registry's tag is another image than the local one
     if digest:
@@ -257,7 +258,7 @@ def _check_built_on_parent(step: BuildStep, parent: ResolvedParent, info: ImageI
 
 
 def _check_tag_free(
-    step: BuildStep, info: ImageInfo, remote_digest: str | None, *, engine: Engine, repository: str
+    step: BuildStep, info: ImageInfo, remote: RemoteImage | None, *, engine: Engine
 ) -> bool:
     """True when the tag already names this very image; raise when it names another."""
     local = engine.inspect_image(step.tag)
@@ -268,12 +269,12 @@ def _check_tag_free(
             hint="imagectl never overwrites a tag. If it was left by an interrupted build, "
             f"remove it (docker rmi {step.tag}) and build again; otherwise find out who made it.",
         )
-    if remote_digest is not None:
-        ours = info.digest_in(repository)
-        if ours != remote_digest:
+    if remote is not None:
+        if remote.config_digest != info.image_id:
             raise TagConflictError(
-                f"the tag {step.tag} already exists in the registry as {remote_digest}; the image "
-                f"just built is {info.image_id}. Nothing was tagged and the lock is unchanged.",
+                f"the tag {step.tag} already exists in the registry as {remote.digest} (image "
+                f"{remote.config_digest}); the image just built is {info.image_id}. Nothing was "
+                "tagged and the lock is unchanged.",
                 hint="imagectl never overwrites a tag. Someone published this version: pull the "
                 "lockfile that records it (git pull) before building.",
             )

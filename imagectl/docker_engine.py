@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import collections
 import os
+import re
 import subprocess
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from imagectl.errors import BuildError, EngineError
+from imagectl.errors import BuildError, EngineError, RegistryError
 from imagectl.model import Builder
 from imagectl.ports import ImageInfo
+from imagectl.registry import registry_failure
 
 ENGINE_HINT = (
     "Start it with `scripts/engine up` (or check DOCKER_HOST), then run the command again."
 )
+PUSHED_DIGEST = re.compile(r"digest: (sha256:[0-9a-f]{64})")
 FAILURE_TAIL = 25  # lines of build output kept for the error message
 
 
@@ -86,6 +89,28 @@ class DockerEngine:
         except DockerException as exc:
             raise _engine_error(exc, f"tagging {image_id} as {ref}") from exc
 
+    def untag(self, ref: str) -> None:
+        from python_on_whales.exceptions import DockerException  # noqa: PLC0415
+
+        try:
+            self._client().image.remove(ref, prune=False)
+        except DockerException as exc:
+            raise _engine_error(exc, f"removing the tag {ref}") from exc
+
+    def push(self, ref: str, *, on_output: Callable[[str], None]) -> str:
+        """Push `ref` and return the manifest digest docker reports for it."""
+        code, output = _stream(["docker", "push", ref], env=dict(os.environ), on_output=on_output)
+        if code != 0:
+            if _daemon_down(output):
+                raise EngineError(
+                    f"the Docker engine does not answer while pushing {ref}.", hint=ENGINE_HINT
+                )
+            raise registry_failure(ref, output)
+        match = PUSHED_DIGEST.search(output)
+        if match is None:
+            raise RegistryError(f"docker pushed {ref} but reported no digest.", details=output)
+        return match.group(1)
+
     def build(self, *, dockerfile: Path, context: Path, on_output: Callable[[str], None]) -> str:
         """Build and return the new image id; output goes to `on_output` line by line."""
         with tempfile.TemporaryDirectory(prefix="imagectl-iid-") as tmp:
@@ -116,23 +141,7 @@ class DockerEngine:
                     str(context),
                 ]
                 env["DOCKER_BUILDKIT"] = "0"
-            tail: collections.deque[str] = collections.deque(maxlen=FAILURE_TAIL)
-            with subprocess.Popen(
-                command,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                text=True,
-                env=env,
-                errors="replace",
-            ) as process:
-                assert process.stdout is not None
-                for raw in process.stdout:
-                    line = raw.rstrip("\n")
-                    tail.append(line)
-                    on_output(line)
-                code = process.wait()
-            output = "\n".join(tail)
+            code, output = _stream(command, env=env, on_output=on_output)
             if code != 0:
                 if _daemon_down(output):
                     raise EngineError(
@@ -149,6 +158,29 @@ class DockerEngine:
             if not image_id.startswith("sha256:"):
                 raise BuildError("the build finished but reported no image id.", details=output)
             return image_id
+
+
+def _stream(
+    command: list[str], *, env: dict[str, str], on_output: Callable[[str], None]
+) -> tuple[int, str]:
+    """Run `command`, passing each output line on; return the exit code and the last lines."""
+    tail: collections.deque[str] = collections.deque(maxlen=FAILURE_TAIL)
+    with subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env=env,
+        errors="replace",
+    ) as process:
+        assert process.stdout is not None
+        for raw in process.stdout:
+            line = raw.rstrip("\n")
+            tail.append(line)
+            on_output(line)
+        code = process.wait()
+    return code, "\n".join(tail)
 
 
 def _builder_from_env() -> Builder | None:

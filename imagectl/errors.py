@@ -81,6 +81,12 @@ class RegistryError(ImagectlError):
     kind = "registry error"
 
 
+class TagImmutableError(RegistryError):
+    """The registry refused a push because the tag is immutable (ECR, Harbor)."""
+
+    kind = "registry refused"
+
+
 class GitError(ImagectlError):
     """Git refused or the repository is not usable."""
 

@@ -28,6 +28,14 @@ class ImageInfo:
         return ""
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RemoteImage:
+    """What a registry says a tag names."""
+
+    digest: str  # the manifest digest: what `repo@sha256:...` pins
+    config_digest: str  # the image config's digest, which is the engine's image id
+
+
 class Engine(Protocol):
     @property
     def builder(self) -> Builder: ...
@@ -44,10 +52,16 @@ class Engine(Protocol):
 
     def tag(self, image_id: str, ref: str) -> None: ...
 
+    def untag(self, ref: str) -> None: ...
+
+    def push(self, ref: str, *, on_output: Callable[[str], None]) -> str:
+        """Push `ref`; return the manifest digest the registry stored."""
+        ...
+
 
 class Registry(Protocol):
-    def lookup(self, ref: str) -> str | None:
-        """The manifest digest `ref` names in its registry, or None when it is absent."""
+    def lookup(self, ref: str) -> RemoteImage | None:
+        """What `ref` names in its registry, or None when the tag is absent."""
         ...
 
 

@@ -92,7 +92,4 @@ def _adapters(
     from imagectl.git_repo import GitRepository  # noqa: PLC0415
     from imagectl.registry import DockerCliRegistry  # noqa: PLC0415
 
-    engine = engine or DockerEngine()
-    registry = registry or DockerCliRegistry(engine.builder)
-    git = git or GitRepository(root)
-    return engine, registry, git
+    return (engine or DockerEngine(), registry or DockerCliRegistry(), git or GitRepository(root))
