@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from imagectl import __version__
@@ -86,6 +86,32 @@ def build_parser() -> argparse.ArgumentParser:
     _add_json(plan)
     plan.set_defaults(run=run_plan)
 
+    publish = commands.add_parser(
+        "publish", help="push built versions to the registry, oldest first, never overwriting"
+    )
+    _add_lines(publish)
+    publish.add_argument("--dry-run", action="store_true", help="show what would be pushed")
+    publish.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait this long for another build or publish in this repository",
+    )
+    publish.add_argument("-q", "--quiet", action="store_true", help="hide the push output")
+    _add_json(publish)
+    publish.set_defaults(run=run_publish)
+
+    job = commands.add_parser(
+        "ci-publish",
+        help="the CI job: build next --all, publish, commit the lockfiles, push (with retries)",
+    )
+    job.add_argument("--remote", default="origin", help="git remote to push to (origin)")
+    job.add_argument("--branch", default="main", help="branch to push the lock commit to (main)")
+    job.add_argument("--attempts", type=int, default=5, help="tries when the push is rejected")
+    job.add_argument("-q", "--quiet", action="store_true", help="hide build and push output")
+    job.set_defaults(run=run_ci_publish)
+
     history = commands.add_parser("history", help="show the built versions of a line")
     history.add_argument("line", metavar="LINE")
     _add_json(history)
@@ -106,20 +132,13 @@ def run_build_next(args: argparse.Namespace) -> int:
         return _print_plan(args, all_versions=args.all_versions)
     from imagectl.workflows import build_next  # noqa: PLC0415 - keeps --help fast
 
-    def say(message: str) -> None:
-        print(message, file=sys.stderr, flush=True)
-
-    def output(line: str) -> None:
-        if not args.quiet:
-            print(f"  | {line}", file=sys.stderr, flush=True)
-
     results = build_next(
         args.directory,
         args.lines,
         all_versions=args.all_versions,
         wait=args.wait,
-        say=say,
-        output=output,
+        say=_say,
+        output=_output(quiet=args.quiet),
     )
     if args.json:
         print(
@@ -142,6 +161,81 @@ def run_build_next(args: argparse.Namespace) -> int:
         print(f"{built.line}: built {built.tag} ({built.image_id.removeprefix('sha256:')[:12]})")
     for name in results.up_to_date:
         print(f"{name}: up to date, nothing to build")
+    return EXIT_OK
+
+
+def run_publish(args: argparse.Namespace) -> int:
+    from imagectl import workflows  # noqa: PLC0415
+
+    if args.dry_run:
+        plan = workflows.publish_plan(args.directory, args.lines)
+        if args.json:
+            print(json.dumps(plan, indent=2))
+        for line, tags in plan.items():
+            if not args.json:
+                print(f"{line}: " + (", ".join(tags) if tags else "nothing to publish"))
+        return EXIT_OK
+    result = workflows.publish(
+        args.directory, args.lines, wait=args.wait, say=_say, output=_output(quiet=args.quiet)
+    )
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "published": [
+                        {
+                            "line": p.line,
+                            "version": p.version,
+                            "tag": p.tag,
+                            "digest": p.digest,
+                            "action": p.action,
+                        }
+                        for p in result.published
+                    ],
+                    "failures": [
+                        {"line": line, "error": str(exc)} for line, exc in result.failures
+                    ],
+                },
+                indent=2,
+            )
+        )
+    else:
+        for item in result.published:
+            print(f"{item.line}: {item.action} {item.tag}@{item.digest}")
+        if not result.published and not result.failures:
+            print("nothing to publish")
+    for _line, exc in result.failures:
+        print_error(exc)
+    return EXIT_ERROR if result.failures else EXIT_OK
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _output(*, quiet: bool) -> Callable[[str], None]:
+    def output(line: str) -> None:
+        if not quiet:
+            print(f"  | {line}", file=sys.stderr, flush=True)
+
+    return output
+
+
+def run_ci_publish(args: argparse.Namespace) -> int:
+    from imagectl.ci_job import run_publish_job  # noqa: PLC0415
+
+    result = run_publish_job(
+        args.directory,
+        remote=args.remote,
+        branch=args.branch,
+        attempts=max(1, args.attempts),
+        say=_say,
+        output=_output(quiet=args.quiet),
+    )
+    if result.commit:
+        print(f"pushed lock commit {result.commit[:12]} with {len(result.tags)} new tag(s)")
+    else:
+        print("nothing to publish")
     return EXIT_OK
 
 

@@ -9,11 +9,12 @@ from pathlib import Path
 from imagectl import lockfile
 from imagectl.builder import BuiltVersion, build_line, repository_lock
 from imagectl.config import find_repository, load_lines, select_lines
-from imagectl.errors import ConfigError
+from imagectl.errors import ConfigError, ImagectlError
 from imagectl.linestate import load_state
 from imagectl.model import LinePlan, Lock
 from imagectl.planner import plan_line
 from imagectl.ports import Engine, Git, Registry
+from imagectl.publisher import PublishedVersion, pending_publication, publish_line
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -74,6 +75,53 @@ def build_next(
             if not results:
                 up_to_date.append(line.name)
     return BuildResult(built=tuple(built), up_to_date=tuple(up_to_date))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PublishResult:
+    published: tuple[PublishedVersion, ...]
+    failures: tuple[tuple[str, ImagectlError], ...]  # (line, why): other lines went on
+
+
+def publish_plan(directory: Path, names: Sequence[str]) -> dict[str, tuple[str, ...]]:
+    """The tags `publish` would push, per line, oldest first; reads files only."""
+    layout = find_repository(directory)
+    lines = select_lines(load_lines(layout), list(names))
+    return {
+        line.name: tuple(v.tag for v in pending_publication(load_state(layout, line).lock))
+        for line in lines
+    }
+
+
+def publish(
+    directory: Path,
+    names: Sequence[str],
+    *,
+    wait: float,
+    say: Callable[[str], None],
+    output: Callable[[str], None],
+    engine: Engine | None = None,
+    registry: Registry | None = None,
+) -> PublishResult:
+    """Push every built but unpublished version; one line's refusal does not stop the others."""
+    layout = find_repository(directory)
+    lines = select_lines(load_lines(layout), list(names))
+    engine, registry, _ = _adapters(layout.root, engine, registry, None)
+    published: list[PublishedVersion] = []
+    failures: list[tuple[str, ImagectlError]] = []
+    with repository_lock(layout, wait=wait):
+        for line in lines:
+            load_state(layout, line)  # every line valid before anything is pushed
+        for line in lines:
+            try:
+                published.extend(
+                    publish_line(
+                        layout, line, engine=engine, registry=registry, say=say, output=output
+                    )
+                )
+            except ImagectlError as exc:
+                failures.append((line.name, exc))
+    return PublishResult(published=tuple(published), failures=tuple(failures))
 
 
 def read_history(directory: Path, name: str) -> Lock:

@@ -10,46 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from imagectl import lockfile
-from imagectl.model import Lock
-
 from .conftest import BUSYBOX, docker, image_id, imagectl
+from .engine_helpers import busybox_repo, layers, read_lock, run_in
 from .helpers import git_commit_all, git_init, make_line, write
 
 pytestmark = pytest.mark.engine
-
-STEPS = {
-    "0001-one": "# Write one\nRUN echo one >> /applied\n",
-    "0002-two": "# Write two\nRUN echo two >> /applied\n",
-    "0003-three": "# Write three\nRUN echo three >> /applied\n",
-}
-
-
-def busybox_repo(tmp_path: Path, repo_name: str, steps: dict[str, str] | None = None) -> Path:
-    root = tmp_path / "repo"
-    make_line(
-        root,
-        "line",
-        repository=repo_name,
-        base=BUSYBOX,
-        increments=STEPS if steps is None else steps,
-    )
-    git_init(root)
-    return root
-
-
-def read_lock(root: Path, repo_name: str) -> Lock:
-    return lockfile.read_lock(
-        root / "lock" / "line.lock.toml", line="line", repository=repo_name, base=BUSYBOX
-    )
-
-
-def layers(ref: str) -> list[str]:
-    return list(json.loads(docker("image", "inspect", "--format", "{{json .RootFS.Layers}}", ref)))
-
-
-def run_in(ref: str, *command: str) -> str:
-    return docker("run", "--rm", "--entrypoint", command[0], ref, *command[1:])
 
 
 def test_three_versions_each_on_its_parent_then_a_noop(tmp_path: Path, repo_name: str) -> None:

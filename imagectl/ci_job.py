@@ -1,0 +1,119 @@
+"""The CI publish job: build what is pending, publish it, commit the lockfiles, push; retry."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from imagectl.config import find_repository
+from imagectl.errors import GitError, ImagectlError, TagConflictError
+from imagectl.workflows import build_next, publish
+
+Say = Callable[[str], None]
+
+
+class CiGit(Protocol):
+    def dirty_paths(self) -> tuple[str, ...]: ...
+    def changed_paths(self, folder: str) -> tuple[str, ...]: ...
+    def commit(self, paths: tuple[str, ...], message: str) -> str: ...
+    def rev(self, ref: str) -> str: ...
+    def fetch(self, remote: str, branch: str) -> None: ...
+    def push(self, remote: str, branch: str) -> bool: ...
+    def rebase_onto(self, upstream: str) -> bool: ...
+    def reset_hard(self, ref: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobResult:
+    tags: tuple[str, ...]  # built or published by this job, as named in the commit
+    commit: str  # the lock commit pushed, "" when there was nothing to commit
+    attempts: int
+
+
+def commit_message(tags: tuple[str, ...]) -> str:
+    if not tags:
+        return "imagectl: update lockfiles"
+    listing = "\n".join(f"- {tag}" for tag in tags)
+    return f"imagectl: publish {len(tags)} new tag{'s' if len(tags) != 1 else ''}\n\n{listing}\n"
+
+
+def run_publish_job(
+    directory: Path,
+    *,
+    remote: str,
+    branch: str,
+    attempts: int,
+    say: Say,
+    output: Say,
+    git: CiGit | None = None,
+) -> JobResult:
+    """Build, publish, commit and push; when someone else pushed first, fetch and re-check."""
+    layout = find_repository(directory)
+    if git is None:
+        from imagectl.git_repo import GitRepository  # noqa: PLC0415
+
+        git = GitRepository(layout.root)
+    dirty = git.dirty_paths()
+    if dirty:
+        shown = ", ".join(dirty[:5]) + (" ..." if len(dirty) > 5 else "")
+        raise GitError(
+            f"the working tree is not clean ({shown}); the CI job publishes committed state only.",
+            hint="Commit or remove those changes, or run the job on a fresh clone.",
+        )
+    upstream = f"{remote}/{branch}"
+    for attempt in range(1, attempts + 1):
+        say(f"ci: attempt {attempt} of {attempts}")
+        try:
+            tags = _build_and_publish(layout.root, say=say, output=output)
+        except TagConflictError:
+            # Someone may have published these versions and pushed their lock meanwhile.
+            if not _remote_moved(git, remote, branch):
+                raise
+            say(f"ci: {upstream} moved on; taking its lockfiles and checking again")
+            git.reset_hard(upstream)
+            continue
+        changed = git.changed_paths("lock")
+        if changed:
+            git.commit(changed, commit_message(tags))
+        if git.rev("HEAD") == git.rev(upstream):
+            say("ci: nothing new to commit")
+            return JobResult(tags=tags, commit="", attempts=attempt)
+        if git.push(remote, branch):
+            head = git.rev("HEAD")
+            say(f"ci: pushed {head[:12]} to {remote} {branch}")
+            return JobResult(tags=tags, commit=head, attempts=attempt)
+        say(f"ci: push rejected, {upstream} moved on; fetching and checking again")
+        git.fetch(remote, branch)
+        if not git.rebase_onto(upstream):
+            say("ci: our lock commit conflicts with theirs; taking theirs and checking again")
+            git.reset_hard(upstream)
+    raise GitError(
+        f"gave up after {attempts} attempts: {upstream} kept moving while this job ran.",
+        hint="Serialize publish jobs (one CI concurrency group) and run the job again; "
+        "everything published so far is recorded in the registry and is adopted on the rerun.",
+    )
+
+
+def _build_and_publish(root: Path, *, say: Say, output: Say) -> tuple[str, ...]:
+    built = build_next(root, [], all_versions=True, wait=600.0, say=say, output=output)
+    result = publish(root, [], wait=600.0, say=say, output=output)
+    for line, error in result.failures:
+        say(f"ci: {line}: {error}")
+    if result.failures:
+        conflicts = [e for _, e in result.failures if isinstance(e, TagConflictError)]
+        raise conflicts[0] if conflicts else _first(result.failures)
+    tags = [f"{b.tag}" for b in built.built]
+    tags += [p.tag for p in result.published if p.tag not in tags]
+    return tuple(tags)
+
+
+def _first(failures: tuple[tuple[str, ImagectlError], ...]) -> ImagectlError:
+    return failures[0][1]
+
+
+def _remote_moved(git: CiGit, remote: str, branch: str) -> bool:
+    before = git.rev(f"{remote}/{branch}")
+    git.fetch(remote, branch)
+    return git.rev(f"{remote}/{branch}") != before or git.rev("HEAD") != before

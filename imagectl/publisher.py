@@ -1,0 +1,155 @@
+"""Carrying out `publish`: push built versions oldest first, never overwriting a tag."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from imagectl import lockfile
+from imagectl.config import RepositoryLayout
+from imagectl.errors import BusyError, PlanError, RegistryError, TagConflictError, TagImmutableError
+from imagectl.linestate import load_state
+from imagectl.model import ImageLine, Lock, LockedVersion
+from imagectl.ports import Engine, Registry
+
+Say = Callable[[str], None]
+HOST_LOCK_WAIT = 900.0  # s; a push of a large image may take minutes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PublishedVersion:
+    line: str
+    version: int
+    tag: str
+    digest: str
+    action: Literal["pushed", "recorded"]  # recorded: the registry already had this very image
+
+
+def pending_publication(lock: Lock) -> tuple[LockedVersion, ...]:
+    """The built versions without a registry digest, oldest first (the publish plan)."""
+    return tuple(version for version in lock.versions if not version.digest)
+
+
+@contextlib.contextmanager
+def host_publish_lock(repository: str, *, wait: float = HOST_LOCK_WAIT) -> Iterator[None]:
+    """Serialize look-up-then-push per image repository among publishers on this host.
+
+    A registry such as distribution overwrites a tag silently, so the check before a push is
+    only safe while no other publisher can push between the check and the push.
+    """
+    from filelock import FileLock, Timeout  # noqa: PLC0415
+
+    folder = Path(tempfile.gettempdir()) / "imagectl-publish-locks"
+    folder.mkdir(mode=0o1777, exist_ok=True)
+    name = hashlib.sha256(repository.encode()).hexdigest()[:24]
+    lock = FileLock(str(folder / f"{name}.lock"))
+    try:
+        lock.acquire(timeout=wait)
+    except Timeout as exc:
+        raise BusyError(
+            f"another publisher has been pushing to {repository} for {wait:.0f} s.",
+            hint="Wait for it to finish, then run again.",
+        ) from exc
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def publish_line(
+    layout: RepositoryLayout,
+    line: ImageLine,
+    *,
+    engine: Engine,
+    registry: Registry,
+    say: Say,
+    output: Say,
+) -> tuple[PublishedVersion, ...]:
+    """Publish every unpublished version of `line`, recording each digest right after its push."""
+    state = load_state(layout, line)
+    lock = state.lock
+    results: list[PublishedVersion] = []
+    for version in pending_publication(lock):
+        with host_publish_lock(line.repository):
+            digest, action = publish_version(
+                version, engine=engine, registry=registry, say=say, output=output
+            )
+        lock = lock.with_published(version.version, digest)
+        lockfile.write_lock(state.lock_path, lock)  # at once: a crash after this loses nothing
+        say(f"{line.name}: {action} {version.tag}@{digest}")
+        results.append(
+            PublishedVersion(
+                line=line.name,
+                version=version.version,
+                tag=version.tag,
+                digest=digest,
+                action=action,
+            )
+        )
+    return tuple(results)
+
+
+def publish_version(
+    version: LockedVersion, *, engine: Engine, registry: Registry, say: Say, output: Say
+) -> tuple[str, Literal["pushed", "recorded"]]:
+    tag = version.tag
+    remote = registry.lookup(tag)
+    if remote is not None:
+        if remote.config_digest == version.image_id:
+            return remote.digest, "recorded"  # a rerun after a crash: success, not an error
+        raise _foreign_tag(version, remote.digest, remote.config_digest)
+    _ensure_local_tag(version, engine=engine)
+    say(f"pushing {tag}")
+    try:
+        pushed = engine.push(tag, on_output=output)
+    except TagImmutableError:
+        again = registry.lookup(tag)
+        if again is not None and again.config_digest == version.image_id:
+            return again.digest, "recorded"
+        if again is not None:
+            raise _foreign_tag(version, again.digest, again.config_digest) from None
+        raise
+    back = registry.lookup(tag)
+    if back is None or back.digest != pushed or back.config_digest != version.image_id:
+        found = f"{back.digest} (image {back.config_digest})" if back else "nothing"
+        raise RegistryError(
+            f"after pushing {tag} as {pushed}, the registry names {found}: another publisher "
+            "pushed the same tag at the same moment. The lock does not record it.",
+            hint="Serialize publish jobs (one CI concurrency group), check which image the tag "
+            "names now, and fetch the lockfile that records it.",
+        )
+    return pushed, "pushed"
+
+
+def _ensure_local_tag(version: LockedVersion, *, engine: Engine) -> None:
+    local = engine.inspect_image(version.tag)
+    if local is None:
+        if engine.inspect_image(version.image_id) is None:
+            raise PlanError(
+                f"v{version.version} ({version.image_id}) is not in this engine, so it cannot be "
+                "published from here.",
+                hint="Publish from the machine that built it, or load the image here first.",
+            )
+        engine.tag(version.image_id, version.tag)  # restoring a removed local tag
+    elif local.image_id != version.image_id:
+        raise TagConflictError(
+            f"the local tag {version.tag} names {local.image_id}, but the lock records "
+            f"{version.image_id}; nothing was pushed.",
+            hint="Restore the tag with `docker tag <recorded image id> <tag>` after checking "
+            "what the other image is.",
+        )
+
+
+def _foreign_tag(version: LockedVersion, digest: str, config_digest: str) -> TagConflictError:
+    return TagConflictError(
+        f"the registry already has {version.tag} as {digest} (image {config_digest}), but the "
+        f"lock records image {version.image_id} for v{version.version}. Nothing was pushed for "
+        "this line from here on and its lock is unchanged.",
+        hint="imagectl never overwrites a tag. Find out who published that image; if this "
+        "repository's lock is behind, pull it (git pull) and run again.",
+    )

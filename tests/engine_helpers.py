@@ -1,0 +1,45 @@
+"""Helpers for tests on the real engine: small busybox lines and what they built."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from imagectl import lockfile
+from imagectl.model import Lock
+
+from .conftest import BUSYBOX, docker
+from .helpers import git_init, make_line
+
+STEPS = {
+    "0001-one": "# Write one\nRUN echo one >> /applied\n",
+    "0002-two": "# Write two\nRUN echo two >> /applied\n",
+    "0003-three": "# Write three\nRUN echo three >> /applied\n",
+}
+
+
+def busybox_repo(tmp_path: Path, repo_name: str, steps: dict[str, str] | None = None) -> Path:
+    root = tmp_path / "repo"
+    make_line(
+        root,
+        "line",
+        repository=repo_name,
+        base=BUSYBOX,
+        increments=STEPS if steps is None else steps,
+    )
+    git_init(root)
+    return root
+
+
+def read_lock(root: Path, repo_name: str) -> Lock:
+    return lockfile.read_lock(
+        root / "lock" / "line.lock.toml", line="line", repository=repo_name, base=BUSYBOX
+    )
+
+
+def layers(ref: str) -> list[str]:
+    return list(json.loads(docker("image", "inspect", "--format", "{{json .RootFS.Layers}}", ref)))
+
+
+def run_in(ref: str, *command: str) -> str:
+    return docker("run", "--rm", "--entrypoint", command[0], ref, *command[1:])
