@@ -5,14 +5,14 @@ from __future__ import annotations
 import contextlib
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 from imagectl import lockfile
 from imagectl.config import RepositoryLayout
 from imagectl.errors import BusyError, PlanError, TagConflictError
-from imagectl.linestate import LineState, load_state, render_step
+from imagectl.linestate import LineState, load_state, render_step, write_reference
 from imagectl.model import BuildStep, ImageLine, Lock, LockedVersion
 from imagectl.planner import next_step
 from imagectl.ports import Engine, Git, ImageInfo, Registry, RemoteImage
@@ -146,6 +146,9 @@ def build_step(
         )
     new_lock = lock.with_version(version)
     lockfile.write_lock(state.lock_path, new_lock)
+    # The reference follows the lock; it is derived, so a crash before this line loses nothing
+    # that `imagectl squash` cannot write again.
+    write_reference(layout, replace(state, lock=new_lock))
     say(
         f"{line.name}: {'adopted' if adopted else 'tagged'} {step.tag} "
         f"({image_id.removeprefix('sha256:')[:12]}, {len(info.layers)} layers)"

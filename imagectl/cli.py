@@ -102,6 +102,24 @@ def build_parser() -> argparse.ArgumentParser:
     _add_json(publish)
     publish.set_defaults(run=run_publish)
 
+    squash = commands.add_parser(
+        "squash", help="write each line's reference Dockerfile (base + every increment)"
+    )
+    _add_lines(squash)
+    squash.add_argument(
+        "--check",
+        action="store_true",
+        help="write nothing; exit 3 when a committed reference is stale",
+    )
+    squash.set_defaults(run=run_squash)
+
+    resolve = commands.add_parser(
+        "resolve", help="the newest version of the line that built REF (repo:vN, digest, id)"
+    )
+    resolve.add_argument("ref", metavar="REF")
+    _add_json(resolve)
+    resolve.set_defaults(run=run_resolve)
+
     job = commands.add_parser(
         "ci-publish",
         help="the CI job: build next --all, publish, commit the lockfiles, push (with retries)",
@@ -219,6 +237,46 @@ def _output(*, quiet: bool) -> Callable[[str], None]:
             print(f"  | {line}", file=sys.stderr, flush=True)
 
     return output
+
+
+def run_squash(args: argparse.Namespace) -> int:
+    from imagectl.workflows import squash_lines  # noqa: PLC0415
+
+    results = squash_lines(args.directory, args.lines, check=args.check)
+    for item in results:
+        if args.check:
+            state = "stale: run `imagectl squash`" if item.changed else "current"
+        else:
+            state = "written" if item.changed else "unchanged"
+        print(f"{item.line}: {item.path} {state}")
+    stale = args.check and any(item.changed for item in results)
+    return EXIT_CHECK if stale else EXIT_OK
+
+
+def run_resolve(args: argparse.Namespace) -> int:
+    from imagectl.workflows import resolve  # noqa: PLC0415
+
+    found = resolve(args.directory, args.ref)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "query": found.query,
+                    "line": found.line,
+                    "version": found.matched.version,
+                    "newest": found.newest.version,
+                    "tag": found.newest.tag,
+                    "digest": found.newest.digest,
+                    "image_id": found.newest.image_id,
+                    "reference": found.reference,
+                    "published": bool(found.newest.digest),
+                },
+                indent=2,
+            )
+        )
+    else:
+        print(found.reference)
+    return EXIT_OK
 
 
 def run_ci_publish(args: argparse.Namespace) -> int:

@@ -8,9 +8,11 @@ from pathlib import Path
 from imagectl import lockfile
 from imagectl.config import RepositoryLayout
 from imagectl.increments import discover_increments
+from imagectl.lockfile import write_atomic
 from imagectl.model import ImageLine, Increment, Lock
-from imagectl.planner import check_drift, check_numbering
+from imagectl.planner import check_drift, check_numbering, pinned_base
 from imagectl.recipe import check_increment_body, compose_dockerfile, hash_text
+from imagectl.squash import SquashEntry, squash
 from imagectl.templating import render_template
 
 
@@ -81,3 +83,54 @@ def render_step(
         parent=parent, body=body, line=line.name, version=version, increment=increment.path
     )
     return RenderedStep(body=body, dockerfile=dockerfile, dockerfile_hash=hash_text(dockerfile))
+
+
+def reference_text(layout: RepositoryLayout, state: LineState) -> str:
+    """The line's reference Dockerfile: built increments as built, pending ones as planned."""
+    line, lock = state.line, state.lock
+    entries: list[SquashEntry] = []
+    for increment in state.increments:
+        recorded = (
+            lock.versions[increment.number - 1] if increment.number <= len(lock.versions) else None
+        )
+        parent = (
+            recorded.parent
+            if recorded
+            else (
+                pinned_base(line, lock)
+                if increment.number == 1
+                else line.tag_for(increment.number - 1)
+            )
+        )
+        rendered = render_step(layout, line, increment, version=increment.number, parent=parent)
+        entries.append(
+            SquashEntry(
+                version=increment.number,
+                tag=line.tag_for(increment.number),
+                increment=increment.path.as_posix(),
+                commit=recorded.commit if recorded else "",
+                built=recorded is not None,
+                is_folder=increment.is_folder,
+                body=rendered.body,
+            )
+        )
+    return squash(
+        line=line.name,
+        path=reference_path(layout, line.name).relative_to(layout.root).as_posix(),
+        base=pinned_base(line, lock),
+        entries=tuple(entries),
+    )
+
+
+def reference_path(layout: RepositoryLayout, line: str) -> Path:
+    return layout.lock_dir / f"{line}.reference.Dockerfile"
+
+
+def write_reference(layout: RepositoryLayout, state: LineState) -> bool:
+    """Bring the committed reference Dockerfile up to date; False when it already was."""
+    path = reference_path(layout, state.line.name)
+    text = reference_text(layout, state)
+    if path.exists() and path.read_text(encoding="utf-8") == text:
+        return False
+    write_atomic(path, text)
+    return True

@@ -10,11 +10,12 @@ from imagectl import lockfile
 from imagectl.builder import BuiltVersion, build_line, repository_lock
 from imagectl.config import find_repository, load_lines, select_lines
 from imagectl.errors import ConfigError, ImagectlError
-from imagectl.linestate import load_state
+from imagectl.linestate import load_state, reference_path, reference_text, write_reference
 from imagectl.model import LinePlan, Lock
 from imagectl.planner import plan_line
 from imagectl.ports import Engine, Git, Registry
 from imagectl.publisher import PublishedVersion, pending_publication, publish_line
+from imagectl.resolver import Resolution, resolve_ref
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -122,6 +123,46 @@ def publish(
             except ImagectlError as exc:
                 failures.append((line.name, exc))
     return PublishResult(published=tuple(published), failures=tuple(failures))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReferenceStatus:
+    line: str
+    path: Path  # relative to the repository root
+    changed: bool  # written now (or, with check, found stale)
+
+
+def squash_lines(
+    directory: Path, names: Sequence[str], *, check: bool
+) -> tuple[ReferenceStatus, ...]:
+    """Write (or with `check`, only compare) each line's reference Dockerfile."""
+    layout = find_repository(directory)
+    lines = select_lines(load_lines(layout), list(names))
+    results = []
+    for line in lines:
+        state = load_state(layout, line)
+        path = reference_path(layout, line.name)
+        if check:
+            current = path.read_text(encoding="utf-8") if path.exists() else None
+            changed = current != reference_text(layout, state)
+        else:
+            changed = write_reference(layout, state)
+        results.append(
+            ReferenceStatus(line=line.name, path=path.relative_to(layout.root), changed=changed)
+        )
+    return tuple(results)
+
+
+def resolve(directory: Path, ref: str) -> Resolution:
+    """The newest version of the line that built `ref`, from the lockfiles alone."""
+    layout = find_repository(directory)
+    locks = [
+        lockfile.read_lock(
+            layout.lock_path(line.name), line=line.name, repository=line.repository, base=line.base
+        )
+        for line in load_lines(layout)
+    ]
+    return resolve_ref(ref, locks)
 
 
 def read_history(directory: Path, name: str) -> Lock:
