@@ -98,6 +98,9 @@ def run_publish_job(
 
 def _build_and_publish(root: Path, *, say: Say, output: Say) -> tuple[str, ...]:
     built = build_next(root, [], all_versions=True, wait=600.0, say=say, output=output)
+    if built.failures:
+        conflicts = [e for _, e in built.failures if isinstance(e, TagConflictError)]
+        raise conflicts[0] if conflicts else _first(built.failures)
     result = publish(root, [], wait=600.0, say=say, output=output)
     for line, error in result.failures:
         say(f"ci: {line}: {error}")

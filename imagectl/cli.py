@@ -76,6 +76,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="wait this long for another build in this repository to end",
     )
     build_next.add_argument("-q", "--quiet", action="store_true", help="hide the build output")
+    build_next.add_argument(
+        "-j",
+        "--jobs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="build up to N lines at once (default 1)",
+    )
     _add_json(build_next)
     build_next.set_defaults(run=run_build_next)
 
@@ -120,6 +128,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_json(resolve)
     resolve.set_defaults(run=run_resolve)
 
+    back = commands.add_parser(
+        "backport", help="add a new increment including a shared fix to every selected line"
+    )
+    back.add_argument(
+        "fix", type=Path, metavar="FIX", help="increments/_shared/<fix>.Dockerfile.j2"
+    )
+    back.add_argument("--lines", default="*", metavar="GLOB", help="lines to patch (default *)")
+    back.add_argument("--dry-run", action="store_true", help="show the plan, write nothing")
+    back.set_defaults(run=run_backport)
+
     job = commands.add_parser(
         "ci-publish",
         help="the CI job: build next --all, publish, commit the lockfiles, push (with retries)",
@@ -157,6 +175,7 @@ def run_build_next(args: argparse.Namespace) -> int:
         wait=args.wait,
         say=_say,
         output=_output(quiet=args.quiet),
+        jobs=args.jobs,
     )
     if args.json:
         print(
@@ -174,12 +193,17 @@ def run_build_next(args: argparse.Namespace) -> int:
                 indent=2,
             )
         )
-        return EXIT_OK
-    for built in results.built:
-        print(f"{built.line}: built {built.tag} ({built.image_id.removeprefix('sha256:')[:12]})")
-    for name in results.up_to_date:
-        print(f"{name}: up to date, nothing to build")
-    return EXIT_OK
+    else:
+        for built in results.built:
+            short = built.image_id.removeprefix("sha256:")[:12]
+            print(f"{built.line}: {'adopted' if built.adopted else 'built'} {built.tag} ({short})")
+        for name in results.up_to_date:
+            print(f"{name}: up to date, nothing to build")
+        for name, exc in results.failures:
+            print(f"{name}: FAILED ({exc.kind})")
+    for _name, exc in results.failures:
+        print_error(exc)
+    return EXIT_ERROR if results.failures else EXIT_OK
 
 
 def run_publish(args: argparse.Namespace) -> int:
@@ -276,6 +300,20 @@ def run_resolve(args: argparse.Namespace) -> int:
         )
     else:
         print(found.reference)
+    return EXIT_OK
+
+
+def run_backport(args: argparse.Namespace) -> int:
+    from imagectl.workflows import backport  # noqa: PLC0415
+
+    plan = backport(args.directory, args.fix, pattern=args.lines, dry_run=args.dry_run)
+    verb = "would add" if args.dry_run else "added"
+    for step in plan.steps:
+        print(f"{step.line}: {verb} {step.path}")
+    for line in plan.already:
+        print(f"{line}: includes {plan.fix} already")
+    if plan.steps and not args.dry_run:
+        print("next: imagectl build next --all [--jobs N]")
     return EXIT_OK
 
 

@@ -1,15 +1,17 @@
 """The reference Dockerfile: the base plus every increment, as one from-scratch recipe.
 
-Each increment becomes a stage built FROM the previous one. That keeps the semantics of the
-incremental chain exactly: an ARG is in scope only in the increment that declares it (as in its
-own build), ENV and the rest of the image config carry over (as they do through the parent
-image). COPY/ADD sources of folder increments are rewritten to paths from the repository root,
-so `docker build -f lock/<line>.reference.Dockerfile .` builds it there.
+Each increment becomes a stage built FROM the previous one, so ENV and the rest of the image
+config carry over as they do through the parent image. One difference remains: BuildKit keeps
+an ARG set in stages built FROM the stage that declared it, while in the incremental chain an
+ARG ends with its increment; where a later increment uses such a name, the reference says so.
+COPY/ADD sources of folder increments are rewritten to paths from the repository root, so
+`docker build -f lock/<line>.reference.Dockerfile .` builds it there.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -41,15 +43,36 @@ def squash(*, line: str, path: str, base: str, entries: tuple[SquashEntry, ...])
     """The reference Dockerfile text for `line`."""
     parts = [HEADER.format(line=line, path=path), f"FROM {base} AS base\n"]
     previous = "base"
+    declared: dict[str, int] = {}  # ARG name -> the version that declared it first
     for entry in entries:
         stage = f"v{entry.version}"
         state = f"commit {entry.commit}" if entry.built else "not built yet"
         parts.append(f"\n# ---- v{entry.version}  {entry.tag}  {entry.increment}  ({state})\n")
         parts.append(f"FROM {previous} AS {stage}\n")
+        own = set(_arg_names(entry.body))
+        for name in sorted(n for n in declared if n not in own and _uses(entry.body, n)):
+            parts.append(
+                f"# note: BuildKit keeps ARG {name} (declared in v{declared[name]}) set "
+                "in this stage; the incremental build of this version did not have it\n"
+            )
+        for name in own:
+            declared.setdefault(name, entry.version)
         body = rewrite_sources(entry.body, entry.increment) if entry.is_folder else entry.body
         parts.append(body if body.endswith("\n") else body + "\n")
         previous = stage
     return "".join(parts)
+
+
+def _arg_names(body: str) -> list[str]:
+    names: list[str] = []
+    for command in dockerfile.parse_string(body):
+        if command.cmd.upper() == "ARG":
+            names.extend(value.split("=", 1)[0] for value in command.value)
+    return names
+
+
+def _uses(body: str, name: str) -> bool:
+    return re.search(rf"\$(?:{{)?{re.escape(name)}\b", body) is not None
 
 
 def rewrite_sources(body: str, folder: str) -> str:

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from imagectl import lockfile
+from imagectl.backport import BackportPlan, plan_backport, shared_name
 from imagectl.builder import BuiltVersion, build_line, repository_lock
 from imagectl.config import find_repository, load_lines, select_lines
 from imagectl.errors import ConfigError, ImagectlError
+from imagectl.increments import summarize
 from imagectl.linestate import load_state, reference_path, reference_text, write_reference
-from imagectl.model import LinePlan, Lock
+from imagectl.lockfile import write_atomic
+from imagectl.model import ImageLine, LinePlan, Lock
 from imagectl.planner import plan_line
 from imagectl.ports import Engine, Git, Registry
 from imagectl.publisher import PublishedVersion, pending_publication, publish_line
@@ -22,6 +26,7 @@ from imagectl.resolver import Resolution, resolve_ref
 class BuildResult:
     built: tuple[BuiltVersion, ...]
     up_to_date: tuple[str, ...]
+    failures: tuple[tuple[str, ImagectlError], ...] = ()  # (line, why): other lines went on
 
 
 def plan(directory: Path, names: Sequence[str], *, all_versions: bool) -> tuple[LinePlan, ...]:
@@ -43,6 +48,7 @@ def build_next(
     engine: Engine | None = None,
     registry: Registry | None = None,
     git: Git | None = None,
+    jobs: int = 1,
 ) -> BuildResult:
     """Build the next version (or all pending ones) of each selected line."""
     layout = find_repository(directory)
@@ -59,10 +65,9 @@ def build_next(
         for line in lines:
             load_state(layout, line)
         engine.check()
-        built: list[BuiltVersion] = []
-        up_to_date: list[str] = []
-        for line in lines:
-            results = build_line(
+
+        def build_one(line: ImageLine) -> tuple[BuiltVersion, ...]:
+            return build_line(
                 layout,
                 line,
                 all_versions=all_versions,
@@ -70,12 +75,42 @@ def build_next(
                 registry=registry,
                 git=git,
                 say=say,
-                output=output,
+                output=_prefixed(output, line.name, jobs),
             )
-            built.extend(results)
-            if not results:
-                up_to_date.append(line.name)
-    return BuildResult(built=tuple(built), up_to_date=tuple(up_to_date))
+
+        # Lines are independent: build them side by side; one line's failure stops only it.
+        outcomes: dict[str, tuple[BuiltVersion, ...] | ImagectlError] = {}
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            futures = {pool.submit(_capture, build_one, line): line.name for line in lines}
+            for future, name in futures.items():
+                outcomes[name] = future.result()
+    built: list[BuiltVersion] = []
+    up_to_date: list[str] = []
+    failures: list[tuple[str, ImagectlError]] = []
+    for line in lines:
+        outcome = outcomes[line.name]
+        if isinstance(outcome, ImagectlError):
+            failures.append((line.name, outcome))
+        elif outcome:
+            built.extend(outcome)
+        else:
+            up_to_date.append(line.name)
+    return BuildResult(built=tuple(built), up_to_date=tuple(up_to_date), failures=tuple(failures))
+
+
+def _capture(
+    build: Callable[[ImageLine], tuple[BuiltVersion, ...]], line: ImageLine
+) -> tuple[BuiltVersion, ...] | ImagectlError:
+    try:
+        return build(line)
+    except ImagectlError as exc:
+        return exc
+
+
+def _prefixed(output: Callable[[str], None], name: str, jobs: int) -> Callable[[str], None]:
+    if jobs <= 1:
+        return output
+    return lambda text: output(f"[{name}] {text}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -163,6 +198,40 @@ def resolve(directory: Path, ref: str) -> Resolution:
         for line in load_lines(layout)
     ]
     return resolve_ref(ref, locks)
+
+
+def backport(directory: Path, fix: Path, *, pattern: str, dry_run: bool) -> BackportPlan:
+    """Add a new increment including the shared `fix` to every selected line."""
+    layout = find_repository(directory)
+    lines = load_lines(layout)
+    name = shared_name(layout.root, layout.shared_dir, fix)
+    summary = summarize((layout.increments_dir / name).read_text(encoding="utf-8"))
+    states = {line.name: load_state(layout, line) for line in lines}
+    templates = {
+        line: tuple(
+            (layout.root / inc.template).read_text(encoding="utf-8") for inc in state.increments
+        )
+        for line, state in states.items()
+    }
+    plan = plan_backport(
+        fix=name,
+        summary=summary,
+        pattern=pattern,
+        lines={line: state.increments for line, state in states.items()},
+        templates=templates,
+    )
+    if not plan.steps and not plan.already:
+        raise ConfigError(
+            f"no image line matches {pattern!r}.",
+            hint=f"Known lines: {', '.join(sorted(states)) or 'none'}.",
+        )
+    if not dry_run:
+        for step in plan.steps:
+            target = layout.root / step.path
+            if target.exists():
+                raise ConfigError("already exists.", path=str(step.path))
+            write_atomic(target, step.text)
+    return plan
 
 
 def read_history(directory: Path, name: str) -> Lock:

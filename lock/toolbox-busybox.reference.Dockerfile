@@ -15,3 +15,19 @@ FROM v1 AS v2
 # A home for the pod user's work
 RUN mkdir -p /work && echo "built on localhost:5000/pods/toolbox:v1" > /work/.parent
 WORKDIR /work
+
+# ---- v3  localhost:5000/pods/toolbox:v3  increments/toolbox-busybox/0003-pod-init  (not built yet)
+FROM v2 AS v3
+# Pod start-up script: prepares the pod, then execs the real init
+COPY increments/toolbox-busybox/0003-pod-init/pod-start /usr/local/bin/pod-start
+ENTRYPOINT ["/usr/local/bin/pod-start"]
+CMD ["sleep", "3600"]
+
+# ---- v4  localhost:5000/pods/toolbox:v4  increments/toolbox-busybox/0004-oom-score-adj.Dockerfile.j2  (not built yet)
+FROM v3 AS v4
+# Back-port: Pod start-up sets oom_score_adj=900 so the OOM killer takes the pod, not the node's kubelet
+# Pod start-up sets oom_score_adj=900 so the OOM killer takes the pod, not the node's kubelet
+RUN set -e; script="/usr/local/bin/pod-start"; \
+    test -f "$script" || { echo "no pod start-up script at $script" >&2; exit 1; }; \
+    grep -q oom_score_adj "$script" || sed -i '1a echo 900 > /proc/self/oom_score_adj' "$script"
+

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import subprocess
+import tarfile
 from pathlib import Path
 
 from imagectl import lockfile
@@ -43,3 +46,36 @@ def layers(ref: str) -> list[str]:
 
 def run_in(ref: str, *command: str) -> str:
     return docker("run", "--rm", "--entrypoint", command[0], ref, *command[1:])
+
+
+VOLATILE = {".dockerenv", "etc/hosts", "etc/hostname", "etc/resolv.conf", "etc/mtab"}
+
+
+def file_tree(ref: str) -> dict[str, tuple[object, ...]]:
+    """Every path of an image's filesystem with type, mode, owner, link and content hash."""
+    container = docker("create", ref, "true")
+    try:
+        with subprocess.Popen(["docker", "export", container], stdout=subprocess.PIPE) as proc:
+            assert proc.stdout is not None
+            tree: dict[str, tuple[object, ...]] = {}
+            with tarfile.open(fileobj=proc.stdout, mode="r|") as archive:
+                for member in archive:
+                    name = member.name.rstrip("/")
+                    if name in VOLATILE or name.startswith(("proc/", "sys/", "dev/")):
+                        continue
+                    content = ""
+                    if member.isfile():
+                        handle = archive.extractfile(member)
+                        assert handle is not None
+                        content = hashlib.sha256(handle.read()).hexdigest()
+                    tree[name] = (
+                        member.type,
+                        member.mode,
+                        member.uid,
+                        member.gid,
+                        member.linkname,
+                        content,
+                    )
+    finally:
+        docker("rm", container)
+    return tree

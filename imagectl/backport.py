@@ -1,0 +1,63 @@
+"""Back-porting a shared fix: plan one new increment per line that includes it, then write them."""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from imagectl.errors import ConfigError
+from imagectl.increments import TEMPLATE_SUFFIX
+from imagectl.model import Increment
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BackportStep:
+    line: str
+    path: PurePosixPath  # the new increment, relative to the repository root
+    text: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BackportPlan:
+    fix: str  # e.g. _shared/oom-score-adj.Dockerfile.j2, as templates include it
+    steps: tuple[BackportStep, ...]
+    already: tuple[str, ...]  # lines that include the fix already
+
+
+def plan_backport(
+    *,
+    fix: str,
+    summary: str,
+    pattern: str,
+    lines: Mapping[str, tuple[Increment, ...]],
+    templates: Mapping[str, tuple[str, ...]],
+) -> BackportPlan:
+    """One new increment per selected line that does not include `fix` yet (pure)."""
+    stem = PurePosixPath(fix).name.removesuffix(TEMPLATE_SUFFIX).removesuffix(".j2")
+    include = f'{{% include "{fix}" %}}'
+    steps: list[BackportStep] = []
+    already: list[str] = []
+    for name in sorted(lines):
+        if not fnmatch.fnmatchcase(name, pattern):
+            continue
+        if any(fix in text for text in templates.get(name, ())):
+            already.append(name)
+            continue
+        number = len(lines[name]) + 1
+        path = PurePosixPath("increments", name, f"{number:04d}-{stem}{TEMPLATE_SUFFIX}")
+        text = f"# Back-port: {summary}\n{include}\n" if summary else f"{include}\n"
+        steps.append(BackportStep(line=name, path=path, text=text))
+    return BackportPlan(fix=fix, steps=tuple(steps), already=tuple(already))
+
+
+def shared_name(root: Path, shared_dir: Path, given: Path) -> str:
+    """The fix as templates include it ("_shared/x.Dockerfile.j2"); it must live in _shared/."""
+    path = (given if given.is_absolute() else root / given).resolve()
+    if not path.is_file() or not path.is_relative_to(shared_dir.resolve()):
+        raise ConfigError(
+            f"{given} is not a file in increments/_shared/.",
+            hint="Put the fix in increments/_shared/<fix>.Dockerfile.j2 and pass that path.",
+        )
+    return f"_shared/{path.relative_to(shared_dir.resolve()).as_posix()}"
