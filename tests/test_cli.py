@@ -72,3 +72,9 @@ def test_not_a_repository(tmp_path: Path) -> None:
     result = imagectl(tmp_path, "plan")
     assert result.code == 1
     assert "no image repository found" in result.stderr
+
+
+def test_committed_reference_dockerfiles_of_the_examples_are_current() -> None:
+    result = imagectl(Path(__file__).resolve().parent.parent, "squash", "--check")
+    assert result.code == 0, result.stdout + result.stderr
+    assert result.stdout.count(": lock/") == 3
