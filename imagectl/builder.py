@@ -14,10 +14,14 @@ from imagectl.config import RepositoryLayout
 from imagectl.errors import BusyError, PlanError, TagConflictError
 from imagectl.linestate import LineState, load_state, render_step, write_reference
 from imagectl.model import BuildStep, ImageLine, Lock, LockedVersion
+from imagectl.packages import PackageDiff, diff_manifests, parse_dpkg_status, replay
 from imagectl.planner import next_step
 from imagectl.ports import Engine, Git, ImageInfo, Registry, RemoteImage
 
 Say = Callable[[str], None]
+LAYER_LIMIT = 125  # moby's layer store: maxLayerDepth
+LAYER_WARNING = 100
+DPKG_STATUS = "/var/lib/dpkg/status"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -99,6 +103,12 @@ def build_step(
 ) -> tuple[BuiltVersion, Lock]:
     line, lock = state.line, state.lock
     parent = resolve_parent(state, step, engine=engine, registry=registry, say=say)
+    if len(parent.info.layers) >= LAYER_LIMIT:
+        raise PlanError(
+            f"{parent.ref} already has {len(parent.info.layers)} layers, Docker's limit; no "
+            "increment can go on top of it.",
+            hint=f"Run `imagectl checkpoint {line.name}` to add a one-layer copy of it first.",
+        )
     rendered = render_step(layout, line, step.increment, version=step.version, parent=parent.ref)
     remote = registry.lookup(step.tag)  # also proves the registry answers, before building
     say(
@@ -118,9 +128,14 @@ def build_step(
     if info is None:
         raise PlanError(f"the image {image_id} just built has vanished from the engine.")
     _check_built_on_parent(step, parent, info)
+    _check_layer_budget(step, info, say=say)
     adopted = _check_tag_free(step, info, remote, engine=engine)
     if not adopted:
         engine.tag(image_id, step.tag)
+    # Packages first: a crash before the lock write leaves an entry the rerun overwrites.
+    record_packages(
+        state, version=step.version, image=image_id, parent=parent.info.image_id, engine=engine
+    )
     version = LockedVersion(
         version=step.version,
         tag=step.tag,
@@ -156,6 +171,40 @@ def build_step(
     return BuiltVersion(
         line=line.name, version=step.version, tag=step.tag, image_id=image_id, adopted=adopted
     ), new_lock
+
+
+def record_packages(
+    state: LineState, *, version: int, image: str, parent: str, engine: Engine
+) -> PackageDiff:
+    """Store what `version` changed in the Debian package set against its parent."""
+    path = lockfile.packages_path(state.lock_path)
+    base, deltas = lockfile.read_packages(path)
+    complete = all(v in deltas for v in range(1, version)) and (version > 1 or base)
+    if version == 1:
+        base = manifest_of(parent, engine=engine)
+        parent_manifest = base
+    elif complete:
+        parent_manifest = replay(base, deltas, version - 1)
+    else:  # versions built before imagectl recorded packages: ask the parent image itself
+        parent_manifest = manifest_of(parent, engine=engine)
+    current = manifest_of(image, engine=engine)
+    diff = diff_manifests(parent_manifest, current)
+    added = set(diff.added) | {
+        f"{c.name.rpartition(':')[0]} {c.new} {c.name.rpartition(':')[2]}" for c in diff.changed
+    }
+    removed = set(diff.removed) | {
+        f"{c.name.rpartition(':')[0]} {c.old} {c.name.rpartition(':')[2]}" for c in diff.changed
+    }
+    deltas = {v: d for v, d in deltas.items() if v < version}
+    deltas[version] = (tuple(sorted(added)), tuple(sorted(removed)))
+    lockfile.write_packages(path, line=state.line.name, base=base, deltas=deltas)
+    return diff
+
+
+def manifest_of(image: str, *, engine: Engine) -> tuple[str, ...]:
+    """The image's installed Debian packages; empty for an image without dpkg."""
+    status = engine.read_file(image, DPKG_STATUS)
+    return parse_dpkg_status(status.decode(errors="replace")) if status else ()
 
 
 def resolve_parent(
@@ -247,6 +296,22 @@ def _resolve_base(
         return ResolvedParent(ref=ref, digest=digest, info=info)
     # Only the engine has this base: FROM its tag; the layer check proves what was used.
     return ResolvedParent(ref=base_name, digest=info.image_id, info=info)
+
+
+def _check_layer_budget(step: BuildStep, info: ImageInfo, *, say: Say) -> None:
+    layers = len(info.layers)
+    if layers > LAYER_LIMIT:
+        raise PlanError(
+            f"v{step.version} would have {layers} layers; Docker refuses images deeper than "
+            f"{LAYER_LIMIT} (`max depth exceeded`). Nothing was tagged or recorded.",
+            hint=f"Run `imagectl checkpoint {step.line}` to add a one-layer copy of the newest "
+            "version, then build again on top of it.",
+        )
+    if layers >= LAYER_WARNING:
+        say(
+            f"{step.line}: warning: v{step.version} has {layers} of at most {LAYER_LIMIT} "
+            f"layers; run `imagectl checkpoint {step.line}` soon."
+        )
 
 
 def _check_built_on_parent(step: BuildStep, parent: ResolvedParent, info: ImageInfo) -> None:

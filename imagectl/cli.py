@@ -7,6 +7,7 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from imagectl import __version__
 from imagectl.errors import ImagectlError
@@ -55,6 +56,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
+    _add_build_commands(commands)
+    _add_publish_commands(commands)
+    _add_reference_commands(commands)
+    _add_line_commands(commands)
+    return parser
+
+
+if TYPE_CHECKING:
+    # argparse names the type of add_subparsers() only privately.
+    Commands = argparse._SubParsersAction[argparse.ArgumentParser]
+
+
+def _add_build_commands(commands: Commands) -> None:
     build = commands.add_parser("build", help="build images")
     build_commands = build.add_subparsers(title="build commands", metavar="WHAT")
     build_next = build_commands.add_parser(
@@ -94,6 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_json(plan)
     plan.set_defaults(run=run_plan)
 
+
+def _add_publish_commands(commands: Commands) -> None:
     publish = commands.add_parser(
         "publish", help="push built versions to the registry, oldest first, never overwriting"
     )
@@ -110,6 +126,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_json(publish)
     publish.set_defaults(run=run_publish)
 
+    job = commands.add_parser(
+        "ci-publish",
+        help="the CI job: build next --all, publish, commit the lockfiles, push (with retries)",
+    )
+    job.add_argument("--remote", default="origin", help="git remote to push to (origin)")
+    job.add_argument("--branch", default="main", help="branch to push the lock commit to (main)")
+    job.add_argument("--attempts", type=int, default=5, help="tries when the push is rejected")
+    job.add_argument("-q", "--quiet", action="store_true", help="hide build and push output")
+    job.set_defaults(run=run_ci_publish)
+
+
+def _add_reference_commands(commands: Commands) -> None:
     squash = commands.add_parser(
         "squash", help="write each line's reference Dockerfile (base + every increment)"
     )
@@ -138,21 +166,40 @@ def build_parser() -> argparse.ArgumentParser:
     back.add_argument("--dry-run", action="store_true", help="show the plan, write nothing")
     back.set_defaults(run=run_backport)
 
-    job = commands.add_parser(
-        "ci-publish",
-        help="the CI job: build next --all, publish, commit the lockfiles, push (with retries)",
+
+def _add_line_commands(commands: Commands) -> None:
+    diff = commands.add_parser("diff", help="packages and increments between two versions")
+    diff.add_argument("line", metavar="LINE")
+    diff.add_argument("old", type=_version, metavar="A", help="a version: 3 or v3")
+    diff.add_argument("new", type=_version, metavar="B", help="a later version")
+    _add_json(diff)
+    diff.set_defaults(run=run_diff)
+
+    verify = commands.add_parser(
+        "verify", help="build the reference from scratch and compare with the newest version"
     )
-    job.add_argument("--remote", default="origin", help="git remote to push to (origin)")
-    job.add_argument("--branch", default="main", help="branch to push the lock commit to (main)")
-    job.add_argument("--attempts", type=int, default=5, help="tries when the push is rejected")
-    job.add_argument("-q", "--quiet", action="store_true", help="hide build and push output")
-    job.set_defaults(run=run_ci_publish)
+    verify.add_argument("line", metavar="LINE")
+    verify.add_argument("-q", "--quiet", action="store_true", help="hide the build output")
+    _add_json(verify)
+    verify.set_defaults(run=run_verify)
+
+    checkpoint = commands.add_parser(
+        "checkpoint", help="add a one-layer copy of the newest version (for the layer limit)"
+    )
+    checkpoint.add_argument("line", metavar="LINE")
+    checkpoint.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait this long for another build in this repository",
+    )
+    checkpoint.set_defaults(run=run_checkpoint)
 
     history = commands.add_parser("history", help="show the built versions of a line")
     history.add_argument("line", metavar="LINE")
     _add_json(history)
     history.set_defaults(run=run_history)
-    return parser
 
 
 def _add_lines(parser: argparse.ArgumentParser) -> None:
@@ -317,6 +364,116 @@ def run_backport(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _version(text: str) -> int:
+    try:
+        return int(text.removeprefix("v"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a version: {text!r} (use 3 or v3)") from None
+
+
+def run_diff(args: argparse.Namespace) -> int:
+    from imagectl.workflows import diff_versions  # noqa: PLC0415
+
+    found = diff_versions(args.directory, args.line, args.old, args.new)
+    pkgs = found.packages
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "line": found.line,
+                    "from": found.old,
+                    "to": found.new,
+                    "added": list(pkgs.added),
+                    "removed": list(pkgs.removed),
+                    "changed": [
+                        {"package": c.name, "old": c.old, "new": c.new} for c in pkgs.changed
+                    ],
+                    "increments": [
+                        {
+                            "version": v.version,
+                            "increment": v.increment,
+                            "summary": v.summary,
+                            "checkpoint": v.checkpoint,
+                        }
+                        for v in found.between
+                    ],
+                },
+                indent=2,
+            )
+        )
+        return EXIT_OK
+    print(f"{found.line}: v{found.old} -> v{found.new}: packages {pkgs.summary}")
+    for entry in pkgs.added:
+        print(f"  + {entry}")
+    for entry in pkgs.removed:
+        print(f"  - {entry}")
+    for change in pkgs.changed:
+        print(f"  ~ {change.name} {change.old} -> {change.new}")
+    for version in found.between:
+        what = version.increment.rsplit("/", 1)[-1] or "(checkpoint)"
+        print(f"  v{version.version}  {what}  {version.summary}")
+    return EXIT_OK
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    from imagectl.workflows import verify  # noqa: PLC0415
+
+    report = verify(args.directory, args.line, say=_say, output=_output(quiet=args.quiet))
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "line": report.line,
+                    "version": report.version,
+                    "drift": report.drift,
+                    "packages": {
+                        "added": list(report.packages.added),
+                        "removed": list(report.packages.removed),
+                        "changed": [
+                            {"package": c.name, "old": c.old, "new": c.new}
+                            for c in report.packages.changed
+                        ],
+                    },
+                    "files": {
+                        "missing": list(report.missing),
+                        "extra": list(report.extra),
+                        "different": list(report.different),
+                    },
+                },
+                indent=2,
+            )
+        )
+    elif not report.drift:
+        print(f"{report.line}: the reference rebuilt from scratch matches v{report.version}")
+    else:
+        print(
+            f"{report.line}: DRIFT between v{report.version} and its reference rebuilt now: "
+            f"packages {report.packages.summary}, files missing {len(report.missing)}, "
+            f"extra {len(report.extra)}, different {len(report.different)}"
+        )
+        for change in report.packages.changed:
+            print(f"  ~ {change.name} {change.old} (v{report.version}) -> {change.new} (now)")
+        for entry in report.packages.removed:
+            print(f"  - {entry} (only in v{report.version})")
+        for entry in report.packages.added:
+            print(f"  + {entry} (only in the rebuilt reference)")
+        for path in report.different:
+            print(f"  ! /{path} differs")
+        for path in report.missing:
+            print(f"  - /{path} missing from the rebuilt reference")
+        for path in report.extra:
+            print(f"  + /{path} only in the rebuilt reference")
+    return EXIT_CHECK if report.drift else EXIT_OK
+
+
+def run_checkpoint(args: argparse.Namespace) -> int:
+    from imagectl.workflows import checkpoint  # noqa: PLC0415
+
+    made = checkpoint(args.directory, args.line, wait=args.wait, say=_say)
+    print(f"{made.line}: checkpoint {made.tag} ({made.image_id.removeprefix('sha256:')[:12]})")
+    return EXIT_OK
+
+
 def run_ci_publish(args: argparse.Namespace) -> int:
     from imagectl.ci_job import run_publish_job  # noqa: PLC0415
 
@@ -372,10 +529,7 @@ def _print_plan(args: argparse.Namespace, *, all_versions: bool) -> int:
         if not line_plan.steps:
             print(f"{line_plan.line}: up to date (v{line_plan.built})")
             continue
-        print(
-            f"{line_plan.line}: v{line_plan.built} built, "
-            f"{line_plan.available - line_plan.built} pending"
-        )
+        print(f"{line_plan.line}: v{line_plan.built} built, {line_plan.pending} pending")
         for step in line_plan.steps:
             summary = f"  # {step.increment.summary}" if step.increment.summary else ""
             print(
@@ -386,13 +540,14 @@ def _print_plan(args: argparse.Namespace, *, all_versions: bool) -> int:
 
 def run_history(args: argparse.Namespace) -> int:
     from imagectl.history import history_records, history_table  # noqa: PLC0415
-    from imagectl.workflows import read_history  # noqa: PLC0415
+    from imagectl.workflows import package_deltas, read_history  # noqa: PLC0415
 
     lock = read_history(args.directory, args.line)
+    deltas = package_deltas(args.directory, args.line)
     if args.json:
-        print(json.dumps(history_records(lock), indent=2))
+        print(json.dumps(history_records(lock, deltas), indent=2))
     elif not lock.versions:
         print(f"{args.line}: no versions built yet")
     else:
-        print(history_table(lock))
+        print(history_table(lock, deltas))
     return EXIT_OK

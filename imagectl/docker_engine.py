@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import collections
+import hashlib
+import io
+import json
 import os
 import re
 import subprocess
+import tarfile
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -13,12 +17,14 @@ from typing import Any
 
 from imagectl.errors import BuildError, EngineError, RegistryError
 from imagectl.model import Builder
-from imagectl.ports import ImageInfo
+from imagectl.ports import FileEntry, ImageInfo
 from imagectl.registry import registry_failure
 
 ENGINE_HINT = (
     "Start it with `scripts/engine up` (or check DOCKER_HOST), then run the command again."
 )
+# Files `docker export` adds to every container; never part of an image's own content.
+EXPORT_NOISE = {".dockerenv", "etc/hosts", "etc/hostname", "etc/resolv.conf", "etc/mtab"}
 PUSHED_DIGEST = re.compile(r"digest: (sha256:[0-9a-f]{64})")
 FAILURE_TAIL = 25  # lines of build output kept for the error message
 
@@ -111,6 +117,97 @@ class DockerEngine:
             raise RegistryError(f"docker pushed {ref} but reported no digest.", details=output)
         return match.group(1)
 
+    def read_file(self, image: str, path: str) -> bytes | None:
+        """A file's bytes from a created (never started) container of `image`; None if absent."""
+        container = self._create(image)
+        try:
+            copied = subprocess.run(
+                ["docker", "cp", f"{container}:{path}", "-"], capture_output=True, check=False
+            )
+            if copied.returncode != 0:
+                return None
+            with tarfile.open(fileobj=io.BytesIO(copied.stdout)) as archive:
+                for member in archive:
+                    if member.isfile():
+                        handle = archive.extractfile(member)
+                        return handle.read() if handle else None
+            return None
+        finally:
+            subprocess.run(["docker", "rm", "-f", container], capture_output=True, check=False)
+
+    def _create(self, image: str) -> str:
+        created = subprocess.run(
+            ["docker", "create", image, "true"],
+            capture_output=True,
+            text=True,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
+        if created.returncode != 0:
+            raise EngineError(
+                f"docker could not create a container of {image}: {_first_line(created.stderr)}.",
+                hint=ENGINE_HINT,
+            )
+        return created.stdout.strip()
+
+    def _tree_command(self, image: str, tmp: str) -> tuple[list[str], str]:
+        """The command that streams `image`'s files as tar, and a container to remove after."""
+        if self.builder == "buildx":
+            Path(tmp, "Dockerfile").write_text(f"FROM {image}\n")
+            return ["docker", "buildx", "build", "-q", "--output", "type=tar,dest=-", tmp], ""
+        container = self._create(image)
+        return ["docker", "export", container], container
+
+    def file_tree(self, image: str) -> dict[str, FileEntry]:
+        """Every path of `image` with type, mode, owner, link target and content hash.
+
+        With BuildKit the tar exporter gives the exact tree; `docker export` (the fallback)
+        adds .dockerenv and /etc/hosts and friends, which are left out of both.
+        """
+        with tempfile.TemporaryDirectory(prefix="imagectl-tree-") as tmp:
+            command, container = self._tree_command(image, tmp)
+            return _tree_from(command, cleanup=container)
+
+    def image_config(self, ref: str) -> dict[str, Any]:
+        result = subprocess.run(
+            ["docker", "image", "inspect", "--format", "{{json .Config}}", ref],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise EngineError(f"docker could not inspect {ref}: {_first_line(result.stderr)}.")
+        config = json.loads(result.stdout)
+        return dict(config) if isinstance(config, dict) else {}
+
+    def import_rootfs(self, source: str, *, changes: list[str], tag: str) -> str:
+        """A one-layer image with `source`'s files and the given config changes, tagged `tag`."""
+        with tempfile.TemporaryDirectory(prefix="imagectl-flat-") as tmp:
+            export, container = self._tree_command(source, tmp)
+            command = ["docker", "import"]
+            for change in changes:
+                command += ["--change", change]
+            command += ["-", tag]
+            try:
+                with subprocess.Popen(
+                    export, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+                ) as producer:
+                    imported = subprocess.run(
+                        command, stdin=producer.stdout, capture_output=True, text=True, check=False
+                    )
+                    producer.wait()
+            finally:
+                if container:
+                    subprocess.run(
+                        ["docker", "rm", "-f", container], capture_output=True, check=False
+                    )
+            if imported.returncode != 0 or producer.returncode != 0:
+                raise EngineError(f"flattening {source} failed: {_first_line(imported.stderr)}.")
+            return imported.stdout.strip()
+
+    def remove_image(self, ref: str) -> None:
+        subprocess.run(["docker", "rmi", ref], capture_output=True, check=False)
+
     def build(self, *, dockerfile: Path, context: Path, on_output: Callable[[str], None]) -> str:
         """Build and return the new image id; output goes to `on_output` line by line."""
         with tempfile.TemporaryDirectory(prefix="imagectl-iid-") as tmp:
@@ -158,6 +255,40 @@ class DockerEngine:
             if not image_id.startswith("sha256:"):
                 raise BuildError("the build finished but reported no image id.", details=output)
             return image_id
+
+
+def _tree_from(command: list[str], *, cleanup: str) -> dict[str, FileEntry]:
+    tree: dict[str, FileEntry] = {}
+    try:
+        with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+            assert proc.stdout is not None
+            with tarfile.open(fileobj=proc.stdout, mode="r|") as archive:
+                for member in archive:
+                    name = member.name.removeprefix("./").rstrip("/")
+                    if not name or name in EXPORT_NOISE:
+                        continue
+                    content = ""
+                    if member.isfile():
+                        handle = archive.extractfile(member)
+                        content = hashlib.sha256(handle.read()).hexdigest() if handle else ""
+                    tree[name] = (
+                        member.type.decode(),
+                        member.mode,
+                        member.uid,
+                        member.gid,
+                        member.linkname,
+                        content,
+                        member.devmajor,
+                        member.devminor,
+                    )
+            stderr = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+            code = proc.wait()
+    finally:
+        if cleanup:
+            subprocess.run(["docker", "rm", "-f", cleanup], capture_output=True, check=False)
+    if code != 0:
+        raise EngineError(f"reading the file tree failed: {_first_line(stderr)}.")
+    return tree
 
 
 def _stream(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from imagectl.model import Lock, LockedVersion
 
@@ -25,40 +25,39 @@ JSON_KEYS = (
 )
 
 
-def history_records(lock: Lock) -> list[dict[str, object]]:
+def history_records(lock: Lock, packages: Mapping[int, str]) -> list[dict[str, object]]:
     """The lock's versions as plain dicts, oldest first (the `--json` output)."""
-    return [{key: getattr(version, key) for key in JSON_KEYS} for version in lock.versions]
+    return [
+        {
+            **{key: getattr(version, key) for key in JSON_KEYS},
+            "checkpoint": version.checkpoint,
+            "packages": packages.get(version.version),
+        }
+        for version in lock.versions
+    ]
 
 
-def history_table(lock: Lock) -> str:
-    """A fixed-width table, oldest first."""
-    header = (
-        "VERSION",
-        "TAG",
-        "IMAGE",
-        "BUILT",
-        "INCREMENT",
-        "SUMMARY",
-        "COMMIT",
-        "LAYERS",
-        "SIZE",
-        "PUBLISHED",
-    )
-    rows = [header, *(_row(version) for version in lock.versions)]
+def history_table(lock: Lock, packages: Mapping[int, str]) -> str:
+    """A fixed-width table, oldest first; PACKAGES is the Debian package delta to the parent."""
+    header = ("VERSION", "TAG", "IMAGE", "BUILT", "INCREMENT", "SUMMARY", "COMMIT", "LAYERS",
+              "SIZE", "PACKAGES", "PUBLISHED")  # fmt: skip
+    rows: list[tuple[str, ...]] = [header]
+    rows += [_row(version, packages.get(version.version, "?")) for version in lock.versions]
     return format_table(rows)
 
 
-def _row(version: LockedVersion) -> tuple[str, ...]:
+def _row(version: LockedVersion, packages: str) -> tuple[str, ...]:
     return (
         f"v{version.version}",
         version.tag,
         version.image_id.removeprefix("sha256:")[:12],
         version.built_at,
-        version.increment.rsplit("/", 1)[-1],
+        version.increment.rsplit("/", 1)[-1] or "(checkpoint)",
         _clip(version.summary, 40),
         version.commit[:10] if len(version.commit) == 40 else (version.commit or "-"),
         str(version.layers),
         human_size(version.size),
+        packages,
         version.digest.removeprefix("sha256:")[:12] if version.digest else "-",
     )
 

@@ -41,18 +41,19 @@ def load_state(layout: RepositoryLayout, line: ImageLine, *, check: bool = True)
     state = LineState(line=line, increments=increments, lock=lock, lock_path=lock_path)
     if check:
         check_numbering(line, increments)
+        built = lock.increment_versions
         rendered = {
             version.version: render_step(
                 layout,
                 line,
-                increments[version.version - 1],
+                increments[number - 1],
                 version=version.version,
                 parent=version.parent,
             ).dockerfile_hash
-            for version in lock.versions
-            if version.version <= len(increments)
-            and increments[version.version - 1].path.as_posix() == version.increment
-            and increments[version.version - 1].source_hash == version.increment_hash
+            for number, version in enumerate(built, start=1)
+            if number <= len(increments)
+            and increments[number - 1].path.as_posix() == version.increment
+            and increments[number - 1].source_hash == version.increment_hash
         }
         check_drift(line, lock, increments, rendered, lock_path.relative_to(layout.root).as_posix())
     return state
@@ -89,24 +90,24 @@ def reference_text(layout: RepositoryLayout, state: LineState) -> str:
     """The line's reference Dockerfile: built increments as built, pending ones as planned."""
     line, lock = state.line, state.lock
     entries: list[SquashEntry] = []
+    built = lock.increment_versions
     for increment in state.increments:
-        recorded = (
-            lock.versions[increment.number - 1] if increment.number <= len(lock.versions) else None
+        recorded = built[increment.number - 1] if increment.number <= len(built) else None
+        # A pending increment gets the version and parent that `build next --all` would give it.
+        version = (
+            recorded.version if recorded else len(lock.versions) + increment.number - len(built)
         )
-        parent = (
-            recorded.parent
-            if recorded
-            else (
-                pinned_base(line, lock)
-                if increment.number == 1
-                else line.tag_for(increment.number - 1)
-            )
-        )
-        rendered = render_step(layout, line, increment, version=increment.number, parent=parent)
+        if recorded:
+            parent = recorded.parent
+        elif version == 1:
+            parent = pinned_base(line, lock)
+        else:
+            parent = line.tag_for(version - 1)
+        rendered = render_step(layout, line, increment, version=version, parent=parent)
         entries.append(
             SquashEntry(
-                version=increment.number,
-                tag=line.tag_for(increment.number),
+                version=version,
+                tag=line.tag_for(version),
                 increment=increment.path.as_posix(),
                 commit=recorded.commit if recorded else "",
                 built=recorded is not None,

@@ -58,6 +58,7 @@ class LockedVersion:
     built_at: str  # ISO 8601, UTC
     commit: str  # last git commit of the increment, "uncommitted" or "" outside git
     digest: str = ""  # registry digest once published
+    checkpoint: bool = False  # a one-layer copy of its parent, made by `imagectl checkpoint`
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -74,6 +75,11 @@ class Lock:
     @property
     def head(self) -> LockedVersion | None:
         return self.versions[-1] if self.versions else None
+
+    @property
+    def increment_versions(self) -> tuple[LockedVersion, ...]:
+        """The versions built from increments, in order: the k-th is increment k's."""
+        return tuple(version for version in self.versions if not version.checkpoint)
 
     def with_version(self, version: LockedVersion) -> Lock:
         return replace(self, versions=(*self.versions, version))
@@ -106,6 +112,7 @@ class LinePlan:
     """What `build next` would do for one line."""
 
     line: str
-    built: int  # versions already in the lock
+    built: int  # versions already in the lock (checkpoints included)
     available: int  # increments on disk
+    pending: int  # increments not built yet
     steps: tuple[BuildStep, ...] = ()

@@ -46,8 +46,8 @@ def check_drift(
             path=line.config_path,
         )
     by_number = {increment.number: increment for increment in increments}
-    for version in lock.versions:
-        current = by_number.get(version.version)
+    for number, version in enumerate(lock.increment_versions, start=1):
+        current = by_number.get(number)
         if current is None:
             raise DriftError(
                 f"v{version.version} was built from {version.increment}, which no longer exists.",
@@ -58,7 +58,7 @@ def check_drift(
         if current.path.as_posix() != version.increment:
             raise DriftError(
                 f"v{version.version} was built from {version.increment}, but increment "
-                f"{version.version:04d} is now {current.path.as_posix()} (renamed or renumbered).",
+                f"{number:04d} is now {current.path.as_posix()} (renamed or renumbered).",
                 hint=f"Restore the original name; new work goes into increment "
                 f"{len(increments) + 1:04d}.",
                 path=current.path,
@@ -85,10 +85,10 @@ def check_drift(
 
 def next_step(line: ImageLine, lock: Lock, increments: tuple[Increment, ...]) -> BuildStep | None:
     """The one version `build next` makes now, or None when every increment is built."""
-    built = len(lock.versions)
+    built = len(lock.increment_versions)
     if built >= len(increments):
         return None
-    version = built + 1
+    version = len(lock.versions) + 1
     head = lock.head
     if head is None:
         parent = pinned_base(line, lock)
@@ -119,13 +119,13 @@ def plan_line(
     if first is not None:
         steps.append(first)
         if all_versions:
-            for increment in increments[first.version :]:
+            for increment in increments[first.increment.number :]:
                 previous = steps[-1]
                 steps.append(
                     BuildStep(
                         line=line.name,
-                        version=increment.number,
-                        tag=line.tag_for(increment.number),
+                        version=previous.version + 1,
+                        tag=line.tag_for(previous.version + 1),
                         increment=increment,
                         parent=previous.tag,
                         parent_digest="",
@@ -133,7 +133,11 @@ def plan_line(
                     )
                 )
     return LinePlan(
-        line=line.name, built=len(lock.versions), available=len(increments), steps=tuple(steps)
+        line=line.name,
+        built=len(lock.versions),
+        available=len(increments),
+        pending=len(increments) - len(lock.increment_versions),
+        steps=tuple(steps),
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from imagectl.model import Builder
 
@@ -36,6 +36,10 @@ class RemoteImage:
     config_digest: str  # the image config's digest, which is the engine's image id
 
 
+# (type, mode, uid, gid, link target, sha256 of content, device major, device minor)
+FileEntry = tuple[str, int, int, int, str, str, int, int]
+
+
 class Engine(Protocol):
     @property
     def builder(self) -> Builder: ...
@@ -53,6 +57,16 @@ class Engine(Protocol):
     def tag(self, image_id: str, ref: str) -> None: ...
 
     def untag(self, ref: str) -> None: ...
+
+    def read_file(self, image: str, path: str) -> bytes | None: ...
+
+    def file_tree(self, image: str) -> dict[str, FileEntry]: ...
+
+    def image_config(self, ref: str) -> dict[str, Any]: ...
+
+    def import_rootfs(self, source: str, *, changes: list[str], tag: str) -> str: ...
+
+    def remove_image(self, ref: str) -> None: ...
 
     def push(self, ref: str, *, on_output: Callable[[str], None]) -> str:
         """Push `ref`; return the manifest digest the registry stored."""

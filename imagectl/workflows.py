@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from imagectl import lockfile
 from imagectl.backport import BackportPlan, plan_backport, shared_name
@@ -15,11 +16,15 @@ from imagectl.errors import ConfigError, ImagectlError
 from imagectl.increments import summarize
 from imagectl.linestate import load_state, reference_path, reference_text, write_reference
 from imagectl.lockfile import write_atomic
-from imagectl.model import ImageLine, LinePlan, Lock
+from imagectl.model import ImageLine, LinePlan, Lock, LockedVersion
+from imagectl.packages import PackageDiff, diff_manifests, replay
 from imagectl.planner import plan_line
 from imagectl.ports import Engine, Git, Registry
 from imagectl.publisher import PublishedVersion, pending_publication, publish_line
 from imagectl.resolver import Resolution, resolve_ref
+
+if TYPE_CHECKING:
+    from imagectl.verifier import VerifyReport
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -232,6 +237,93 @@ def backport(directory: Path, fix: Path, *, pattern: str, dry_run: bool) -> Back
                 raise ConfigError("already exists.", path=str(step.path))
             write_atomic(target, step.text)
     return plan
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VersionDiff:
+    line: str
+    old: int
+    new: int
+    packages: PackageDiff
+    between: tuple[LockedVersion, ...]  # the versions after `old` up to `new`
+
+
+def diff_versions(directory: Path, name: str, old: int, new: int) -> VersionDiff:
+    """Packages added, removed and changed from version `old` to `new`, and what came between."""
+    layout = find_repository(directory)
+    (line,) = select_lines(load_lines(layout), [name])
+    lock = read_history(directory, name)
+    count = len(lock.versions)
+    for version in (old, new):
+        if not 1 <= version <= count:
+            raise ConfigError(
+                f"{line.name} has no v{version} (it has v1 to v{count}).",
+                hint=f"See `imagectl history {line.name}`.",
+            )
+    path = lockfile.packages_path(layout.lock_path(line.name))
+    base, deltas = lockfile.read_packages(path)
+    missing = [v for v in range(1, max(old, new) + 1) if v not in deltas]
+    if missing:
+        raise ConfigError(
+            f"no package manifest is recorded for v{missing[0]} of {line.name}.",
+            hint="Versions built before imagectl recorded packages have none; diff newer ones.",
+            path=path.relative_to(layout.root),
+        )
+    packages = diff_manifests(replay(base, deltas, old), replay(base, deltas, new))
+    low, high = sorted((old, new))
+    between = tuple(v for v in lock.versions if low < v.version <= high)
+    return VersionDiff(line=line.name, old=old, new=new, packages=packages, between=between)
+
+
+def package_deltas(directory: Path, name: str) -> dict[int, str]:
+    """history's package column: "+added -removed ~changed" per version with a manifest."""
+    layout = find_repository(directory)
+    _, deltas = lockfile.read_packages(lockfile.packages_path(layout.lock_path(name)))
+    summary = {}
+    for version, (added, removed) in deltas.items():
+        changed = {e.split(" ")[0] for e in added} & {e.split(" ")[0] for e in removed}
+        summary[version] = (
+            f"+{len(added) - len(changed)} -{len(removed) - len(changed)} ~{len(changed)}"
+        )
+    return summary
+
+
+def checkpoint(
+    directory: Path,
+    name: str,
+    *,
+    wait: float,
+    say: Callable[[str], None],
+    engine: Engine | None = None,
+    registry: Registry | None = None,
+) -> BuiltVersion:
+    """Add a one-layer copy of the newest version of `name` as its next version."""
+    from imagectl.checkpoint import checkpoint_line  # noqa: PLC0415
+
+    layout = find_repository(directory)
+    (line,) = select_lines(load_lines(layout), [name])
+    engine, registry, _ = _adapters(layout.root, engine, registry, None)
+    with repository_lock(layout, wait=wait):
+        engine.check()
+        return checkpoint_line(layout, line, engine=engine, registry=registry, say=say)
+
+
+def verify(
+    directory: Path,
+    name: str,
+    *,
+    say: Callable[[str], None],
+    output: Callable[[str], None],
+    engine: Engine | None = None,
+) -> VerifyReport:
+    """Rebuild the reference from scratch under a throwaway tag and compare with the newest."""
+    from imagectl.verifier import verify_line  # noqa: PLC0415
+
+    layout = find_repository(directory)
+    (line,) = select_lines(load_lines(layout), [name])
+    engine, _, _ = _adapters(layout.root, engine, None, None)
+    engine.check()
+    return verify_line(layout, line, engine=engine, say=say, output=output)
 
 
 def read_history(directory: Path, name: str) -> Lock:
