@@ -255,24 +255,41 @@ def diff_versions(directory: Path, name: str, old: int, new: int) -> VersionDiff
     lock = read_history(directory, name)
     count = len(lock.versions)
     for version in (old, new):
-        if not 1 <= version <= count:
+        if not 0 <= version <= count:
             raise ConfigError(
-                f"{line.name} has no v{version} (it has v1 to v{count}).",
+                f"{line.name} has no v{version} (it has v1 to v{count}; v0 is the base).",
                 hint=f"See `imagectl history {line.name}`.",
             )
     path = lockfile.packages_path(layout.lock_path(line.name))
     base, deltas = lockfile.read_packages(path)
     missing = [v for v in range(1, max(old, new) + 1) if v not in deltas]
-    if missing:
-        raise ConfigError(
-            f"no package manifest is recorded for v{missing[0]} of {line.name}.",
-            hint="Versions built before imagectl recorded packages have none; diff newer ones.",
-            path=path.relative_to(layout.root),
-        )
-    packages = diff_manifests(replay(base, deltas, old), replay(base, deltas, new))
+    if not missing:
+        packages = diff_manifests(replay(base, deltas, old), replay(base, deltas, new))
+    else:
+        # Versions built before imagectl recorded packages: read both images, if still here.
+        packages = _diff_images(_image_of(lock, old), _image_of(lock, new), path, layout.root)
     low, high = sorted((old, new))
     between = tuple(v for v in lock.versions if low < v.version <= high)
     return VersionDiff(line=line.name, old=old, new=new, packages=packages, between=between)
+
+
+def _image_of(lock: Lock, version: int) -> str:
+    return lock.versions[version - 1].image_id if version else lock.base_image_id
+
+
+def _diff_images(old: str, new: str, path: Path, root: Path) -> PackageDiff:
+    from imagectl.builder import manifest_of  # noqa: PLC0415
+    from imagectl.docker_engine import DockerEngine  # noqa: PLC0415
+
+    engine = DockerEngine()
+    if any(not image or engine.inspect_image(image) is None for image in (old, new)):
+        raise ConfigError(
+            "no package manifest is recorded for these versions, and their images are not in "
+            "the engine to read them from.",
+            hint="Pull the two versions, or diff versions built since imagectl records packages.",
+            path=path.relative_to(root),
+        )
+    return diff_manifests(manifest_of(old, engine=engine), manifest_of(new, engine=engine))
 
 
 def package_deltas(directory: Path, name: str) -> dict[int, str]:

@@ -50,6 +50,10 @@ def test_package_manifests_and_diff_on_the_debian_line(example_repo: Path) -> No
     assert [entry.split(" ")[0] for entry in installs["added"]] == ["tree"]
     assert (installs["removed"], installs["changed"]) == ([], [])
     assert [inc["summary"] for inc in installs["increments"]] == ["Install tree"]
+    from_base = json.loads(
+        imagectl(example_repo, "diff", "pod-bookworm", "0", "1", "--json").stdout
+    )
+    assert {"procps", "less", "ca-certificates"} <= {e.split(" ")[0] for e in from_base["added"]}
     removes = imagectl(example_repo, "diff", "pod-bookworm", "v3", "v5")
     assert removes.code == 0
     assert "  + tree " in removes.stdout
