@@ -24,7 +24,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.run(args))
     except ImagectlError as exc:
-        print_error(exc)
+        print_error(_relative_to_repository(exc, args.directory))
         return EXIT_ERROR
     except KeyboardInterrupt:
         print(
@@ -32,6 +32,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_INTERRUPTED
+
+
+def _relative_to_repository(exc: ImagectlError, directory: Path) -> ImagectlError:
+    """Name files as the user sees them in the repository, not by absolute path."""
+    if not exc.path or not Path(exc.path).is_absolute():
+        return exc
+    from imagectl.config import find_repository  # noqa: PLC0415
+
+    try:
+        root = find_repository(directory).root
+    except ImagectlError:
+        return exc
+    path = Path(exc.path)
+    if path.is_relative_to(root):
+        exc.path = path.relative_to(root).as_posix()
+    return exc
 
 
 def print_error(exc: ImagectlError) -> None:
@@ -249,7 +265,7 @@ def run_build_next(args: argparse.Namespace) -> int:
         for name, exc in results.failures:
             print(f"{name}: FAILED ({exc.kind})")
     for _name, exc in results.failures:
-        print_error(exc)
+        print_error(_relative_to_repository(exc, args.directory))
     return EXIT_ERROR if results.failures else EXIT_OK
 
 
@@ -294,7 +310,7 @@ def run_publish(args: argparse.Namespace) -> int:
         if not result.published and not result.failures:
             print("nothing to publish")
     for _line, exc in result.failures:
-        print_error(exc)
+        print_error(_relative_to_repository(exc, args.directory))
     return EXIT_ERROR if result.failures else EXIT_OK
 
 

@@ -40,22 +40,21 @@ def load_state(layout: RepositoryLayout, line: ImageLine, *, check: bool = True)
     lock = lockfile.read_lock(lock_path, line=line.name, repository=line.repository, base=line.base)
     state = LineState(line=line, increments=increments, lock=lock, lock_path=lock_path)
     if check:
-        check_numbering(line, increments)
-        built = lock.increment_versions
-        rendered = {
-            version.version: render_step(
-                layout,
-                line,
-                increments[number - 1],
-                version=version.version,
-                parent=version.parent,
-            ).dockerfile_hash
-            for number, version in enumerate(built, start=1)
-            if number <= len(increments)
-            and increments[number - 1].path.as_posix() == version.increment
-            and increments[number - 1].source_hash == version.increment_hash
-        }
+        by_number = {increment.number: increment for increment in increments}
+        rendered = {}
+        for number, version in enumerate(lock.increment_versions, start=1):
+            current = by_number.get(number)
+            if (
+                current is not None
+                and current.path.as_posix() == version.increment
+                and current.source_hash == version.increment_hash
+            ):
+                rendered[version.version] = render_step(
+                    layout, line, current, version=version.version, parent=version.parent
+                ).dockerfile_hash
+        # Drift first: a deleted or renumbered built increment is named as such, not as a gap.
         check_drift(line, lock, increments, rendered, lock_path.relative_to(layout.root).as_posix())
+        check_numbering(line, increments)
     return state
 
 

@@ -56,7 +56,7 @@ def read_lock(path: Path, *, line: str, repository: str, base: str) -> Lock:
     except (tomlkit.exceptions.TOMLKitError, UnicodeDecodeError) as exc:
         raise LockfileError(
             f"is not valid TOML ({exc}).",
-            hint="Restore it from git (git checkout -- <file>); imagectl writes it.",
+            hint="Restore it from git (`git checkout` that file); imagectl writes it.",
             path=path,
         ) from exc
     except OSError as exc:

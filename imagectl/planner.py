@@ -45,9 +45,35 @@ def check_drift(
             hint="A line's repository cannot move once built: restore it, or start a new line.",
             path=line.config_path,
         )
+    if lock.versions and lock.base != line.base:
+        raise DriftError(
+            f"the lock {lock_path} records base {lock.base!r}, but the line file now says "
+            f"{line.base!r}.",
+            hint="A line's base cannot change once built (v1 was built on the pinned base): "
+            "restore it, or start a new line on the new base.",
+            path=line.config_path,
+        )
     by_number = {increment.number: increment for increment in increments}
     for number, version in enumerate(lock.increment_versions, start=1):
         current = by_number.get(number)
+        if current is None or current.path.as_posix() != version.increment:
+            moved = next(
+                (
+                    i
+                    for i in increments
+                    if i.source_hash == version.increment_hash
+                    and i.path.as_posix() != version.increment
+                ),
+                None,
+            )
+            if moved is not None:
+                raise DriftError(
+                    f"v{version.version} was built from {version.increment}, which is now "
+                    f"{moved.path.as_posix()} (renamed or renumbered).",
+                    hint=f"Rename it back to {version.increment}; built increments keep their "
+                    "names and numbers. New work goes into a new increment.",
+                    path=version.increment,
+                )
         if current is None:
             raise DriftError(
                 f"v{version.version} was built from {version.increment}, which no longer exists.",
