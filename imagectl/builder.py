@@ -123,7 +123,9 @@ def build_step(
         else:
             context = Path(tmp) / "context"
             context.mkdir()
-        image_id = engine.build(dockerfile=dockerfile, context=context, on_output=output)
+        image_id = engine.build(
+            dockerfile=dockerfile, context=context, on_output=output, secrets=line.secrets
+        )
     info = engine.inspect_image(image_id)
     if info is None:
         raise PlanError(f"the image {image_id} just built has vanished from the engine.")

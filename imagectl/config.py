@@ -19,7 +19,8 @@ REFERENCE = re.compile(
     rf"^(?:{_HOST}/)?{_COMPONENT}(?:/{_COMPONENT})*"
     r"(?::[\w][\w.-]{0,127})?(?:@sha256:[0-9a-f]{64})?$"
 )
-ALLOWED_KEYS = {"repository", "base", "vars", "description"}
+ALLOWED_KEYS = {"repository", "base", "vars", "secrets", "description"}
+SECRET_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 RESERVED_VARS = {"line", "version", "parent", "repository", "base"}
 
 
@@ -140,8 +141,32 @@ def load_line(layout: RepositoryLayout, path: Path) -> ImageLine:
             path=rel,
         )
     return ImageLine(
-        name=name, config_path=rel, repository=repository, base=base, vars=dict(variables)
+        name=name,
+        config_path=rel,
+        repository=repository,
+        base=base,
+        vars=dict(variables),
+        secrets=_secrets(data.get("secrets", {}), rel),
     )
+
+
+def _secrets(table: object, rel: Path) -> dict[str, str]:
+    """[secrets] id = "env:NAME" | "file:PATH": where BuildKit reads each build secret."""
+    if not isinstance(table, dict):
+        raise ConfigError("[secrets] must be a table.", path=rel)
+    for secret_id, source in table.items():
+        if (
+            not SECRET_ID.match(secret_id)
+            or not isinstance(source, str)
+            or not (source.startswith(("env:", "file:")) and len(source.partition(":")[2]) > 0)
+        ):
+            raise ConfigError(
+                f"[secrets] {secret_id} = {source!r} is not a secret source.",
+                hint='Write id = "env:VARIABLE" or id = "file:/path"; the value itself never '
+                "goes in the file.",
+                path=rel,
+            )
+    return {str(k): str(v) for k, v in table.items()}
 
 
 def _required_string(data: dict[str, object], key: str, rel: Path) -> str:

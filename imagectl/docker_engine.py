@@ -11,7 +11,7 @@ import re
 import subprocess
 import tarfile
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -208,11 +208,28 @@ class DockerEngine:
     def remove_image(self, ref: str) -> None:
         subprocess.run(["docker", "rmi", ref], capture_output=True, check=False)
 
-    def build(self, *, dockerfile: Path, context: Path, on_output: Callable[[str], None]) -> str:
-        """Build and return the new image id; output goes to `on_output` line by line."""
+    def build(
+        self,
+        *,
+        dockerfile: Path,
+        context: Path,
+        on_output: Callable[[str], None],
+        secrets: Mapping[str, str] | None = None,
+    ) -> str:
+        """Build and return the new image id; output goes to `on_output` line by line.
+
+        `secrets` maps a secret id to where BuildKit reads it ("env:NAME" or "file:PATH"):
+        imagectl passes the reference on and never reads, logs or records the value.
+        """
         with tempfile.TemporaryDirectory(prefix="imagectl-iid-") as tmp:
             iidfile = Path(tmp) / "iid"
             env = dict(os.environ)
+            if secrets and self.builder != "buildx":
+                raise EngineError(
+                    "build secrets need BuildKit, and only the legacy builder is in use.",
+                    hint="Install the buildx plugin (scripts/engine up does) or unset "
+                    "IMAGECTL_BUILDER=legacy.",
+                )
             if self.builder == "buildx":
                 command = [
                     "docker",
@@ -220,6 +237,7 @@ class DockerEngine:
                     "build",
                     "--progress=plain",
                     "--load",
+                    *_secret_flags(secrets or {}),
                     "--iidfile",
                     str(iidfile),
                     "-f",
@@ -255,6 +273,17 @@ class DockerEngine:
             if not image_id.startswith("sha256:"):
                 raise BuildError("the build finished but reported no image id.", details=output)
             return image_id
+
+
+def _secret_flags(secrets: Mapping[str, str]) -> list[str]:
+    flags = []
+    for secret_id, source in sorted(secrets.items()):
+        kind, _, where = source.partition(":")
+        flags += [
+            "--secret",
+            f"id={secret_id},env={where}" if kind == "env" else f"id={secret_id},src={where}",
+        ]
+    return flags
 
 
 def _tree_from(command: list[str], *, cleanup: str) -> dict[str, FileEntry]:

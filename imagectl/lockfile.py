@@ -206,6 +206,21 @@ def write_lock(path: Path, lock: Lock) -> bool:
     return True
 
 
+def ensure_writable(folder: Path) -> None:
+    """Fail before any work when the lock folder cannot take a new file (read-only, full)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".imagectl-probe-"):
+            pass
+    except OSError as exc:
+        raise LockfileError(
+            f"the lock folder is not writable ({exc.strerror}).",
+            hint="Make lock/ writable (and check free disk space) before building; nothing "
+            "was built or recorded.",
+            path=folder,
+        ) from exc
+
+
 def write_atomic(path: Path, text: str) -> None:
     """Temp file in the same folder, fsync, rename: readers see the old or the new file."""
     try:

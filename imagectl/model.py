@@ -21,6 +21,8 @@ class ImageLine:
     repository: str  # e.g. localhost:5000/pods/bookworm, without tag
     base: str  # the reference v1 is built FROM (tag, maybe with @digest)
     vars: Mapping[str, object] = field(default_factory=dict)
+    # Build secret id -> "env:NAME" or "file:PATH"; the values never pass through imagectl.
+    secrets: Mapping[str, str] = field(default_factory=dict)
 
     def tag_for(self, version: int) -> str:
         return f"{self.repository}:v{version}"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -51,7 +51,12 @@ class Engine(Protocol):
     def pull(self, ref: str) -> None: ...
 
     def build(
-        self, *, dockerfile: Path, context: Path, on_output: Callable[[str], None]
+        self,
+        *,
+        dockerfile: Path,
+        context: Path,
+        on_output: Callable[[str], None],
+        secrets: Mapping[str, str] | None = None,
     ) -> str: ...
 
     def tag(self, image_id: str, ref: str) -> None: ...

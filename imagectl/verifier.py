@@ -54,7 +54,9 @@ def verify_line(
         context = Path(tmp) / "context"
         source = layout.line_increments_dir(line.name)
         shutil.copytree(source, context / source.relative_to(layout.root), symlinks=True)
-        image_id = engine.build(dockerfile=dockerfile, context=context, on_output=output)
+        image_id = engine.build(
+            dockerfile=dockerfile, context=context, on_output=output, secrets=line.secrets
+        )
     engine.tag(image_id, throwaway)
     try:
         newest = engine.inspect_image(head.image_id)

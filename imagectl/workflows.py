@@ -69,6 +69,7 @@ def build_next(
         # Validate every selected line before building any, so a typo fails before work starts.
         for line in lines:
             load_state(layout, line)
+        lockfile.ensure_writable(layout.lock_dir)
         engine.check()
 
         def build_one(line: ImageLine) -> tuple[BuiltVersion, ...]:
@@ -153,6 +154,7 @@ def publish(
     with repository_lock(layout, wait=wait):
         for line in lines:
             load_state(layout, line)  # every line valid before anything is pushed
+        lockfile.ensure_writable(layout.lock_dir)
         for line in lines:
             try:
                 published.extend(

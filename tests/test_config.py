@@ -133,3 +133,15 @@ def test_summary_skips_parser_directives() -> None:
     assert summarize("# syntax=docker/dockerfile:1\n# Install tools\nRUN x\n") == "Install tools"
     assert summarize("{# Jinja comment #}\nRUN x\n") == "Jinja comment"
     assert summarize("RUN x\n") == ""
+
+
+def test_secrets_name_where_buildkit_reads_them(tmp_path: Path) -> None:
+    text = GOOD + '[secrets]\ntoken = "env:NPM_TOKEN"\nkey = "file:/run/keys/k"\n'
+    (line,) = load_lines(layout_with(tmp_path, text))
+    assert line.secrets == {"token": "env:NPM_TOKEN", "key": "file:/run/keys/k"}
+
+
+@pytest.mark.parametrize("value", ['"plain-value"', '"env:"', "3"])
+def test_a_secret_value_in_the_line_file_is_refused(tmp_path: Path, value: str) -> None:
+    with pytest.raises(ConfigError, match="is not a secret source"):
+        load_lines(layout_with(tmp_path, GOOD + f"[secrets]\ntoken = {value}\n"))
