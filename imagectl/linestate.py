@@ -12,6 +12,7 @@ from imagectl.lockfile import write_atomic
 from imagectl.model import ImageLine, Increment, Lock
 from imagectl.planner import check_drift, check_numbering, pinned_base
 from imagectl.recipe import check_increment_body, compose_dockerfile, hash_text
+from imagectl.rendercache import render_cache, shared_hash
 from imagectl.squash import SquashEntry, squash
 from imagectl.templating import render_template
 
@@ -41,6 +42,7 @@ def load_state(layout: RepositoryLayout, line: ImageLine, *, check: bool = True)
     state = LineState(line=line, increments=increments, lock=lock, lock_path=lock_path)
     if check:
         by_number = {increment.number: increment for increment in increments}
+        cache, shared = render_cache(layout), shared_hash(layout)
         rendered = {}
         for number, version in enumerate(lock.increment_versions, start=1):
             current = by_number.get(number)
@@ -49,9 +51,17 @@ def load_state(layout: RepositoryLayout, line: ImageLine, *, check: bool = True)
                 and current.path.as_posix() == version.increment
                 and current.source_hash == version.increment_hash
             ):
-                rendered[version.version] = render_step(
-                    layout, line, current, version=version.version, parent=version.parent
-                ).dockerfile_hash
+                key = cache.key(
+                    line, current, version=version.version, parent=version.parent, shared=shared
+                )
+                known = cache.get(key)
+                if known is None:
+                    known = render_step(
+                        layout, line, current, version=version.version, parent=version.parent
+                    ).dockerfile_hash
+                    cache.put(key, known)
+                rendered[version.version] = known
+        cache.save()
         # Drift first: a deleted or renumbered built increment is named as such, not as a gap.
         check_drift(line, lock, increments, rendered, lock_path.relative_to(layout.root).as_posix())
         check_numbering(line, increments)

@@ -52,8 +52,9 @@ def read_lock(path: Path, *, line: str, repository: str, base: str) -> Lock:
     if not path.exists():
         return empty_lock(line=line, repository=repository, base=base)
     try:
-        doc = tomlkit.parse(path.read_text(encoding="utf-8"))
-    except (tomlkit.exceptions.TOMLKitError, UnicodeDecodeError) as exc:
+        # tomllib reads several times faster than tomlkit; tomlkit is only needed to write.
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise LockfileError(
             f"is not valid TOML ({exc}).",
             hint="Restore it from git (`git checkout` that file); imagectl writes it.",
@@ -61,7 +62,7 @@ def read_lock(path: Path, *, line: str, repository: str, base: str) -> Lock:
         ) from exc
     except OSError as exc:
         raise LockfileError(f"cannot be read ({exc}).", path=path) from exc
-    return _lock_from_document(doc.unwrap(), path)
+    return _lock_from_document(data, path)
 
 
 def _lock_from_document(data: dict[str, Any], path: Path) -> Lock:

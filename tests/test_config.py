@@ -7,10 +7,13 @@ from pathlib import Path
 import pytest
 
 from imagectl.config import RepositoryLayout, find_repository, load_lines, select_lines
-from imagectl.errors import ConfigError
+from imagectl.errors import ConfigError, DriftError
 from imagectl.increments import discover_increments, hash_increment, summarize
+from imagectl.linestate import load_state, render_step
+from imagectl.lockfile import write_lock
+from imagectl.model import Lock
 
-from .helpers import make_line, write
+from .helpers import locked_version, make_line, write
 
 GOOD = 'repository = "localhost:5000/pods/x"\nbase = "localhost:5000/busybox:latest"\n'
 
@@ -145,3 +148,40 @@ def test_secrets_name_where_buildkit_reads_them(tmp_path: Path) -> None:
 def test_a_secret_value_in_the_line_file_is_refused(tmp_path: Path, value: str) -> None:
     with pytest.raises(ConfigError, match="is not a secret source"):
         load_lines(layout_with(tmp_path, GOOD + f"[secrets]\ntoken = {value}\n"))
+
+
+def test_drift_check_cache_never_hides_an_edited_snippet(tmp_path: Path) -> None:
+    layout = make_line(
+        tmp_path,
+        "x",
+        repository="localhost:5000/x",
+        base="b:1",
+        increments={"0001-a": '{% include "_shared/s.j2" %}\n'},
+    )
+    write(tmp_path / "increments" / "_shared" / "s.j2", "RUN echo one\n")
+    (line,) = load_lines(layout)
+    (increment,) = discover_increments(layout, "x")
+    rendered = render_step(layout, line, increment, version=1, parent="b:1")
+    write_lock(
+        layout.lock_path("x"),
+        Lock(
+            line="x",
+            repository="localhost:5000/x",
+            base="b:1",
+            versions=(
+                locked_version(
+                    1,
+                    increment=increment.path.as_posix(),
+                    increment_hash=increment.source_hash,
+                    dockerfile_hash=rendered.dockerfile_hash,
+                    parent="b:1",
+                ),
+            ),
+        ),
+    )
+    load_state(layout, line)  # renders and caches
+    load_state(layout, line)  # answered from the cache
+    assert (tmp_path / ".imagectl" / "render-cache.json").exists()
+    write(tmp_path / "increments" / "_shared" / "s.j2", "RUN echo two\n")
+    with pytest.raises(DriftError, match="renders differently"):
+        load_state(layout, line)

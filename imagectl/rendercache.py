@@ -1,0 +1,99 @@
+"""A local cache for the drift check: render inputs seen before, and the Dockerfile they gave.
+
+Proving that no built increment drifted means rendering every one of them again, which for
+years of versions costs seconds on every command. The cache keys a render by everything that
+goes into it (imagectl's version, the line's settings and vars, the increment's source hash,
+version, parent, and every file under increments/_shared/), so a hit is as good as rendering.
+It lives in .imagectl/ (not committed); losing it only costs time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+import threading
+from pathlib import Path
+
+from imagectl import __version__
+from imagectl.config import RepositoryLayout
+from imagectl.model import ImageLine, Increment
+
+_CACHES: dict[Path, RenderCache] = {}
+_GUARD = threading.Lock()
+
+
+class RenderCache:
+    def __init__(self, layout: RepositoryLayout) -> None:
+        self._path = layout.state_dir / "render-cache.json"
+        self._lock = threading.Lock()
+        self._dirty = False
+        try:
+            loaded = json.loads(self._path.read_text(encoding="utf-8"))
+            self._entries: dict[str, str] = loaded if isinstance(loaded, dict) else {}
+        except (OSError, ValueError):
+            self._entries = {}
+
+    def key(
+        self, line: ImageLine, increment: Increment, *, version: int, parent: str, shared: str
+    ) -> str:
+        """`shared` is shared_hash() taken for this check: snippets may change between checks."""
+        inputs = [
+            __version__,
+            line.name,
+            line.repository,
+            line.base,
+            json.dumps(line.vars, sort_keys=True, default=str),
+            increment.path.as_posix(),
+            increment.source_hash,
+            version,
+            parent,
+            shared,
+        ]
+        return hashlib.sha256(json.dumps(inputs).encode()).hexdigest()
+
+    def get(self, key: str) -> str | None:
+        with self._lock:
+            return self._entries.get(key)
+
+    def put(self, key: str, dockerfile_hash: str) -> None:
+        with self._lock:
+            if self._entries.get(key) != dockerfile_hash:
+                self._entries[key] = dockerfile_hash
+                self._dirty = True
+
+    def save(self) -> None:
+        """Write the cache if it grew; a cache that cannot be written is simply not kept."""
+        with self._lock:
+            if not self._dirty:
+                return
+            text = json.dumps(self._entries)
+            self._dirty = False
+        with contextlib.suppress(OSError):
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self._path.parent, prefix=".render-cache.")
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(text)
+            os.replace(tmp, self._path)
+
+
+def render_cache(layout: RepositoryLayout) -> RenderCache:
+    """The process-wide cache of one repository."""
+    root = layout.root.resolve()
+    with _GUARD:
+        if root not in _CACHES:
+            _CACHES[root] = RenderCache(layout)
+        return _CACHES[root]
+
+
+def shared_hash(layout: RepositoryLayout) -> str:
+    """One hash over every file under increments/_shared/."""
+    folder = layout.shared_dir
+    digest = hashlib.sha256()
+    if folder.is_dir():
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            digest.update(path.relative_to(folder).as_posix().encode() + b"\0")
+            digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()
