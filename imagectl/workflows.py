@@ -86,10 +86,13 @@ def build_next(
 
         # Lines are independent: build them side by side; one line's failure stops only it.
         outcomes: dict[str, tuple[BuiltVersion, ...] | ImagectlError] = {}
-        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            futures = {pool.submit(_capture, build_one, line): line.name for line in lines}
-            for future, name in futures.items():
-                outcomes[name] = future.result()
+        if jobs <= 1:
+            outcomes = {line.name: _capture(build_one, line) for line in lines}
+        else:
+            with ThreadPoolExecutor(max_workers=jobs) as pool:
+                futures = {pool.submit(_capture, build_one, line): line.name for line in lines}
+                for future, name in futures.items():
+                    outcomes[name] = future.result()
     built: list[BuiltVersion] = []
     up_to_date: list[str] = []
     failures: list[tuple[str, ImagectlError]] = []
