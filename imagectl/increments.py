@@ -23,22 +23,26 @@ def discover_increments(layout: RepositoryLayout, line: str) -> tuple[Increment,
     folder = layout.line_increments_dir(line)
     if not folder.is_dir():
         return ()
+    prefix = folder.relative_to(layout.root)
     found: list[Increment] = []
-    for entry in sorted(folder.iterdir()):
-        if entry.name.startswith(".") or not NUMBERED.match(entry.name):
-            continue  # README files and the like live beside increments
-        found.append(_read_increment(layout, entry))
+    # os.scandir and one read per file: `plan` walks thousands of increments on every call.
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.name.startswith(".") or not NUMBERED.match(entry.name):
+                continue  # README files and the like live beside increments
+            found.append(
+                _read_increment(Path(entry.path), prefix / entry.name, is_folder=entry.is_dir())
+            )
     return tuple(sorted(found, key=lambda inc: (inc.number, inc.name)))
 
 
-def _read_increment(layout: RepositoryLayout, entry: Path) -> Increment:
-    rel = entry.relative_to(layout.root)
+def _read_increment(entry: Path, rel: Path, *, is_folder: bool) -> Increment:
     match = NUMBERED.match(entry.name)
     assert match is not None
     number = int(match.group(1))
-    if entry.is_dir():
+    if is_folder:
         stem = match.group(2)
-        template = entry / FOLDER_TEMPLATE
+        template, template_rel = entry / FOLDER_TEMPLATE, rel / FOLDER_TEMPLATE
         if not template.is_file():
             raise ConfigError(
                 f"the increment folder has no {FOLDER_TEMPLATE}.",
@@ -47,7 +51,7 @@ def _read_increment(layout: RepositoryLayout, entry: Path) -> Increment:
             )
     elif entry.name.endswith(TEMPLATE_SUFFIX):
         stem = match.group(2).removesuffix(TEMPLATE_SUFFIX)
-        template = entry
+        template, template_rel = entry, rel
     else:
         raise ConfigError(
             "is numbered like an increment but is neither a *.Dockerfile.j2 file nor a folder.",
@@ -61,21 +65,24 @@ def _read_increment(layout: RepositoryLayout, entry: Path) -> Increment:
             path=rel,
         )
     try:
-        text = template.read_text(encoding="utf-8")
+        raw = template.read_bytes()
+        text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(
-            f"cannot be read ({exc}).", path=template.relative_to(layout.root)
-        ) from exc
-    name = f"{match.group(1)}-{stem}"
+        raise ConfigError(f"cannot be read ({exc}).", path=template_rel) from exc
     return Increment(
         number=number,
-        name=name,
+        name=f"{match.group(1)}-{stem}",
         path=rel,
-        template=template.relative_to(layout.root),
-        is_folder=entry.is_dir(),
-        source_hash=hash_increment(entry),
+        template=template_rel,
+        is_folder=is_folder,
+        source_hash=hash_increment(entry) if is_folder else _hash_file_bytes(raw),
         summary=summarize(text),
     )
+
+
+def _hash_file_bytes(raw: bytes) -> str:
+    digest = hashlib.sha256(b"file\0" + raw).hexdigest()
+    return f"sha256:{digest}"
 
 
 def hash_increment(entry: Path) -> str:

@@ -10,6 +10,7 @@ It lives in .imagectl/ (not committed); losing it only costs time.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -40,19 +41,15 @@ class RenderCache:
         self, line: ImageLine, increment: Increment, *, version: int, parent: str, shared: str
     ) -> str:
         """`shared` is shared_hash() taken for this check: snippets may change between checks."""
-        inputs = [
-            __version__,
-            line.name,
-            line.repository,
-            line.base,
-            json.dumps(line.vars, sort_keys=True, default=str),
+        inputs = (
+            line_inputs(line),
             increment.path.as_posix(),
             increment.source_hash,
-            version,
+            str(version),
             parent,
             shared,
-        ]
-        return hashlib.sha256(json.dumps(inputs).encode()).hexdigest()
+        )
+        return hashlib.sha256("\0".join(inputs).encode()).hexdigest()
 
     def get(self, key: str) -> str | None:
         with self._lock:
@@ -77,6 +74,17 @@ class RenderCache:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 handle.write(text)
             os.replace(tmp, self._path)
+
+
+@functools.lru_cache(maxsize=256)
+def _line_inputs(name: str, repository: str, base: str, variables: str) -> str:
+    return json.dumps([__version__, name, repository, base, variables])
+
+
+def line_inputs(line: ImageLine) -> str:
+    """Everything of the line that a render depends on, as one string."""
+    variables = json.dumps(line.vars, sort_keys=True, default=str)
+    return _line_inputs(line.name, line.repository, line.base, variables)
 
 
 def render_cache(layout: RepositoryLayout) -> RenderCache:
