@@ -217,6 +217,11 @@ def resolve_parent(
         return _resolve_base(state, step, engine=engine, registry=registry, say=say)
     head = state.lock.head
     assert head is not None
+    tagged = engine.inspect_image(head.tag)
+    if tagged is not None and tagged.image_id == head.image_id:
+        # The common case in one engine call: the tag still names the locked image.
+        ref = f"{head.tag}@{head.digest}" if head.digest else head.tag
+        return ResolvedParent(ref=ref, digest=head.digest or head.image_id, info=tagged)
     info = engine.inspect_image(head.image_id)
     if info is None and head.digest:
         engine.pull(f"{head.tag}@{head.digest}")
@@ -231,7 +236,6 @@ def resolve_parent(
         )
     if head.digest:
         return ResolvedParent(ref=f"{head.tag}@{head.digest}", digest=head.digest, info=info)
-    tagged = engine.inspect_image(head.tag)
     if tagged is None:
         engine.tag(head.image_id, head.tag)  # restoring a removed tag is not overwriting one
     elif tagged.image_id != head.image_id:
