@@ -42,7 +42,7 @@ def load_state(layout: RepositoryLayout, line: ImageLine, *, check: bool = True)
     state = LineState(line=line, increments=increments, lock=lock, lock_path=lock_path)
     if check:
         by_number = {increment.number: increment for increment in increments}
-        cache, shared = render_cache(layout), shared_hash(layout)
+        shared = shared_hash(layout)
         rendered = {}
         for number, version in enumerate(lock.increment_versions, start=1):
             current = by_number.get(number)
@@ -51,17 +51,15 @@ def load_state(layout: RepositoryLayout, line: ImageLine, *, check: bool = True)
                 and current.path.as_posix() == version.increment
                 and current.source_hash == version.increment_hash
             ):
-                key = cache.key(
-                    line, current, version=version.version, parent=version.parent, shared=shared
-                )
-                known = cache.get(key)
-                if known is None:
-                    known = render_step(
-                        layout, line, current, version=version.version, parent=version.parent
-                    ).dockerfile_hash
-                    cache.put(key, known)
-                rendered[version.version] = known
-        cache.save()
+                rendered[version.version] = cached_render(
+                    layout,
+                    line,
+                    current,
+                    version=version.version,
+                    parent=version.parent,
+                    shared=shared,
+                ).dockerfile_hash
+        render_cache(layout).save()
         # Drift first: a deleted or renumbered built increment is named as such, not as a gap.
         check_drift(line, lock, increments, rendered, lock_path.relative_to(layout.root).as_posix())
         check_numbering(line, increments)
@@ -95,11 +93,35 @@ def render_step(
     return RenderedStep(body=body, dockerfile=dockerfile, dockerfile_hash=hash_text(dockerfile))
 
 
+def cached_render(
+    layout: RepositoryLayout,
+    line: ImageLine,
+    increment: Increment,
+    *,
+    version: int,
+    parent: str,
+    shared: str,
+) -> RenderedStep:
+    """render_step, answered from the render cache when every input is unchanged."""
+    cache = render_cache(layout)
+    key = cache.key(line, increment, version=version, parent=parent, shared=shared)
+    body = cache.get(key)
+    if body is None:
+        step = render_step(layout, line, increment, version=version, parent=parent)
+        cache.put(key, step.body)
+        return step
+    dockerfile = compose_dockerfile(
+        parent=parent, body=body, line=line.name, version=version, increment=increment.path
+    )
+    return RenderedStep(body=body, dockerfile=dockerfile, dockerfile_hash=hash_text(dockerfile))
+
+
 def reference_text(layout: RepositoryLayout, state: LineState) -> str:
     """The line's reference Dockerfile: built increments as built, pending ones as planned."""
     line, lock = state.line, state.lock
     entries: list[SquashEntry] = []
     built = lock.increment_versions
+    shared = shared_hash(layout)
     for increment in state.increments:
         recorded = built[increment.number - 1] if increment.number <= len(built) else None
         # A pending increment gets the version and parent that `build next --all` would give it.
@@ -112,7 +134,9 @@ def reference_text(layout: RepositoryLayout, state: LineState) -> str:
             parent = pinned_base(line, lock)
         else:
             parent = line.tag_for(version - 1)
-        rendered = render_step(layout, line, increment, version=version, parent=parent)
+        rendered = cached_render(
+            layout, line, increment, version=version, parent=parent, shared=shared
+        )
         entries.append(
             SquashEntry(
                 version=version,

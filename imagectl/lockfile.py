@@ -8,6 +8,7 @@ import json
 import os
 import tempfile
 import tomllib
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -227,11 +228,32 @@ def _fill_version_table(table: Table, version: LockedVersion) -> None:
 def write_lock(path: Path, lock: Lock) -> bool:
     """Write the lock atomically; returns False (and touches nothing) when unchanged."""
     previous = path.read_text(encoding="utf-8") if path.exists() else None
-    text = render_lock(lock, previous)
+    text = _appended(path, previous, lock) or render_lock(lock, previous)
     if text == previous:
         return False
     write_atomic(path, text)
     return True
+
+
+def _appended(path: Path, previous: str | None, lock: Lock) -> str | None:
+    """The text with one more version appended, when that is the only change; else None.
+
+    Re-parsing a long lockfile with tomlkit on every build grows with the line's age; a build
+    only ever appends one version, so that case is written as text appended to the old file.
+    """
+    if previous is None or not lock.versions:
+        return None
+    try:
+        old = _lock_from_document(_parse_cached(path, previous.encode()), path)
+    except (LockfileError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return None
+    if replace(old, versions=(*old.versions, lock.versions[-1])) != lock or not old.versions:
+        return None
+    table = tomlkit.table()
+    _fill_version_table(table, lock.versions[-1])
+    doc = tomlkit.document()
+    doc.append("versions", AoT([table]))
+    return previous.rstrip("\n") + "\n\n" + tomlkit.dumps(doc)
 
 
 def ensure_writable(folder: Path) -> None:
@@ -330,31 +352,22 @@ def read_packages(path: Path) -> tuple[tuple[str, ...], dict[int, Delta]]:
 def write_packages(
     path: Path, *, line: str, base: tuple[str, ...], deltas: dict[int, Delta]
 ) -> None:
-    doc = tomlkit.document()
-    for text in PACKAGES_HEADER.splitlines():
-        doc.add(tomlkit.comment(text))
-    doc["schema"] = LOCK_SCHEMA
-    doc["line"] = line
-    base_table = tomlkit.table()
-    base_table["packages"] = _multiline(base)
-    doc["base"] = base_table
-    versions = AoT([])
+    """The sidecar is wholly generated, so it is written as plain text: fast for long lines."""
+    out = [f"# {text}" for text in PACKAGES_HEADER.splitlines()]
+    out += [f"schema = {LOCK_SCHEMA}", f"line = {json.dumps(line)}", "", "[base]"]
+    out += _array_lines("packages", base)
     for version in sorted(deltas):
         added, removed = deltas[version]
-        table = tomlkit.table()
-        table["version"] = version
-        table["added"] = _multiline(added)
-        table["removed"] = _multiline(removed)
-        versions.append(table)
-    doc["versions"] = versions
-    text = tomlkit.dumps(doc)
+        out += ["", "[[versions]]", f"version = {version}"]
+        out += _array_lines("added", added)
+        out += _array_lines("removed", removed)
+    text = "\n".join(out) + "\n"
     if not path.exists() or path.read_text(encoding="utf-8") != text:
         write_atomic(path, text)
 
 
-def _multiline(entries: tuple[str, ...]) -> Any:
-    array = tomlkit.array()
-    array.extend(entries)
-    if entries:
-        array.multiline(True)
-    return array
+def _array_lines(key: str, entries: tuple[str, ...]) -> list[str]:
+    # JSON string escapes are valid TOML basic-string escapes for these printable entries.
+    if not entries:
+        return [f"{key} = []"]
+    return [f"{key} = [", *(f"    {json.dumps(entry)}," for entry in entries), "]"]

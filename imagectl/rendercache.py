@@ -1,4 +1,4 @@
-"""A local cache for the drift check: render inputs seen before, and the Dockerfile they gave.
+"""A local cache of renders: the increment text that a given set of render inputs gave.
 
 Proving that no built increment drifted means rendering every one of them again, which for
 years of versions costs seconds on every command. The cache keys a render by everything that
@@ -28,7 +28,7 @@ _GUARD = threading.Lock()
 
 class RenderCache:
     def __init__(self, layout: RepositoryLayout) -> None:
-        self._path = layout.state_dir / "render-cache.json"
+        self._path = layout.state_dir / "render-cache-v2.json"
         self._lock = threading.Lock()
         self._dirty = False
         try:
@@ -55,10 +55,10 @@ class RenderCache:
         with self._lock:
             return self._entries.get(key)
 
-    def put(self, key: str, dockerfile_hash: str) -> None:
+    def put(self, key: str, body: str) -> None:
         with self._lock:
-            if self._entries.get(key) != dockerfile_hash:
-                self._entries[key] = dockerfile_hash
+            if self._entries.get(key) != body:
+                self._entries[key] = body
                 self._dirty = True
 
     def save(self) -> None:

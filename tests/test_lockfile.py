@@ -152,3 +152,11 @@ def test_missing_file_is_an_empty_lock(tmp_path: Path) -> None:
     lock = read(tmp_path / "absent.lock.toml")
     assert isinstance(lock, Lock)
     assert lock.versions == ()
+
+
+def test_appending_versions_one_by_one_gives_the_golden_text(tmp_path: Path) -> None:
+    path = tmp_path / "lock" / "line.lock.toml"
+    lockfile.write_lock(path, sample_lock(1))
+    lockfile.write_lock(path, sample_lock(2))  # the append-only fast path
+    assert path.read_text() == (GOLDEN / "two-versions.lock.toml").read_text()
+    assert read(path) == sample_lock(2)
