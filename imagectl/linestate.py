@@ -43,6 +43,7 @@ def load_state(layout: RepositoryLayout, line: ImageLine, *, check: bool = True)
     if check:
         by_number = {increment.number: increment for increment in increments}
         shared = shared_hash(layout)
+        cache = render_cache(layout)
         rendered = {}
         for number, version in enumerate(lock.increment_versions, start=1):
             current = by_number.get(number)
@@ -51,15 +52,19 @@ def load_state(layout: RepositoryLayout, line: ImageLine, *, check: bool = True)
                 and current.path.as_posix() == version.increment
                 and current.source_hash == version.increment_hash
             ):
-                rendered[version.version] = cached_render(
-                    layout,
-                    line,
-                    current,
-                    version=version.version,
-                    parent=version.parent,
-                    shared=shared,
-                ).dockerfile_hash
-        render_cache(layout).save()
+                key = cache.key(
+                    line, current, version=version.version, parent=version.parent, shared=shared
+                )
+                known = cache.hashes.get(key)
+                if known is None:
+                    step = render_step(
+                        layout, line, current, version=version.version, parent=version.parent
+                    )
+                    known = step.dockerfile_hash
+                    cache.hashes.put(key, known)
+                    cache.bodies.put(key, step.body)
+                rendered[version.version] = known
+        cache.save()
         # Drift first: a deleted or renumbered built increment is named as such, not as a gap.
         check_drift(line, lock, increments, rendered, lock_path.relative_to(layout.root).as_posix())
         check_numbering(line, increments)
@@ -105,10 +110,11 @@ def cached_render(
     """render_step, answered from the render cache when every input is unchanged."""
     cache = render_cache(layout)
     key = cache.key(line, increment, version=version, parent=parent, shared=shared)
-    body = cache.get(key)
+    body = cache.bodies.get(key)
     if body is None:
         step = render_step(layout, line, increment, version=version, parent=parent)
-        cache.put(key, step.body)
+        cache.bodies.put(key, step.body)
+        cache.hashes.put(key, step.dockerfile_hash)
         return step
     dockerfile = compose_dockerfile(
         parent=parent, body=body, line=line.name, version=version, increment=increment.path

@@ -26,16 +26,57 @@ _CACHES: dict[Path, RenderCache] = {}
 _GUARD = threading.Lock()
 
 
-class RenderCache:
-    def __init__(self, layout: RepositoryLayout) -> None:
-        self._path = layout.state_dir / "render-cache-v2.json"
+class _JsonTable:
+    """One JSON object on disk, read on first use, written back only when it grew."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
         self._lock = threading.Lock()
+        self._entries: dict[str, str] | None = None
         self._dirty = False
-        try:
-            loaded = json.loads(self._path.read_text(encoding="utf-8"))
-            self._entries: dict[str, str] = loaded if isinstance(loaded, dict) else {}
-        except (OSError, ValueError):
-            self._entries = {}
+
+    def _loaded(self) -> dict[str, str]:
+        if self._entries is None:
+            try:
+                loaded = json.loads(self._path.read_text(encoding="utf-8"))
+                self._entries = loaded if isinstance(loaded, dict) else {}
+            except (OSError, ValueError):
+                self._entries = {}
+        return self._entries
+
+    def get(self, key: str) -> str | None:
+        with self._lock:
+            return self._loaded().get(key)
+
+    def put(self, key: str, value: str) -> None:
+        with self._lock:
+            entries = self._loaded()
+            if entries.get(key) != value:
+                entries[key] = value
+                self._dirty = True
+
+    def save(self) -> None:
+        """Write the table if it grew; a cache that cannot be written is simply not kept."""
+        with self._lock:
+            if not self._dirty or self._entries is None:
+                return
+            text = json.dumps(self._entries)
+            self._dirty = False
+        with contextlib.suppress(OSError):
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self._path.parent, prefix=f".{self._path.name}.")
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(text)
+            os.replace(tmp, self._path)
+
+
+class RenderCache:
+    """Dockerfile hashes (for the drift check) and increment texts (for the reference), kept
+    apart so that the frequent drift check never loads the larger texts."""
+
+    def __init__(self, layout: RepositoryLayout) -> None:
+        self.hashes = _JsonTable(layout.state_dir / "render-hashes.json")
+        self.bodies = _JsonTable(layout.state_dir / "render-bodies.json")
 
     def key(
         self, line: ImageLine, increment: Increment, *, version: int, parent: str, shared: str
@@ -51,29 +92,9 @@ class RenderCache:
         )
         return hashlib.sha256("\0".join(inputs).encode()).hexdigest()
 
-    def get(self, key: str) -> str | None:
-        with self._lock:
-            return self._entries.get(key)
-
-    def put(self, key: str, body: str) -> None:
-        with self._lock:
-            if self._entries.get(key) != body:
-                self._entries[key] = body
-                self._dirty = True
-
     def save(self) -> None:
-        """Write the cache if it grew; a cache that cannot be written is simply not kept."""
-        with self._lock:
-            if not self._dirty:
-                return
-            text = json.dumps(self._entries)
-            self._dirty = False
-        with contextlib.suppress(OSError):
-            self._path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self._path.parent, prefix=".render-cache.")
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(text)
-            os.replace(tmp, self._path)
+        self.hashes.save()
+        self.bodies.save()
 
 
 @functools.lru_cache(maxsize=256)
