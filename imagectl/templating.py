@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import traceback
 from collections.abc import Mapping
 from pathlib import Path
@@ -15,8 +16,14 @@ from imagectl.errors import TemplateError
 
 def make_environment(increments_dir: Path) -> SandboxedEnvironment:
     """The one Jinja environment: sandboxed, StrictUndefined, includes rooted at increments/."""
+    return _environment(str(increments_dir))
+
+
+@functools.lru_cache(maxsize=8)
+def _environment(increments_dir: str) -> SandboxedEnvironment:
+    # One per process: compiled templates are reused; the loader re-checks files' mtimes.
     return SandboxedEnvironment(
-        loader=jinja2.FileSystemLoader(str(increments_dir)),
+        loader=jinja2.FileSystemLoader(increments_dir),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         autoescape=False,  # Dockerfiles, not HTML

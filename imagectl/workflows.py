@@ -201,11 +201,16 @@ def squash_lines(
 def resolve(directory: Path, ref: str) -> Resolution:
     """The newest version of the line that built `ref`, from the lockfiles alone."""
     layout = find_repository(directory)
+    lines = load_lines(layout)
+    # A repo:vN or repo@digest reference can only come from the line of that repository:
+    # read just its lock (an image id needs them all).
+    named = _repository_of(ref) if "/" in ref else ""
+    candidates = [line for line in lines if line.repository == named] or lines
     locks = [
         lockfile.read_lock(
             layout.lock_path(line.name), line=line.name, repository=line.repository, base=line.base
         )
-        for line in load_lines(layout)
+        for line in candidates
     ]
     return resolve_ref(ref, locks)
 
@@ -346,6 +351,12 @@ def verify(
     engine, _, _ = _adapters(layout.root, engine, None, None)
     engine.check()
     return verify_line(layout, line, engine=engine, say=say, output=output)
+
+
+def _repository_of(ref: str) -> str:
+    name = ref.split("@", 1)[0]
+    head, _, last = name.rpartition("/")
+    return f"{head}/{last.split(':', 1)[0]}"
 
 
 def read_history(directory: Path, name: str) -> Lock:
