@@ -1,0 +1,1275 @@
+"""imagectl's benchmark suite: ratios measured in the same run, on the real engine and registry.
+
+Absolute times on a shared machine are noise; each benchmark compares imagectl with a baseline
+measured minutes apart in the same run (raw buildx, `docker push`, `git log`, itself at n=1) and
+reports the ratio against a target. Every run works in a fresh temp dir on fresh repositories
+(`localhost:5000/bench/<random>/...`) and removes the local tags it made at the end.
+
+Run it through `bench/run` (engine, registry and venv first); `--quick` shrinks every size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import itertools
+import os
+import platform
+import pstats
+import secrets
+import shutil
+import statistics
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+from imagectl import lockfile
+from imagectl.config import RepositoryLayout, load_lines
+from imagectl.increments import discover_increments, hash_increment
+from imagectl.linestate import render_step
+from imagectl.model import Lock, LockedVersion
+from imagectl.planner import pinned_base
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = ROOT / ".venv" / "bin"
+IMAGECTL = str(VENV_BIN / "imagectl")
+PYTHON = str(VENV_BIN / "python")
+REGISTRY = "localhost:5000"
+BUSYBOX = f"{REGISTRY}/busybox:latest"
+NOWHERE = "unix:///nonexistent.sock"  # DOCKER_HOST for the engine-free CLI benchmark
+OOM_FIX = ROOT / "increments" / "_shared" / "oom-score-adj.Dockerfile.j2"
+GIT_ID = ["-c", "user.name=bench", "-c", "user.email=bench@example.invalid"]
+CLI_TARGET = 0.30  # s, absolute, Python start-up included
+
+
+@dataclass(frozen=True, slots=True)
+class Sizes:
+    overhead_reps: int  # 1: imagectl and raw builds each
+    flat_points: tuple[int, ...]  # 2: line lengths
+    flat_reps: int  # 2: timed incremental builds per length
+    scratch_reps: int  # 2: reference builds from scratch per length
+    cli_lines: int  # 3: synthetic repository
+    cli_versions: int
+    cli_reps: int
+    fan_lines: int  # 4: lines per set
+    fan_rounds: int  # 4: rounds (the second one swaps the sets)
+    publish_versions: int  # 5: versions per line
+    publish_rounds: int
+
+
+FULL = Sizes(
+    overhead_reps=7,
+    flat_points=(1, 25, 50, 100),
+    flat_reps=5,
+    scratch_reps=2,
+    cli_lines=50,
+    cli_versions=200,
+    cli_reps=5,
+    fan_lines=8,
+    fan_rounds=2,
+    publish_versions=20,
+    publish_rounds=2,
+)
+QUICK = Sizes(
+    overhead_reps=3,
+    flat_points=(1, 10, 20),
+    flat_reps=2,
+    scratch_reps=1,
+    cli_lines=10,
+    cli_versions=40,
+    cli_reps=5,
+    fan_lines=4,
+    fan_rounds=1,
+    publish_versions=5,
+    publish_rounds=1,
+)
+
+
+# -- results -----------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Row:
+    bench: str  # "1 overhead"
+    metric: str  # what the number is
+    value: str  # the ratio (and times) as printed
+    target: str
+    met: bool | None  # None: informational
+
+
+@dataclass(slots=True)
+class Section:
+    """One benchmark's rows, its one-line summary and the details for RESULTS.md."""
+
+    number: int
+    title: str
+    what: str
+    target: str
+    rows: list[Row] = field(default_factory=list)
+    details: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def met(self) -> bool | None:
+        verdicts = [row.met for row in self.rows if row.met is not None]
+        return all(verdicts) if verdicts else None
+
+
+def verdict(met: bool | None) -> str:
+    return "n/a" if met is None else ("yes" if met else "NO")
+
+
+def table(sections: Sequence[Section]) -> str:
+    lines = ["| # | Metric | Result | Target | Met? |", "|---|---|---|---|---|"]
+    for section in sections:
+        for row in section.rows:
+            lines.append(
+                f"| {row.bench} | {row.metric} | {row.value} | {row.target} | {verdict(row.met)} |"
+            )
+    return "\n".join(lines)
+
+
+# -- running things ----------------------------------------------------------------------------
+
+
+def say(text: str) -> None:
+    print(f"bench: {text}", file=sys.stderr, flush=True)
+
+
+class CommandFailedError(RuntimeError):
+    pass
+
+
+def run(
+    command: Sequence[str | Path],
+    *,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    check: bool = True,
+) -> subprocess.CompletedProcess[str]:
+    argv = [str(part) for part in command]
+    done = subprocess.run(
+        argv,
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+    if check and done.returncode != 0:
+        raise CommandFailedError(
+            f"`{' '.join(argv)}` exited {done.returncode}:\n{done.stdout[-2000:]}\n"
+            f"{done.stderr[-4000:]}"
+        )
+    return done
+
+
+def timed(
+    command: Sequence[str | Path], *, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> float:
+    """Wall time of one command (which must succeed)."""
+    start = time.perf_counter()
+    run(command, cwd=cwd, env=env)
+    return time.perf_counter() - start
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values)
+
+
+def fmt_times(values: Sequence[float]) -> str:
+    return ", ".join(f"{v:.3f}" for v in values)
+
+
+def nonce() -> str:
+    return secrets.token_hex(6)
+
+
+def write(path: Path, text: str, *, mode: int | None = None) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    if mode is not None:
+        path.chmod(mode)
+
+
+def git_init(root: Path) -> None:
+    run(["git", "init", "-q", "-b", "main"], cwd=root)
+    git_commit(root, "init")
+
+
+def git_commit(root: Path, message: str) -> None:
+    run(["git", "add", "-A"], cwd=root)
+    run(["git", *GIT_ID, "commit", "-q", "--allow-empty", "-m", message], cwd=root)
+
+
+def new_repo(root: Path, lines: dict[str, str]) -> Path:
+    """An image repository with one busybox line per {name: repository}, in git."""
+    for name, repository in lines.items():
+        write(
+            root / "images" / f"{name}.toml",
+            f'repository = "{repository}"\nbase = "{BUSYBOX}"\n[vars]\n',
+        )
+    (root / "lock").mkdir(parents=True, exist_ok=True)
+    (root / "increments").mkdir(parents=True, exist_ok=True)
+    write(root / ".gitignore", ".imagectl/\n")
+    git_init(root)
+    return root
+
+
+def imagectl(root: Path, *args: str, env: dict[str, str] | None = None) -> float:
+    """Wall time of the imagectl CLI as a user runs it (console script: Python start-up too)."""
+    return timed([IMAGECTL, "-C", str(root), *args], env=env)
+
+
+class Session:
+    """The temp dir, the unique repository prefix, and the clean-up of every local tag made."""
+
+    def __init__(self, work: Path, sizes: Sizes, *, quick: bool) -> None:
+        self.work = work
+        self.sizes = sizes
+        self.quick = quick
+        self.run_id = secrets.token_hex(5)
+        self.prefix = f"{REGISTRY}/bench/{self.run_id}"
+
+    def repository(self, name: str) -> str:
+        return f"{self.prefix}/{name}"
+
+    def local_tags(self) -> list[str]:
+        listed = run(["docker", "image", "ls", "--format", "{{.Repository}}:{{.Tag}}"]).stdout
+        return [tag for tag in listed.split() if tag.startswith(f"{self.prefix}/")]
+
+    def cleanup(self) -> int:
+        tags = self.local_tags()
+        for start in range(0, len(tags), 100):
+            run(["docker", "rmi", *tags[start : start + 100]], check=False)
+        return len(tags)
+
+
+# -- a breakdown of one imagectl run: docker calls, imports, the rest --------------------------
+
+SHIM = """#!/usr/bin/env bash
+start=$EPOCHREALTIME
+"{real}" "$@"
+code=$?
+printf '%s %s %s %s\\n' {tool} "$start" "$EPOCHREALTIME" "$*" >> "$BENCH_CALL_LOG"
+exit $code
+"""
+SHIMMED = ("docker", "git")
+TWO_WORD = {"image", "manifest", "buildx", "container", "builder", "system"}
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    tool: str  # docker or git
+    begin: float  # epoch seconds
+    end: float
+    argv: str
+
+    @property
+    def seconds(self) -> float:
+        return self.end - self.begin
+
+    @property
+    def kind(self) -> str:
+        words = [w for w in self.argv.split() if not w.startswith("-")]
+        if self.tool == "git" and words[:1] == ["git"]:
+            words = words[1:]  # GitPython's execute(["git", ...]) through the shim
+        if not words:
+            return self.tool
+        if words[0] in TWO_WORD and len(words) > 1:
+            return f"{self.tool} {words[0]} {words[1]}"
+        return f"{self.tool} {words[0]}"
+
+
+@dataclass(frozen=True, slots=True)
+class Breakdown:
+    wall: float
+    interpreter: float  # a bare `python -c pass`, site included
+    imports: float  # imports beyond the bare interpreter's (from -X importtime)
+    top_imports: tuple[tuple[str, float], ...]
+    calls: tuple[ToolCall, ...]
+
+    def spent(self, tool: str) -> float:
+        """Time while at least one call of `tool` ran (= their sum when sequential)."""
+        return union_length([(c.begin, c.end) for c in self.calls if c.tool == tool])
+
+    def count(self, tool: str) -> int:
+        return sum(1 for call in self.calls if call.tool == tool)
+
+    @property
+    def rest(self) -> float:
+        """Wall time with no docker or git call running, beyond start-up and imports."""
+        busy = union_length([(c.begin, c.end) for c in self.calls])
+        return self.wall - self.interpreter - self.imports - busy
+
+    def in_flight(self, kind: str) -> tuple[float, float]:
+        """(summed seconds, seconds with at least one running) of the calls of one kind."""
+        chosen = [(c.begin, c.end) for c in self.calls if c.kind == kind]
+        return sum(end - begin for begin, end in chosen), union_length(chosen)
+
+    def by_kind(self) -> list[tuple[str, int, float]]:
+        kinds: dict[str, list[float]] = {}
+        for call in self.calls:
+            kinds.setdefault(call.kind, []).append(call.seconds)
+        rows = [(kind, len(times), sum(times)) for kind, times in kinds.items()]
+        return sorted(rows, key=lambda row: -row[2])
+
+    def markdown(self, title: str, *, each_call: bool) -> list[str]:
+        out = [
+            f"**{title}** (one extra run, not timed above: `python -X importtime` and `docker`/"
+            "`git` shims that log each call add a little overhead)",
+            "",
+            "| part | seconds | share |",
+            "|---|---|---|",
+        ]
+        parts = [
+            ("Python interpreter start-up (bare `python -c pass`)", self.interpreter),
+            ("imports beyond that (`-X importtime`)", self.imports),
+            (f"docker CLI calls ({self.count('docker')}), while any runs", self.spent("docker")),
+            (f"git calls ({self.count('git')}), while any runs", self.spent("git")),
+            ("the rest: no call running (imagectl's own Python work, spawning)", self.rest),
+        ]
+        for name, seconds in parts:
+            out.append(f"| {name} | {seconds:.3f} | {100 * seconds / self.wall:.0f} % |")
+        out.append(f"| **wall** | **{self.wall:.3f}** | 100 % |")
+        out += ["", "| call | count | seconds |", "|---|---|---|"]
+        out += [f"| `{kind}` | {n} | {s:.3f} |" for kind, n, s in self.by_kind()]
+        summed, busy = self.in_flight("docker buildx build")
+        if busy and summed > 1.05 * busy:
+            out += [
+                "",
+                f"Builds overlap: {summed:.3f} s of `docker buildx build` ran within {busy:.3f} s "
+                f"(on average {summed / busy:.2f} in flight while any ran); no build was running "
+                f"for {self.wall - busy:.3f} s of the {self.wall:.3f} s wall.",
+            ]
+        if each_call:
+            out += ["", "In order:", ""]
+            out += [f"- {c.seconds:.3f} s `{c.tool} {c.argv[:140]}`" for c in self.calls]
+        if self.top_imports:
+            out += ["", "Slowest top-level imports beyond the interpreter's own:", ""]
+            out += [f"- {name}: {s:.3f} s" for name, s in self.top_imports]
+        out.append("")
+        return out
+
+
+def union_length(intervals: Sequence[tuple[float, float]]) -> float:
+    total, reach = 0.0, float("-inf")
+    for begin, end in sorted(intervals):
+        if end > reach:
+            total += end - max(begin, reach)
+            reach = end
+    return total
+
+
+def _import_times(stderr: str) -> dict[str, float]:
+    """Top-level imports (not nested) and their cumulative seconds, from -X importtime."""
+    tops: dict[str, float] = {}
+    for line in stderr.splitlines():
+        if not line.startswith("import time:") or "|" not in line:
+            continue
+        _, cumulative, name = line.split("|", 2)
+        if name.startswith("  ") or not cumulative.strip().isdigit():
+            continue  # nested (indented) or the header line
+        tops[name.strip()] = tops.get(name.strip(), 0.0) + int(cumulative) / 1e6
+    return tops
+
+
+def breakdown(session: Session, args: Sequence[str], root: Path) -> Breakdown:
+    """Run `imagectl -C root ARGS` once with the docker and git shims and -X importtime."""
+    shim_dir = session.work / "shim"
+    for tool in SHIMMED:
+        if not (shim_dir / tool).exists():
+            real = shutil.which(tool) or tool
+            write(shim_dir / tool, SHIM.format(real=real, tool=tool), mode=0o755)
+    log = session.work / f"calls-{nonce()}.log"
+    env = {
+        **os.environ,
+        "PATH": f"{shim_dir}:{os.environ.get('PATH', '')}",
+        "BENCH_CALL_LOG": str(log),
+    }
+    bare = [timed([PYTHON, "-c", "pass"]) for _ in range(5)]
+    bare_imports = _import_times(run([PYTHON, "-X", "importtime", "-c", "pass"]).stderr)
+    start = time.perf_counter()
+    done = run([PYTHON, "-X", "importtime", "-m", "imagectl", "-C", str(root), *args], env=env)
+    wall = time.perf_counter() - start
+    imports = {
+        name: seconds
+        for name, seconds in _import_times(done.stderr).items()
+        if name not in bare_imports
+    }
+    calls = []
+    if log.exists():
+        for line in log.read_text(encoding="utf-8").splitlines():
+            tool, begin, end, argv = line.split(" ", 3)
+            calls.append(ToolCall(tool, float(begin), float(end), argv))
+    top = tuple(sorted(imports.items(), key=lambda item: -item[1])[:8])
+    return Breakdown(
+        wall=wall,
+        interpreter=median(bare),
+        imports=sum(imports.values()),
+        top_imports=top,
+        calls=tuple(calls),
+    )
+
+
+def profile_summary(
+    args: Sequence[str], root: Path, env: dict[str, str], out: Path, *, label: str
+) -> list[str]:
+    """cProfile of `python -m imagectl -C root ARGS`: tottime grouped by module, top functions."""
+    run(
+        [PYTHON, "-m", "cProfile", "-o", str(out), "-m", "imagectl", "-C", str(root), *args],
+        env=env,
+    )
+    stats = pstats.Stats(str(out))
+    raw: dict[tuple[str, int, str], tuple[int, int, float, float, object]]
+    raw = stats.stats  # type: ignore[attr-defined]
+    total = sum(entry[2] for entry in raw.values())
+    groups: dict[str, float] = {}
+    own: list[tuple[float, float, int, str]] = []
+    for (filename, lineno, function), (_, calls, tottime, cumtime, _) in raw.items():
+        group = _module_group(filename, function)
+        groups[group] = groups.get(group, 0.0) + tottime
+        wrapper = function.startswith("<") or function in {"main", "_capture"}
+        if "/imagectl/" in filename and not wrapper:
+            own.append((cumtime, tottime, calls, f"{Path(filename).name}:{lineno} {function}"))
+    out_lines = [
+        f"Profile of `imagectl {' '.join(args)}`, {label} (cProfile, {total:.2f} s of function "
+        "time; profiling slows Python code down, so compare shares, not seconds). "
+        "Own time by module:",
+        "",
+    ]
+    for group, seconds in sorted(groups.items(), key=lambda item: -item[1])[:10]:
+        out_lines.append(f"- {group}: {seconds:.3f} s ({100 * seconds / total:.0f} %)")
+    out_lines += [
+        "",
+        "imagectl functions by cumulative time (module bodies and wrappers left out):",
+        "",
+    ]
+    for cumtime, _tottime, calls, name in sorted(own, reverse=True)[:20]:
+        out_lines.append(f"- `{name}`: {cumtime:.3f} s cumulative, {calls} calls")
+    out_lines.append("")
+    return out_lines
+
+
+STDLIB = sysconfig.get_paths()["stdlib"]
+
+
+def _module_group(filename: str, function: str) -> str:
+    if filename == "~":
+        name = function.split(" of ", maxsplit=1)[0].strip("<>{}")
+        return "builtin " + name.removeprefix("built-in method ").removeprefix("method ")
+    if "/imagectl/" in filename:
+        return f"imagectl/{Path(filename).name}"
+    if "site-packages/" in filename:
+        return filename.split("site-packages/", 1)[1].split("/", 1)[0]
+    if filename.startswith(STDLIB):
+        return f"stdlib {filename.removeprefix(STDLIB).lstrip('/')}"
+    return f"stdlib {filename}"
+
+
+# -- 1. tool overhead --------------------------------------------------------------------------
+
+
+def bench_overhead(session: Session) -> Section:
+    section = Section(
+        1,
+        "Tool overhead",
+        "`imagectl build next` of one small increment (`RUN echo <nonce> > /f` on a busybox "
+        "line) vs `docker buildx build --load` of the same Dockerfile text with another nonce, "
+        "alternated",
+        "imagectl / raw <= 1.10",
+    )
+    reps = session.sizes.overhead_reps
+    repository = session.repository("overhead")
+    root = new_repo(session.work / "overhead", {"ovh": repository})
+    steps = root / "increments" / "ovh"
+    count = 0
+
+    def add_increment() -> None:
+        nonlocal count
+        count += 1
+        write(
+            steps / f"{count:04d}-step.Dockerfile.j2", f"# step {count}\nRUN echo {nonce()} > /f\n"
+        )
+        git_commit(root, f"step {count}")
+
+    raw_dir = session.work / "overhead-raw"
+    (raw_dir / "context").mkdir(parents=True)
+
+    def raw_build(index: int) -> float:
+        # The text imagectl composes for the next version: its header, FROM the head, the RUN.
+        dockerfile = raw_dir / f"Dockerfile.{index}"
+        write(
+            dockerfile,
+            f"# Generated by imagectl: line ovh, version v{count + 1}, increment raw\n"
+            f"FROM {repository}:v{count}\nRUN echo {nonce()} > /f\n",
+        )
+        command = ["docker", "buildx", "build", "--progress=plain", "--load"]
+        command += ["--iidfile", str(raw_dir / f"iid.{index}"), "-t", f"{repository}-raw:{index}"]
+        return timed([*command, "-f", str(dockerfile), str(raw_dir / "context")])
+
+    def imagectl_build() -> float:
+        add_increment()
+        return imagectl(root, "build", "next", "-q")
+
+    add_increment()
+    imagectl(root, "build", "next", "-q")  # v1 from the base: not timed
+    imagectl_build()  # warm-up of both paths, not timed
+    raw_build(0)
+    tool: list[float] = []
+    raw: list[float] = []
+    for index in range(1, reps + 1):
+        if index % 2:
+            tool.append(imagectl_build())
+            raw.append(raw_build(index))
+        else:
+            raw.append(raw_build(index))
+            tool.append(imagectl_build())
+        say(f"1 overhead: imagectl {tool[-1]:.3f} s, raw {raw[-1]:.3f} s")
+    ratio = median(tool) / median(raw)
+    section.rows.append(
+        Row(
+            "1 overhead",
+            f"`build next` / raw `buildx build --load` (median of {reps})",
+            f"**{ratio:.2f}** ({median(tool):.3f} s / {median(raw):.3f} s)",
+            "<= 1.10",
+            ratio <= 1.10,
+        )
+    )
+    section.details += [
+        f"imagectl build next (s): {fmt_times(tool)}; median {median(tool):.3f}",
+        f"raw docker buildx build --load (s): {fmt_times(raw)}; median {median(raw):.3f}",
+        f"difference of medians: {median(tool) - median(raw):.3f} s per build",
+        "",
+    ]
+    add_increment()
+    section.details += breakdown(session, ["build", "next", "-q"], root).markdown(
+        "Where one `build next` spends its time", each_call=True
+    )
+    if section.rows[0].met is False:
+        add_increment()
+        section.details += profile_summary(
+            ["build", "next", "-q"],
+            root,
+            dict(os.environ),
+            session.work / "profile-overhead.prof",
+            label=f"at n={count - 1}",
+        )
+    return section
+
+
+# -- 2. incremental cost stays flat ------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class FlatSamples:
+    """Seconds per line length n (each a list of repetitions)."""
+
+    incremental: dict[int, list[float]] = field(default_factory=dict)  # imagectl build next
+    raw_head: dict[int, list[float]] = field(default_factory=dict)  # raw buildx FROM the head
+    control: dict[int, list[float]] = field(default_factory=dict)  # raw buildx FROM busybox
+    scratch: dict[int, list[float]] = field(default_factory=dict)  # the reference, --no-cache
+
+    def ratio(self, which: dict[int, list[float]], n: int, first: int) -> float:
+        return median(which[n]) / median(which[first])
+
+    def overhead(self, n: int) -> float:
+        """imagectl's time beyond a raw build on the same parent."""
+        return median(self.incremental[n]) - median(self.raw_head[n])
+
+
+class FlatLine:
+    """The busybox line of benchmark 2 and the raw builds measured beside it."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.repository = session.repository("flat")
+        self.root = new_repo(session.work / "flat", {"flat": self.repository})
+        self.steps = self.root / "increments" / "flat"
+        self.raw_dir = session.work / "flat-raw"
+        (self.raw_dir / "context").mkdir(parents=True)
+        self.nonce = nonce()
+        self.written = 0  # increments on disk
+        self.built = 0  # versions in the lock
+
+    def write_up_to(self, n: int) -> None:
+        for i in range(self.written + 1, n + 1):
+            # The nonce in v1 makes the whole chain new to BuildKit's cache on every run.
+            extra = f"echo {self.nonce} > /nonce && " if i == 1 else ""
+            write(
+                self.steps / f"{i:04d}-count.Dockerfile.j2",
+                f"# count {i}\nRUN {extra}echo {i} >> /count\n",
+            )
+        self.written = max(self.written, n)
+        git_commit(self.root, f"up to {n}")
+
+    def build_all(self) -> None:
+        run([IMAGECTL, "-C", str(self.root), "build", "next", "--all", "-q"])
+        self.built = self.written
+
+    def build_next(self) -> float:
+        self.write_up_to(self.built + 1)
+        seconds = imagectl(self.root, "build", "next", "-q")
+        self.built += 1
+        return seconds
+
+    def raw(self, parent: str, label: str) -> float:
+        """A raw `buildx build --load` of one new RUN on `parent`."""
+        dockerfile = self.raw_dir / f"Dockerfile.{label}"
+        write(dockerfile, f"FROM {parent}\nRUN echo {nonce()} >> /count\n")
+        command = ["docker", "buildx", "build", "--progress=plain", "--load"]
+        command += ["-t", f"{self.repository}-raw:{label}", "-f", str(dockerfile)]
+        return timed([*command, str(self.raw_dir / "context")])
+
+    def scratch(self, reference: Path, label: str) -> float:
+        command = ["docker", "buildx", "build", "--no-cache", "--load", "--progress=plain"]
+        command += ["-t", f"{self.repository}-scratch:{label}", "-f", str(reference)]
+        return timed([*command, str(self.root)])
+
+
+def bench_flat(session: Session) -> Section:
+    sizes = session.sizes
+    points = sizes.flat_points
+    section = Section(
+        2,
+        "Incremental cost stays flat",
+        f"one `build next` on a busybox line at n = {', '.join(map(str, points))} versions "
+        "(`RUN echo <i> >> /count`), vs building the line's reference Dockerfile from scratch "
+        "(`buildx build --no-cache --load`) at the same n",
+        f"incremental(n={points[-1]}) <= 1.5 x incremental(n={points[0]}); scratch grows with n",
+    )
+    line = FlatLine(session)
+    samples = FlatSamples()
+    for n in points:
+        if line.built < n:
+            line.write_up_to(n)
+            say(f"2 flat: building the line up to v{n} (not timed)")
+            line.build_all()
+        for kind in (samples.incremental, samples.raw_head, samples.control, samples.scratch):
+            kind[n] = []
+        snapshot = session.work / f"flat-reference-{n}.Dockerfile"
+        for rep in range(sizes.flat_reps):
+            samples.raw_head[n].append(line.raw(f"{line.repository}:v{line.built}", f"h{n}-{rep}"))
+            samples.incremental[n].append(line.build_next())
+            if rep == 0:  # the reference of exactly n+1 increments, as imagectl wrote it
+                shutil.copyfile(line.root / "lock" / "flat.reference.Dockerfile", snapshot)
+            samples.control[n].append(line.raw(BUSYBOX, f"c{n}-{rep}"))
+        samples.scratch[n] = [
+            line.scratch(snapshot, f"n{n}-{r}") for r in range(sizes.scratch_reps)
+        ]
+        say(
+            f"2 flat: n={n}: build next {fmt_times(samples.incremental[n])} s; raw FROM the head "
+            f"{fmt_times(samples.raw_head[n])} s; from scratch {fmt_times(samples.scratch[n])} s"
+        )
+    _flat_report(section, sizes, samples)
+    line.write_up_to(line.built + 1)
+    parts = breakdown(session, ["build", "next", "-q"], line.root)
+    section.details += parts.markdown(
+        f"Where one `build next` at n={line.built - 1} spends its time", each_call=False
+    )
+    if section.rows[0].met is False:
+        line.write_up_to(line.built + 1)
+        section.details += profile_summary(
+            ["build", "next", "-q"],
+            line.root,
+            dict(os.environ),
+            session.work / "profile-flat.prof",
+            label=f"at n={line.built}",
+        )
+    return section
+
+
+def _flat_report(section: Section, sizes: Sizes, samples: FlatSamples) -> None:
+    points = sizes.flat_points
+    first, last = points[0], points[-1]
+    later = ", ".join(map(str, points[1:]))
+
+    def ratios(which: dict[int, list[float]]) -> dict[int, float]:
+        return {n: samples.ratio(which, n, first) for n in points}
+
+    inc, raw, ctl, scr = (
+        ratios(samples.incremental),
+        ratios(samples.raw_head),
+        ratios(samples.control),
+        ratios(samples.scratch),
+    )
+    over = {n: samples.overhead(n) / samples.overhead(first) for n in points}
+    grows = all(scr[a] < scr[b] for a, b in itertools.pairwise(points))
+    section.rows += [
+        Row(
+            "2 flat",
+            f"incremental(n)/incremental({first}), n = {later}",
+            ", ".join(f"{inc[n]:.2f}" for n in points[1:]) + f" (n={last}: **{inc[last]:.2f}**)",
+            f"n={last}: <= 1.5",
+            inc[last] <= 1.5,
+        ),
+        Row(
+            "2 flat",
+            f"scratch(n)/scratch({first}), n = {later}",
+            ", ".join(f"{scr[n]:.2f}" for n in points[1:]),
+            "grows with n",
+            grows,
+        ),
+        Row(
+            "2 flat",
+            f"context: raw buildx FROM the head, raw(n)/raw({first}), n = {later}",
+            ", ".join(f"{raw[n]:.2f}" for n in points[1:]),
+            "(Docker's own growth)",
+            None,
+        ),
+        Row(
+            "2 flat",
+            f"context: imagectl's overhead beyond that raw build, (n)/({first}), n = {later}",
+            ", ".join(f"{over[n]:.2f}" for n in points[1:])
+            + f" ({samples.overhead(first):.3f} s to {samples.overhead(last):.3f} s)",
+            "(imagectl's own growth)",
+            None,
+        ),
+    ]
+    section.details += [
+        f"n = versions the line has when the timed `build next` starts (it builds v(n+1)); "
+        f"median of {sizes.flat_reps} builds at n, n+1, ...; scratch = the reference of the "
+        f"line at n+1 versions (median of {sizes.scratch_reps}). Before each timed build, a raw "
+        "`buildx build --load` of one RUN on the same parent (the line's head) shows what "
+        "Docker itself costs at that depth; after it, a control raw build on busybox shows how "
+        "the machine's speed moved between the points.",
+        "",
+        "| n | build next (s) | median | ratio | raw FROM head, median | ratio | overhead "
+        "(s) | control median | ratio | scratch (s) | median | ratio |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    section.details += [
+        f"| {n} | {fmt_times(samples.incremental[n])} | {median(samples.incremental[n]):.3f} | "
+        f"{inc[n]:.2f} | {median(samples.raw_head[n]):.3f} | {raw[n]:.2f} | "
+        f"{samples.overhead(n):.3f} | {median(samples.control[n]):.3f} | {ctl[n]:.2f} | "
+        f"{fmt_times(samples.scratch[n])} | {median(samples.scratch[n]):.3f} | {scr[n]:.2f} |"
+        for n in points
+    ]
+    section.details.append("")
+
+
+# -- 3. CLI latency without the engine ---------------------------------------------------------
+
+
+def fake_digest(*parts: object) -> str:
+    return "sha256:" + hashlib.sha256("/".join(map(str, parts)).encode()).hexdigest()
+
+
+def make_synthetic(root: Path, prefix: str, lines: int, versions: int) -> None:
+    """lines x versions built versions, valid for imagectl (no drift), without building."""
+    for index in range(lines):
+        name = f"line{index:03d}"
+        write(
+            root / "images" / f"{name}.toml",
+            f'repository = "{prefix}/{name}"\nbase = "{BUSYBOX}"\n[vars]\nflavour = "{index}"\n',
+        )
+        for n in range(1, versions + 1):
+            write(
+                root / "increments" / name / f"{n:04d}-step.Dockerfile.j2",
+                f"# step {n}\nRUN echo {{{{ line }}}} {{{{ version }}}}\n",
+            )
+    write(root / ".gitignore", ".imagectl/\n")
+    layout = RepositoryLayout(root=root)
+    for line in load_lines(layout):
+        lock = Lock(
+            line=line.name,
+            repository=line.repository,
+            base=line.base,
+            base_digest=fake_digest("base-digest"),
+            base_image_id=fake_digest("base-id"),
+        )
+        recorded: list[LockedVersion] = []
+        for increment in discover_increments(layout, line.name):
+            n = increment.number
+            parent = pinned_base(line, lock) if n == 1 else line.tag_for(n - 1)
+            rendered = render_step(layout, line, increment, version=n, parent=parent)
+            recorded.append(
+                LockedVersion(
+                    version=n,
+                    tag=line.tag_for(n),
+                    increment=increment.path.as_posix(),
+                    summary=increment.summary,
+                    increment_hash=hash_increment(root / increment.path),
+                    dockerfile_hash=rendered.dockerfile_hash,
+                    parent=parent,
+                    parent_digest=(
+                        lock.base_digest if n == 1 else fake_digest(line.name, "id", n - 1)
+                    ),
+                    image_id=fake_digest(line.name, "id", n),
+                    layers=n + 1,
+                    size=2_000_000 + n,
+                    builder="buildx",
+                    built_at="2026-01-01T00:00:00Z",
+                    commit="0" * 40,
+                    digest="",
+                )
+            )
+        lockfile.write_lock(layout.lock_path(line.name), replace(lock, versions=tuple(recorded)))
+    git_init(root)
+
+
+def bench_cli(session: Session) -> Section:
+    sizes = session.sizes
+    lines, versions = sizes.cli_lines, sizes.cli_versions
+    section = Section(
+        3,
+        "CLI latency without the engine",
+        f"`--help`, `history`, `plan` (all lines) and `resolve` on a synthetic repository of "
+        f"{lines} lines x {versions} built versions (valid locks, no drift), DOCKER_HOST "
+        f"pointing nowhere; `git log -1` in the same repository as the floor",
+        f"each < {CLI_TARGET:.2f} s absolute (Python start-up included)",
+    )
+    root = session.work / "synthetic"
+    say(f"3 cli: generating {lines} lines x {versions} versions through imagectl's own code")
+    start = time.perf_counter()
+    make_synthetic(root, session.repository("synthetic"), lines, versions)
+    section.details.append(f"generated in {time.perf_counter() - start:.1f} s (not timed)")
+    env = {**os.environ, "DOCKER_HOST": NOWHERE}
+    middle = f"line{lines // 2:03d}"
+    query = f"{session.repository('synthetic')}/{middle}:v{versions // 2}"
+    newest = f"{session.repository('synthetic')}/{middle}:v{versions}"
+    # Prove the repository is what it should be before timing anything.
+    planned = run([IMAGECTL, "-C", str(root), "plan"], env=env).stdout
+    if planned.count("up to date") != lines:
+        raise CommandFailedError(f"synthetic repository is not up to date:\n{planned[:2000]}")
+    resolved = run([IMAGECTL, "-C", str(root), "resolve", query], env=env).stdout.strip()
+    if resolved != newest:
+        raise CommandFailedError(f"resolve {query} gave {resolved!r}, expected {newest!r}")
+    commands: list[tuple[str, list[str]]] = [
+        ("`git log -1` (floor)", ["git", "-C", str(root), "log", "-1"]),
+        ("`imagectl --help`", [IMAGECTL, "--help"]),
+        (f"`imagectl history {middle}`", [IMAGECTL, "-C", str(root), "history", middle]),
+        ("`imagectl plan`", [IMAGECTL, "-C", str(root), "plan"]),
+        ("`imagectl resolve <tag>`", [IMAGECTL, "-C", str(root), "resolve", query]),
+    ]
+    state = root / ".imagectl"  # imagectl's local caches (render cache, parsed locks)
+    floor_name = commands[0][0]
+    floor_times: list[float] = []
+    cold: dict[str, list[float]] = {name: [] for name, _ in commands[1:]}
+    warm: dict[str, list[float]] = {name: [] for name, _ in commands[1:]}
+    # Cold: no .imagectl/ (a fresh clone, CI). Warm: the caches of the run before (a checkout
+    # in use). Interleaved within each phase, so drift in machine load hits all alike.
+    for _ in range(sizes.cli_reps):
+        for name, command in commands:
+            if name == floor_name:
+                floor_times.append(timed(command, env=env))
+                continue
+            shutil.rmtree(state, ignore_errors=True)
+            cold[name].append(timed(command, env=env))
+    for _, command in commands[1:]:
+        run(command, env=env)  # fill the caches
+    for _ in range(sizes.cli_reps):
+        for name, command in commands:
+            if name == floor_name:
+                floor_times.append(timed(command, env=env))
+            else:
+                warm[name].append(timed(command, env=env))
+    floor = median(floor_times)
+    section.details += [
+        "",
+        f"`git log -1` (floor, {len(floor_times)} runs): {fmt_times(floor_times)}; median "
+        f"{floor * 1000:.1f} ms. Cold: `.imagectl/` (imagectl's local caches) removed before "
+        "each run, as in a fresh clone; warm: the caches the previous run left.",
+        "",
+        "| command | cold times (s) | cold median | / floor | warm times (s) | warm median "
+        "| / floor |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, _ in commands[1:]:
+        c, w = median(cold[name]), median(warm[name])
+        section.details.append(
+            f"| {name} | {fmt_times(cold[name])} | {c:.3f} | {c / floor:.1f} | "
+            f"{fmt_times(warm[name])} | {w:.3f} | {w / floor:.1f} |"
+        )
+        for label, value in (("warm", w), ("cold", c)):
+            if name == "`imagectl --help`" and label == "cold":
+                continue  # --help reads no repository: cold and warm are the same thing
+            section.rows.append(
+                Row(
+                    "3 cli",
+                    f"{name} {label} / `git log -1` ({lines}x{versions})",
+                    f"{value / floor:.1f} (**{value:.3f} s**)",
+                    f"< {CLI_TARGET:.2f} s",
+                    value < CLI_TARGET,
+                )
+            )
+        say(f"3 cli: {name}: cold {c:.3f} s, warm {w:.3f} s")
+    section.details.append("")
+    for name, command in commands[2:]:
+        args = command[3:]
+        if median(warm[name]) >= CLI_TARGET:
+            section.details += profile_summary(
+                args, root, env, session.work / f"profile-{args[0]}.prof", label="warm"
+            )
+        if median(cold[name]) >= CLI_TARGET:
+            shutil.rmtree(state, ignore_errors=True)
+            section.details += profile_summary(
+                args, root, env, session.work / f"profile-{args[0]}-cold.prof", label="cold"
+            )
+    return section
+
+
+# -- 4. fan-out --------------------------------------------------------------------------------
+
+POD_INIT = 'COPY pod-start /usr/local/bin/pod-start\nENTRYPOINT ["/usr/local/bin/pod-start"]\n'
+
+
+def fan_repo(session: Session, label: str, count: int) -> Path:
+    names = {f"fan{i}": session.repository(f"fan-{label}/fan{i}") for i in range(count)}
+    root = session.work / f"fan-{label}"
+    write(root / "increments" / "_shared" / OOM_FIX.name, OOM_FIX.read_text(encoding="utf-8"))
+    for name in names:
+        folder = root / "increments" / name / "0001-pod-init"
+        write(folder / "Dockerfile.j2", f"# Pod start-up script\n{POD_INIT}")
+        # The nonce makes every line of every set new content: no build-cache hits across sets.
+        write(folder / "pod-start", f'#!/bin/sh\n# {label} {nonce()}\nexec "$@"\n', mode=0o755)
+    return new_repo(root, names)
+
+
+def raw_fanout(session: Session, count: int, jobs: int, label: str) -> float:
+    """`count` raw buildx builds of one new RUN each on busybox, `jobs` at a time."""
+    folder = session.work / f"fanraw-{label}"
+    (folder / "context").mkdir(parents=True, exist_ok=True)
+    commands = []
+    for index in range(count):
+        dockerfile = folder / f"Dockerfile.{index}"
+        write(dockerfile, f"FROM {BUSYBOX}\nRUN echo {nonce()} > /marker\n")
+        tag = f"{session.repository('fanraw')}:{label}-{index}"
+        build = ["docker", "buildx", "build", "--progress=plain", "--load", "-t", tag]
+        commands.append([*build, "-f", str(dockerfile), str(folder / "context")])
+    start = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        list(pool.map(run, commands))
+    return time.perf_counter() - start
+
+
+def bench_fanout(session: Session) -> Section:
+    sizes = session.sizes
+    count = sizes.fan_lines
+    section = Section(
+        4,
+        "Fan-out",
+        f"{count} busybox pod lines at v1 get `imagectl backport` of "
+        "`_shared/oom-score-adj.Dockerfile.j2`; `build next --all --jobs 1` on one set vs "
+        "`--jobs 2` on an identical set with other content (further rounds: another fix, sets "
+        f"swapped); baseline: {count} raw `buildx build --load` one at a time vs two at a time",
+        "imagectl's speed-up >= 0.9 x raw buildx's own 1-vs-2-parallel speed-up on this machine "
+        "(the brief sets none)",
+    )
+    sets = {label: fan_repo(session, label, count) for label in ("a", "b", "c")}
+    for root in sets.values():
+        run([IMAGECTL, "-C", str(root), "build", "next", "--all", "-q", "--jobs", "2"])
+    jobs1: list[float] = []
+    jobs2: list[float] = []
+    raw1: list[float] = []
+    raw2: list[float] = []
+    for round_index in range(sizes.fan_rounds + 1):  # the last round is the breakdown
+        if round_index == 0:
+            fix = f"increments/_shared/{OOM_FIX.name}"
+        else:
+            fix = f"increments/_shared/bench-marker-{round_index}.Dockerfile.j2"
+            text = f"# Bench marker\nRUN echo {{{{ line }}}} {nonce()} > /marker\n"
+            for root in sets.values():
+                write(root / fix, text)
+        for root in sets.values():
+            run([IMAGECTL, "-C", str(root), "backport", fix])
+            git_commit(root, f"backport {fix}")
+        if round_index == sizes.fan_rounds:
+            break
+        one, two = ("a", "b") if round_index % 2 == 0 else ("b", "a")
+        jobs1.append(imagectl(sets[one], "build", "next", "--all", "-q", "--jobs", "1"))
+        jobs2.append(imagectl(sets[two], "build", "next", "--all", "-q", "--jobs", "2"))
+        raw1.append(raw_fanout(session, count, 1, f"r{round_index}j1"))
+        raw2.append(raw_fanout(session, count, 2, f"r{round_index}j2"))
+        say(
+            f"4 fan-out: round {round_index + 1}: imagectl jobs 1 {jobs1[-1]:.2f} s, 2 "
+            f"{jobs2[-1]:.2f} s; raw 1 {raw1[-1]:.2f} s, 2 {raw2[-1]:.2f} s"
+        )
+    speedup = median(jobs1) / median(jobs2)
+    raw_speedup = median(raw1) / median(raw2)
+    section.rows.append(
+        Row(
+            "4 fan-out",
+            f"`--jobs 1` / `--jobs 2`, {count} lines (median of {sizes.fan_rounds})",
+            f"**{speedup:.2f}** ({median(jobs1):.2f} s / {median(jobs2):.2f} s)",
+            f">= 0.9 x {raw_speedup:.2f} = {0.9 * raw_speedup:.2f}",
+            speedup >= 0.9 * raw_speedup,
+        )
+    )
+    section.rows.append(
+        Row(
+            "4 fan-out",
+            f"baseline: {count} raw `buildx build --load`, 1 / 2 at a time",
+            f"{raw_speedup:.2f} ({median(raw1):.2f} s / {median(raw2):.2f} s)",
+            "(baseline)",
+            None,
+        )
+    )
+    section.details += [
+        f"imagectl --jobs 1 (s): {fmt_times(jobs1)}; --jobs 2 (s): {fmt_times(jobs2)}",
+        f"raw buildx, 1 at a time (s): {fmt_times(raw1)}; 2 at a time (s): {fmt_times(raw2)}",
+        f"per line: imagectl {median(jobs1) / count:.3f} s with --jobs 1, "
+        f"{median(jobs2) / count:.3f} s with --jobs 2; raw {median(raw1) / count:.3f} s "
+        f"and {median(raw2) / count:.3f} s",
+        "",
+    ]
+    parts = breakdown(session, ["build", "next", "--all", "-q", "--jobs", "2"], sets["c"])
+    builds = sum(1 for call in parts.calls if call.kind == "docker buildx build")
+    section.details += parts.markdown(
+        f"Where `build next --all --jobs 2` of {count} lines ({builds} builds, a third set) "
+        "spends its time",
+        each_call=False,
+    )
+    return section
+
+
+# -- 5. publish --------------------------------------------------------------------------------
+
+
+def bench_publish(session: Session) -> Section:
+    sizes = session.sizes
+    count = sizes.publish_versions
+    section = Section(
+        5,
+        "Publish",
+        f"`imagectl publish` of a busybox line with {count} built versions vs a shell loop of "
+        f"`docker push -q` over the {count} tags of a second line built the same way "
+        "(other content; the busybox base layer is already in the registry for both)",
+        "imagectl / docker <= 1.5 (the brief sets none)",
+    )
+    rounds = sizes.publish_rounds
+    names = [f"{kind}{r}" for r in range(rounds) for kind in ("pubi", "pubd")] + ["pubx"]
+    root = new_repo(
+        session.work / "publish", {name: session.repository(f"publish/{name}") for name in names}
+    )
+    for name in names:
+        versions = count if name != "pubx" else min(count, 5)
+        for i in range(1, versions + 1):
+            extra = f"echo {name} {nonce()} > /nonce && " if i == 1 else ""
+            write(
+                root / "increments" / name / f"{i:04d}-count.Dockerfile.j2",
+                f"# count {i}\nRUN {extra}echo {i} >> /count\n",
+            )
+    git_commit(root, "increments")
+    say(f"5 publish: building {len(names)} lines of {count} versions (not timed)")
+    run([IMAGECTL, "-C", str(root), "build", "next", "--all", "-q", "--jobs", "2"])
+    loop = 'for t in "$@"; do docker push -q "$t" >/dev/null || exit 1; done'
+    tool: list[float] = []
+    raw: list[float] = []
+    for r in range(rounds):
+        tags = [f"{session.repository(f'publish/pubd{r}')}:v{i}" for i in range(1, count + 1)]
+
+        def docker_loop(tags: list[str] = tags) -> float:
+            return timed(["bash", "-c", loop, "bash", *tags])
+
+        def publish(r: int = r) -> float:
+            return imagectl(root, "publish", "-q", f"pubi{r}")
+
+        if r % 2 == 0:
+            raw.append(docker_loop())
+            tool.append(publish())
+        else:
+            tool.append(publish())
+            raw.append(docker_loop())
+        say(f"5 publish: round {r + 1}: imagectl {tool[-1]:.2f} s, docker loop {raw[-1]:.2f} s")
+    ratio = median(tool) / median(raw)
+    section.rows.append(
+        Row(
+            "5 publish",
+            f"`publish` / `docker push` loop, {count} tags (median of {rounds})",
+            f"**{ratio:.2f}** ({median(tool):.2f} s / {median(raw):.2f} s)",
+            "<= 1.5",
+            ratio <= 1.5,
+        )
+    )
+    section.details += [
+        f"imagectl publish (s): {fmt_times(tool)}; docker push loop (s): {fmt_times(raw)}",
+        f"per tag: imagectl {median(tool) / count:.3f} s, docker push {median(raw) / count:.3f} s",
+        "",
+    ]
+    section.details += breakdown(session, ["publish", "-q", "pubx"], root).markdown(
+        f"Where `publish` of {min(count, 5)} versions spends its time", each_call=False
+    )
+    return section
+
+
+# -- the machine and the report ----------------------------------------------------------------
+
+
+def machine() -> list[tuple[str, str]]:
+    def first_line(command: list[str]) -> str:
+        done = run(command, check=False)
+        lines = (done.stdout.strip() or done.stderr.strip()).splitlines()
+        return lines[0] if lines else "?"
+
+    status = run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "imagectl"], check=False)
+    memory = "?"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/meminfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("MemTotal:"):
+                memory = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
+    dirty = bool(status.stdout.strip())
+    return [
+        ("date", datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")),
+        ("nproc", str(os.cpu_count())),
+        ("memory", memory),
+        ("kernel", platform.release()),
+        ("docker server", first_line(["docker", "version", "--format", "{{.Server.Version}}"])),
+        ("docker client", first_line(["docker", "version", "--format", "{{.Client.Version}}"])),
+        ("buildx", first_line(["docker", "buildx", "version"])),
+        ("python", platform.python_version()),
+        ("imagectl commit", first_line(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"])),
+        ("imagectl/ uncommitted changes", "yes" if dirty else "no"),
+        ("imagectl/*.py content hash (start)", imagectl_content()),
+    ]
+
+
+def imagectl_content() -> str:
+    """A hash of imagectl/*.py as they are on disk now (another engineer may be editing)."""
+    digest = hashlib.sha256()
+    for path in sorted((ROOT / "imagectl").glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:12]
+
+
+def loadavg() -> str:
+    with contextlib.suppress(OSError):
+        return " ".join(Path("/proc/loadavg").read_text(encoding="utf-8").split()[:3])
+    return "?"
+
+
+def results_markdown(
+    sections: Sequence[Section],
+    facts: list[tuple[str, str]],
+    *,
+    command: str,
+    elapsed: float,
+    loads: tuple[str, str],
+) -> str:
+    out = [
+        "# imagectl benchmark results",
+        "",
+        f"`{command}`: {elapsed / 60:.1f} min. Ratios are measured in the same run (absolute "
+        "times on a shared machine are noise). Regenerate with `bench/run` "
+        "(`bench/run --quick` for a smoke run).",
+        "",
+        "## Machine",
+        "",
+        "| | |",
+        "|---|---|",
+        *(f"| {key} | {value} |" for key, value in facts),
+        f"| load average (start / end) | {loads[0]} / {loads[1]} |",
+        "",
+        "## Ratios",
+        "",
+        table(sections),
+        "",
+        "## What each benchmark measures",
+        "",
+    ]
+    for section in sections:
+        out.append(
+            f"{section.number}. **{section.title}**: {section.what}. Target: {section.target}. "
+            f"Met: **{verdict(section.met)}**. ({section.seconds:.0f} s)"
+        )
+    out.append("")
+    out.append("## Details")
+    for section in sections:
+        out += ["", f"### {section.number}. {section.title}", "", *section.details]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def failed_section(number: int, exc: Exception) -> Section:
+    name = BENCHMARKS[number].__name__.removeprefix("bench_")
+    first = str(exc).splitlines()[0][:160]
+    section = Section(number, f"{name} (FAILED)", "the benchmark could not run", "-")
+    section.rows.append(Row(f"{number} {name}", "FAILED", f"`{first}`", "-", False))
+    section.details += ["```", str(exc).strip()[-3000:], "```", ""]
+    return section
+
+
+BENCHMARKS: dict[int, Callable[[Session], Section]] = {
+    1: bench_overhead,
+    2: bench_flat,
+    3: bench_cli,
+    4: bench_fanout,
+    5: bench_publish,
+}
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="bench/run", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="shrink every size (smoke run)")
+    parser.add_argument("--only", default="", metavar="1,3", help="run these benchmarks only (1-5)")
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=None,
+        help="where to write the report (default bench/RESULTS.md, "
+        "bench/RESULTS.quick.md with --quick)",
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the temp dir (and its path)")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    chosen = sorted({int(x) for x in args.only.split(",") if x.strip()}) or sorted(BENCHMARKS)
+    sizes = QUICK if args.quick else FULL
+    results = args.results or ROOT / "bench" / ("RESULTS.quick.md" if args.quick else "RESULTS.md")
+    work = Path(tempfile.mkdtemp(prefix="imagectl-bench-"))
+    session = Session(work, sizes, quick=args.quick)
+    say(f"work dir {work}, repositories {session.prefix}/...")
+    start_load = loadavg()
+    facts = machine()
+    sections: list[Section] = []
+    started = time.perf_counter()
+    try:
+        for number in chosen:
+            began = time.perf_counter()
+            say(f"-- {number}. {BENCHMARKS[number].__name__.removeprefix('bench_')}")
+            try:
+                section = BENCHMARKS[number](session)
+            except Exception as exc:  # report it and go on with the others
+                say(f"   FAILED: {exc}")
+                section = failed_section(number, exc)
+            section.seconds = time.perf_counter() - began
+            sections.append(section)
+            say(f"   done in {section.seconds:.0f} s (load {loadavg()})")
+    finally:
+        removed = session.cleanup()
+        say(f"removed {removed} local tags under {session.prefix}/")
+        if args.keep:
+            say(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    elapsed = time.perf_counter() - started
+    content = imagectl_content()
+    facts.append(("imagectl/*.py content hash (end)", content))
+    if content != facts[-2][1]:
+        say("warning: imagectl/ changed during the run; results mix two versions of it")
+        facts.append(("warning", "imagectl/ changed during the run: results mix two versions"))
+    command = "bench/run" + "".join(f" {a}" for a in (argv if argv is not None else sys.argv[1:]))
+    text = results_markdown(
+        sections, facts, command=command, elapsed=elapsed, loads=(start_load, loadavg())
+    )
+    results.write_text(text, encoding="utf-8")
+    print(table(sections))
+    print()
+    for section in sections:
+        print(f"{section.number}. {section.title}: target {section.target}: {verdict(section.met)}")
+    print(f"\n{elapsed / 60:.1f} min; report written to {results}")
+    return 1 if any(section.title.endswith("(FAILED)") for section in sections) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
