@@ -50,6 +50,29 @@ GIT_ID = ["-c", "user.name=bench", "-c", "user.email=bench@example.invalid"]
 CLI_TARGET = 0.30  # s, absolute, Python start-up included
 
 
+# Why the targets this suite reports as missed are missed (the measured breakdowns follow in
+# "Details"); kept here so every regenerated RESULTS.md says it.
+WHY_MISSED = """## Targets missed, and why
+
+- **1 overhead (target <= 1.10).** The build inside `build next` takes as long as the raw
+  build; the extra ~0.35 s is Python start-up and imports (~0.15 s) and ten short docker CLI
+  calls (~0.17 s, 11-19 ms each): the registry check that the new tag is free, the layer-prefix
+  proof, the tag-free check in the engine, tagging, and the package manifest read from a
+  created container, plus the git commit of the increment. Each is something the tool promises;
+  the fixed cost is about 0.35 s per version, which is ~2x a 0.35 s busybox step but under 5 %
+  of a typical apt increment (10 s or more). Going to the engine API and registry over HTTP
+  instead of the CLI would save ~0.15 s; 1.10 is reachable only for builds of a few seconds.
+- **3 plan (target < 0.30 s on 50 lines x 200 versions).** `plan` proves that none of 10,000
+  built increments drifted: it hashes every increment file and checks every render. Warm
+  (render cache in .imagectl/) it takes ~0.43 s, mostly file hashing and per-version Python
+  work; cold (a fresh clone) it renders all 10,000 templates, ~7 s. `history` and `resolve` meet
+  the target. A stat-keyed file-hash cache (like git's index) would be the next step.
+- **5 publish (target <= 1.5, set by this suite).** Per tag imagectl looks the tag up before the
+  push and reads it back after (two `docker manifest inspect`, ~55 ms), and writes the lock
+  after every push so a crash loses nothing; `docker push` alone does none of that.
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class Sizes:
     overhead_reps: int  # 1: imagectl and raw builds each
@@ -1181,6 +1204,7 @@ def results_markdown(
             f"{section.number}. **{section.title}**: {section.what}. Target: {section.target}. "
             f"Met: **{verdict(section.met)}**. ({section.seconds:.0f} s)"
         )
+    out += ["", WHY_MISSED]
     out.append("")
     out.append("## Details")
     for section in sections:

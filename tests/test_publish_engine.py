@@ -15,32 +15,10 @@ from pathlib import Path
 import pytest
 
 from .conftest import BUSYBOX, ROOT, docker, image_id, imagectl
-from .engine_helpers import busybox_repo, read_lock
+from .engine_helpers import assert_lock_matches_registry, busybox_repo, read_lock, remote
 from .helpers import git_commit_all, write
 
 pytestmark = pytest.mark.engine
-
-
-def remote(ref: str) -> tuple[str, str] | None:
-    """(manifest digest, image id) of a tag in the registry, or None."""
-    done = subprocess.run(
-        ["docker", "manifest", "inspect", "--insecure", "-v", ref],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        assert "no such manifest" in done.stderr, done.stderr
-        return None
-    data = json.loads(done.stdout)
-    return data["Descriptor"]["digest"], data["SchemaV2Manifest"]["config"]["digest"]
-
-
-def assert_lock_matches_registry(root: Path, repo_name: str, count: int) -> None:
-    lock = read_lock(root, repo_name)
-    assert [v.version for v in lock.versions] == list(range(1, count + 1))
-    for version in lock.versions:
-        assert remote(version.tag) == (version.digest, version.image_id), version.tag
 
 
 def test_publish_three_versions_then_rerun_is_a_noop(tmp_path: Path, repo_name: str) -> None:

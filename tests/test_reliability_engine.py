@@ -23,33 +23,18 @@ import pytest
 from imagectl.errors import LockfileError
 
 from .conftest import REGISTRY, docker, image_id, imagectl
-from .engine_helpers import busybox_repo, layers, read_lock, run_in
+from .engine_helpers import (
+    assert_lock_matches_registry,
+    busybox_repo,
+    layers,
+    read_lock,
+    remote,
+    run_in,
+)
 
 pytestmark = pytest.mark.engine
 
 MARKER = "SECRET-MARKER-123"
-
-
-def remote(ref: str) -> tuple[str, str] | None:
-    """(manifest digest, image id) of a tag in the registry, or None."""
-    done = subprocess.run(
-        ["docker", "manifest", "inspect", "--insecure", "-v", ref],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        assert "no such manifest" in done.stderr, done.stderr
-        return None
-    data = json.loads(done.stdout)
-    return data["Descriptor"]["digest"], data["SchemaV2Manifest"]["config"]["digest"]
-
-
-def assert_lock_matches_registry(root: Path, repo_name: str, count: int) -> None:
-    lock = read_lock(root, repo_name)
-    assert [v.version for v in lock.versions] == list(range(1, count + 1))
-    for version in lock.versions:
-        assert remote(version.tag) == (version.digest, version.image_id), version.tag
 
 
 def fresh_steps() -> dict[str, str]:
