@@ -10,10 +10,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from imagectl import lockfile
-from imagectl.config import RepositoryLayout
+from imagectl.config import RepositoryLayout, repository_of
 from imagectl.errors import BusyError, PlanError, TagConflictError
-from imagectl.linestate import LineState, load_state, render_step, write_reference
-from imagectl.model import BuildStep, ImageLine, Lock, LockedVersion
+from imagectl.linestate import LineState, render_step, write_reference
+from imagectl.model import BuildStep, Lock, LockedVersion
 from imagectl.packages import PackageDiff, diff_manifests, parse_dpkg_status, replay
 from imagectl.planner import next_step
 from imagectl.ports import Engine, Git, ImageInfo, Registry, RemoteImage
@@ -63,7 +63,7 @@ def repository_lock(layout: RepositoryLayout, *, wait: float) -> Iterator[None]:
 
 def build_line(
     layout: RepositoryLayout,
-    line: ImageLine,
+    state: LineState,
     *,
     all_versions: bool,
     engine: Engine,
@@ -72,8 +72,8 @@ def build_line(
     say: Say,
     output: Say,
 ) -> tuple[BuiltVersion, ...]:
-    """Build the next version of `line` (every pending one with `all_versions`)."""
-    state = load_state(layout, line)
+    """Build the next version of the line (every pending one with `all_versions`)."""
+    line = state.line
     built: list[BuiltVersion] = []
     if next_step(line, state.lock, state.increments) is not None:
         warn_if_base_moved(state, registry=registry, say=say)
@@ -215,8 +215,18 @@ def resolve_parent(
     """Find the locked parent in the engine (pulling it if only the registry has it)."""
     if step.parent_is_base:
         return _resolve_base(state, step, engine=engine, registry=registry, say=say)
+    return locate_head(state, engine=engine)
+
+
+def locate_head(state: LineState, *, engine: Engine) -> ResolvedParent:
+    """The newest locked version in the engine, pulled if only the registry has it, and the
+    reference that names it (its local tag, or tag@digest once published)."""
     head = state.lock.head
-    assert head is not None
+    if head is None:
+        raise PlanError(
+            f"{state.line.name} has no version yet.",
+            hint=f"Build it first: imagectl build next {state.line.name}.",
+        )
     tagged = engine.inspect_image(head.tag)
     if tagged is not None and tagged.image_id == head.image_id:
         # The common case in one engine call: the tag still names the locked image.
@@ -269,7 +279,7 @@ def _resolve_base(
 ) -> ResolvedParent:
     line, lock = state.line, state.lock
     base_name = line.base.split("@", 1)[0]
-    repository = _repository_of(base_name)
+    repository = repository_of(base_name)
     pinned = step.parent
     info = engine.inspect_image(pinned)
     if info is None:
@@ -354,14 +364,6 @@ def _check_tag_free(
             )
         return True
     return local is not None
-
-
-def _repository_of(reference: str) -> str:
-    name = reference.split("@", 1)[0]
-    last = name.rsplit("/", 1)[-1]
-    if ":" in last:
-        name = name[: len(name) - len(last)] + last.split(":", 1)[0]
-    return name
 
 
 def _digest_from_pin(reference: str) -> str:

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from imagectl import lockfile
-from imagectl.builder import BuiltVersion, record_packages
+from imagectl.builder import BuiltVersion, locate_head, record_packages
 from imagectl.config import RepositoryLayout
 from imagectl.errors import PlanError, TagConflictError
 from imagectl.linestate import load_state, write_reference
@@ -91,14 +91,10 @@ def checkpoint_line(
     layout: RepositoryLayout, line: ImageLine, *, engine: Engine, registry: Registry, say: Say
 ) -> BuiltVersion:
     state = load_state(layout, line)
-    head = state.lock.head
-    if head is None:
-        raise PlanError(
-            f"{line.name} has no version yet; there is nothing to checkpoint.",
-            hint=f"Build it first: imagectl build next {line.name}.",
-        )
-    source = _local_image(head, engine=engine)
-    config = engine.image_config(source)
+    parent = locate_head(state, engine=engine)
+    head = state.lock.versions[-1]
+    source = parent.ref
+    config = parent.info.config
     changes = config_changes(config)
     version = len(state.lock.versions) + 1
     tag = line.tag_for(version)
@@ -125,7 +121,7 @@ def checkpoint_line(
                 "tagged or recorded.",
                 hint="Report this; the line can keep building until its layer limit.",
             )
-        if carried_config(engine.image_config(image_id)) != carried_config(config):
+        if carried_config(info.config) != carried_config(config):
             raise PlanError(
                 f"the one-layer copy of v{head.version} lost part of its config; "
                 "nothing was tagged or recorded."
@@ -141,8 +137,8 @@ def checkpoint_line(
         summary=f"checkpoint: v{head.version} flattened into one layer",
         increment_hash="",
         dockerfile_hash="",
-        parent=f"{head.tag}@{head.digest}" if head.digest else head.tag,
-        parent_digest=head.digest or head.image_id,
+        parent=parent.ref,
+        parent_digest=parent.digest,
         image_id=image_id,
         layers=1,
         size=info.size,
@@ -156,24 +152,3 @@ def checkpoint_line(
     write_reference(layout, replace(state, lock=new_lock))
     say(f"{line.name}: tagged {tag} ({image_id.removeprefix('sha256:')[:12]}, 1 layer)")
     return BuiltVersion(line=line.name, version=version, tag=tag, image_id=image_id, adopted=False)
-
-
-def _local_image(head: LockedVersion, *, engine: Engine) -> str:
-    """A tag naming the head image in the engine (pulled when only the registry has it)."""
-    local = engine.inspect_image(head.tag)
-    if local is not None and local.image_id == head.image_id:
-        return head.tag
-    if engine.inspect_image(head.image_id) is None and head.digest:
-        engine.pull(f"{head.tag}@{head.digest}")
-    if engine.inspect_image(head.image_id) is None:
-        raise PlanError(
-            f"v{head.version} ({head.image_id}) is neither in the engine nor published.",
-            hint="Build or pull it first.",
-        )
-    if local is None:
-        engine.tag(head.image_id, head.tag)
-        return head.tag
-    raise TagConflictError(
-        f"the local tag {head.tag} names {local.image_id}, not the recorded {head.image_id}.",
-        hint="Restore the tag, then run again.",
-    )

@@ -98,22 +98,21 @@ def run_publish_job(
 
 def _build_and_publish(root: Path, *, say: Say, output: Say) -> tuple[str, ...]:
     built = build_next(root, [], all_versions=True, wait=600.0, say=say, output=output)
-    if built.failures:
-        conflicts = [e for _, e in built.failures if isinstance(e, TagConflictError)]
-        raise conflicts[0] if conflicts else _first(built.failures)
+    _raise_failures(built.failures, say=say)
     result = publish(root, [], wait=600.0, say=say, output=output)
-    for line, error in result.failures:
-        say(f"ci: {line}: {error}")
-    if result.failures:
-        conflicts = [e for _, e in result.failures if isinstance(e, TagConflictError)]
-        raise conflicts[0] if conflicts else _first(result.failures)
-    tags = [f"{b.tag}" for b in built.built]
+    _raise_failures(result.failures, say=say)
+    tags = [b.tag for b in built.built]
     tags += [p.tag for p in result.published if p.tag not in tags]
     return tuple(tags)
 
 
-def _first(failures: tuple[tuple[str, ImagectlError], ...]) -> ImagectlError:
-    return failures[0][1]
+def _raise_failures(failures: tuple[tuple[str, ImagectlError], ...], *, say: Say) -> None:
+    """Stop the job on any line's failure; a tag conflict first, since it may mean we are behind."""
+    for line, error in failures:
+        say(f"ci: {line}: {error}")
+    if failures:
+        errors = [error for _, error in failures]
+        raise next((e for e in errors if isinstance(e, TagConflictError)), errors[0])
 
 
 def _remote_moved(git: CiGit, remote: str, branch: str) -> bool:

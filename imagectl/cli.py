@@ -24,7 +24,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.run(args))
     except ImagectlError as exc:
-        print_error(_relative_to_repository(exc, args.directory))
+        print_error(exc, args.directory)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print(
@@ -50,7 +50,8 @@ def _relative_to_repository(exc: ImagectlError, directory: Path) -> ImagectlErro
     return exc
 
 
-def print_error(exc: ImagectlError) -> None:
+def print_error(exc: ImagectlError, directory: Path) -> None:
+    exc = _relative_to_repository(exc, directory)
     print(f"imagectl: {exc.kind}: {exc}", file=sys.stderr)
     if exc.details:
         print("---- last output ----", file=sys.stderr)
@@ -98,14 +99,8 @@ def _add_build_commands(commands: Commands) -> None:
         help="keep going until every increment is built",
     )
     build_next.add_argument("--dry-run", action="store_true", help="show the plan, build nothing")
-    build_next.add_argument(
-        "--wait",
-        type=float,
-        default=0.0,
-        metavar="SECONDS",
-        help="wait this long for another build in this repository to end",
-    )
-    build_next.add_argument("-q", "--quiet", action="store_true", help="hide the build output")
+    _add_wait(build_next)
+    _add_quiet(build_next)
     build_next.add_argument(
         "-j",
         "--jobs",
@@ -131,14 +126,8 @@ def _add_publish_commands(commands: Commands) -> None:
     )
     _add_lines(publish)
     publish.add_argument("--dry-run", action="store_true", help="show what would be pushed")
-    publish.add_argument(
-        "--wait",
-        type=float,
-        default=0.0,
-        metavar="SECONDS",
-        help="wait this long for another build or publish in this repository",
-    )
-    publish.add_argument("-q", "--quiet", action="store_true", help="hide the push output")
+    _add_wait(publish)
+    _add_quiet(publish)
     _add_json(publish)
     publish.set_defaults(run=run_publish)
 
@@ -149,7 +138,7 @@ def _add_publish_commands(commands: Commands) -> None:
     job.add_argument("--remote", default="origin", help="git remote to push to (origin)")
     job.add_argument("--branch", default="main", help="branch to push the lock commit to (main)")
     job.add_argument("--attempts", type=int, default=5, help="tries when the push is rejected")
-    job.add_argument("-q", "--quiet", action="store_true", help="hide build and push output")
+    _add_quiet(job)
     job.set_defaults(run=run_ci_publish)
 
 
@@ -195,7 +184,7 @@ def _add_line_commands(commands: Commands) -> None:
         "verify", help="build the reference from scratch and compare with the newest version"
     )
     verify.add_argument("line", metavar="LINE")
-    verify.add_argument("-q", "--quiet", action="store_true", help="hide the build output")
+    _add_quiet(verify)
     _add_json(verify)
     verify.set_defaults(run=run_verify)
 
@@ -203,13 +192,7 @@ def _add_line_commands(commands: Commands) -> None:
         "checkpoint", help="add a one-layer copy of the newest version (for the layer limit)"
     )
     checkpoint.add_argument("line", metavar="LINE")
-    checkpoint.add_argument(
-        "--wait",
-        type=float,
-        default=0.0,
-        metavar="SECONDS",
-        help="wait this long for another build in this repository",
-    )
+    _add_wait(checkpoint)
     checkpoint.set_defaults(run=run_checkpoint)
 
     history = commands.add_parser("history", help="show the built versions of a line")
@@ -220,6 +203,22 @@ def _add_line_commands(commands: Commands) -> None:
 
 def _add_lines(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("lines", nargs="*", metavar="LINE", help="image lines (default: all)")
+
+
+def _add_wait(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait this long for another build or publish in this repository",
+    )
+
+
+def _add_quiet(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", help="hide the output of docker build and push"
+    )
 
 
 def _add_json(parser: argparse.ArgumentParser) -> None:
@@ -265,7 +264,7 @@ def run_build_next(args: argparse.Namespace) -> int:
         for name, exc in results.failures:
             print(f"{name}: FAILED ({exc.kind})")
     for _name, exc in results.failures:
-        print_error(_relative_to_repository(exc, args.directory))
+        print_error(exc, args.directory)
     return EXIT_ERROR if results.failures else EXIT_OK
 
 
@@ -310,7 +309,7 @@ def run_publish(args: argparse.Namespace) -> int:
         if not result.published and not result.failures:
             print("nothing to publish")
     for _line, exc in result.failures:
-        print_error(_relative_to_repository(exc, args.directory))
+        print_error(exc, args.directory)
     return EXIT_ERROR if result.failures else EXIT_OK
 
 
@@ -556,10 +555,10 @@ def _print_plan(args: argparse.Namespace, *, all_versions: bool) -> int:
 
 def run_history(args: argparse.Namespace) -> int:
     from imagectl.history import history_records, history_table  # noqa: PLC0415
-    from imagectl.workflows import package_deltas, read_history  # noqa: PLC0415
+    from imagectl.workflows import read_history  # noqa: PLC0415
 
-    lock = read_history(args.directory, args.line)
-    deltas = package_deltas(args.directory, args.line)
+    found = read_history(args.directory, args.line)
+    lock, deltas = found.lock, found.packages
     if args.json:
         print(json.dumps(history_records(lock, deltas), indent=2))
     elif not lock.versions:

@@ -51,12 +51,7 @@ class DockerEngine:
         return self._docker
 
     def check(self) -> None:
-        result = subprocess.run(
-            ["docker", "version", "--format", "{{.Server.Version}}"],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        result = _docker("version", "--format", "{{.Server.Version}}")
         if result.returncode != 0:
             raise EngineError(
                 f"the Docker engine does not answer ({_first_line(result.stderr)}).",
@@ -66,13 +61,7 @@ class DockerEngine:
     def inspect_image(self, ref: str) -> ImageInfo | None:
         # One `docker image inspect` is ~30 ms; going through python-on-whales would first cost
         # its ~0.45 s import on every build, so the hot path calls the CLI directly.
-        result = subprocess.run(
-            ["docker", "image", "inspect", "--format", "{{json .}}", ref],
-            capture_output=True,
-            text=True,
-            check=False,
-            stdin=subprocess.DEVNULL,
-        )
+        result = _docker("image", "inspect", "--format", "{{json .}}", ref)
         if result.returncode != 0:
             if "no such image" in result.stderr.lower():
                 return None
@@ -83,6 +72,7 @@ class DockerEngine:
             layers=tuple(str(layer) for layer in (image.get("RootFS") or {}).get("Layers") or ()),
             size=int(image.get("Size") or 0),
             repo_digests=tuple(str(d) for d in image.get("RepoDigests") or ()),
+            config=dict(image.get("Config") or {}),
         )
 
     def pull(self, ref: str) -> None:
@@ -94,26 +84,9 @@ class DockerEngine:
             raise _engine_error(exc, f"pulling {ref}") from exc
 
     def tag(self, image_id: str, ref: str) -> None:
-        result = subprocess.run(
-            ["docker", "tag", image_id, ref],
-            capture_output=True,
-            text=True,
-            check=False,
-            stdin=subprocess.DEVNULL,
-        )
+        result = _docker("tag", image_id, ref)
         if result.returncode != 0:
             raise _engine_failure(result.stderr, f"tagging {image_id} as {ref}")
-
-    def untag(self, ref: str) -> None:
-        result = subprocess.run(
-            ["docker", "image", "rm", "--no-prune", ref],
-            capture_output=True,
-            text=True,
-            check=False,
-            stdin=subprocess.DEVNULL,
-        )
-        if result.returncode != 0:
-            raise _engine_failure(result.stderr, f"removing the tag {ref}")
 
     def push(self, ref: str, *, on_output: Callable[[str], None]) -> str:
         """Push `ref` and return the manifest digest docker reports for it."""
@@ -145,16 +118,10 @@ class DockerEngine:
                         return handle.read() if handle else None
             return None
         finally:
-            subprocess.run(["docker", "rm", "-f", container], capture_output=True, check=False)
+            _docker("rm", "-f", container)
 
     def _create(self, image: str) -> str:
-        created = subprocess.run(
-            ["docker", "create", image, "true"],
-            capture_output=True,
-            text=True,
-            check=False,
-            stdin=subprocess.DEVNULL,
-        )
+        created = _docker("create", image, "true")
         if created.returncode != 0:
             raise EngineError(
                 f"docker could not create a container of {image}: {_first_line(created.stderr)}.",
@@ -180,18 +147,6 @@ class DockerEngine:
             command, container = self._tree_command(image, tmp)
             return _tree_from(command, cleanup=container)
 
-    def image_config(self, ref: str) -> dict[str, Any]:
-        result = subprocess.run(
-            ["docker", "image", "inspect", "--format", "{{json .Config}}", ref],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if result.returncode != 0:
-            raise EngineError(f"docker could not inspect {ref}: {_first_line(result.stderr)}.")
-        config = json.loads(result.stdout)
-        return dict(config) if isinstance(config, dict) else {}
-
     def import_rootfs(self, source: str, *, changes: list[str], tag: str) -> str:
         """A one-layer image with `source`'s files and the given config changes, tagged `tag`."""
         with tempfile.TemporaryDirectory(prefix="imagectl-flat-") as tmp:
@@ -210,15 +165,13 @@ class DockerEngine:
                     producer.wait()
             finally:
                 if container:
-                    subprocess.run(
-                        ["docker", "rm", "-f", container], capture_output=True, check=False
-                    )
+                    _docker("rm", "-f", container)
             if imported.returncode != 0 or producer.returncode != 0:
                 raise EngineError(f"flattening {source} failed: {_first_line(imported.stderr)}.")
             return imported.stdout.strip()
 
     def remove_image(self, ref: str) -> None:
-        subprocess.run(["docker", "rmi", ref], capture_output=True, check=False)
+        _docker("rmi", ref)
 
     def build(
         self,
@@ -298,6 +251,13 @@ def _secret_flags(secrets: Mapping[str, str]) -> list[str]:
     return flags
 
 
+def _docker(*args: str) -> subprocess.CompletedProcess[str]:
+    """One short docker CLI call, its output captured; the caller judges the exit code."""
+    return subprocess.run(
+        ["docker", *args], capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL
+    )
+
+
 def _tree_from(command: list[str], *, cleanup: str) -> dict[str, FileEntry]:
     tree: dict[str, FileEntry] = {}
     try:
@@ -326,7 +286,7 @@ def _tree_from(command: list[str], *, cleanup: str) -> dict[str, FileEntry]:
             code = proc.wait()
     finally:
         if cleanup:
-            subprocess.run(["docker", "rm", "-f", cleanup], capture_output=True, check=False)
+            _docker("rm", "-f", cleanup)
     if code != 0:
         raise EngineError(f"reading the file tree failed: {_first_line(stderr)}.")
     return tree

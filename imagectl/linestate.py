@@ -34,40 +34,39 @@ class RenderedStep:
     dockerfile_hash: str
 
 
-def load_state(layout: RepositoryLayout, line: ImageLine, *, check: bool = True) -> LineState:
-    """Read everything for `line`; with `check`, refuse drift between disk and lock."""
+def load_state(layout: RepositoryLayout, line: ImageLine) -> LineState:
+    """Read everything for `line` and refuse drift between disk and lock."""
     increments = discover_increments(layout, line.name)
     lock_path = layout.lock_path(line.name)
     lock = lockfile.read_lock(lock_path, line=line.name, repository=line.repository, base=line.base)
     state = LineState(line=line, increments=increments, lock=lock, lock_path=lock_path)
-    if check:
-        by_number = {increment.number: increment for increment in increments}
-        shared = shared_hash(layout)
-        cache = render_cache(layout)
-        rendered = {}
-        for number, version in enumerate(lock.increment_versions, start=1):
-            current = by_number.get(number)
-            if (
-                current is not None
-                and current.path.as_posix() == version.increment
-                and current.source_hash == version.increment_hash
-            ):
-                key = cache.key(
-                    line, current, version=version.version, parent=version.parent, shared=shared
+    by_number = {increment.number: increment for increment in increments}
+    shared = shared_hash(layout)
+    cache = render_cache(layout)
+    rendered = {}
+    for number, version in enumerate(lock.increment_versions, start=1):
+        current = by_number.get(number)
+        if (
+            current is not None
+            and current.path.as_posix() == version.increment
+            and current.source_hash == version.increment_hash
+        ):
+            key = cache.key(
+                line, current, version=version.version, parent=version.parent, shared=shared
+            )
+            known = cache.hashes.get(key)
+            if known is None:
+                step = render_step(
+                    layout, line, current, version=version.version, parent=version.parent
                 )
-                known = cache.hashes.get(key)
-                if known is None:
-                    step = render_step(
-                        layout, line, current, version=version.version, parent=version.parent
-                    )
-                    known = step.dockerfile_hash
-                    cache.hashes.put(key, known)
-                    cache.bodies.put(key, step.body)
-                rendered[version.version] = known
-        cache.save()
-        # Drift first: a deleted or renumbered built increment is named as such, not as a gap.
-        check_drift(line, lock, increments, rendered, lock_path.relative_to(layout.root).as_posix())
-        check_numbering(line, increments)
+                known = step.dockerfile_hash
+                cache.hashes.put(key, known)
+                cache.bodies.put(key, step.body)
+            rendered[version.version] = known
+    cache.save()
+    # Drift first: a deleted or renumbered built increment is named as such, not as a gap.
+    check_drift(line, lock, increments, rendered, lock_path.relative_to(layout.root).as_posix())
+    check_numbering(line, increments)
     return state
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -18,6 +18,7 @@ class ImageInfo:
     layers: tuple[str, ...]  # RootFS.Layers diff ids, bottom first
     size: int
     repo_digests: tuple[str, ...] = ()  # e.g. localhost:5000/x@sha256:...
+    config: Mapping[str, Any] = field(default_factory=dict)  # Env, Cmd, Entrypoint, Labels...
 
     def digest_in(self, repository: str) -> str:
         """The registry digest this image has in `repository`, or ""."""
@@ -61,13 +62,9 @@ class Engine(Protocol):
 
     def tag(self, image_id: str, ref: str) -> None: ...
 
-    def untag(self, ref: str) -> None: ...
-
     def read_file(self, image: str, path: str) -> bytes | None: ...
 
     def file_tree(self, image: str) -> dict[str, FileEntry]: ...
-
-    def image_config(self, ref: str) -> dict[str, Any]: ...
 
     def import_rootfs(self, source: str, *, changes: list[str], tag: str) -> str: ...
 

@@ -6,6 +6,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from imagectl.config import repository_of
 from imagectl.errors import PlanError
 from imagectl.model import Lock, LockedVersion
 
@@ -59,11 +60,10 @@ def resolve_ref(query: str, locks: Sequence[Lock]) -> Resolution:
 def _matches(ref: str, lock: Lock, version: LockedVersion) -> bool:
     if "@" in ref:
         name, _, digest = ref.partition("@")
-        repository = name.rsplit(":", 1)[0] if ":" in name.rsplit("/", 1)[-1] else name
-        if repository != lock.repository:
+        if repository_of(name) != lock.repository:
             return False
-        if ":" in name.rsplit("/", 1)[-1] and name != version.tag:
-            return False
+        if name not in (lock.repository, version.tag):
+            return False  # repo:vN@digest must name this very version
         return digest in (version.digest, version.image_id)
     hexed = HEX.match(ref)
     if hexed:

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from imagectl.builder import manifest_of
+from imagectl.builder import locate_head, manifest_of
 from imagectl.checkpoint import tree_differences
 from imagectl.config import RepositoryLayout
 from imagectl.errors import PlanError
@@ -40,9 +40,8 @@ def verify_line(
     layout: RepositoryLayout, line: ImageLine, *, engine: Engine, say: Say, output: Say
 ) -> VerifyReport:
     state = load_state(layout, line)
-    head = state.lock.head
-    if head is None:
-        raise PlanError(f"{line.name} has no version yet; there is nothing to verify.")
+    newest = locate_head(state, engine=engine)  # the head must be here to compare with it
+    head = state.lock.versions[-1]
     built = replace(state, increments=state.increments[: len(state.lock.increment_versions)])
     text = reference_text(layout, built)
     throwaway = f"imagectl-verify/{line.name}:{uuid.uuid4().hex[:12]}"  # never pushed
@@ -59,23 +58,19 @@ def verify_line(
         )
     engine.tag(image_id, throwaway)
     try:
-        newest = engine.inspect_image(head.image_id)
         rebuilt = engine.inspect_image(image_id)
-        if newest is None or rebuilt is None:
-            raise PlanError(
-                f"v{head.version} ({head.image_id}) is not in the engine.",
-                hint="Pull it first (it is needed to compare).",
-            )
+        if rebuilt is None:
+            raise PlanError(f"the rebuilt reference {image_id} vanished from the engine.")
         packages = diff_manifests(
             manifest_of(head.image_id, engine=engine), manifest_of(image_id, engine=engine)
         )
-        same = newest.layers == rebuilt.layers
+        same = newest.info.layers == rebuilt.layers
         missing: list[str] = []
         extra: list[str] = []
         different: list[str] = []
         if not same:
             missing, extra, different = tree_differences(
-                engine.file_tree(head.tag), engine.file_tree(throwaway)
+                engine.file_tree(newest.ref), engine.file_tree(throwaway)
             )
     finally:
         engine.remove_image(throwaway)

@@ -11,7 +11,13 @@ from typing import TYPE_CHECKING
 from imagectl import lockfile
 from imagectl.backport import BackportPlan, plan_backport, shared_name
 from imagectl.builder import BuiltVersion, build_line, repository_lock
-from imagectl.config import find_repository, load_lines, select_lines
+from imagectl.config import (
+    RepositoryLayout,
+    find_repository,
+    load_lines,
+    repository_of,
+    select_lines,
+)
 from imagectl.errors import ConfigError, ImagectlError
 from imagectl.increments import summarize
 from imagectl.linestate import load_state, reference_path, reference_text, write_reference
@@ -67,15 +73,14 @@ def build_next(
     engine, registry, git = _adapters(layout.root, engine, registry, git)
     with repository_lock(layout, wait=wait):
         # Validate every selected line before building any, so a typo fails before work starts.
-        for line in lines:
-            load_state(layout, line)
+        states = {line.name: load_state(layout, line) for line in lines}
         lockfile.ensure_writable(layout.lock_dir)
         engine.check()
 
         def build_one(line: ImageLine) -> tuple[BuiltVersion, ...]:
             return build_line(
                 layout,
-                line,
+                states[line.name],
                 all_versions=all_versions,
                 engine=engine,
                 registry=registry,
@@ -204,14 +209,9 @@ def resolve(directory: Path, ref: str) -> Resolution:
     lines = load_lines(layout)
     # A repo:vN or repo@digest reference can only come from the line of that repository:
     # read just its lock (an image id needs them all).
-    named = _repository_of(ref) if "/" in ref else ""
+    named = repository_of(ref) if "/" in ref else ""
     candidates = [line for line in lines if line.repository == named] or lines
-    locks = [
-        lockfile.read_lock(
-            layout.lock_path(line.name), line=line.name, repository=line.repository, base=line.base
-        )
-        for line in candidates
-    ]
+    locks = [_line_lock(layout, line) for line in candidates]
     return resolve_ref(ref, locks)
 
 
@@ -262,7 +262,7 @@ def diff_versions(directory: Path, name: str, old: int, new: int) -> VersionDiff
     """Packages added, removed and changed from version `old` to `new`, and what came between."""
     layout = find_repository(directory)
     (line,) = select_lines(load_lines(layout), [name])
-    lock = read_history(directory, name)
+    lock = _line_lock(layout, line)
     count = len(lock.versions)
     for version in (old, new):
         if not 0 <= version <= count:
@@ -300,19 +300,6 @@ def _diff_images(old: str, new: str, path: Path, root: Path) -> PackageDiff:
             path=path.relative_to(root),
         )
     return diff_manifests(manifest_of(old, engine=engine), manifest_of(new, engine=engine))
-
-
-def package_deltas(directory: Path, name: str) -> dict[int, str]:
-    """history's package column: "+added -removed ~changed" per version with a manifest."""
-    layout = find_repository(directory)
-    _, deltas = lockfile.read_packages(lockfile.packages_path(layout.lock_path(name)))
-    summary = {}
-    for version, (added, removed) in deltas.items():
-        changed = {e.split(" ")[0] for e in added} & {e.split(" ")[0] for e in removed}
-        summary[version] = (
-            f"+{len(added) - len(changed)} -{len(removed) - len(changed)} ~{len(changed)}"
-        )
-    return summary
 
 
 def checkpoint(
@@ -353,16 +340,25 @@ def verify(
     return verify_line(layout, line, engine=engine, say=say, output=output)
 
 
-def _repository_of(ref: str) -> str:
-    name = ref.split("@", 1)[0]
-    head, _, last = name.rpartition("/")
-    return f"{head}/{last.split(':', 1)[0]}"
+@dataclass(frozen=True, slots=True, kw_only=True)
+class History:
+    lock: Lock
+    packages: dict[int, str]  # "+added -removed ~changed" per version with a manifest
 
 
-def read_history(directory: Path, name: str) -> Lock:
-    """The lock of one line (no drift check: history must work even on a drifted tree)."""
+def read_history(directory: Path, name: str) -> History:
+    """A line's lock and package deltas (no drift check: history must work on a drifted tree)."""
     layout = find_repository(directory)
     (line,) = select_lines(load_lines(layout), [name])
+    _, deltas = lockfile.read_packages(lockfile.packages_path(layout.lock_path(line.name)))
+    packages = {
+        version: diff_manifests(removed, added).summary
+        for version, (added, removed) in deltas.items()
+    }
+    return History(lock=_line_lock(layout, line), packages=packages)
+
+
+def _line_lock(layout: RepositoryLayout, line: ImageLine) -> Lock:
     return lockfile.read_lock(
         layout.lock_path(line.name), line=line.name, repository=line.repository, base=line.base
     )

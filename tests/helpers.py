@@ -36,41 +36,14 @@ def make_line(
 
 
 def git_init(root: Path) -> None:
-    for command in (
-        ["git", "init", "-q", "-b", "main"],
-        ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid", "add", "-A"],
-        [
-            "git",
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@example.invalid",
-            "commit",
-            "-q",
-            "-m",
-            "init",
-        ],
-    ):
-        subprocess.run(command, cwd=root, check=True)
+    subprocess.run(["git", "init", "-q", "-b", "main"], cwd=root, check=True)
+    git_commit_all(root, "init")
 
 
 def git_commit_all(root: Path, message: str) -> None:
+    identity = ["-c", "user.name=t", "-c", "user.email=t@example.invalid"]
     subprocess.run(["git", "add", "-A"], cwd=root, check=True)
-    subprocess.run(
-        [
-            "git",
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@example.invalid",
-            "commit",
-            "-q",
-            "-m",
-            message,
-        ],
-        cwd=root,
-        check=True,
-    )
+    subprocess.run(["git", *identity, "commit", "-q", "-m", message], cwd=root, check=True)
 
 
 def locked_version(version: int, **overrides: object) -> LockedVersion:
