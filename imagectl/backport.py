@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from imagectl.errors import ConfigError
+from imagectl.errors import ConfigError, ImagectlError
 from imagectl.increments import TEMPLATE_SUFFIX
 from imagectl.model import Increment
 
@@ -24,6 +24,7 @@ class BackportPlan:
     fix: str  # e.g. _shared/oom-score-adj.Dockerfile.j2, as templates include it
     steps: tuple[BackportStep, ...]
     already: tuple[str, ...]  # lines that include the fix already
+    failures: tuple[tuple[str, ImagectlError], ...] = ()  # lines the fix does not render for
 
 
 def plan_backport(
@@ -52,9 +53,11 @@ def plan_backport(
     return BackportPlan(fix=fix, steps=tuple(steps), already=tuple(already))
 
 
-def shared_name(root: Path, shared_dir: Path, given: Path) -> str:
-    """The fix as templates include it ("_shared/x.Dockerfile.j2"); it must live in _shared/."""
-    path = (given if given.is_absolute() else root / given).resolve()
+def shared_name(root: Path, shared_dir: Path, given: Path, *, cwd: Path | None = None) -> str:
+    """The fix as templates include it ("_shared/x.Dockerfile.j2"); it must live in _shared/.
+    A relative path is taken from the current directory, else from the repository root."""
+    candidates = [given] if given.is_absolute() else [(cwd or Path.cwd()) / given, root / given]
+    path = next((c.resolve() for c in candidates if c.is_file()), candidates[-1].resolve())
     if not path.is_file() or not path.is_relative_to(shared_dir.resolve()):
         raise ConfigError(
             f"{given} is not a file in increments/_shared/.",

@@ -11,12 +11,13 @@ from pathlib import Path
 
 from imagectl import lockfile
 from imagectl.config import RepositoryLayout, repository_of
-from imagectl.errors import BusyError, PlanError, TagConflictError
-from imagectl.linestate import LineState, render_step, write_reference
+from imagectl.errors import BuildError, BusyError, PlanError, TagConflictError
+from imagectl.linestate import LineState, RenderedStep, render_step, write_reference
 from imagectl.model import BuildStep, Lock, LockedVersion
 from imagectl.packages import PackageDiff, diff_manifests, parse_dpkg_status, replay
 from imagectl.planner import next_step
 from imagectl.ports import Engine, Git, ImageInfo, Registry, RemoteImage
+from imagectl.recipe import ComposedDockerfile, increment_line
 
 Say = Callable[[str], None]
 LAYER_LIMIT = 125  # moby's layer store: maxLayerDepth
@@ -110,22 +111,34 @@ def build_step(
             hint=f"Run `imagectl checkpoint {line.name}` to add a one-layer copy of it first.",
         )
     rendered = render_step(layout, line, step.increment, version=step.version, parent=parent.ref)
+    pins = pin_images(rendered, engine=engine, registry=registry)
     remote = registry.lookup(step.tag)  # also proves the registry answers, before building
+    commit = git.commit_of(step.increment.path)
+    if commit == "uncommitted":
+        say(
+            f"{line.name}: warning: {step.increment.path.as_posix()} is not committed; the lock "
+            'records commit = "uncommitted" for v{step.version}. Commit increments before '
+            "building them, so that the lock names the commit they were built from."
+        )
     say(
         f"{line.name}: building v{step.version} from {step.increment.path.as_posix()} "
         f"FROM {parent.ref}"
     )
+    built = rendered.pinned(pins)
     with tempfile.TemporaryDirectory(prefix="imagectl-build-") as tmp:
         dockerfile = Path(tmp) / "Dockerfile"
-        dockerfile.write_text(rendered.dockerfile, encoding="utf-8")
+        dockerfile.write_text(built.text, encoding="utf-8")
         if step.increment.is_folder:
             context = layout.root / step.increment.path
         else:
             context = Path(tmp) / "context"
             context.mkdir()
-        image_id = engine.build(
-            dockerfile=dockerfile, context=context, on_output=output, secrets=line.secrets
-        )
+        try:
+            image_id = engine.build(
+                dockerfile=dockerfile, context=context, on_output=output, secrets=line.secrets
+            )
+        except BuildError as exc:
+            raise _in_template(exc, rendered, built) from exc
     info = engine.inspect_image(image_id)
     if info is None:
         raise PlanError(f"the image {image_id} just built has vanished from the engine.")
@@ -145,14 +158,17 @@ def build_step(
         summary=step.increment.summary,
         increment_hash=step.increment.source_hash,
         dockerfile_hash=rendered.dockerfile_hash,
+        instructions_hash=rendered.instructions_hash,
+        context_hash=step.increment.context_hash,
         parent=parent.ref,
         parent_digest=parent.digest,
+        images=tuple(pins[image] for image in rendered.recipe.images),
         image_id=image_id,
         layers=len(info.layers),
         size=info.size,
         builder=engine.builder,
         built_at=datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
-        commit=git.commit_of(step.increment.path),
+        commit=commit,
         # A tag already in the registry with this very image counts as published.
         digest=remote.digest if remote is not None and adopted else "",
     )
@@ -173,6 +189,48 @@ def build_step(
     return BuiltVersion(
         line=line.name, version=step.version, tag=step.tag, image_id=image_id, adopted=adopted
     ), new_lock
+
+
+def pin_images(rendered: RenderedStep, *, engine: Engine, registry: Registry) -> dict[str, str]:
+    """Each image the increment names besides its parent, by registry digest: a moved tag is
+    never followed silently, and the lock and the reference say exactly what was used."""
+    pins: dict[str, str] = {}
+    for image in rendered.recipe.images:
+        if "@" in image:
+            pins[image] = image
+            continue
+        remote = registry.lookup(image)
+        digest = remote.digest if remote is not None else ""
+        if not digest:
+            local = engine.inspect_image(image)
+            digest = local.digest_in(repository_of(image)) if local is not None else ""
+        if not digest:
+            raise PlanError(
+                f"the increment names the image {image}, which no registry has, so it cannot "
+                "be pinned by digest.",
+                hint="Push that image to a registry first (or name it by digest, "
+                f"{image}@sha256:...); imagectl builds only on images it can pin.",
+                path=rendered.template,
+            )
+        pins[image] = f"{image}@{digest}"
+    return pins
+
+
+def _in_template(exc: BuildError, rendered: RenderedStep, built: ComposedDockerfile) -> BuildError:
+    """The build error, naming the template line of the failing instruction when BuildKit said
+    which Dockerfile line failed."""
+    if exc.dockerfile_line is None:
+        return exc
+    line = increment_line(built, exc.dockerfile_line)
+    if line is None:
+        return exc
+    return BuildError(
+        f"{rendered.where(line)}: {exc.message}",
+        hint=exc.hint,
+        path=rendered.template,
+        details=exc.details,
+        dockerfile_line=exc.dockerfile_line,
+    )
 
 
 def record_packages(

@@ -171,6 +171,19 @@ def _add_reference_commands(commands: Commands) -> None:
     back.add_argument("--dry-run", action="store_true", help="show the plan, write nothing")
     back.set_defaults(run=run_backport)
 
+    render = commands.add_parser(
+        "render", help="print the exact Dockerfile of a built or pending version"
+    )
+    render.add_argument("line", metavar="LINE")
+    render.add_argument(
+        "version",
+        nargs="?",
+        type=_version,
+        metavar="VERSION",
+        help="3 or v3 (default: the next version to build)",
+    )
+    render.set_defaults(run=run_render)
+
 
 def _add_line_commands(commands: Commands) -> None:
     diff = commands.add_parser("diff", help="packages and increments between two versions")
@@ -370,12 +383,21 @@ def run_backport(args: argparse.Namespace) -> int:
 
     plan = backport(args.directory, args.fix, pattern=args.lines, dry_run=args.dry_run)
     verb = "would add" if args.dry_run else "added"
+    failed = dict(plan.failures)
     for step in plan.steps:
-        print(f"{step.line}: {verb} {step.path}")
+        state = f" -- FAILS: {failed[step.line]}" if step.line in failed else ""
+        print(f"{step.line}: {verb} {step.path}{state}")
     for line in plan.already:
         print(f"{line}: includes {plan.fix} already")
     if plan.steps and not args.dry_run:
         print("next: imagectl build next --all [--jobs N]")
+    return EXIT_ERROR if failed else EXIT_OK
+
+
+def run_render(args: argparse.Namespace) -> int:
+    from imagectl.workflows import render_version  # noqa: PLC0415
+
+    sys.stdout.write(render_version(args.directory, args.line, args.version))
     return EXIT_OK
 
 

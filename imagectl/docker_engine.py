@@ -26,7 +26,7 @@ ENGINE_HINT = (
 # Files `docker export` adds to every container; never part of an image's own content.
 EXPORT_NOISE = {".dockerenv", "etc/hosts", "etc/hostname", "etc/resolv.conf", "etc/mtab"}
 PUSHED_DIGEST = re.compile(r"digest: (sha256:[0-9a-f]{64})")
-FAILURE_TAIL = 25  # lines of build output kept for the error message
+FAILURE_TAIL = 40  # lines of build output kept for the error message
 
 
 class DockerEngine:
@@ -233,11 +233,19 @@ class DockerEngine:
                     hint="The failing step's output is shown below; fix the increment (it was "
                     "never recorded) and build again.",
                     details=output,
+                    dockerfile_line=_failing_line(output, dockerfile.name),
                 )
             image_id = iidfile.read_text().strip() if iidfile.exists() else ""
             if not image_id.startswith("sha256:"):
                 raise BuildError("the build finished but reported no image id.", details=output)
             return image_id
+
+
+def _failing_line(output: str, name: str) -> int | None:
+    """The Dockerfile line BuildKit's error names ("Dockerfile:7"); imagectl wrote that file,
+    so its name is ours, never a user's."""
+    found = re.findall(rf"^{re.escape(name)}:(\d+)$", output, flags=re.MULTILINE)
+    return int(found[-1]) if found else None
 
 
 def _secret_flags(secrets: Mapping[str, str]) -> list[str]:

@@ -74,6 +74,18 @@ class BuildError(EngineError):
 
     kind = "build failed"
 
+    def __init__(
+        self,
+        message: str,
+        *,
+        hint: str = "",
+        path: Path | str | None = None,
+        details: str = "",
+        dockerfile_line: int | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint, path=path, details=details)
+        self.dockerfile_line = dockerfile_line  # the failing instruction, as BuildKit named it
+
 
 class RegistryError(ImagectlError):
     """The registry is unreachable or refused a request."""

@@ -19,7 +19,8 @@ REJECTED = (
 
 
 class GitRepository:
-    """Git as seen from the image repository at `root`; outside git, commits are ""."""
+    """Git as seen from the image repository at `root`; outside git, increments are
+    "uncommitted" (there is no commit to name)."""
 
     def __init__(self, root: Path) -> None:
         self._root = root
@@ -58,7 +59,7 @@ class GitRepository:
     def commit_of(self, path: Path) -> str:
         repo = self._open()
         if repo is None:
-            return ""
+            return "uncommitted"
         target = str((self._root / path).resolve())
         if self._git("status", "--porcelain", "--", target).strip():
             return "uncommitted"

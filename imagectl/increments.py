@@ -76,6 +76,7 @@ def _read_increment(entry: Path, rel: Path, *, is_folder: bool) -> Increment:
         template=template_rel,
         is_folder=is_folder,
         source_hash=hash_increment(entry) if is_folder else _hash_file_bytes(raw),
+        context_hash=hash_increment(entry, skip=FOLDER_TEMPLATE) if is_folder else "",
         summary=summarize(text),
     )
 
@@ -85,8 +86,9 @@ def _hash_file_bytes(raw: bytes) -> str:
     return f"sha256:{digest}"
 
 
-def hash_increment(entry: Path) -> str:
-    """sha256 over the template and, for a folder, every context file (path, mode, bytes)."""
+def hash_increment(entry: Path, *, skip: str = "") -> str:
+    """sha256 over the template and, for a folder, every context file (path, mode, bytes);
+    `skip` leaves out one top-level file (the template, for the context alone)."""
     digest = hashlib.sha256()
     if entry.is_file():
         digest.update(b"file\0")
@@ -94,6 +96,8 @@ def hash_increment(entry: Path) -> str:
         return f"sha256:{digest.hexdigest()}"
     for path in context_files(entry):
         rel = path.relative_to(entry).as_posix()
+        if rel == skip:
+            continue
         digest.update(rel.encode() + b"\0")
         if path.is_symlink():
             digest.update(b"link\0" + os.readlink(path).encode() + b"\0")

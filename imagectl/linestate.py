@@ -2,19 +2,30 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from imagectl import lockfile
 from imagectl.config import RepositoryLayout
+from imagectl.errors import ConfigError, TemplateError
 from imagectl.increments import discover_increments
 from imagectl.lockfile import write_atomic
-from imagectl.model import ImageLine, Increment, Lock
-from imagectl.planner import check_drift, check_numbering, pinned_base
-from imagectl.recipe import check_increment_body, compose_dockerfile, hash_text
+from imagectl.model import ImageLine, Increment, Lock, RenderedHashes
+from imagectl.planner import check_drift, check_numbering, pinned_base, plan_line
+from imagectl.recipe import (
+    ComposedDockerfile,
+    IncrementRecipe,
+    Where,
+    check_increment,
+    compose_dockerfile,
+    hash_text,
+    instructions_hash,
+    rendered_line,
+)
 from imagectl.rendercache import render_cache, shared_hash
 from imagectl.squash import SquashEntry, squash
-from imagectl.templating import render_template
+from imagectl.templating import describe_line, render_template, template_lines
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -29,9 +40,42 @@ class LineState:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RenderedStep:
-    body: str  # the increment's rendered instructions
-    dockerfile: str  # FROM parent + body, what is built
-    dockerfile_hash: str
+    text: str  # the increment as rendered, directives included
+    recipe: IncrementRecipe  # the same, checked and split
+    composed: ComposedDockerfile  # directives, header, FROM parent, body: what is hashed
+    template: Path  # relative to the repository root, for errors
+    where: Where  # names the template line a rendered line came from
+    parent: str
+    version: int
+    line: str
+    increment: Path  # relative to the repository root
+
+    def pinned(self, pins: Mapping[str, str]) -> ComposedDockerfile:
+        """The Dockerfile that is built: the images the increment names, by digest."""
+        return compose_dockerfile(
+            parent=self.parent,
+            recipe=self.recipe,
+            line=self.line,
+            version=self.version,
+            increment=self.increment,
+            pins=pins,
+        )
+
+    @property
+    def dockerfile(self) -> str:
+        return self.composed.text
+
+    @property
+    def dockerfile_hash(self) -> str:
+        return hash_text(self.composed.text)
+
+    @property
+    def instructions_hash(self) -> str:
+        return instructions_hash(self.composed.text)
+
+    @property
+    def hashes(self) -> RenderedHashes:
+        return RenderedHashes(dockerfile=self.dockerfile_hash, instructions=self.instructions_hash)
 
 
 def load_state(layout: RepositoryLayout, line: ImageLine) -> LineState:
@@ -43,26 +87,34 @@ def load_state(layout: RepositoryLayout, line: ImageLine) -> LineState:
     by_number = {increment.number: increment for increment in increments}
     shared = shared_hash(layout)
     cache = render_cache(layout)
-    rendered = {}
+    rendered: dict[int, RenderedHashes] = {}
     for number, version in enumerate(lock.increment_versions, start=1):
         current = by_number.get(number)
-        if (
-            current is not None
-            and current.path.as_posix() == version.increment
-            and current.source_hash == version.increment_hash
-        ):
-            key = cache.key(
-                line, current, version=version.version, parent=version.parent, shared=shared
-            )
-            known = cache.hashes.get(key)
-            if known is None:
+        if current is None or current.path.as_posix() != version.increment:
+            continue
+        edited = current.source_hash != version.increment_hash
+        if edited and not version.instructions_hash:
+            continue  # recorded before instructions were hashed: any edit is drift
+        key = cache.key(
+            line, current, version=version.version, parent=version.parent, shared=shared
+        )
+        known = cache.hashes.get(key)
+        if known is None:
+            try:
                 step = render_step(
                     layout, line, current, version=version.version, parent=version.parent
                 )
-                known = step.dockerfile_hash
-                cache.hashes.put(key, known)
-                cache.bodies.put(key, step.body)
-            rendered[version.version] = known
+            except TemplateError:
+                if edited:
+                    continue  # an edited built increment that no longer renders: drift
+                raise
+            known = f"{step.dockerfile_hash} {step.instructions_hash}"
+            cache.hashes.put(key, known)
+            cache.bodies.put(key, step.text)
+        dockerfile_hash, _, instructions = known.partition(" ")
+        rendered[version.version] = RenderedHashes(
+            dockerfile=dockerfile_hash, instructions=instructions
+        )
     cache.save()
     # Drift first: a deleted or renumbered built increment is named as such, not as a gap.
     check_drift(line, lock, increments, rendered, lock_path.relative_to(layout.root).as_posix())
@@ -84,17 +136,50 @@ def template_variables(line: ImageLine, *, version: int, parent: str) -> dict[st
 def render_step(
     layout: RepositoryLayout, line: ImageLine, increment: Increment, *, version: int, parent: str
 ) -> RenderedStep:
-    """Render one increment for `version` on top of `parent` and compose its Dockerfile."""
-    body = render_template(
-        layout.increments_dir.resolve(),
-        (layout.root / increment.template).resolve(),
-        template_variables(line, version=version, parent=parent),
+    """Render one increment for `version` on top of `parent`, check it, compose its Dockerfile."""
+    variables = template_variables(line, version=version, parent=parent)
+    increments_dir = layout.increments_dir.resolve()
+    template = (layout.root / increment.template).resolve()
+    text = render_template(increments_dir, template, variables)
+    return _checked(
+        line,
+        increment,
+        text,
+        version=version,
+        parent=parent,
+        where=_where(increments_dir, template, increment.template, variables),
     )
-    check_increment_body(body, increment.template)
-    dockerfile = compose_dockerfile(
-        parent=parent, body=body, line=line.name, version=version, increment=increment.path
+
+
+def _where(
+    increments_dir: Path, template: Path, shown: Path, variables: dict[str, object]
+) -> Where:
+    """Names the template line of a rendered line; the map is only made when an error needs it."""
+
+    def describe(rendered: int) -> str:
+        return describe_line(shown, template_lines(increments_dir, template, variables), rendered)
+
+    return describe
+
+
+def _checked(
+    line: ImageLine, increment: Increment, text: str, *, version: int, parent: str, where: Where
+) -> RenderedStep:
+    recipe = check_increment(text, increment.template, parent=parent, where=where)
+    composed = compose_dockerfile(
+        parent=parent, recipe=recipe, line=line.name, version=version, increment=increment.path
     )
-    return RenderedStep(body=body, dockerfile=dockerfile, dockerfile_hash=hash_text(dockerfile))
+    return RenderedStep(
+        text=text,
+        recipe=recipe,
+        composed=composed,
+        template=increment.template,
+        where=where,
+        parent=parent,
+        version=version,
+        line=line.name,
+        increment=increment.path,
+    )
 
 
 def cached_render(
@@ -109,16 +194,23 @@ def cached_render(
     """render_step, answered from the render cache when every input is unchanged."""
     cache = render_cache(layout)
     key = cache.key(line, increment, version=version, parent=parent, shared=shared)
-    body = cache.bodies.get(key)
-    if body is None:
+    text = cache.bodies.get(key)
+    if text is None:
         step = render_step(layout, line, increment, version=version, parent=parent)
-        cache.bodies.put(key, step.body)
-        cache.hashes.put(key, step.dockerfile_hash)
+        cache.bodies.put(key, step.text)
+        cache.hashes.put(key, f"{step.dockerfile_hash} {step.instructions_hash}")
         return step
-    dockerfile = compose_dockerfile(
-        parent=parent, body=body, line=line.name, version=version, increment=increment.path
+    return _checked(line, increment, text, version=version, parent=parent, where=rendered_line)
+
+
+def render_pending(layout: RepositoryLayout, state: LineState) -> tuple[RenderedStep, ...]:
+    """Render and check every increment not built yet, as `build next --all` would build it,
+    so that a mistake in the last one stops the first build, not the fifth."""
+    plan = plan_line(state.line, state.lock, state.increments, all_versions=True)
+    return tuple(
+        render_step(layout, state.line, step.increment, version=step.version, parent=step.parent)
+        for step in plan.steps
     )
-    return RenderedStep(body=body, dockerfile=dockerfile, dockerfile_hash=hash_text(dockerfile))
 
 
 def reference_text(layout: RepositoryLayout, state: LineState) -> str:
@@ -150,7 +242,12 @@ def reference_text(layout: RepositoryLayout, state: LineState) -> str:
                 commit=recorded.commit if recorded else "",
                 built=recorded is not None,
                 is_folder=increment.is_folder,
-                body=rendered.body,
+                body=rendered.recipe.body,
+                directives=rendered.recipe.directives,
+                own_from=rendered.recipe.own_from,
+                stages=rendered.recipe.stages,
+                pins=pins_of(recorded.images) if recorded else {},
+                escape=rendered.recipe.escape,
             )
         )
     return squash(
@@ -158,7 +255,13 @@ def reference_text(layout: RepositoryLayout, state: LineState) -> str:
         path=reference_path(layout, line.name).relative_to(layout.root).as_posix(),
         base=pinned_base(line, lock),
         entries=tuple(entries),
+        secrets=line.secrets,
     )
+
+
+def pins_of(images: tuple[str, ...]) -> dict[str, str]:
+    """The lock's pinned images ("ref@sha256:...") keyed by the reference the increment wrote."""
+    return {pinned.rpartition("@")[0]: pinned for pinned in images if "@" in pinned}
 
 
 def reference_path(layout: RepositoryLayout, line: str) -> Path:
@@ -173,3 +276,71 @@ def write_reference(layout: RepositoryLayout, state: LineState) -> bool:
         return False
     write_atomic(path, text)
     return True
+
+
+def render_dockerfile(layout: RepositoryLayout, state: LineState, version: int | None) -> str:
+    """The Dockerfile of `version` (default: the next one): as built, with the images the lock
+    pinned, or as `build next` would build it now."""
+    line, lock = state.line, state.lock
+    wanted = version if version is not None else len(lock.versions) + 1
+    if 1 <= wanted <= len(lock.versions):
+        recorded = lock.versions[wanted - 1]
+        increment = next(
+            (i for i in state.increments if i.path.as_posix() == recorded.increment), None
+        )
+        if recorded.checkpoint or increment is None:
+            raise ConfigError(
+                f"v{wanted} of {line.name} is a checkpoint (a one-layer copy of v{wanted - 1}); "
+                "it was not built from a Dockerfile.",
+                hint=f"Render v{wanted - 1} or another version built from an increment.",
+            )
+        step = render_step(layout, line, increment, version=wanted, parent=recorded.parent)
+        pins = pins_of(recorded.images)
+    else:
+        plan = plan_line(line, lock, state.increments, all_versions=True)
+        planned = next((s for s in plan.steps if s.version == wanted), None)
+        if planned is None:
+            last = plan.steps[-1].version if plan.steps else len(lock.versions)
+            raise ConfigError(
+                f"{line.name} has no v{wanted}: it has v1 to v{last} "
+                f"({len(lock.versions)} built, {len(plan.steps)} pending).",
+                hint=f"See `imagectl history {line.name}` and `imagectl plan {line.name}`.",
+            )
+        step = render_step(layout, line, planned.increment, version=wanted, parent=planned.parent)
+        pins = {}
+    return step.pinned(pins).text
+
+
+def render_shared(layout: RepositoryLayout, state: LineState, fix: str) -> RenderedStep:
+    """The shared file `fix` rendered and checked as the line's next increment would be."""
+    line, lock = state.line, state.lock
+    plan = plan_line(line, lock, state.increments, all_versions=True)
+    version = len(lock.versions) + len(plan.steps) + 1
+    if plan.steps:
+        parent = plan.steps[-1].tag
+    elif lock.head is not None:
+        head = lock.head
+        parent = f"{head.tag}@{head.digest}" if head.digest else head.tag
+    else:
+        parent = pinned_base(line, lock)
+    variables = template_variables(line, version=version, parent=parent)
+    increments_dir = layout.increments_dir.resolve()
+    template = (layout.increments_dir / fix).resolve()
+    shown = Path("increments") / fix
+    text = render_template(increments_dir, template, variables)
+    where = _where(increments_dir, template, shown, variables)
+    recipe = check_increment(text, shown, parent=parent, where=where)
+    composed = compose_dockerfile(
+        parent=parent, recipe=recipe, line=line.name, version=version, increment=shown
+    )
+    return RenderedStep(
+        text=text,
+        recipe=recipe,
+        composed=composed,
+        template=shown,
+        where=where,
+        parent=parent,
+        version=version,
+        line=line.name,
+        increment=shown,
+    )

@@ -31,8 +31,11 @@ VERSION_FIELDS: tuple[tuple[str, type], ...] = (
     ("summary", str),
     ("increment_hash", str),
     ("dockerfile_hash", str),
+    ("instructions_hash", str),
+    ("context_hash", str),
     ("parent", str),
     ("parent_digest", str),
+    ("images", tuple),
     ("image_id", str),
     ("layers", int),
     ("size", int),
@@ -42,8 +45,10 @@ VERSION_FIELDS: tuple[tuple[str, type], ...] = (
     ("digest", str),
     ("checkpoint", bool),
 )
-OPTIONAL_FIELDS = {"digest", "checkpoint"}
-OMITTED_WHEN_FALSE = {"checkpoint"}  # keeps ordinary versions free of a `checkpoint = false`
+# Fields added after schema 1 was first written are optional, so older lockfiles still read.
+OPTIONAL_FIELDS = {"digest", "checkpoint", "instructions_hash", "context_hash", "images"}
+# Left out when empty: keeps ordinary versions free of `checkpoint = false` and the like.
+OMITTED_WHEN_FALSE = {"checkpoint", "instructions_hash", "context_hash", "images"}
 
 
 def empty_lock(*, line: str, repository: str, base: str) -> Lock:
@@ -133,6 +138,8 @@ def _lock_from_document(data: dict[str, Any], path: Path) -> Lock:
                     path=path,
                 )
             value = raw[key]
+            if kind is tuple and isinstance(value, list) and all(isinstance(v, str) for v in value):
+                value = tuple(value)
             if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
                 raise LockfileError(
                     f"{where}.{key} must be {kind.__name__}, not {value!r}.",
@@ -221,7 +228,10 @@ def _fill_version_table(table: Table, version: LockedVersion) -> None:
             if key in table:
                 del table[key]
             continue
-        if table.get(key) != value:
+        if isinstance(value, tuple):
+            if list(table.get(key, ())) != list(value):
+                table[key] = list(value)
+        elif table.get(key) != value:
             table[key] = value
 
 

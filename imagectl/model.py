@@ -38,7 +38,16 @@ class Increment:
     template: Path  # relative to the repository root
     is_folder: bool
     source_hash: str  # over the template and every context file
+    context_hash: str = ""  # a folder's files besides its template; "" for a file increment
     summary: str  # first comment line of the template
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RenderedHashes:
+    """What a built increment renders to now, for the drift check."""
+
+    dockerfile: str  # the composed Dockerfile's bytes
+    instructions: str  # its instructions, comments and indentation left out
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -51,14 +60,19 @@ class LockedVersion:
     summary: str
     increment_hash: str
     dockerfile_hash: str
+    # What the Dockerfile instructs (comments and indentation left out): a comment-only edit
+    # of a built increment keeps it, so it is not drift. "" for versions built before.
+    instructions_hash: str = ""
+    context_hash: str = ""  # a folder increment's files besides its template; "" for a file
     parent: str  # the reference the Dockerfile's FROM named
     parent_digest: str  # image id or registry digest of that parent
+    images: tuple[str, ...] = ()  # other images the increment named, pinned: "ref@sha256:..."
     image_id: str
     layers: int
     size: int
     builder: str
     built_at: str  # ISO 8601, UTC
-    commit: str  # last git commit of the increment, "uncommitted" or "" outside git
+    commit: str  # last git commit of the increment, or "uncommitted" (changed, or no git)
     digest: str = ""  # registry digest once published
     checkpoint: bool = False  # a one-layer copy of its parent, made by `imagectl checkpoint`
 

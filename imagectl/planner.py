@@ -5,7 +5,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from imagectl.errors import ConfigError, DriftError
-from imagectl.model import BuildStep, ImageLine, Increment, LinePlan, Lock
+from imagectl.model import (
+    BuildStep,
+    ImageLine,
+    Increment,
+    LinePlan,
+    Lock,
+    LockedVersion,
+    RenderedHashes,
+)
 
 
 def check_numbering(line: ImageLine, increments: tuple[Increment, ...]) -> None:
@@ -34,7 +42,7 @@ def check_drift(
     line: ImageLine,
     lock: Lock,
     increments: tuple[Increment, ...],
-    rendered_hashes: Mapping[int, str],
+    rendered_hashes: Mapping[int, RenderedHashes],
     lock_path: str,
 ) -> None:
     """Refuse when a built version's increment, or what it renders to, has changed."""
@@ -77,8 +85,8 @@ def check_drift(
         if current is None:
             raise DriftError(
                 f"v{version.version} was built from {version.increment}, which no longer exists.",
-                hint="Built increments are history: restore it from git (git checkout -- "
-                f"{version.increment}). To change the image, add a new increment.",
+                hint=f"Built increments are history: restore it from git ({_restore(version)}). "
+                "To change the image, add a new increment.",
                 path=version.increment,
             )
         if current.path.as_posix() != version.increment:
@@ -89,24 +97,52 @@ def check_drift(
                 f"{len(increments) + 1:04d}.",
                 path=current.path,
             )
-        if current.source_hash != version.increment_hash:
-            raise DriftError(
-                f"was edited after v{version.version} was built from it (recorded "
-                f"{_short(version.increment_hash)}, now {_short(current.source_hash)}).",
-                hint=f"Restore it (git checkout -- {version.increment}) and add a new increment "
-                f"instead of editing {current.name}.",
-                path=current.path,
-            )
         rendered = rendered_hashes.get(version.version)
-        if rendered is not None and rendered != version.dockerfile_hash:
+        if current.source_hash != version.increment_hash:
+            if not _same_instructions(current, version, rendered):
+                raise DriftError(
+                    f"was edited after v{version.version} was built from it (recorded "
+                    f"{_short(version.increment_hash)}, now {_short(current.source_hash)}), and "
+                    "the edit changes what it instructs.",
+                    hint=f"Restore it ({_restore(version)}) and add a new increment instead of "
+                    f"editing {current.name}. Comments and whitespace may be edited freely.",
+                    path=current.path,
+                )
+            continue
+        if rendered is not None and not _renders_same(version, rendered):
             raise DriftError(
                 f"renders differently than when v{version.version} was built (Dockerfile "
-                f"{_short(version.dockerfile_hash)}, now {_short(rendered)}): a shared snippet it "
-                f"includes or a [vars] value in {line.config_path} changed.",
+                f"{_short(version.dockerfile_hash)}, now {_short(rendered.dockerfile)}): a shared "
+                f"snippet it includes or a [vars] value in {line.config_path} changed.",
                 hint="Restore the snippet or value, and put the change in a new increment "
                 "(e.g. a new file under increments/_shared/).",
                 path=current.path,
             )
+
+
+def _renders_same(version: LockedVersion, rendered: RenderedHashes) -> bool:
+    if rendered.dockerfile == version.dockerfile_hash:
+        return True
+    return bool(version.instructions_hash) and rendered.instructions == version.instructions_hash
+
+
+def _same_instructions(
+    current: Increment, version: LockedVersion, rendered: RenderedHashes | None
+) -> bool:
+    """An edited built increment that instructs exactly what it did (a comment, whitespace)."""
+    return (
+        rendered is not None
+        and bool(version.instructions_hash)
+        and rendered.instructions == version.instructions_hash
+        and current.context_hash == version.context_hash
+    )
+
+
+def _restore(version: LockedVersion) -> str:
+    """The git command that brings back the increment as it was built."""
+    if version.commit and version.commit != "uncommitted":
+        return f"git checkout {version.commit[:12]} -- {version.increment}"
+    return f"git checkout -- {version.increment}"
 
 
 def next_step(line: ImageLine, lock: Lock, increments: tuple[Increment, ...]) -> BuildStep | None:

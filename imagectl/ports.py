@@ -83,5 +83,5 @@ class Registry(Protocol):
 
 class Git(Protocol):
     def commit_of(self, path: Path) -> str:
-        """The last commit that changed `path`; "uncommitted" if it has changes; "" outside git."""
+        """The last commit that changed `path`; "uncommitted" if it has changes or no git."""
         ...

@@ -71,11 +71,12 @@ class _JsonTable:
 
 
 class RenderCache:
-    """Dockerfile hashes (for the drift check) and increment texts (for the reference), kept
+    """Dockerfile and instruction hashes (for the drift check, "<dockerfile> <instructions>")
+    and increment texts (for the reference), kept
     apart so that the frequent drift check never loads the larger texts."""
 
     def __init__(self, layout: RepositoryLayout) -> None:
-        self.hashes = _JsonTable(layout.state_dir / "render-hashes.json")
+        self.hashes = _JsonTable(layout.state_dir / "render-hashes-v2.json")
         self.bodies = _JsonTable(layout.state_dir / "render-bodies.json")
 
     def key(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import bisect
 import functools
+import re
 import traceback
 from collections.abc import Mapping
 from pathlib import Path
@@ -78,3 +80,101 @@ def _template_position(exc: BaseException, increments_dir: Path) -> str:
             rel = Path(filename).relative_to(root)
             return f"line {frame.lineno} of increments/{rel.as_posix()}: "
     return ""
+
+
+# Invisible and never typed by hand: a private-use pair around a template line number.
+_MARKER = re.compile("\ue000([0-9]+)\ue001")
+
+
+def template_lines(
+    increments_dir: Path, template: Path, variables: Mapping[str, object]
+) -> tuple[int, ...] | None:
+    """For each line of the rendered text (index i -> rendered line i+1), the line of `template`
+    it came from; None when the map cannot be made.
+
+    Renders a copy of the template with a marker before each newline of its literal text; lines
+    from includes and macros of other files carry no marker and take the next one's line (the
+    include or call statement). The map is only returned when the marked copy, markers removed,
+    renders exactly what `render_template` does.
+    """
+    env = make_environment(increments_dir)
+    # The map only improves an error message: failing to make one must never hide that error.
+    try:
+        name = template.relative_to(increments_dir).as_posix()
+        if env.loader is None:
+            return None
+        source, _, _ = env.loader.get_source(env, name)  # the exact text Jinja compiles
+        marked = _mark_source(env, source)
+        if marked is None:
+            return None
+        output = env.from_string(marked).render(**variables)
+        expected = render_template(increments_dir, template, variables)
+    except Exception:
+        return None
+    return _read_markers(output, expected)
+
+
+def describe_line(template_display: Path, lines: tuple[int, ...] | None, rendered_line: int) -> str:
+    """'line 7 of increments/x/0003-y.Dockerfile.j2', or the rendered line when it is unknown."""
+    if lines is not None and 1 <= rendered_line <= len(lines):
+        return f"line {lines[rendered_line - 1]} of {template_display.as_posix()}"
+    return f"line {rendered_line} of the rendered increment"
+
+
+def _marker(lineno: int) -> str:
+    return f"\ue000{lineno}\ue001"
+
+
+def _mark_source(env: SandboxedEnvironment, source: str) -> str | None:
+    """The template rebuilt from its raw tokens, each newline of literal text marked with its line.
+
+    Whitespace control needs no special case: the lexer already drops the whitespace before
+    `{%-`, `{{-` and `{#-` from the data token, and puts the whitespace after `-%}`, `-}}` and
+    `-#}` inside the closing tag's token, so a marker never stands where a newline is stripped.
+    """
+    parts: list[str] = []
+    end_line = 1
+    previous = ""
+    for lineno, kind, value in env.lex(source):
+        if kind == "name" and value == "extends" and previous == "block_begin":
+            return None  # the parent's unmarked lines would borrow the child's line numbers
+        if kind != "whitespace":
+            previous = kind
+        if kind == "data":  # literal text, also inside {% raw %}
+            pieces = value.split("\n")
+            marked = [piece + _marker(lineno + i) for i, piece in enumerate(pieces[:-1])]
+            parts.append("\n".join([*marked, pieces[-1]]))
+            end_line = lineno + value.count("\n")
+        else:
+            parts.append(value)
+            end_line = lineno + value.rstrip().count("\n")  # a `-%}` swallows what follows
+    # Output after the last marked newline (an include on the last line) takes the last line.
+    return "".join(parts) + _marker(end_line)
+
+
+def _read_markers(output: str, expected: str) -> tuple[int, ...] | None:
+    """Each line's template line from the marked output, or None if it differs from `expected`."""
+    text: list[str] = []
+    positions: list[int] = []  # where each marker stood in the text without markers
+    numbers: list[int] = []
+    length = start = 0
+    for match in _MARKER.finditer(output):
+        chunk = output[start : match.start()]
+        text.append(chunk)
+        length += len(chunk)
+        positions.append(length)
+        numbers.append(int(match.group(1)))
+        start = match.end()
+    text.append(output[start:])
+    if "".join(text) != expected:
+        return None
+    lines: list[int] = []
+    offset = 0
+    for line in expected.splitlines(keepends=True):
+        # The marker before this line's newline, else the next one (a line from an include).
+        index = bisect.bisect_left(positions, offset)
+        if index == len(positions):
+            return None
+        lines.append(numbers[index])
+        offset += len(line)
+    return tuple(lines)

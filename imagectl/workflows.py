@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,7 +20,16 @@ from imagectl.config import (
 )
 from imagectl.errors import ConfigError, ImagectlError
 from imagectl.increments import summarize
-from imagectl.linestate import load_state, reference_path, reference_text, write_reference
+from imagectl.linestate import (
+    LineState,
+    load_state,
+    reference_path,
+    reference_text,
+    render_dockerfile,
+    render_pending,
+    render_shared,
+    write_reference,
+)
 from imagectl.lockfile import write_atomic
 from imagectl.model import ImageLine, LinePlan, Lock, LockedVersion
 from imagectl.packages import PackageDiff, diff_manifests, replay
@@ -45,6 +54,8 @@ def plan(directory: Path, names: Sequence[str], *, all_versions: bool) -> tuple[
     layout = find_repository(directory)
     lines = select_lines(load_lines(layout), list(names))
     states = [load_state(layout, line) for line in lines]
+    for state in states:
+        render_pending(layout, state)  # a typo in any pending increment fails the plan
     return tuple(plan_line(s.line, s.lock, s.increments, all_versions=all_versions) for s in states)
 
 
@@ -72,8 +83,11 @@ def build_next(
         )
     engine, registry, git = _adapters(layout.root, engine, registry, git)
     with repository_lock(layout, wait=wait):
-        # Validate every selected line before building any, so a typo fails before work starts.
+        # Validate every selected line, and render every pending increment, before building any:
+        # a typo in the last increment fails before the first version is built.
         states = {line.name: load_state(layout, line) for line in lines}
+        for state in states.values():
+            render_pending(layout, state)
         lockfile.ensure_writable(layout.lock_dir)
         engine.check()
 
@@ -216,7 +230,10 @@ def resolve(directory: Path, ref: str) -> Resolution:
 
 
 def backport(directory: Path, fix: Path, *, pattern: str, dry_run: bool) -> BackportPlan:
-    """Add a new increment including the shared `fix` to every selected line."""
+    """Add a new increment including the shared `fix` to every selected line.
+
+    The fix is rendered with each selected line's vars first; when it fails for any line,
+    nothing is written (a dry run reports those lines instead)."""
     layout = find_repository(directory)
     lines = load_lines(layout)
     name = shared_name(layout.root, layout.shared_dir, fix)
@@ -240,6 +257,14 @@ def backport(directory: Path, fix: Path, *, pattern: str, dry_run: bool) -> Back
             f"no image line matches {pattern!r}.",
             hint=f"Known lines: {', '.join(sorted(states)) or 'none'}.",
         )
+    failures = tuple(
+        (step.line, failure)
+        for step in plan.steps
+        if (failure := _fix_failure(layout, states[step.line], name)) is not None
+    )
+    plan = replace(plan, failures=failures)
+    if failures and not dry_run:
+        raise failures[0][1]
     if not dry_run:
         for step in plan.steps:
             target = layout.root / step.path
@@ -247,6 +272,22 @@ def backport(directory: Path, fix: Path, *, pattern: str, dry_run: bool) -> Back
                 raise ConfigError("already exists.", path=str(step.path))
             write_atomic(target, step.text)
     return plan
+
+
+def _fix_failure(layout: RepositoryLayout, state: LineState, fix: str) -> ImagectlError | None:
+    """Why the shared fix cannot become the line's next increment, or None when it can."""
+    try:
+        render_shared(layout, state, fix)
+    except ImagectlError as exc:
+        return exc
+    return None
+
+
+def render_version(directory: Path, name: str, version: int | None) -> str:
+    """The exact Dockerfile of a built version (as built, images pinned) or a pending one."""
+    layout = find_repository(directory)
+    (line,) = select_lines(load_lines(layout), [name])
+    return render_dockerfile(layout, load_state(layout, line), version)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -3,6 +3,8 @@
 # increment in version order. It is kept for reference, not for building the line (that is
 # `imagectl build next`); to build it from scratch, from the repository root:
 #   docker build -f lock/pod-bookworm.reference.Dockerfile .
+# Helper stages are named after the version that defines them (v6-build), and every image an
+# increment names is pinned by the digest recorded when it was built.
 FROM localhost:5000/debian:bookworm AS base
 
 # ---- v1  localhost:5000/pods/bookworm:v1  increments/pod-bookworm/0001-base-tools.Dockerfile.j2  (not built yet)

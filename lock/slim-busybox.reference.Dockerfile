@@ -3,6 +3,8 @@
 # increment in version order. It is kept for reference, not for building the line (that is
 # `imagectl build next`); to build it from scratch, from the repository root:
 #   docker build -f lock/slim-busybox.reference.Dockerfile .
+# Helper stages are named after the version that defines them (v6-build), and every image an
+# increment names is pinned by the digest recorded when it was built.
 FROM localhost:5000/busybox:latest AS base
 
 # ---- v1  localhost:5000/pods/slim:v1  increments/slim-busybox/0001-pod-init  (not built yet)

@@ -181,7 +181,7 @@ def test_drift_check_cache_never_hides_an_edited_snippet(tmp_path: Path) -> None
     )
     load_state(layout, line)  # renders and caches
     load_state(layout, line)  # answered from the cache
-    assert (tmp_path / ".imagectl" / "render-hashes.json").exists()
+    assert (tmp_path / ".imagectl" / "render-hashes-v2.json").exists()
     write(tmp_path / "increments" / "_shared" / "s.j2", "RUN echo two\n")
     with pytest.raises(DriftError, match="renders differently"):
         load_state(layout, line)

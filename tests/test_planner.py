@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from imagectl.errors import ConfigError, DriftError
-from imagectl.model import ImageLine, Increment, Lock
+from imagectl.model import ImageLine, Increment, Lock, RenderedHashes
 from imagectl.planner import check_drift, check_numbering, next_step, plan_line
 
 from .helpers import locked_version
@@ -126,7 +127,10 @@ def test_renamed_increment_is_drift() -> None:
 
 
 def test_changed_rendering_is_drift_even_with_same_source() -> None:
-    rendered = {1: locked_version(1).dockerfile_hash, 2: "sha256:" + "e" * 64}
+    rendered = {
+        1: hashes(locked_version(1).dockerfile_hash),
+        2: hashes("sha256:" + "e" * 64),
+    }
     with pytest.raises(DriftError, match="renders differently than when v2"):
         check_drift(LINE, lock_with(2), INCREMENTS, rendered, "lock/line.lock.toml")
 
@@ -143,5 +147,35 @@ def test_moved_repository_is_drift() -> None:
 
 
 def test_consistent_state_passes() -> None:
-    rendered = {n: locked_version(n).dockerfile_hash for n in (1, 2)}
+    rendered = {n: hashes(locked_version(n).dockerfile_hash) for n in (1, 2)}
     check_drift(LINE, lock_with(2), INCREMENTS, rendered, "lock/line.lock.toml")
+
+
+def hashes(dockerfile: str, instructions: str = "") -> RenderedHashes:
+    return RenderedHashes(dockerfile=dockerfile, instructions=instructions)
+
+
+def test_comment_only_edit_of_a_built_increment_is_not_drift() -> None:
+    recorded = replace(locked_version(2), instructions_hash="sha256:" + "1" * 64)
+    lock = replace(lock_with(2), versions=(locked_version(1), recorded))
+    edited = (increment(1), increment(2, source_hash="sha256:" + "f" * 64), *INCREMENTS[2:])
+    same = {2: hashes("sha256:" + "e" * 64, recorded.instructions_hash)}
+    check_drift(LINE, lock, edited, same, "lock/line.lock.toml")
+    changed = {2: hashes("sha256:" + "e" * 64, "sha256:" + "2" * 64)}
+    with pytest.raises(DriftError, match="changes what it instructs"):
+        check_drift(LINE, lock, edited, changed, "lock/line.lock.toml")
+
+
+def test_edit_of_a_version_recorded_without_instructions_is_drift() -> None:
+    edited = (increment(1), increment(2, source_hash="sha256:" + "f" * 64), *INCREMENTS[2:])
+    same = {2: hashes("sha256:" + "e" * 64, "")}
+    with pytest.raises(DriftError, match="edited after v2"):
+        check_drift(LINE, lock_with(2), edited, same, "lock/line.lock.toml")
+
+
+def test_drift_hint_names_the_recorded_commit() -> None:
+    recorded = replace(locked_version(2), commit="0123456789abcdef0123")
+    lock = replace(lock_with(2), versions=(locked_version(1), recorded))
+    with pytest.raises(DriftError) as info:
+        check_drift(LINE, lock, INCREMENTS[:1], {}, "lock/line.lock.toml")
+    assert "git checkout 0123456789ab -- increments/line/0002" in str(info.value)

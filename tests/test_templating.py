@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from imagectl.errors import TemplateError
-from imagectl.recipe import check_increment_body, compose_dockerfile
+from imagectl.recipe import IncrementRecipe, check_increment, compose_dockerfile, rendered_line
 from imagectl.templating import render_template
 
 from .helpers import write
@@ -55,26 +55,33 @@ def test_sandbox_refuses_python_internals(tmp_path: Path) -> None:
         render(tmp_path, "RUN echo {{ ''.__class__.__mro__[1].__subclasses__() }}\n")
 
 
-def test_increment_with_its_own_from_is_refused() -> None:
-    with pytest.raises(TemplateError, match="line 2 has its own FROM"):
-        check_increment_body("RUN true\nFROM debian:bookworm\n", Path("inc.Dockerfile.j2"))
+def check(text: str, parent: str = "p:v1") -> IncrementRecipe:
+    return check_increment(text, Path("inc.Dockerfile.j2"), parent=parent, where=rendered_line)
+
+
+def test_increment_with_a_from_that_is_not_its_parent_is_refused() -> None:
+    with pytest.raises(TemplateError, match="RUN stands before the first FROM"):
+        check("RUN true\nFROM debian:bookworm\n")
+    with pytest.raises(TemplateError, match="line 1 of the rendered increment: the last stage"):
+        check("FROM debian:bookworm\nRUN true\n")
 
 
 def test_from_inside_a_heredoc_is_content_not_an_instruction() -> None:
-    check_increment_body("COPY <<EOF /etc/motd\nFROM here on, be nice\nEOF\n", Path("x"))
+    recipe = check("COPY <<EOF /etc/motd\nFROM here on, be nice\nEOF\n")
+    assert not recipe.own_from
 
 
 def test_unparseable_body_is_refused() -> None:
     with pytest.raises(TemplateError, match="not a valid Dockerfile fragment"):
-        check_increment_body("RUN <<EOF\nunterminated\n", Path("x"))
+        check("RUN <<EOF\nunterminated\n")
 
 
 def test_compose_puts_imagectls_from_first() -> None:
     text = compose_dockerfile(
         parent="r:v1@sha256:ab",
-        body="RUN true",
+        recipe=check("RUN true"),
         line="l",
         version=2,
         increment=Path("increments/l/0002-x.Dockerfile.j2"),
-    )
+    ).text
     assert text.splitlines()[1:] == ["FROM r:v1@sha256:ab", "RUN true"]

@@ -3,6 +3,8 @@
 # increment in version order. It is kept for reference, not for building the line (that is
 # `imagectl build next`); to build it from scratch, from the repository root:
 #   docker build -f lock/line.reference.Dockerfile .
+# Helper stages are named after the version that defines them (v6-build), and every image an
+# increment names is pinned by the digest recorded when it was built.
 FROM localhost:5000/busybox:latest AS base
 
 # ---- v1  localhost:5000/t/line:v1  increments/line/0001-args.Dockerfile.j2  (not built yet)
