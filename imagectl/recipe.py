@@ -279,8 +279,8 @@ def _joined(span: list[str], escape: str) -> str:
             pieces.append(" " if gap or raw[:1].isspace() else "")
         pieces.append(content.strip())
         gap = continued and content != content.rstrip()
-    first, _, rest = "".join(pieces).partition(" ")
-    return f"{first.upper()} {rest}"
+    first, *rest = re.split(r"\s+", "".join(pieces), maxsplit=1)
+    return f"{first.upper()} {rest[0] if rest else ''}"
 
 
 def hash_text(text: str) -> str:

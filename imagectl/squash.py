@@ -164,11 +164,35 @@ def rewrite_sources(body: str, folder: str) -> str:
     lines = body.splitlines(keepends=True)
     commands = dockerfile.parse_string(body)
     for command in reversed(commands):
+        if command.cmd.upper() == "RUN":
+            for index in range(command.start_line - 1, command.end_line):
+                lines[index] = _rewrite_bind_sources(lines[index], folder)
+            continue
         if command.cmd.upper() not in ("COPY", "ADD") or _keeps_sources(command):
             continue
         start, end = command.start_line - 1, command.end_line
         lines[start:end] = [_rewritten(command, folder) + "\n"]
     return "".join(lines)
+
+
+def _rewrite_bind_sources(line: str, folder: str) -> str:
+    """A `RUN --mount=type=bind,source=x` without from= mounts x from the context."""
+
+    def moved(match: re.Match[str]) -> str:
+        options = match.group(1).split(",")
+        pairs = [option.partition("=") for option in options]
+        kind = next((value for key, _, value in pairs if key == "type"), "bind")
+        if kind != "bind" or any(key == "from" for key, _, _ in pairs):
+            return match.group(0)
+        rewritten = [
+            f"{key}={_from_root(value, folder)}"
+            if key in ("source", "src")
+            else f"{key}{eq}{value}"
+            for key, eq, value in pairs
+        ]
+        return "--mount=" + ",".join(rewritten)
+
+    return re.sub(r"--mount=(\S+)", moved, line)
 
 
 def _keeps_sources(command: dockerfile.Command) -> bool:
