@@ -57,7 +57,9 @@ def shared_name(root: Path, shared_dir: Path, given: Path, *, cwd: Path | None =
     """The fix as templates include it ("_shared/x.Dockerfile.j2"); it must live in _shared/.
     A relative path is taken from the current directory, else from the repository root."""
     candidates = [given] if given.is_absolute() else [(cwd or Path.cwd()) / given, root / given]
-    path = next((c.resolve() for c in candidates if c.is_file()), candidates[-1].resolve())
+    shared = shared_dir.resolve()
+    inside = [c.resolve() for c in candidates if c.resolve().is_relative_to(shared)]
+    path = next((c for c in inside if c.is_file()), candidates[-1].resolve())
     if not path.is_file() or not path.is_relative_to(shared_dir.resolve()):
         raise ConfigError(
             f"{given} is not a file in increments/_shared/.",

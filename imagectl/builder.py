@@ -12,6 +12,7 @@ from pathlib import Path
 from imagectl import lockfile
 from imagectl.config import RepositoryLayout, repository_of
 from imagectl.errors import BuildError, BusyError, PlanError, TagConflictError
+from imagectl.faults import pause_point
 from imagectl.linestate import LineState, RenderedStep, render_step, write_reference
 from imagectl.model import BuildStep, Lock, LockedVersion
 from imagectl.packages import PackageDiff, diff_manifests, parse_dpkg_status, replay
@@ -147,10 +148,12 @@ def build_step(
     adopted = _check_tag_free(step, info, remote, engine=engine)
     if not adopted:
         engine.tag(image_id, step.tag)
+    pause_point("after-tag")  # tagged, nothing recorded: a rerun must adopt this tag
     # Packages first: a crash before the lock write leaves an entry the rerun overwrites.
     record_packages(
         state, version=step.version, image=image_id, parent=parent.info.image_id, engine=engine
     )
+    pause_point("after-packages")  # the sidecar has v(n+1), the lock does not
     version = LockedVersion(
         version=step.version,
         tag=step.tag,

@@ -180,6 +180,7 @@ class DockerEngine:
         context: Path,
         on_output: Callable[[str], None],
         secrets: Mapping[str, str] | None = None,
+        no_cache: bool = False,
     ) -> str:
         """Build and return the new image id; output goes to `on_output` line by line.
 
@@ -202,6 +203,7 @@ class DockerEngine:
                     "build",
                     "--progress=plain",
                     "--load",
+                    *(["--no-cache"] if no_cache else []),
                     *_secret_flags(secrets or {}),
                     "--iidfile",
                     str(iidfile),
@@ -214,6 +216,7 @@ class DockerEngine:
                 command = [
                     "docker",
                     "build",
+                    *(["--no-cache"] if no_cache else []),
                     "--iidfile",
                     str(iidfile),
                     "-f",

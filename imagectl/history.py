@@ -22,6 +22,8 @@ JSON_KEYS = (
     "builder",
     "increment_hash",
     "dockerfile_hash",
+    "instructions_hash",
+    "context_hash",
 )
 
 
@@ -30,6 +32,7 @@ def history_records(lock: Lock, packages: Mapping[int, str]) -> list[dict[str, o
     return [
         {
             **{key: getattr(version, key) for key in JSON_KEYS},
+            "images": list(version.images),
             "checkpoint": version.checkpoint,
             "packages": packages.get(version.version),
         }

@@ -58,6 +58,7 @@ class Engine(Protocol):
         context: Path,
         on_output: Callable[[str], None],
         secrets: Mapping[str, str] | None = None,
+        no_cache: bool = False,
     ) -> str: ...
 
     def tag(self, image_id: str, ref: str) -> None: ...

@@ -13,6 +13,7 @@ from typing import Literal
 from imagectl import lockfile
 from imagectl.config import RepositoryLayout
 from imagectl.errors import BusyError, PlanError, RegistryError, TagConflictError, TagImmutableError
+from imagectl.faults import pause_point
 from imagectl.linestate import load_state
 from imagectl.model import ImageLine, Lock, LockedVersion
 from imagectl.ports import Engine, Registry
@@ -79,6 +80,7 @@ def publish_line(
             digest, action = publish_version(
                 version, engine=engine, registry=registry, say=say, output=output
             )
+        pause_point("after-push")  # pushed, the lock does not have the digest yet
         lock = lock.with_published(version.version, digest)
         lockfile.write_lock(state.lock_path, lock)  # at once: a crash after this loses nothing
         say(f"{line.name}: {action} {version.tag}@{digest}")

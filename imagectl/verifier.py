@@ -53,8 +53,14 @@ def verify_line(
         context = Path(tmp) / "context"
         source = layout.line_increments_dir(line.name)
         shutil.copytree(source, context / source.relative_to(layout.root), symlinks=True)
+        # --no-cache: a step the chain built must run again, or "from scratch" would only
+        # mean "from the chain's own cached layers".
         image_id = engine.build(
-            dockerfile=dockerfile, context=context, on_output=output, secrets=line.secrets
+            dockerfile=dockerfile,
+            context=context,
+            on_output=output,
+            secrets=line.secrets,
+            no_cache=True,
         )
     engine.tag(image_id, throwaway)
     try:

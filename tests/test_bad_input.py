@@ -396,7 +396,7 @@ BUILT_CASES = [
         "template-with-its-own-from",
         put(NEW, f"FROM {BUSYBOX}\nRUN true\n"),
         (NEW,),
-        f"line 1 has its own FROM (FROM {BUSYBOX})",
+        f"line 1 of increments/line/0004-new.Dockerfile.j2: the last stage starts `FROM {BUSYBOX}`",
     ),
     Case(
         "template-syntax-error-in-a-shared-snippet",

@@ -77,4 +77,4 @@ def test_not_a_repository(tmp_path: Path) -> None:
 def test_committed_reference_dockerfiles_of_the_examples_are_current() -> None:
     result = imagectl(Path(__file__).resolve().parent.parent, "squash", "--check")
     assert result.code == 0, result.stdout + result.stderr
-    assert result.stdout.count(": lock/") == 3
+    assert result.stdout.count(": lock/") == 4

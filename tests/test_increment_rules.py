@@ -123,7 +123,10 @@ def test_parser_directives_stay_at_the_very_top() -> None:
 
 def test_instructions_hash_ignores_comments_blank_lines_and_indentation() -> None:
     base = "FROM p\nRUN apt-get update \\\n    && apt-get install -y x\nENV A=1\n"
-    same = "from p\n# why we need x\n\nRUN\t  apt-get update \\\n  && apt-get install -y x\n  ENV A=1\n"
+    same = (
+        "from p\n# why we need x\n\n"
+        "RUN\t  apt-get update \\\n  && apt-get install -y x\n  ENV A=1\n"
+    )
     assert instructions_hash(base) == instructions_hash(same)
     for changed in (
         base.replace("-y x", "-y y"),
