@@ -1,8 +1,11 @@
-"""The Docker adapter: the docker CLI for the hot path, python-on-whales for pulls."""
+"""The Docker adapter: every engine call goes through the docker CLI and one runner.
+
+python-on-whales is not used: it wraps the same CLI, costs ~0.45 s to import on every
+command, and its exceptions carry less than `run_docker` keeps (command, exit code, stderr).
+"""
 
 from __future__ import annotations
 
-import collections
 import hashlib
 import io
 import json
@@ -11,30 +14,66 @@ import re
 import subprocess
 import tarfile
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
-from imagectl.errors import BuildError, EngineError, RegistryError
+from imagectl.errors import BuildError, EngineError
 from imagectl.model import Builder
-from imagectl.ports import FileEntry, ImageInfo
-from imagectl.registry import registry_failure
+from imagectl.ports import FileEntry, ImageConfig, ImageInfo, Say
+from imagectl.process import last_line, run, stream, without_names
 
 ENGINE_HINT = (
     "Start it with `scripts/engine up` (or check DOCKER_HOST), then run the command again."
 )
 # Files `docker export` adds to every container; never part of an image's own content.
 EXPORT_NOISE = {".dockerenv", "etc/hosts", "etc/hostname", "etc/resolv.conf", "etc/mtab"}
-PUSHED_DIGEST = re.compile(r"digest: (sha256:[0-9a-f]{64})")
-FAILURE_TAIL = 40  # lines of build output kept for the error message
+DAEMON_DOWN = ("cannot connect to the docker daemon", "is the docker daemon running")
 
 
-class DockerEngine:
-    """A Docker engine reached through the `docker` CLI."""
+def run_docker(
+    *args: str, doing: str, names: Sequence[str] = (), ok: tuple[int, ...] = (0,)
+) -> subprocess.CompletedProcess[str]:
+    """Run one short docker CLI call; raise EngineError (command, exit code, stderr) unless
+    its exit code is in `ok`. `names` are the user-supplied references in the command: they are
+    cut out of docker's text before it is read for the kind of failure."""
+    command = ("docker", *args)
+    done = run(command)
+    if done.returncode not in ok:
+        raise engine_error(command, done.returncode, done.stderr, doing=doing, names=names)
+    return done
 
-    def __init__(self, builder: Builder | None = None) -> None:
+
+def engine_error(
+    command: Sequence[str], code: int, stderr: str, *, doing: str, names: Sequence[str] = ()
+) -> EngineError:
+    """The EngineError for a failed docker call: "does not answer" or what docker said."""
+    if daemon_down(stderr, names):
+        return EngineError(
+            f"the Docker engine does not answer while {doing}.",
+            hint=ENGINE_HINT,
+            command=tuple(command),
+            exit_code=code,
+            stderr=stderr,
+        )
+    return EngineError(
+        f"docker failed while {doing}: {last_line(stderr)}.",
+        command=tuple(command),
+        exit_code=code,
+        stderr=stderr,
+    )
+
+
+def daemon_down(text: str, names: Sequence[str] = ()) -> bool:
+    cleaned = without_names(text, names)
+    return any(marker in cleaned for marker in DAEMON_DOWN)
+
+
+class DockerBuilder:
+    """Builds through `docker buildx build` (BuildKit) or the legacy `docker build`."""
+
+    def __init__(self, builder: Builder | None = None, *, named: str = "") -> None:
         self._builder = builder or _builder_from_env()
-        self._docker: Any = None
+        self.named = named  # a buildx builder by name (a remote BuildKit, a farm); "" = current
 
     @property
     def builder(self) -> Builder:
@@ -42,65 +81,134 @@ class DockerEngine:
             self._builder = "buildx" if _has_buildx() else "legacy"
         return self._builder
 
-    def _client(self) -> Any:
-        if self._docker is None:
-            # python-on-whales costs ~0.45 s to import: only commands that touch the engine pay it.
-            from python_on_whales import DockerClient  # noqa: PLC0415
-
-            self._docker = DockerClient()
-        return self._docker
-
     def check(self) -> None:
-        result = _docker("version", "--format", "{{.Server.Version}}")
-        if result.returncode != 0:
+        run_docker("version", "--format", "{{.Server.Version}}", doing="asking for its version")
+        if not self.named:
+            return
+        if self.builder != "buildx":
             raise EngineError(
-                f"the Docker engine does not answer ({_first_line(result.stderr)}).",
-                hint=ENGINE_HINT,
+                f"the builder {self.named!r} is a buildx builder, and buildx is not in use.",
+                hint="Install the buildx plugin (scripts/engine up does), or build without "
+                "--builder.",
+            )
+        found = run_docker(
+            "buildx", "inspect", self.named, doing=f"looking up the builder {self.named}",
+            names=(self.named,), ok=(0, 1),
+        )  # fmt: skip
+        if found.returncode != 0:
+            raise EngineError(
+                f"there is no buildx builder named {self.named!r}.",
+                hint="`docker buildx ls` lists the builders; create one with `docker buildx "
+                "create --name NAME ...`, or fix --builder / [build] builder in imagectl.toml.",
+                command=("docker", "buildx", "inspect", self.named),
+                exit_code=found.returncode,
+                stderr=found.stderr,
             )
 
+    def build(
+        self,
+        *,
+        dockerfile: Path,
+        context: Path,
+        on_output: Say,
+        secrets: Mapping[str, str] | None = None,
+        no_cache: bool = False,
+    ) -> str:
+        """Build and return the new image id; output goes to `on_output` line by line.
+
+        `secrets` maps a secret id to where BuildKit reads it ("env:NAME" or "file:PATH"):
+        imagectl passes the reference on and never reads, logs or records the value.
+        """
+        if secrets and self.builder != "buildx":
+            raise EngineError(
+                "build secrets need BuildKit, and only the legacy builder is in use.",
+                hint="Install the buildx plugin (scripts/engine up does) or unset "
+                "IMAGECTL_BUILDER=legacy.",
+            )
+        with tempfile.TemporaryDirectory(prefix="imagectl-iid-") as tmp:
+            iidfile = Path(tmp) / "iid"
+            command, env = self._command(dockerfile, context, iidfile, secrets, no_cache=no_cache)
+            code, output = stream(command, env=env, on_output=on_output)
+            if code != 0:
+                if daemon_down(output):
+                    raise engine_error(command, code, output, doing="building")
+                raise BuildError(
+                    f"the {self.builder} build exited with code {code}.",
+                    hint="The failing step's output is shown below; fix the increment (it was "
+                    "never recorded) and build again.",
+                    details=output,
+                    command=tuple(command),
+                    exit_code=code,
+                    dockerfile_line=_failing_line(output, dockerfile.name),
+                )
+            image_id = iidfile.read_text().strip() if iidfile.exists() else ""
+            if not image_id.startswith("sha256:"):
+                raise BuildError("the build finished but reported no image id.", details=output)
+            return image_id
+
+    def _command(
+        self,
+        dockerfile: Path,
+        context: Path,
+        iidfile: Path,
+        secrets: Mapping[str, str] | None,
+        *,
+        no_cache: bool,
+    ) -> tuple[list[str], dict[str, str]]:
+        env = dict(os.environ)
+        common = [
+            *(["--no-cache"] if no_cache else []),
+            "--iidfile",
+            str(iidfile),
+            "-f",
+            str(dockerfile),
+            str(context),
+        ]
+        if self.builder == "buildx":
+            env.pop("DOCKER_BUILDKIT", None)
+            named = ["--builder", self.named] if self.named else []
+            flags = [*named, "--progress=plain", "--load", *_secret_flags(secrets or {})]
+            return ["docker", "buildx", "build", *flags, *common], env
+        env["DOCKER_BUILDKIT"] = "0"
+        return ["docker", "build", *common], env
+
+
+class DockerImages:
+    """The engine's image store, through the docker CLI (about 20 ms a call)."""
+
+    def __init__(self, builder: DockerBuilder | None = None) -> None:
+        # Reading a whole file tree is fastest through BuildKit's tar exporter, when there.
+        self._builder = builder or DockerBuilder()
+
     def inspect_image(self, ref: str) -> ImageInfo | None:
-        # One `docker image inspect` is ~30 ms; going through python-on-whales would first cost
-        # its ~0.45 s import on every build, so the hot path calls the CLI directly.
-        result = _docker("image", "inspect", "--format", "{{json .}}", ref)
-        if result.returncode != 0:
-            if "no such image" in result.stderr.lower():
+        done = run_docker(
+            "image", "inspect", "--format", "{{json .}}", ref, doing=f"inspecting {ref}",
+            names=(ref,), ok=(0, 1),
+        )  # fmt: skip
+        if done.returncode != 0:
+            if "no such image" in without_names(done.stderr, (ref,)):
                 return None
-            raise _engine_failure(result.stderr, f"inspecting {ref}")
-        image = json.loads(result.stdout)
+            raise engine_error(
+                ("docker", "image", "inspect", ref), 1, done.stderr, doing=f"inspecting {ref}",
+                names=(ref,),
+            )  # fmt: skip
+        image = json.loads(done.stdout)
         return ImageInfo(
             image_id=str(image["Id"]),
             layers=tuple(str(layer) for layer in (image.get("RootFS") or {}).get("Layers") or ()),
             size=int(image.get("Size") or 0),
             repo_digests=tuple(str(d) for d in image.get("RepoDigests") or ()),
-            config=dict(image.get("Config") or {}),
+            config=ImageConfig.from_docker(image.get("Config") or {}),
         )
 
     def pull(self, ref: str) -> None:
-        from python_on_whales.exceptions import DockerException  # noqa: PLC0415
-
-        try:
-            self._client().image.pull(ref, quiet=True)
-        except DockerException as exc:
-            raise _engine_error(exc, f"pulling {ref}") from exc
+        run_docker("pull", "--quiet", ref, doing=f"pulling {ref}", names=(ref,))
 
     def tag(self, image_id: str, ref: str) -> None:
-        result = _docker("tag", image_id, ref)
-        if result.returncode != 0:
-            raise _engine_failure(result.stderr, f"tagging {image_id} as {ref}")
+        run_docker("tag", image_id, ref, doing=f"tagging {image_id} as {ref}", names=(ref,))
 
-    def push(self, ref: str, *, on_output: Callable[[str], None]) -> str:
-        """Push `ref` and return the manifest digest docker reports for it."""
-        code, output = _stream(["docker", "push", ref], env=dict(os.environ), on_output=on_output)
-        if code != 0:
-            if _daemon_down(output):
-                raise EngineError(
-                    f"the Docker engine does not answer while pushing {ref}.", hint=ENGINE_HINT
-                )
-            raise registry_failure(ref, output)
-        match = PUSHED_DIGEST.search(output)
-        if match is None:
-            raise RegistryError(f"docker pushed {ref} but reported no digest.", details=output)
-        return match.group(1)
+    def remove_image(self, ref: str) -> None:
+        run_docker("rmi", ref, doing=f"removing {ref}", names=(ref,), ok=(0, 1))
 
     def read_file(self, image: str, path: str) -> bytes | None:
         """A file's bytes from a created (never started) container of `image`; None if absent."""
@@ -118,20 +226,17 @@ class DockerEngine:
                         return handle.read() if handle else None
             return None
         finally:
-            _docker("rm", "-f", container)
+            run_docker("rm", "-f", container, doing="removing a container", ok=(0, 1))
 
     def _create(self, image: str) -> str:
-        created = _docker("create", image, "true")
-        if created.returncode != 0:
-            raise EngineError(
-                f"docker could not create a container of {image}: {_first_line(created.stderr)}.",
-                hint=ENGINE_HINT,
-            )
+        created = run_docker(
+            "create", image, "true", doing=f"creating a container of {image}", names=(image,)
+        )
         return created.stdout.strip()
 
     def _tree_command(self, image: str, tmp: str) -> tuple[list[str], str]:
         """The command that streams `image`'s files as tar, and a container to remove after."""
-        if self.builder == "buildx":
+        if self._builder.builder == "buildx":
             Path(tmp, "Dockerfile").write_text(f"FROM {image}\n")
             return ["docker", "buildx", "build", "-q", "--output", "type=tar,dest=-", tmp], ""
         container = self._create(image)
@@ -145,7 +250,11 @@ class DockerEngine:
         """
         with tempfile.TemporaryDirectory(prefix="imagectl-tree-") as tmp:
             command, container = self._tree_command(image, tmp)
-            return _tree_from(command, cleanup=container)
+            try:
+                return _tree_from(command)
+            finally:
+                if container:
+                    run_docker("rm", "-f", container, doing="removing a container", ok=(0, 1))
 
     def import_rootfs(self, source: str, *, changes: list[str], tag: str) -> str:
         """A one-layer image with `source`'s files and the given config changes, tagged `tag`."""
@@ -165,83 +274,13 @@ class DockerEngine:
                     producer.wait()
             finally:
                 if container:
-                    _docker("rm", "-f", container)
+                    run_docker("rm", "-f", container, doing="removing a container", ok=(0, 1))
             if imported.returncode != 0 or producer.returncode != 0:
-                raise EngineError(f"flattening {source} failed: {_first_line(imported.stderr)}.")
+                raise engine_error(
+                    command, imported.returncode, imported.stderr, doing=f"flattening {source}",
+                    names=(source, tag),
+                )  # fmt: skip
             return imported.stdout.strip()
-
-    def remove_image(self, ref: str) -> None:
-        _docker("rmi", ref)
-
-    def build(
-        self,
-        *,
-        dockerfile: Path,
-        context: Path,
-        on_output: Callable[[str], None],
-        secrets: Mapping[str, str] | None = None,
-        no_cache: bool = False,
-    ) -> str:
-        """Build and return the new image id; output goes to `on_output` line by line.
-
-        `secrets` maps a secret id to where BuildKit reads it ("env:NAME" or "file:PATH"):
-        imagectl passes the reference on and never reads, logs or records the value.
-        """
-        with tempfile.TemporaryDirectory(prefix="imagectl-iid-") as tmp:
-            iidfile = Path(tmp) / "iid"
-            env = dict(os.environ)
-            if secrets and self.builder != "buildx":
-                raise EngineError(
-                    "build secrets need BuildKit, and only the legacy builder is in use.",
-                    hint="Install the buildx plugin (scripts/engine up does) or unset "
-                    "IMAGECTL_BUILDER=legacy.",
-                )
-            if self.builder == "buildx":
-                command = [
-                    "docker",
-                    "buildx",
-                    "build",
-                    "--progress=plain",
-                    "--load",
-                    *(["--no-cache"] if no_cache else []),
-                    *_secret_flags(secrets or {}),
-                    "--iidfile",
-                    str(iidfile),
-                    "-f",
-                    str(dockerfile),
-                    str(context),
-                ]
-                env.pop("DOCKER_BUILDKIT", None)
-            else:
-                command = [
-                    "docker",
-                    "build",
-                    *(["--no-cache"] if no_cache else []),
-                    "--iidfile",
-                    str(iidfile),
-                    "-f",
-                    str(dockerfile),
-                    str(context),
-                ]
-                env["DOCKER_BUILDKIT"] = "0"
-            code, output = _stream(command, env=env, on_output=on_output)
-            if code != 0:
-                if _daemon_down(output):
-                    raise EngineError(
-                        f"the Docker engine does not answer ({_first_line(output)}).",
-                        hint=ENGINE_HINT,
-                    )
-                raise BuildError(
-                    f"the {self.builder} build exited with code {code}.",
-                    hint="The failing step's output is shown below; fix the increment (it was "
-                    "never recorded) and build again.",
-                    details=output,
-                    dockerfile_line=_failing_line(output, dockerfile.name),
-                )
-            image_id = iidfile.read_text().strip() if iidfile.exists() else ""
-            if not image_id.startswith("sha256:"):
-                raise BuildError("the build finished but reported no image id.", details=output)
-            return image_id
 
 
 def _failing_line(output: str, name: str) -> int | None:
@@ -262,68 +301,33 @@ def _secret_flags(secrets: Mapping[str, str]) -> list[str]:
     return flags
 
 
-def _docker(*args: str) -> subprocess.CompletedProcess[str]:
-    """One short docker CLI call, its output captured; the caller judges the exit code."""
-    return subprocess.run(
-        ["docker", *args], capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL
-    )
-
-
-def _tree_from(command: list[str], *, cleanup: str) -> dict[str, FileEntry]:
+def _tree_from(command: list[str]) -> dict[str, FileEntry]:
     tree: dict[str, FileEntry] = {}
-    try:
-        with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
-            assert proc.stdout is not None
-            with tarfile.open(fileobj=proc.stdout, mode="r|") as archive:
-                for member in archive:
-                    name = member.name.removeprefix("./").rstrip("/")
-                    if not name or name in EXPORT_NOISE:
-                        continue
-                    content = ""
-                    if member.isfile():
-                        handle = archive.extractfile(member)
-                        content = hashlib.sha256(handle.read()).hexdigest() if handle else ""
-                    tree[name] = (
-                        member.type.decode(),
-                        member.mode,
-                        member.uid,
-                        member.gid,
-                        member.linkname,
-                        content,
-                        member.devmajor,
-                        member.devminor,
-                    )
-            stderr = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-            code = proc.wait()
-    finally:
-        if cleanup:
-            _docker("rm", "-f", cleanup)
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        assert proc.stdout is not None
+        with tarfile.open(fileobj=proc.stdout, mode="r|") as archive:
+            for member in archive:
+                name = member.name.removeprefix("./").rstrip("/")
+                if not name or name in EXPORT_NOISE:
+                    continue
+                content = ""
+                if member.isfile():
+                    handle = archive.extractfile(member)
+                    content = hashlib.sha256(handle.read()).hexdigest() if handle else ""
+                tree[name] = FileEntry(
+                    kind=member.type.decode(),
+                    mode=member.mode,
+                    uid=member.uid,
+                    gid=member.gid,
+                    link=member.linkname,
+                    sha256=content,
+                    device=(member.devmajor, member.devminor),
+                )
+        stderr = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+        code = proc.wait()
     if code != 0:
-        raise EngineError(f"reading the file tree failed: {_first_line(stderr)}.")
+        raise engine_error(command, code, stderr, doing="reading the file tree")
     return tree
-
-
-def _stream(
-    command: list[str], *, env: dict[str, str], on_output: Callable[[str], None]
-) -> tuple[int, str]:
-    """Run `command`, passing each output line on; return the exit code and the last lines."""
-    tail: collections.deque[str] = collections.deque(maxlen=FAILURE_TAIL)
-    with subprocess.Popen(
-        command,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        text=True,
-        env=env,
-        errors="replace",
-    ) as process:
-        assert process.stdout is not None
-        for raw in process.stdout:
-            line = raw.rstrip("\n")
-            tail.append(line)
-            on_output(line)
-        code = process.wait()
-    return code, "\n".join(tail)
 
 
 def _builder_from_env() -> Builder | None:
@@ -360,26 +364,3 @@ def _has_buildx() -> bool:
     except (OSError, subprocess.TimeoutExpired):
         return False
     return result.returncode == 0
-
-
-def _daemon_down(text: str) -> bool:
-    lowered = text.lower()
-    return "cannot connect to the docker daemon" in lowered or "is the docker daemon" in lowered
-
-
-def _first_line(text: str) -> str:
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return lines[-1] if lines else "no output"
-
-
-def _engine_failure(stderr: str, doing: str) -> EngineError:
-    if _daemon_down(stderr):
-        return EngineError(f"the Docker engine does not answer while {doing}.", hint=ENGINE_HINT)
-    return EngineError(f"docker failed while {doing}: {_first_line(stderr)}.")
-
-
-def _engine_error(exc: Any, doing: str) -> EngineError:
-    stderr = str(getattr(exc, "stderr", "") or exc)
-    if _daemon_down(stderr):
-        return EngineError(f"the Docker engine does not answer while {doing}.", hint=ENGINE_HINT)
-    return EngineError(f"docker failed while {doing}: {_first_line(stderr)}.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 
 class ImagectlError(Exception):
@@ -18,6 +19,10 @@ class ImagectlError(Exception):
         self.hint = hint
         self.path = str(path) if path is not None else ""
         self.details = details
+
+    def to_json(self) -> dict[str, str]:
+        """The error as `--json` prints it (on stdout, instead of the result)."""
+        return {"error": self.message, "kind": self.kind, "hint": self.hint, "path": self.path}
 
     def __str__(self) -> str:
         where = f"{self.path}: " if self.path else ""
@@ -63,7 +68,28 @@ class TagConflictError(PlanError):
     kind = "tag conflict"
 
 
-class EngineError(ImagectlError):
+class ProcessError(ImagectlError):
+    """An outside program (docker, git) failed; what ran and what it said are fields, so that
+    decisions read them instead of searching a message that contains user-supplied names."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        hint: str = "",
+        path: Path | str | None = None,
+        details: str = "",
+        command: tuple[str, ...] = (),
+        exit_code: int | None = None,
+        stderr: str = "",
+    ) -> None:
+        super().__init__(message, hint=hint, path=path, details=details)
+        self.command = command
+        self.exit_code = exit_code
+        self.stderr = stderr
+
+
+class EngineError(ProcessError):
     """The Docker engine is unreachable or refused a command."""
 
     kind = "engine error"
@@ -74,20 +100,12 @@ class BuildError(EngineError):
 
     kind = "build failed"
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        hint: str = "",
-        path: Path | str | None = None,
-        details: str = "",
-        dockerfile_line: int | None = None,
-    ) -> None:
-        super().__init__(message, hint=hint, path=path, details=details)
+    def __init__(self, message: str, *, dockerfile_line: int | None = None, **fields: Any) -> None:
+        super().__init__(message, **fields)
         self.dockerfile_line = dockerfile_line  # the failing instruction, as BuildKit named it
 
 
-class RegistryError(ImagectlError):
+class RegistryError(ProcessError):
     """The registry is unreachable or refused a request."""
 
     kind = "registry error"
@@ -99,7 +117,7 @@ class TagImmutableError(RegistryError):
     kind = "registry refused"
 
 
-class GitError(ImagectlError):
+class GitError(ProcessError):
     """Git refused or the repository is not usable."""
 
     kind = "git error"

@@ -1,4 +1,9 @@
-"""The git adapter (GitPython): commits of increments, and what the CI job needs of git."""
+"""The git adapter (GitPython): commits of increments, and what the CI job needs of git.
+
+GitPython's object API answers the questions (which commit last touched a path, is it dirty,
+what is staged) and makes the lock commit; push results are read from its PushInfo flags, never
+from git's text. Rebase has no API in GitPython; it runs through the one runner, `_git`.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +13,6 @@ from typing import Any
 from imagectl.errors import GitError
 
 DEFAULT_AUTHOR = ("imagectl", "imagectl@localhost")
-REJECTED = (
-    "rejected",
-    "non-fast-forward",
-    "fetch first",
-    "failed to push some refs",
-    "cannot lock ref",
-    "stale info",
-)
 
 
 class GitRepository:
@@ -48,56 +45,77 @@ class GitRepository:
         return repo
 
     def _git(self, *args: str) -> str:
+        """The runner: one git command; a failure is a GitError with command, code, stderr."""
         import git  # noqa: PLC0415
 
+        command = ("git", *args)
         try:
-            return str(self._require().git.execute(["git", *args]))
+            return str(self._require().git.execute(list(command)))
         except git.GitCommandError as exc:
             stderr = str(exc.stderr or "").strip()
-            raise GitError(f"`git {' '.join(args)}` failed: {stderr or exc}") from exc
+            raise GitError(
+                f"`{' '.join(command)}` failed: {stderr or exc}",
+                command=command,
+                exit_code=exc.status if isinstance(exc.status, int) else None,
+                stderr=stderr,
+            ) from exc
+
+    def _relative(self, path: Path) -> str:
+        repo = self._require()
+        return (
+            (self._root / path)
+            .resolve()
+            .relative_to(Path(repo.working_tree_dir).resolve())
+            .as_posix()
+        )
 
     def commit_of(self, path: Path) -> str:
         repo = self._open()
-        if repo is None:
+        if repo is None or not repo.head.is_valid():
             return "uncommitted"
-        target = str((self._root / path).resolve())
-        if self._git("status", "--porcelain", "--", target).strip():
+        target = self._relative(path)
+        if repo.is_dirty(path=target, untracked_files=True):
             return "uncommitted"
-        if not repo.head.is_valid():
-            return "uncommitted"
-        return self._git("log", "-1", "--format=%H", "--", target).strip() or "uncommitted"
+        last = next(repo.iter_commits(paths=target, max_count=1), None)
+        return str(last.hexsha) if last is not None else "uncommitted"
 
     def dirty_paths(self) -> tuple[str, ...]:
-        """Tracked changes and untracked files that git does not ignore."""
-        status = self._git("status", "--porcelain", "--untracked-files=all")
-        paths = (line[3:] for line in status.splitlines() if line.strip())
-        return tuple(path for path in paths if not path.startswith(".imagectl/"))
+        """Tracked changes (staged or not) and untracked files that git does not ignore."""
+        repo = self._require()
+        paths = set(repo.untracked_files)
+        paths |= {diff.a_path for diff in repo.index.diff(None)}
+        if repo.head.is_valid():
+            paths |= {diff.a_path for diff in repo.index.diff("HEAD")}
+        return tuple(sorted(p for p in paths if not p.startswith(".imagectl/")))
 
     def changed_paths(self, folder: str) -> tuple[str, ...]:
-        status = self._git("status", "--porcelain", "--untracked-files=all", "--", folder)
-        return tuple(line[3:] for line in status.splitlines() if line.strip())
+        prefix = folder.rstrip("/") + "/"
+        return tuple(path for path in self.dirty_paths() if path.startswith(prefix))
 
     def commit(self, paths: tuple[str, ...], message: str) -> str:
-        self._git("add", "--", *paths)
-        self._git(*self._identity(), "commit", "-q", "-m", message, "--", *paths)
-        return self.rev("HEAD")
-
-    def _identity(self) -> list[str]:
-        """A fallback author for CI machines where none is configured."""
-        if self._configured("user.name") and self._configured("user.email"):
-            return []
-        return ["-c", f"user.name={DEFAULT_AUTHOR[0]}", "-c", f"user.email={DEFAULT_AUTHOR[1]}"]
-
-    def _configured(self, key: str) -> bool:
         import git  # noqa: PLC0415
 
-        try:
-            return bool(self._require().git.config("--get", key).strip())
-        except git.GitCommandError:
-            return False
+        repo = self._require()
+        repo.index.add(list(paths))
+        author = self._author(git)
+        commit = repo.index.commit(message, author=author, committer=author)
+        return str(commit.hexsha)
+
+    def _author(self, git: Any) -> Any:
+        """The configured identity, or a fallback for CI machines where none is configured."""
+        reader = self._require().config_reader()
+        name = reader.get_value("user", "name", default="")
+        email = reader.get_value("user", "email", default="")
+        if name and email:
+            return git.Actor(str(name), str(email))
+        return git.Actor(*DEFAULT_AUTHOR)
 
     def rev(self, ref: str) -> str:
-        return self._git("rev-parse", "--verify", "-q", ref).strip()
+        """The commit `ref` names, or "" when it names none (an unborn or unknown ref)."""
+        try:
+            return str(self._require().commit(ref).hexsha)
+        except Exception:  # gitdb BadName and friends: no such ref
+            return ""
 
     def fetch(self, remote: str, branch: str) -> None:
         self._git("fetch", "-q", remote, f"+refs/heads/{branch}:refs/remotes/{remote}/{branch}")
@@ -107,27 +125,36 @@ class GitRepository:
         import git  # noqa: PLC0415
 
         try:
-            self._require().git.execute(["git", "push", "-q", remote, f"HEAD:refs/heads/{branch}"])
-        except git.GitCommandError as exc:
-            stderr = str(exc.stderr or "")
-            if any(marker in stderr.lower() for marker in REJECTED):
-                return False
+            results = self._require().remote(remote).push(f"HEAD:refs/heads/{branch}")
+        except (git.GitCommandError, ValueError) as exc:
             raise GitError(
-                f"`git push {remote}` failed: {stderr.strip() or exc}",
+                f"`git push {remote}` failed: {exc}",
                 hint="Check the remote's URL and the job's push credentials.",
             ) from exc
+        rejected = git.PushInfo.REJECTED | git.PushInfo.REMOTE_REJECTED
+        if any(info.flags & rejected for info in results):
+            return False
+        failed = [info for info in results if info.flags & git.PushInfo.ERROR]
+        if failed or not results:
+            summary = "; ".join(str(info.summary).strip() for info in failed) or "no result"
+            raise GitError(
+                f"`git push {remote}` failed: {summary}",
+                hint="Check the remote's URL and the job's push credentials.",
+            )
         return True
 
     def rebase_onto(self, upstream: str) -> bool:
         """Replay local commits onto `upstream`; on a conflict abort and return False."""
         import git  # noqa: PLC0415
 
+        author = self._author(git)
+        identity = ("-c", f"user.name={author.name}", "-c", f"user.email={author.email}")
         try:
-            self._require().git.execute(["git", *self._identity(), "rebase", "-q", upstream])
-        except git.GitCommandError:
+            self._git(*identity, "rebase", "-q", upstream)
+        except GitError:
             self._git("rebase", "--abort")
             return False
         return True
 
     def reset_hard(self, ref: str) -> None:
-        self._git("reset", "-q", "--hard", ref)
+        self._require().head.reset(ref, index=True, working_tree=True)

@@ -1,4 +1,8 @@
-"""The small interfaces the workflows need from the outside world, and the values they return."""
+"""The small interfaces the workflows need from the outside world, and the values they return.
+
+Each outside system has one adapter behind one of these Protocols (docker_engine, registry,
+git_repo); tests of the decisions pass in-memory fakes (tests/fakes.py) instead.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,49 @@ from typing import Any, Protocol
 
 from imagectl.model import Builder
 
+Say = Callable[[str], None]  # one line of progress or output for the user
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ImageConfig:
+    """The parts of an image's config imagectl reads (Docker's `Config`), typed."""
+
+    env: tuple[str, ...] = ()
+    cmd: tuple[str, ...] = ()
+    entrypoint: tuple[str, ...] = ()
+    working_dir: str = ""
+    user: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    exposed_ports: tuple[str, ...] = ()
+    volumes: tuple[str, ...] = ()
+    on_build: tuple[str, ...] = ()
+    stop_signal: str = ""
+    healthcheck: tuple[str, ...] = ()  # the test command; () when the image has none
+    shell: tuple[str, ...] = ()
+
+    @classmethod
+    def from_docker(cls, raw: Mapping[str, Any]) -> ImageConfig:
+        """From the `Config` object of `docker image inspect`."""
+
+        def strings(key: str) -> tuple[str, ...]:
+            return tuple(str(item) for item in raw.get(key) or ())
+
+        health = raw.get("Healthcheck") or {}
+        return cls(
+            env=strings("Env"),
+            cmd=strings("Cmd"),
+            entrypoint=strings("Entrypoint"),
+            working_dir=str(raw.get("WorkingDir") or ""),
+            user=str(raw.get("User") or ""),
+            labels={str(k): str(v) for k, v in (raw.get("Labels") or {}).items()},
+            exposed_ports=tuple(sorted(str(p) for p in raw.get("ExposedPorts") or {})),
+            volumes=tuple(sorted(str(v) for v in raw.get("Volumes") or {})),
+            on_build=strings("OnBuild"),
+            stop_signal=str(raw.get("StopSignal") or ""),
+            healthcheck=tuple(str(part) for part in health.get("Test") or ()),
+            shell=strings("Shell"),
+        )
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ImageInfo:
@@ -18,7 +65,7 @@ class ImageInfo:
     layers: tuple[str, ...]  # RootFS.Layers diff ids, bottom first
     size: int
     repo_digests: tuple[str, ...] = ()  # e.g. localhost:5000/x@sha256:...
-    config: Mapping[str, Any] = field(default_factory=dict)  # Env, Cmd, Entrypoint, Labels...
+    config: ImageConfig = field(default_factory=ImageConfig)
 
     def digest_in(self, repository: str) -> str:
         """The registry digest this image has in `repository`, or ""."""
@@ -37,29 +84,62 @@ class RemoteImage:
     config_digest: str  # the image config's digest, which is the engine's image id
 
 
-# (type, mode, uid, gid, link target, sha256 of content, device major, device minor)
-FileEntry = tuple[str, int, int, int, str, str, int, int]
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FileEntry:
+    """One path of an image's file tree, as compared by verify and checkpoint (never mtimes)."""
+
+    kind: str  # tar member type: "0" file, "2" symlink, "5" directory, ...
+    mode: int
+    uid: int
+    gid: int
+    link: str = ""  # symlink or hard link target
+    sha256: str = ""  # content hash of a regular file
+    device: tuple[int, int] = (0, 0)  # major, minor of a device node
+
+    def difference(self, other: FileEntry) -> str:
+        """The first way `other` differs: content, mode, owner, link or type ("" if equal)."""
+        if self.kind != other.kind:
+            return "type"
+        if self.sha256 != other.sha256 or self.device != other.device:
+            return "content"
+        if self.mode != other.mode:
+            return "mode"
+        if (self.uid, self.gid) != (other.uid, other.gid):
+            return "owner"
+        if self.link != other.link:
+            return "link"
+        return ""
 
 
-class Engine(Protocol):
+class ImageBuilder(Protocol):
+    """Builds images: BuildKit (buildx) or the legacy builder."""
+
     @property
     def builder(self) -> Builder: ...
 
-    def check(self) -> None: ...
-
-    def inspect_image(self, ref: str) -> ImageInfo | None: ...
-
-    def pull(self, ref: str) -> None: ...
+    def check(self) -> None:
+        """Raise EngineError when the engine does not answer."""
+        ...
 
     def build(
         self,
         *,
         dockerfile: Path,
         context: Path,
-        on_output: Callable[[str], None],
+        on_output: Say,
         secrets: Mapping[str, str] | None = None,
         no_cache: bool = False,
-    ) -> str: ...
+    ) -> str:
+        """Build and return the new image id."""
+        ...
+
+
+class ImageStore(Protocol):
+    """The engine's images: look up, tag, read, flatten, remove."""
+
+    def inspect_image(self, ref: str) -> ImageInfo | None: ...
+
+    def pull(self, ref: str) -> None: ...
 
     def tag(self, image_id: str, ref: str) -> None: ...
 
@@ -71,14 +151,14 @@ class Engine(Protocol):
 
     def remove_image(self, ref: str) -> None: ...
 
-    def push(self, ref: str, *, on_output: Callable[[str], None]) -> str:
-        """Push `ref`; return the manifest digest the registry stored."""
-        ...
-
 
 class Registry(Protocol):
     def lookup(self, ref: str) -> RemoteImage | None:
         """What `ref` names in its registry, or None when the tag is absent."""
+        ...
+
+    def push(self, ref: str, *, on_output: Say) -> str:
+        """Push the local `ref`; return the manifest digest the registry stored."""
         ...
 
 
@@ -86,3 +166,13 @@ class Git(Protocol):
     def commit_of(self, path: Path) -> str:
         """The last commit that changed `path`; "uncommitted" if it has changes or no git."""
         ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Adapters:
+    """The outside systems a command talks to, one adapter each."""
+
+    builder: ImageBuilder
+    images: ImageStore
+    registry: Registry
+    git: Git

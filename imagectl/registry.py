@@ -10,10 +10,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 
-from imagectl.errors import RegistryError, TagImmutableError
-from imagectl.ports import RemoteImage
+from imagectl.errors import EngineError, RegistryError, TagImmutableError
+from imagectl.ports import RemoteImage, Say
+from imagectl.process import last_line, run, stream, without_names
+
+PUSHED_DIGEST = re.compile(r"digest: (sha256:[0-9a-f]{64})")
+DAEMON_DOWN = ("cannot connect to the docker daemon", "is the docker daemon running")
 
 NOT_FOUND = ("no such manifest", "manifest unknown", "not found", "name unknown")
 UNREACHABLE = (
@@ -42,29 +47,44 @@ LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 
 
 class DockerCliRegistry:
-    """Registry look-ups through `docker manifest inspect --verbose`."""
+    """Registry look-ups through `docker manifest inspect --verbose`, pushes through
+    `docker push`: docker's own credential store, never imagectl's."""
 
     def lookup(self, ref: str) -> RemoteImage | None:
         command = ["docker", "manifest", "inspect", "--verbose", ref]
         if _is_insecure(ref):
             command.insert(3, "--insecure")
         try:
-            result = subprocess.run(
-                command,
-                capture_output=True,
-                text=True,
-                check=False,
-                timeout=120,
-                stdin=subprocess.DEVNULL,
-            )
+            result = run(command, timeout=120)
         except subprocess.TimeoutExpired as exc:
             raise RegistryError(
-                f"the registry did not answer within 120 s looking up {ref}.", hint=REGISTRY_HINT
+                f"the registry did not answer within 120 s looking up {ref}.",
+                hint=REGISTRY_HINT,
+                command=tuple(command),
             ) from exc
         if result.returncode == 0:
             return remote_image_from(result.stdout, ref)
-        raise_unless_absent(ref, result.stderr)
+        raise_unless_absent(ref, result.stderr, command=tuple(command), code=result.returncode)
         return None
+
+    def push(self, ref: str, *, on_output: Say) -> str:
+        """Push `ref` and return the manifest digest docker reports for it."""
+        command = ("docker", "push", ref)
+        code, output = stream(command, env=dict(os.environ), on_output=on_output)
+        if code != 0:
+            if any(marker in without_names(output, names_in(ref)) for marker in DAEMON_DOWN):
+                raise EngineError(
+                    f"the Docker engine does not answer while pushing {ref}.",
+                    hint="Start it with `scripts/engine up` (or check DOCKER_HOST).",
+                    command=command,
+                    exit_code=code,
+                    stderr=output,
+                )
+            raise registry_failure(ref, output, command=command, code=code)
+        match = PUSHED_DIGEST.search(output)
+        if match is None:
+            raise RegistryError(f"docker pushed {ref} but reported no digest.", details=output)
+        return match.group(1)
 
 
 REGISTRY_HINT = (
@@ -80,19 +100,38 @@ def _is_insecure(ref: str) -> bool:
     return name in LOCAL_HOSTS or name.startswith("127.") or host in [e.strip() for e in extra]
 
 
-def raise_unless_absent(ref: str, stderr: str) -> None:
+def raise_unless_absent(
+    ref: str, stderr: str, *, command: tuple[str, ...] = (), code: int | None = None
+) -> None:
     """Return quietly when the answer means 'no such tag'; raise a RegistryError otherwise."""
-    if any(marker in stderr.lower() for marker in NOT_FOUND) and not any(
-        marker in stderr.lower() for marker in (*AUTH, *TLS, *UNREACHABLE)
+    text = without_names(stderr, names_in(ref))
+    if any(marker in text for marker in NOT_FOUND) and not any(
+        marker in text for marker in (*AUTH, *TLS, *UNREACHABLE)
     ):
         return
-    raise registry_failure(ref, stderr)
+    raise registry_failure(ref, stderr, command=command, code=code)
 
 
-def registry_failure(ref: str, stderr: str) -> RegistryError:
-    """The RegistryError that docker's complaint about `ref` amounts to."""
-    text = stderr.lower()
-    reason = last_line(stderr)
+def registry_failure(
+    ref: str, stderr: str, *, command: tuple[str, ...] = (), code: int | None = None
+) -> RegistryError:
+    """The RegistryError that docker's complaint about `ref` amounts to (read with `ref` cut
+    out, so that a repository named like an error never decides the kind)."""
+    error = _classified(ref, without_names(stderr, names_in(ref)), last_line(stderr))
+    error.command, error.exit_code, error.stderr = command, code, stderr
+    return error
+
+
+def names_in(ref: str) -> tuple[str, ...]:
+    """Every form in which docker echoes `ref`: whole, without digest, without tag. (Never a
+    bare word: cutting "tls" out of the text would cut docker's own "tls:" too.)"""
+    plain = ref.split("@", 1)[0]
+    head, _, tail = plain.rpartition("/")
+    repository = f"{head}/{tail.split(':', 1)[0]}" if head else tail.split(":", 1)[0]
+    return (ref, plain, repository)
+
+
+def _classified(ref: str, text: str, reason: str) -> RegistryError:
     if any(marker in text for marker in IMMUTABLE):
         return TagImmutableError(
             f"the registry refused to change the immutable tag {ref} ({reason}).",
@@ -140,8 +179,3 @@ def remote_image_from(stdout: str, ref: str) -> RemoteImage:
     if not str(digest).startswith("sha256:"):
         raise RegistryError(f"the registry's answer for {ref} carries no digest.")
     return RemoteImage(digest=str(digest), config_digest=str(config))
-
-
-def last_line(text: str) -> str:
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return lines[-1] if lines else "no output"
