@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
 Builder = Literal["buildx", "legacy"]
 
 LOCK_SCHEMA = 1
+
+
+def utc_now() -> str:
+    """The time a version is recorded as built: ISO 8601, UTC, whole seconds."""
+    return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -119,7 +125,6 @@ class BuildStep:
     tag: str
     increment: Increment
     parent: str  # reference for FROM; for v1 the base before its digest is resolved
-    parent_digest: str  # "" when it will be resolved at build time (the base on first build)
     parent_is_base: bool
 
 
@@ -132,3 +137,41 @@ class LinePlan:
     available: int  # increments on disk
     pending: int  # increments not built yet
     steps: tuple[BuildStep, ...] = ()
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "line": self.line,
+            "built": self.built,
+            "available": self.available,
+            "pending": self.pending,
+            "steps": [
+                {
+                    "version": s.version,
+                    "tag": s.tag,
+                    "increment": s.increment.path.as_posix(),
+                    "parent": s.parent,
+                    "summary": s.increment.summary,
+                }
+                for s in self.steps
+            ],
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BuiltVersion:
+    """A version `build next` or `checkpoint` just made (and recorded)."""
+
+    line: str
+    version: int
+    tag: str
+    image_id: str
+    adopted: bool  # the tag already named exactly this image (a rerun after a crash)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "line": self.line,
+            "version": self.version,
+            "tag": self.tag,
+            "image_id": self.image_id,
+            "adopted": self.adopted,
+        }

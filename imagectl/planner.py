@@ -46,57 +46,11 @@ def check_drift(
     lock_path: str,
 ) -> None:
     """Refuse when a built version's increment, or what it renders to, has changed."""
-    if lock.versions and lock.repository != line.repository:
-        raise DriftError(
-            f"the lock {lock_path} records repository {lock.repository!r}, but the line file "
-            f"now says {line.repository!r}.",
-            hint="A line's repository cannot move once built: restore it, or start a new line.",
-            path=line.config_path,
-        )
-    if lock.versions and lock.base != line.base:
-        raise DriftError(
-            f"the lock {lock_path} records base {lock.base!r}, but the line file now says "
-            f"{line.base!r}.",
-            hint="A line's base cannot change once built (v1 was built on the pinned base): "
-            "restore it, or start a new line on the new base.",
-            path=line.config_path,
-        )
+    if lock.versions:
+        _check_line_unmoved(line, lock, lock_path)
     by_number = {increment.number: increment for increment in increments}
     for number, version in enumerate(lock.increment_versions, start=1):
-        current = by_number.get(number)
-        if current is None or current.path.as_posix() != version.increment:
-            moved = next(
-                (
-                    i
-                    for i in increments
-                    if i.source_hash == version.increment_hash
-                    and i.path.as_posix() != version.increment
-                ),
-                None,
-            )
-            if moved is not None:
-                raise DriftError(
-                    f"v{version.version} was built from {version.increment}, which is now "
-                    f"{moved.path.as_posix()} (renamed or renumbered).",
-                    hint=f"Rename it back to {version.increment}; built increments keep their "
-                    "names and numbers. New work goes into a new increment.",
-                    path=version.increment,
-                )
-        if current is None:
-            raise DriftError(
-                f"v{version.version} was built from {version.increment}, which no longer exists.",
-                hint=f"Built increments are history: restore it from git ({_restore(version)}). "
-                "To change the image, add a new increment.",
-                path=version.increment,
-            )
-        if current.path.as_posix() != version.increment:
-            raise DriftError(
-                f"v{version.version} was built from {version.increment}, but increment "
-                f"{number:04d} is now {current.path.as_posix()} (renamed or renumbered).",
-                hint=f"Restore the original name; new work goes into increment "
-                f"{len(increments) + 1:04d}.",
-                path=current.path,
-            )
+        current = _built_increment(number, version, by_number.get(number), increments)
         rendered = rendered_hashes.get(version.version)
         if current.source_hash != version.increment_hash:
             if not _same_instructions(current, version, rendered):
@@ -108,8 +62,7 @@ def check_drift(
                     f"editing {current.name}. Comments and whitespace may be edited freely.",
                     path=current.path,
                 )
-            continue
-        if rendered is not None and not _renders_same(version, rendered):
+        elif rendered is not None and not _renders_same(version, rendered):
             raise DriftError(
                 f"renders differently than when v{version.version} was built (Dockerfile "
                 f"{_short(version.dockerfile_hash)}, now {_short(rendered.dockerfile)}): a shared "
@@ -118,6 +71,64 @@ def check_drift(
                 "(e.g. a new file under increments/_shared/).",
                 path=current.path,
             )
+
+
+def _check_line_unmoved(line: ImageLine, lock: Lock, lock_path: str) -> None:
+    if lock.repository != line.repository:
+        raise DriftError(
+            f"the lock {lock_path} records repository {lock.repository!r}, but the line file "
+            f"now says {line.repository!r}.",
+            hint="A line's repository cannot move once built: restore it, or start a new line.",
+            path=line.config_path,
+        )
+    if lock.base != line.base:
+        raise DriftError(
+            f"the lock {lock_path} records base {lock.base!r}, but the line file now says "
+            f"{line.base!r}.",
+            hint="A line's base cannot change once built (v1 was built on the pinned base): "
+            "restore it, or start a new line on the new base.",
+            path=line.config_path,
+        )
+
+
+def _built_increment(
+    number: int,
+    version: LockedVersion,
+    current: Increment | None,
+    increments: tuple[Increment, ...],
+) -> Increment:
+    """The increment a built version came from, still under its name; else why not."""
+    if current is not None and current.path.as_posix() == version.increment:
+        return current
+    moved = next(
+        (
+            i
+            for i in increments
+            if i.source_hash == version.increment_hash and i.path.as_posix() != version.increment
+        ),
+        None,
+    )
+    if moved is not None:
+        raise DriftError(
+            f"v{version.version} was built from {version.increment}, which is now "
+            f"{moved.path.as_posix()} (renamed or renumbered).",
+            hint=f"Rename it back to {version.increment}; built increments keep their "
+            "names and numbers. New work goes into a new increment.",
+            path=version.increment,
+        )
+    if current is None:
+        raise DriftError(
+            f"v{version.version} was built from {version.increment}, which no longer exists.",
+            hint=f"Built increments are history: restore it from git ({_restore(version)}). "
+            "To change the image, add a new increment.",
+            path=version.increment,
+        )
+    raise DriftError(
+        f"v{version.version} was built from {version.increment}, but increment "
+        f"{number:04d} is now {current.path.as_posix()} (renamed or renumbered).",
+        hint=f"Restore the original name; new work goes into increment {len(increments) + 1:04d}.",
+        path=current.path,
+    )
 
 
 def _renders_same(version: LockedVersion, rendered: RenderedHashes) -> bool:
@@ -154,20 +165,16 @@ def next_step(line: ImageLine, lock: Lock, increments: tuple[Increment, ...]) ->
     head = lock.head
     if head is None:
         parent = pinned_base(line, lock)
-        parent_digest = lock.base_digest
     elif head.digest:
         parent = f"{head.tag}@{head.digest}"
-        parent_digest = head.digest
     else:
         parent = head.tag
-        parent_digest = head.image_id
     return BuildStep(
         line=line.name,
         version=version,
         tag=line.tag_for(version),
         increment=increments[built],
         parent=parent,
-        parent_digest=parent_digest,
         parent_is_base=head is None,
     )
 
@@ -190,7 +197,6 @@ def plan_line(
                         tag=line.tag_for(previous.version + 1),
                         increment=increment,
                         parent=previous.tag,
-                        parent_digest="",
                         parent_is_base=False,
                     )
                 )

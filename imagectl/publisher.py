@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import tempfile
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from imagectl import lockfile
 from imagectl.config import RepositoryLayout
-from imagectl.errors import BusyError, PlanError, RegistryError, TagConflictError, TagImmutableError
+from imagectl.errors import PlanError, RegistryError, TagConflictError, TagImmutableError
 from imagectl.faults import pause_point
 from imagectl.linestate import load_state
+from imagectl.locks import publish_lock
 from imagectl.model import ImageLine, Lock, LockedVersion
-from imagectl.ports import Engine, Registry
-
-Say = Callable[[str], None]
-HOST_LOCK_WAIT = 900.0  # s; a push of a large image may take minutes
+from imagectl.ports import ImageStore, Registry, Say
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -28,7 +21,17 @@ class PublishedVersion:
     version: int
     tag: str
     digest: str
-    action: Literal["pushed", "recorded"]  # recorded: the registry already had this very image
+    # recorded: the registry already had this very image; would push: a dry run's plan
+    action: Literal["pushed", "recorded", "would push"]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "line": self.line,
+            "version": self.version,
+            "tag": self.tag,
+            "digest": self.digest,
+            "action": self.action,
+        }
 
 
 def pending_publication(lock: Lock) -> tuple[LockedVersion, ...]:
@@ -36,37 +39,11 @@ def pending_publication(lock: Lock) -> tuple[LockedVersion, ...]:
     return tuple(version for version in lock.versions if not version.digest)
 
 
-@contextlib.contextmanager
-def host_publish_lock(repository: str, *, wait: float = HOST_LOCK_WAIT) -> Iterator[None]:
-    """Serialize look-up-then-push per image repository among publishers on this host.
-
-    A registry such as distribution overwrites a tag silently, so the check before a push is
-    only safe while no other publisher can push between the check and the push.
-    """
-    from filelock import FileLock, Timeout  # noqa: PLC0415
-
-    folder = Path(tempfile.gettempdir()) / "imagectl-publish-locks"
-    folder.mkdir(mode=0o1777, exist_ok=True)
-    name = hashlib.sha256(repository.encode()).hexdigest()[:24]
-    lock = FileLock(str(folder / f"{name}.lock"))
-    try:
-        lock.acquire(timeout=wait)
-    except Timeout as exc:
-        raise BusyError(
-            f"another publisher has been pushing to {repository} for {wait:.0f} s.",
-            hint="Wait for it to finish, then run again.",
-        ) from exc
-    try:
-        yield
-    finally:
-        lock.release()
-
-
 def publish_line(
     layout: RepositoryLayout,
     line: ImageLine,
     *,
-    engine: Engine,
+    images: ImageStore,
     registry: Registry,
     say: Say,
     output: Say,
@@ -76,9 +53,9 @@ def publish_line(
     lock = state.lock
     results: list[PublishedVersion] = []
     for version in pending_publication(lock):
-        with host_publish_lock(line.repository):
+        with publish_lock(line.repository):
             digest, action = publish_version(
-                version, engine=engine, registry=registry, say=say, output=output
+                version, images=images, registry=registry, say=say, output=output
             )
         pause_point("after-push")  # pushed, the lock does not have the digest yet
         lock = lock.with_published(version.version, digest)
@@ -97,7 +74,7 @@ def publish_line(
 
 
 def publish_version(
-    version: LockedVersion, *, engine: Engine, registry: Registry, say: Say, output: Say
+    version: LockedVersion, *, images: ImageStore, registry: Registry, say: Say, output: Say
 ) -> tuple[str, Literal["pushed", "recorded"]]:
     tag = version.tag
     remote = registry.lookup(tag)
@@ -105,10 +82,10 @@ def publish_version(
         if remote.config_digest == version.image_id:
             return remote.digest, "recorded"  # a rerun after a crash: success, not an error
         raise _foreign_tag(version, remote.digest, remote.config_digest)
-    _ensure_local_tag(version, engine=engine)
+    _ensure_local_tag(version, images=images)
     say(f"pushing {tag}")
     try:
-        pushed = engine.push(tag, on_output=output)
+        pushed = registry.push(tag, on_output=output)
     except TagImmutableError:
         again = registry.lookup(tag)
         if again is not None and again.config_digest == version.image_id:
@@ -128,16 +105,16 @@ def publish_version(
     return pushed, "pushed"
 
 
-def _ensure_local_tag(version: LockedVersion, *, engine: Engine) -> None:
-    local = engine.inspect_image(version.tag)
+def _ensure_local_tag(version: LockedVersion, *, images: ImageStore) -> None:
+    local = images.inspect_image(version.tag)
     if local is None:
-        if engine.inspect_image(version.image_id) is None:
+        if images.inspect_image(version.image_id) is None:
             raise PlanError(
                 f"v{version.version} ({version.image_id}) is not in this engine, so it cannot be "
                 "published from here.",
                 hint="Publish from the machine that built it, or load the image here first.",
             )
-        engine.tag(version.image_id, version.tag)  # restoring a removed local tag
+        images.tag(version.image_id, version.tag)  # restoring a removed local tag
     elif local.image_id != version.image_id:
         raise TagConflictError(
             f"the local tag {version.tag} names {local.image_id}, but the lock records "

@@ -5,20 +5,18 @@ from __future__ import annotations
 import shutil
 import tempfile
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from imagectl.builder import locate_head, manifest_of
-from imagectl.checkpoint import tree_differences
-from imagectl.config import RepositoryLayout
 from imagectl.errors import PlanError
 from imagectl.linestate import load_state, reference_text
 from imagectl.model import ImageLine
 from imagectl.packages import PackageDiff, diff_manifests
-from imagectl.ports import Engine
-
-Say = Callable[[str], None]
+from imagectl.parents import locate_head
+from imagectl.ports import Say
+from imagectl.project import Project
+from imagectl.recording import manifest_of
+from imagectl.trees import TreeDiff, tree_differences
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -26,21 +24,33 @@ class VerifyReport:
     line: str
     version: int  # the newest version, compared with the reference
     packages: PackageDiff  # from the newest version to the rebuilt reference
-    missing: tuple[str, ...]  # paths in the newest version, not in the reference
-    extra: tuple[str, ...]
-    different: tuple[str, ...]
+    files: TreeDiff  # from the newest version to the rebuilt reference
     same_layers: bool  # equal layer diff ids: equal content, no tree walk needed
 
     @property
     def drift(self) -> bool:
-        return not self.packages.empty or bool(self.missing or self.extra or self.different)
+        return not self.packages.empty or not self.files.empty
+
+    def to_json(self) -> dict[str, object]:
+        """Every difference, with its kind; nothing is cut off."""
+        return {
+            "line": self.line,
+            "version": self.version,
+            "drift": self.drift,
+            "same_layers": self.same_layers,
+            "packages": self.packages.to_json(),
+            "files": {
+                "missing": list(self.files.missing),
+                "extra": list(self.files.extra),
+                "different": [{"path": p, "kind": k} for p, k in self.files.different],
+            },
+        }
 
 
-def verify_line(
-    layout: RepositoryLayout, line: ImageLine, *, engine: Engine, say: Say, output: Say
-) -> VerifyReport:
+def verify_line(project: Project, line: ImageLine, *, say: Say, output: Say) -> VerifyReport:
+    layout, images = project.layout, project.adapters.images
     state = load_state(layout, line)
-    newest = locate_head(state, engine=engine)  # the head must be here to compare with it
+    newest = locate_head(state, images=images)  # the head must be here to compare with it
     head = state.lock.versions[-1]
     built = replace(state, increments=state.increments[: len(state.lock.increment_versions)])
     text = reference_text(layout, built)
@@ -55,37 +65,27 @@ def verify_line(
         shutil.copytree(source, context / source.relative_to(layout.root), symlinks=True)
         # --no-cache: a step the chain built must run again, or "from scratch" would only
         # mean "from the chain's own cached layers".
-        image_id = engine.build(
+        image_id = project.adapters.builder.build(
             dockerfile=dockerfile,
             context=context,
             on_output=output,
             secrets=line.secrets,
             no_cache=True,
         )
-    engine.tag(image_id, throwaway)
+    images.tag(image_id, throwaway)
     try:
-        rebuilt = engine.inspect_image(image_id)
+        rebuilt = images.inspect_image(image_id)
         if rebuilt is None:
             raise PlanError(f"the rebuilt reference {image_id} vanished from the engine.")
         packages = diff_manifests(
-            manifest_of(head.image_id, engine=engine), manifest_of(image_id, engine=engine)
+            manifest_of(head.image_id, images=images), manifest_of(image_id, images=images)
         )
         same = newest.info.layers == rebuilt.layers
-        missing: list[str] = []
-        extra: list[str] = []
-        different: list[str] = []
+        files = TreeDiff()
         if not same:
-            missing, extra, different = tree_differences(
-                engine.file_tree(newest.ref), engine.file_tree(throwaway)
-            )
+            files = tree_differences(images.file_tree(newest.ref), images.file_tree(throwaway))
     finally:
-        engine.remove_image(throwaway)
+        images.remove_image(throwaway)
     return VerifyReport(
-        line=line.name,
-        version=head.version,
-        packages=packages,
-        missing=tuple(missing),
-        extra=tuple(extra),
-        different=tuple(different),
-        same_layers=same,
+        line=line.name, version=head.version, packages=packages, files=files, same_layers=same
     )

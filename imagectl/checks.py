@@ -1,0 +1,93 @@
+"""The checks every built image passes before it is tagged: a new gate is one more entry.
+
+Each check looks at the candidate (the image just built, its locked parent, what the registry
+had under its tag) and raises to stop; nothing is tagged or recorded then.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from imagectl.errors import PlanError, TagConflictError
+from imagectl.model import BuildStep
+from imagectl.parents import ResolvedParent
+from imagectl.ports import ImageInfo, ImageStore, RemoteImage, Say
+
+LAYER_LIMIT = 125  # moby's layer store: maxLayerDepth
+LAYER_WARNING = 100
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Candidate:
+    """A version built but not yet tagged or recorded: what the checks look at."""
+
+    step: BuildStep
+    parent: ResolvedParent
+    info: ImageInfo
+    remote: RemoteImage | None  # what the registry had under the tag before the build
+
+
+Check = Callable[[Candidate, ImageStore, Say], None]
+
+
+def check_parent_depth(step: BuildStep, parent: ResolvedParent) -> None:
+    if len(parent.info.layers) >= LAYER_LIMIT:
+        raise PlanError(
+            f"{parent.ref} already has {len(parent.info.layers)} layers, Docker's limit; no "
+            "increment can go on top of it.",
+            hint=f"Run `imagectl checkpoint {step.line}` to add a one-layer copy of it first.",
+        )
+
+
+def check_built_on_parent(candidate: Candidate, _images: ImageStore, _say: Say) -> None:
+    expected = candidate.parent.info.layers
+    if candidate.info.layers[: len(expected)] != expected:
+        raise PlanError(
+            f"v{candidate.step.version} ({candidate.info.image_id}) was not built on its locked "
+            f"parent {candidate.parent.ref}: its layers do not start with the parent's layers. "
+            "Nothing was tagged or recorded.",
+            hint="Check that the parent tag in the engine is the locked image "
+            "(docker image inspect), then build again.",
+        )
+
+
+def check_layer_budget(candidate: Candidate, _images: ImageStore, say: Say) -> None:
+    step, layers = candidate.step, len(candidate.info.layers)
+    if layers > LAYER_LIMIT:
+        raise PlanError(
+            f"v{step.version} would have {layers} layers; Docker refuses images deeper than "
+            f"{LAYER_LIMIT} (`max depth exceeded`). Nothing was tagged or recorded.",
+            hint=f"Run `imagectl checkpoint {step.line}` to add a one-layer copy of the newest "
+            "version, then build again on top of it.",
+        )
+    if layers >= LAYER_WARNING:
+        say(
+            f"{step.line}: warning: v{step.version} has {layers} of at most {LAYER_LIMIT} "
+            f"layers; run `imagectl checkpoint {step.line}` soon."
+        )
+
+
+def check_tag_free(candidate: Candidate, images: ImageStore, _say: Say) -> None:
+    """The tag may only name this very image (a rerun after a crash), nowhere another one."""
+    step, info, remote = candidate.step, candidate.info, candidate.remote
+    local = images.inspect_image(step.tag)
+    if local is not None and local.image_id != info.image_id:
+        raise TagConflictError(
+            f"the tag {step.tag} already exists in the engine as {local.image_id}; the image "
+            f"just built is {info.image_id}. Nothing was re-tagged and the lock is unchanged.",
+            hint="imagectl never overwrites a tag. If it was left by an interrupted build, "
+            f"remove it (docker rmi {step.tag}) and build again; otherwise find out who made it.",
+        )
+    if remote is not None and remote.config_digest != info.image_id:
+        raise TagConflictError(
+            f"the tag {step.tag} already exists in the registry as {remote.digest} (image "
+            f"{remote.config_digest}); the image just built is {info.image_id}. Nothing was "
+            "tagged and the lock is unchanged.",
+            hint="imagectl never overwrites a tag. Someone published this version: pull the "
+            "lockfile that records it (git pull) before building.",
+        )
+
+
+# Run in order on every built image before it is tagged; a new gate is one more entry.
+CHECKS: tuple[Check, ...] = (check_built_on_parent, check_layer_budget, check_tag_free)

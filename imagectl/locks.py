@@ -1,0 +1,68 @@
+"""File locks: one build or publish at a time per repository, one pusher per image repository
+on this host."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from imagectl.config import RepositoryLayout
+from imagectl.errors import BusyError
+
+HOST_LOCK_WAIT = 900.0  # s; a push of a large image may take minutes
+
+
+@contextlib.contextmanager
+def held(path: Path, *, wait: float, busy: BusyError) -> Iterator[None]:
+    """Hold the lock file `path`, waiting up to `wait` seconds; raise `busy` when it stays taken."""
+    from filelock import FileLock, Timeout  # noqa: PLC0415 - only commands that lock pay it
+
+    lock = FileLock(str(path))
+    try:
+        lock.acquire(timeout=wait)
+    except Timeout as exc:
+        raise busy from exc
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def repository_lock(
+    layout: RepositoryLayout, *, wait: float
+) -> contextlib.AbstractContextManager[None]:
+    """One build, publish or checkpoint at a time per image repository (the git checkout)."""
+    layout.state_dir.mkdir(parents=True, exist_ok=True)
+    path = layout.state_dir / "build.lock"
+    return held(
+        path,
+        wait=wait,
+        busy=BusyError(
+            "another imagectl build or publish is running in this repository.",
+            hint=f"Wait for it to finish (or pass --wait SECONDS); the lock is {path}.",
+        ),
+    )
+
+
+def publish_lock(
+    repository: str, *, wait: float = HOST_LOCK_WAIT
+) -> contextlib.AbstractContextManager[None]:
+    """Serialize look-up-then-push per image repository among publishers on this host.
+
+    A registry such as distribution overwrites a tag silently, so the check before a push is
+    only safe while no other publisher can push between the check and the push.
+    """
+    folder = Path(tempfile.gettempdir()) / "imagectl-publish-locks"
+    folder.mkdir(mode=0o1777, exist_ok=True)
+    name = hashlib.sha256(repository.encode()).hexdigest()[:24]
+    return held(
+        folder / f"{name}.lock",
+        wait=wait,
+        busy=BusyError(
+            f"another publisher has been pushing to {repository} for {wait:.0f} s.",
+            hint="Wait for it to finish, then run again.",
+        ),
+    )
