@@ -25,6 +25,23 @@ class BackportPlan:
     steps: tuple[BackportStep, ...]
     already: tuple[str, ...]  # lines that include the fix already
     failures: tuple[tuple[str, ImagectlError], ...] = ()  # lines the fix does not render for
+    dry_run: bool = False
+
+    def to_json(self) -> dict[str, object]:
+        failed = dict(self.failures)
+        return {
+            "fix": self.fix,
+            "dry_run": self.dry_run,
+            "steps": [
+                {
+                    "line": s.line,
+                    "increment": s.path.as_posix(),
+                    "error": failed[s.line].to_json() if s.line in failed else None,
+                }
+                for s in self.steps
+            ],
+            "already": list(self.already),
+        }
 
 
 def plan_backport(

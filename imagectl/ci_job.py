@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol
 
-from imagectl.config import find_repository
 from imagectl.errors import GitError, ImagectlError, TagConflictError
+from imagectl.ports import Say
+from imagectl.project import Project
 from imagectl.workflows import build_next, publish
-
-Say = Callable[[str], None]
 
 
 class CiGit(Protocol):
@@ -31,6 +28,9 @@ class JobResult:
     commit: str  # the lock commit pushed, "" when there was nothing to commit
     attempts: int
 
+    def to_json(self) -> dict[str, object]:
+        return {"tags": list(self.tags), "commit": self.commit, "attempts": self.attempts}
+
 
 def commit_message(tags: tuple[str, ...]) -> str:
     if not tags:
@@ -40,7 +40,7 @@ def commit_message(tags: tuple[str, ...]) -> str:
 
 
 def run_publish_job(
-    directory: Path,
+    project: Project,
     *,
     remote: str,
     branch: str,
@@ -50,11 +50,10 @@ def run_publish_job(
     git: CiGit | None = None,
 ) -> JobResult:
     """Build, publish, commit and push; when someone else pushed first, fetch and re-check."""
-    layout = find_repository(directory)
     if git is None:
         from imagectl.git_repo import GitRepository  # noqa: PLC0415
 
-        git = GitRepository(layout.root)
+        git = GitRepository(project.root)
     dirty = git.dirty_paths()
     if dirty:
         shown = ", ".join(dirty[:5]) + (" ..." if len(dirty) > 5 else "")
@@ -65,30 +64,11 @@ def run_publish_job(
     upstream = f"{remote}/{branch}"
     for attempt in range(1, attempts + 1):
         say(f"ci: attempt {attempt} of {attempts}")
-        try:
-            tags = _build_and_publish(layout.root, say=say, output=output)
-        except TagConflictError:
-            # Someone may have published these versions and pushed their lock meanwhile.
-            if not _remote_moved(git, remote, branch):
-                raise
-            say(f"ci: {upstream} moved on; taking its lockfiles and checking again")
-            git.reset_hard(upstream)
-            continue
-        changed = git.changed_paths("lock")
-        if changed:
-            git.commit(changed, commit_message(tags))
-        if git.rev("HEAD") == git.rev(upstream):
-            say("ci: nothing new to commit")
-            return JobResult(tags=tags, commit="", attempts=attempt)
-        if git.push(remote, branch):
-            head = git.rev("HEAD")
-            say(f"ci: pushed {head[:12]} to {remote} {branch}")
-            return JobResult(tags=tags, commit=head, attempts=attempt)
-        say(f"ci: push rejected, {upstream} moved on; fetching and checking again")
-        git.fetch(remote, branch)
-        if not git.rebase_onto(upstream):
-            say("ci: our lock commit conflicts with theirs; taking theirs and checking again")
-            git.reset_hard(upstream)
+        # Read afresh each time: a reset to upstream may have brought other line files.
+        project = project.reopened()
+        result = _attempt(project, git, remote=remote, branch=branch, say=say, output=output)
+        if result is not None:
+            return JobResult(tags=result[0], commit=result[1], attempts=attempt)
     raise GitError(
         f"gave up after {attempts} attempts: {upstream} kept moving while this job ran.",
         hint="Serialize publish jobs (one CI concurrency group) and run the job again; "
@@ -96,10 +76,43 @@ def run_publish_job(
     )
 
 
-def _build_and_publish(root: Path, *, say: Say, output: Say) -> tuple[str, ...]:
-    built = build_next(root, [], all_versions=True, wait=600.0, say=say, output=output)
+def _attempt(
+    project: Project, git: CiGit, *, remote: str, branch: str, say: Say, output: Say
+) -> tuple[tuple[str, ...], str] | None:
+    """One try: build, publish, commit, push. (tags, pushed commit or "") when done; None when
+    upstream moved on and the job must check again."""
+    upstream = f"{remote}/{branch}"
+    try:
+        tags = _build_and_publish(project, say=say, output=output)
+    except TagConflictError:
+        # Someone may have published these versions and pushed their lock meanwhile.
+        if not _remote_moved(git, remote, branch):
+            raise
+        say(f"ci: {upstream} moved on; taking its lockfiles and checking again")
+        git.reset_hard(upstream)
+        return None
+    changed = git.changed_paths("lock")
+    if changed:
+        git.commit(changed, commit_message(tags))
+    if git.rev("HEAD") == git.rev(upstream):
+        say("ci: nothing new to commit")
+        return tags, ""
+    if git.push(remote, branch):
+        head = git.rev("HEAD")
+        say(f"ci: pushed {head[:12]} to {remote} {branch}")
+        return tags, head
+    say(f"ci: push rejected, {upstream} moved on; fetching and checking again")
+    git.fetch(remote, branch)
+    if not git.rebase_onto(upstream):
+        say("ci: our lock commit conflicts with theirs; taking theirs and checking again")
+        git.reset_hard(upstream)
+    return None
+
+
+def _build_and_publish(project: Project, *, say: Say, output: Say) -> tuple[str, ...]:
+    built = build_next(project, [], all_versions=True, wait=600.0, say=say, output=output)
     _raise_failures(built.failures, say=say)
-    result = publish(root, [], wait=600.0, say=say, output=output)
+    result = publish(project, [], wait=600.0, say=say, output=output)
     _raise_failures(result.failures, say=say)
     tags = [b.tag for b in built.built]
     tags += [p.tag for p in result.published if p.tag not in tags]

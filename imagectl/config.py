@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from imagectl.errors import ConfigError
 from imagectl.model import ImageLine
@@ -80,8 +83,50 @@ def find_repository(start: Path) -> RepositoryLayout:
 
 def load_lines(layout: RepositoryLayout) -> tuple[ImageLine, ...]:
     """Every image line of the repository, sorted by name; any bad file fails the whole load."""
-    files = sorted(layout.images_dir.glob("*.toml"))
-    return tuple(load_line(layout, path) for path in files)
+    # Dot files are editors' (emacs' `.#line.toml` lock links), never line files.
+    files = sorted(p for p in layout.images_dir.glob("*.toml") if not p.name.startswith("."))
+    lines = tuple(load_line(layout, path) for path in files)
+    check_distinct_repositories(lines)
+    return lines
+
+
+def check_distinct_repositories(lines: tuple[ImageLine, ...]) -> None:
+    """Two lines tagging the same repository would make and overwrite each other's v1, v2, ..."""
+    seen: dict[str, ImageLine] = {}
+    for line in lines:
+        other = seen.setdefault(line.repository, line)
+        if other is not line:
+            raise ConfigError(
+                f"repository = {line.repository!r} is also the repository of "
+                f"{other.config_path.as_posix()}: two lines cannot share one, their tags "
+                "v1, v2, ... would collide.",
+                hint="Give each line its own repository (e.g. append the line's name).",
+                path=line.config_path,
+            )
+
+
+def check_secret_sources(line: ImageLine, environ: Mapping[str, str] | None = None) -> None:
+    """Every build secret of `line` can be read: its environment variable is set, its file
+    exists. A missing one would reach the build as an empty secret, so this runs before any
+    build; it names where the secret comes from, never its value."""
+    env = os.environ if environ is None else environ
+    for secret_id, source in sorted(line.secrets.items()):
+        kind, _, where = source.partition(":")
+        if kind == "env" and where not in env:
+            raise ConfigError(
+                f"[secrets] {secret_id} = {source!r}: the environment variable {where} is not "
+                "set, so the build would get no secret.",
+                hint=f"Set {where} before building (its value goes to BuildKit, never into a "
+                "file); nothing was built.",
+                path=line.config_path,
+            )
+        if kind == "file" and not Path(where).is_file():
+            raise ConfigError(
+                f"[secrets] {secret_id} = {source!r}: the file {where} does not exist, so the "
+                "build would get no secret.",
+                hint=f"Create {where} (readable by you) before building; nothing was built.",
+                path=line.config_path,
+            )
 
 
 def select_lines(lines: tuple[ImageLine, ...], names: list[str]) -> tuple[ImageLine, ...]:
@@ -108,6 +153,12 @@ def load_line(layout: RepositoryLayout, path: Path) -> ImageLine:
             hint="Use lowercase letters, digits, '.', '_' and '-' (e.g. pod-bookworm.toml).",
             path=rel,
         )
+    if not path.is_file():  # a FIFO (reading it would block), a folder, a dangling link
+        raise ConfigError(
+            "is not a regular file.",
+            hint="An image line file is a TOML text file; remove what is there and write one.",
+            path=rel,
+        )
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
@@ -123,6 +174,11 @@ def load_line(layout: RepositoryLayout, path: Path) -> ImageLine:
             "template variables go under [vars].",
             path=rel,
         )
+    return _line_from(name, rel, data)
+
+
+def _line_from(name: str, rel: Path, data: dict[str, Any]) -> ImageLine:
+    """The line file's values, each checked: names, references, vars, secrets."""
     repository = _required_string(data, "repository", rel)
     if not REPOSITORY.match(repository):
         raise ConfigError(

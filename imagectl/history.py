@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from imagectl.model import Lock, LockedVersion
+from imagectl.packages import PackageDiff
 
 JSON_KEYS = (
     "version",
@@ -27,25 +28,29 @@ JSON_KEYS = (
 )
 
 
-def history_records(lock: Lock, packages: Mapping[int, str]) -> list[dict[str, object]]:
-    """The lock's versions as plain dicts, oldest first (the `--json` output)."""
+def history_records(lock: Lock, packages: Mapping[int, PackageDiff]) -> list[dict[str, object]]:
+    """The lock's versions as plain dicts, oldest first (the `--json` output); `packages` are
+    counts ({"added": 1, "removed": 0, "changed": 2}), null where no manifest was recorded."""
     return [
         {
             **{key: getattr(version, key) for key in JSON_KEYS},
             "images": list(version.images),
             "checkpoint": version.checkpoint,
-            "packages": packages.get(version.version),
+            "packages": diff.counts() if (diff := packages.get(version.version)) else None,
         }
         for version in lock.versions
     ]
 
 
-def history_table(lock: Lock, packages: Mapping[int, str]) -> str:
+def history_table(lock: Lock, packages: Mapping[int, PackageDiff]) -> str:
     """A fixed-width table, oldest first; PACKAGES is the Debian package delta to the parent."""
     header = ("VERSION", "TAG", "IMAGE", "BUILT", "INCREMENT", "SUMMARY", "COMMIT", "LAYERS",
               "SIZE", "PACKAGES", "PUBLISHED")  # fmt: skip
     rows: list[tuple[str, ...]] = [header]
-    rows += [_row(version, packages.get(version.version, "?")) for version in lock.versions]
+    rows += [
+        _row(version, diff.summary if (diff := packages.get(version.version)) else "?")
+        for version in lock.versions
+    ]
     return format_table(rows)
 
 

@@ -5,17 +5,23 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import stat
 from pathlib import Path
 
 from imagectl.config import RepositoryLayout
 from imagectl.errors import ConfigError
 from imagectl.model import Increment
+from imagectl.templating import decode_template
 
 TEMPLATE_SUFFIX = ".Dockerfile.j2"
 FOLDER_TEMPLATE = "Dockerfile.j2"
-NUMBERED = re.compile(r"^(\d{4})-(.+)$")
+NUMBERED = re.compile(r"^([0-9]{4})-(.+)$")  # ASCII digits: int() would also take others
 NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 MAX_CONTEXT_BYTES = 512 * 1024 * 1024  # a build context larger than this is a mistake
+# What editors leave beside the files they edit: backups (`x~`, `x.bak`), vim swap files,
+# emacs auto-saves (`#x#`); dot files (`.x.swp`, emacs' `.#x` locks) are skipped anyway. They
+# are never increments, so they are passed over rather than refused.
+EDITOR_LEFTOVER = re.compile(r"(~|\.bak|\.sw[opx])$|^#.*#$")
 
 
 def discover_increments(layout: RepositoryLayout, line: str) -> tuple[Increment, ...]:
@@ -24,19 +30,47 @@ def discover_increments(layout: RepositoryLayout, line: str) -> tuple[Increment,
     if not folder.is_dir():
         return ()
     prefix = folder.relative_to(layout.root)
+    root = layout.increments_dir.resolve()
     found: list[Increment] = []
     # os.scandir and one read per file: `plan` walks thousands of increments on every call.
     with os.scandir(folder) as entries:
         for entry in entries:
-            if entry.name.startswith(".") or not NUMBERED.match(entry.name):
+            if entry.name.startswith(".") or EDITOR_LEFTOVER.search(entry.name):
+                continue
+            if not NUMBERED.match(entry.name):
+                if entry.name.endswith(TEMPLATE_SUFFIX):
+                    raise ConfigError(
+                        "is named like an increment but does not start with a number of four "
+                        "ASCII digits (NNNN-), so it would never be built.",
+                        hint=f"Rename it to NNNN-<name>{TEMPLATE_SUFFIX} with the next free "
+                        "number, or move it out of the line's folder.",
+                        path=prefix / entry.name,
+                    )
                 continue  # README files and the like live beside increments
+            rel = prefix / entry.name
+            _check_inside(Path(entry.path), rel, root)
             found.append(
-                _read_increment(Path(entry.path), prefix / entry.name, is_folder=entry.is_dir())
+                _read_increment(Path(entry.path), rel, is_folder=entry.is_dir(), root=root)
             )
     return tuple(sorted(found, key=lambda inc: (inc.number, inc.name)))
 
 
-def _read_increment(entry: Path, rel: Path, *, is_folder: bool) -> Increment:
+def _check_inside(path: Path, rel: Path, root: Path) -> None:
+    """A symlinked increment or template must stay under increments/: the lock hashes content,
+    and a target outside can change without the line's history showing it."""
+    if not path.is_symlink():
+        return
+    if not path.resolve().is_relative_to(root):
+        raise ConfigError(
+            f"is a symlink to {os.readlink(path)}, outside increments/: the lock records a hash "
+            "of the increment's content, and a link's target can change without the line's "
+            "history showing it.",
+            hint="Copy the file here instead of linking it (links within increments/ are fine).",
+            path=rel,
+        )
+
+
+def _read_increment(entry: Path, rel: Path, *, is_folder: bool, root: Path) -> Increment:
     match = NUMBERED.match(entry.name)
     assert match is not None
     number = int(match.group(1))
@@ -60,15 +94,16 @@ def _read_increment(entry: Path, rel: Path, *, is_folder: bool) -> Increment:
         )
     if not NAME.match(stem):
         raise ConfigError(
-            f"increment name {stem!r} is not valid.",
-            hint="Use lowercase letters, digits, '.', '_' and '-' after the number.",
+            f"increment name {stem!r} is not valid: it becomes part of paths, commands and "
+            "the lock.",
+            hint="Rename it with lowercase ASCII letters, digits, '.', '_' and '-' after the "
+            "number (no spaces), e.g. 0004-my-step.Dockerfile.j2.",
             path=rel,
         )
-    try:
-        raw = template.read_bytes()
-        text = raw.decode("utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot be read ({exc}).", path=template_rel) from exc
+    if is_folder:
+        _check_inside(template, template_rel, root)
+    raw = _template_bytes(template, template_rel)
+    text = decode_template(raw, template_rel)
     return Increment(
         number=number,
         name=f"{match.group(1)}-{stem}",
@@ -79,6 +114,20 @@ def _read_increment(entry: Path, rel: Path, *, is_folder: bool) -> Increment:
         context_hash=hash_increment(entry, skip=FOLDER_TEMPLATE) if is_folder else "",
         summary=summarize(text),
     )
+
+
+def _template_bytes(template: Path, shown: Path) -> bytes:
+    try:
+        mode = template.stat().st_mode
+        if not stat.S_ISREG(mode):  # a FIFO would block the read
+            raise ConfigError(
+                f"is {_kind(mode)}, not a regular file.",
+                hint="A template is a text file; remove what is there and write one.",
+                path=shown,
+            )
+        return template.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot be read ({exc.strerror}).", path=shown) from exc
 
 
 def _hash_file_bytes(raw: bytes) -> str:
@@ -128,7 +177,16 @@ def context_files(folder: Path) -> list[Path]:
                         path=path,
                     )
             else:
-                total += path.stat().st_size
+                info = path.stat()
+                if not stat.S_ISREG(info.st_mode):  # reading a FIFO would block for ever
+                    raise ConfigError(
+                        f"is {_kind(info.st_mode)}: a build context holds only regular "
+                        "files, folders and links.",
+                        hint="Remove it from the increment folder; create it in a RUN step "
+                        "if the image needs it.",
+                        path=path,
+                    )
+                total += info.st_size
                 if total > MAX_CONTEXT_BYTES:
                     raise ConfigError(
                         f"the increment folder holds more than {MAX_CONTEXT_BYTES >> 20} MiB.",
@@ -137,6 +195,16 @@ def context_files(folder: Path) -> list[Path]:
                     )
             files.append(path)
     return sorted(files)
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device node"
+    return "something else"
 
 
 def summarize(template_text: str) -> str:

@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import tempfile
 import tomllib
 from dataclasses import replace
@@ -49,6 +50,20 @@ VERSION_FIELDS: tuple[tuple[str, type], ...] = (
 OPTIONAL_FIELDS = {"digest", "checkpoint", "instructions_hash", "context_hash", "images"}
 # Left out when empty: keeps ordinary versions free of `checkpoint = false` and the like.
 OMITTED_WHEN_FALSE = {"checkpoint", "instructions_hash", "context_hash", "images"}
+# Fields that name an image or a content hash: `sha256:` and 64 hex digits, or empty. A hand-edited
+# value would name another image (or none), so it is refused rather than followed.
+DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+PINNED = re.compile(r"^[^@\s]+@sha256:[0-9a-f]{64}$")  # an entry of `images`
+DIGEST_FIELDS = (
+    "increment_hash",
+    "dockerfile_hash",
+    "instructions_hash",
+    "context_hash",
+    "parent_digest",
+    "image_id",
+    "digest",
+)
+HEAD_DIGEST_FIELDS = ("base_digest", "base_image_id")
 
 
 def empty_lock(*, line: str, repository: str, base: str) -> Lock:
@@ -57,8 +72,15 @@ def empty_lock(*, line: str, repository: str, base: str) -> Lock:
 
 def read_lock(path: Path, *, line: str, repository: str, base: str) -> Lock:
     """The lock at `path`, or an empty one for a line never built. Validates every field."""
+    check_lock_folder(path.parent)
     if not path.exists():
         return empty_lock(line=line, repository=repository, base=base)
+    if not path.is_file():  # a folder, a FIFO (reading it would block): never a lockfile
+        raise LockfileError(
+            "is not a regular file.",
+            hint="Move it away and restore the lockfile from git; imagectl writes it.",
+            path=path,
+        )
     try:
         data = _parse_cached(path, path.read_bytes())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
@@ -72,30 +94,58 @@ def read_lock(path: Path, *, line: str, repository: str, base: str) -> Lock:
     return _lock_from_document(data, path)
 
 
+def check_lock_folder(folder: Path) -> None:
+    """Refuse a `lock` that is a file: the line would read as never built."""
+    if folder.exists() and not folder.is_dir():
+        raise LockfileError(
+            "is a file, not the folder that holds each line's lock/<line>.lock.toml; read as "
+            "it is, every line would look never built.",
+            hint="Move that file away and restore the lock/ folder from git "
+            "(`git checkout -- lock`); nothing was read or written.",
+            path=folder,
+        )
+
+
 def _parse_cached(path: Path, raw: bytes) -> dict[str, Any]:
     """The parsed lockfile, from a JSON copy in .imagectl/ when its bytes are unchanged.
 
     Parsing TOML in pure Python costs ~15 ms per 200 versions; reading 50 such lines on every
     `plan` or `resolve` would take most of a second. The copy is keyed by the file's hash, so a
-    stale one is never used; a copy that cannot be written is simply not kept.
+    stale one is never used, and carries a hash of its own data, so a damaged one is never
+    trusted: anything but an intact copy is parsed again and replaced. A copy that cannot be
+    written is simply not kept.
     """
     digest = hashlib.sha256(raw).hexdigest()
     cache = path.parent.parent / ".imagectl" / "lock-cache" / f"{path.name}.json"
-    with contextlib.suppress(OSError, ValueError):
-        cached = json.loads(cache.read_text(encoding="utf-8"))
-        if isinstance(cached, dict) and cached.get("sha256") == digest:
-            data = cached.get("data")
-            if isinstance(data, dict):
-                return data
+    # One line of JSON naming the lock's hash and the data's, then the data as JSON: checking
+    # the copy costs a hash of its text, not a second serialisation.
+    with contextlib.suppress(OSError, ValueError, RecursionError):
+        if cache.is_file():  # never open a FIFO or a folder left there
+            header, _, body = cache.read_text(encoding="utf-8").partition("\n")
+            head = json.loads(header)
+            if (
+                isinstance(head, dict)
+                and head.get("sha256") == digest
+                and head.get("data_sha256") == _text_digest(body)
+            ):
+                data = json.loads(body)
+                if isinstance(data, dict):
+                    return data
     # tomllib reads several times faster than tomlkit; tomlkit is only needed to write.
     data = tomllib.loads(raw.decode("utf-8"))
     with contextlib.suppress(OSError, TypeError, ValueError):
+        body = json.dumps(data)
+        header = json.dumps({"sha256": digest, "data_sha256": _text_digest(body)})
         cache.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=cache.parent, prefix=f".{path.name}.")
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump({"sha256": digest, "data": data}, handle)
+            handle.write(f"{header}\n{body}")
         os.replace(tmp, cache)
     return data
+
+
+def _text_digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _lock_from_document(data: dict[str, Any], path: Path) -> Lock:
@@ -118,43 +168,15 @@ def _lock_from_document(data: dict[str, Any], path: Path) -> Lock:
     head = {key: _string(data, key, path, "") for key in ("line", "repository", "base")}
     base_digest = _string(data, "base_digest", path, "", required=False)
     base_image_id = _string(data, "base_image_id", path, "", required=False)
+    for key, recorded in zip(HEAD_DIGEST_FIELDS, (base_digest, base_image_id), strict=True):
+        _check_digest(key, recorded, path)
     raw_versions = data.get("versions", [])
     if not isinstance(raw_versions, list):
         raise LockfileError("'versions' must be an array of tables.", path=path)
-    versions = []
-    for index, raw in enumerate(raw_versions, start=1):
-        where = f"versions[{index - 1}]"
-        if not isinstance(raw, dict):
-            raise LockfileError(f"{where} is not a table.", path=path)
-        values: dict[str, Any] = {}
-        for key, kind in VERSION_FIELDS:
-            if key not in raw:
-                if key in OPTIONAL_FIELDS:
-                    values[key] = kind()
-                    continue
-                raise LockfileError(
-                    f"{where} has no {key!r}.",
-                    hint="Restore it from git; imagectl writes it.",
-                    path=path,
-                )
-            value = raw[key]
-            if kind is tuple and isinstance(value, list) and all(isinstance(v, str) for v in value):
-                value = tuple(value)
-            if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
-                raise LockfileError(
-                    f"{where}.{key} must be {kind.__name__}, not {value!r}.",
-                    hint="Restore it from git; imagectl writes it.",
-                    path=path,
-                )
-            values[key] = value
-        if values["version"] != index:
-            raise LockfileError(
-                f"{where} is version {values['version']}, expected {index}: versions must "
-                "count up from 1 without gaps.",
-                hint="Restore it from git; imagectl writes it.",
-                path=path,
-            )
-        versions.append(LockedVersion(**values))
+    versions = [
+        _version_from(raw, f"versions[{index - 1}]", index, path)
+        for index, raw in enumerate(raw_versions, start=1)
+    ]
     return Lock(
         line=head["line"],
         repository=head["repository"],
@@ -162,6 +184,66 @@ def _lock_from_document(data: dict[str, Any], path: Path) -> Lock:
         base_digest=base_digest,
         base_image_id=base_image_id,
         versions=tuple(versions),
+    )
+
+
+def _version_from(raw: object, where: str, index: int, path: Path) -> LockedVersion:
+    """One [[versions]] table, every field checked for presence, type and form."""
+    if not isinstance(raw, dict):
+        raise LockfileError(f"{where} is not a table.", path=path)
+    values: dict[str, Any] = {}
+    for key, kind in VERSION_FIELDS:
+        if key not in raw:
+            if key in OPTIONAL_FIELDS:
+                values[key] = kind()
+                continue
+            raise LockfileError(
+                f"{where} has no {key!r}.",
+                hint="Restore it from git; imagectl writes it.",
+                path=path,
+            )
+        value = raw[key]
+        if kind is tuple and isinstance(value, list) and all(isinstance(v, str) for v in value):
+            value = tuple(value)
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+            raise LockfileError(
+                f"{where}.{key} must be {kind.__name__}, not {value!r}.",
+                hint="Restore it from git; imagectl writes it.",
+                path=path,
+            )
+        values[key] = value
+    for key in DIGEST_FIELDS:
+        _check_digest(f"{where}.{key}", values[key], path, required=key == "image_id")
+    for image in values["images"]:
+        if not PINNED.match(image):
+            raise LockfileError(
+                f"{where}.images has {image!r}, which is not an image pinned by digest "
+                "(`<image>@sha256:` and 64 lowercase hex digits).",
+                hint="Restore the lockfile from git (`git checkout -- <this file>`); "
+                "imagectl records these values itself.",
+                path=path,
+            )
+    if values["version"] != index:
+        raise LockfileError(
+            f"{where} is version {values['version']}, expected {index}: versions must "
+            "count up from 1 without gaps.",
+            hint="Restore it from git; imagectl writes it.",
+            path=path,
+        )
+    return LockedVersion(**values)
+
+
+def _check_digest(where: str, value: str, path: Path, *, required: bool = False) -> None:
+    """A recorded digest or image id is `sha256:` and 64 hex digits (or, if allowed, empty)."""
+    if DIGEST.match(value) or (not value and not required):
+        return
+    allowed = "" if required else " or empty"
+    raise LockfileError(
+        f"{where} = {value!r} is not a digest (`sha256:` and 64 lowercase hex digits{allowed}); "
+        "a hand-edited digest would name another image, or none.",
+        hint="Restore the lockfile from git (`git checkout -- <this file>`); imagectl records "
+        "these values itself and never follows an edited one.",
+        path=path,
     )
 
 
@@ -268,6 +350,7 @@ def _appended(path: Path, previous: str | None, lock: Lock) -> str | None:
 
 def ensure_writable(folder: Path) -> None:
     """Fail before any work when the lock folder cannot take a new file (read-only, full)."""
+    check_lock_folder(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".imagectl-probe-"):

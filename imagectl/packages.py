@@ -25,9 +25,30 @@ class PackageDiff:
     def summary(self) -> str:
         return f"+{len(self.added)} -{len(self.removed)} ~{len(self.changed)}"
 
+    def counts(self) -> dict[str, int]:
+        return {
+            "added": len(self.added),
+            "removed": len(self.removed),
+            "changed": len(self.changed),
+        }
+
+    def to_json(self) -> dict[str, object]:
+        """Entries as objects: {"name", "version", "arch"}; changes as {"package", "old", "new"}."""
+        return {
+            "added": [package_entry(e) for e in self.added],
+            "removed": [package_entry(e) for e in self.removed],
+            "changed": [{"package": c.name, "old": c.old, "new": c.new} for c in self.changed],
+        }
+
     @property
     def empty(self) -> bool:
         return not (self.added or self.removed or self.changed)
+
+
+def package_entry(entry: str) -> dict[str, str]:
+    """A manifest entry "name version arch" as an object."""
+    name, version, arch = ([*entry.split(" "), "", ""])[:3]
+    return {"name": name, "version": version, "arch": arch}
 
 
 def parse_dpkg_status(text: str) -> Manifest:

@@ -27,32 +27,52 @@ _GUARD = threading.Lock()
 
 
 class _JsonTable:
-    """One JSON object on disk, read on first use, written back only when it grew."""
+    """One JSON object on disk, read on first use, written back only when it grew.
+
+    Each entry is stored as [value, check], where check hashes the key and the value: an entry
+    that was damaged or written by hand (garbage, a truncated file, a value for the wrong key)
+    does not match its check and is never used; a cache miss renders again and replaces it.
+    """
 
     def __init__(self, path: Path) -> None:
         self._path = path
         self._lock = threading.Lock()
-        self._entries: dict[str, str] | None = None
+        self._entries: dict[str, list[str]] | None = None
         self._dirty = False
 
-    def _loaded(self) -> dict[str, str]:
+    def _loaded(self) -> dict[str, list[str]]:
         if self._entries is None:
-            try:
-                loaded = json.loads(self._path.read_text(encoding="utf-8"))
-                self._entries = loaded if isinstance(loaded, dict) else {}
-            except (OSError, ValueError):
-                self._entries = {}
+            self._entries = {}
+            # is_file: never open a FIFO or a folder left in its place
+            with contextlib.suppress(OSError, ValueError, RecursionError):
+                loaded = (
+                    json.loads(self._path.read_text(encoding="utf-8"))
+                    if self._path.is_file()
+                    else None
+                )
+                if isinstance(loaded, dict):
+                    self._entries = {
+                        key: entry
+                        for key, entry in loaded.items()
+                        if isinstance(entry, list)
+                        and len(entry) == 2
+                        and all(isinstance(part, str) for part in entry)
+                    }
         return self._entries
 
     def get(self, key: str) -> str | None:
         with self._lock:
-            return self._loaded().get(key)
+            entry = self._loaded().get(key)
+        if entry is None or entry[1] != _check(key, entry[0]):
+            return None
+        return entry[0]
 
     def put(self, key: str, value: str) -> None:
+        entry = [value, _check(key, value)]
         with self._lock:
             entries = self._loaded()
-            if entries.get(key) != value:
-                entries[key] = value
+            if entries.get(key) != entry:
+                entries[key] = entry
                 self._dirty = True
 
     def save(self) -> None:
@@ -68,6 +88,10 @@ class _JsonTable:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 handle.write(text)
             os.replace(tmp, self._path)
+
+
+def _check(key: str, value: str) -> str:
+    return hashlib.sha256(f"{key}\0{value}".encode()).hexdigest()[:16]
 
 
 class RenderCache:

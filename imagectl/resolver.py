@@ -27,6 +27,19 @@ class Resolution:
             return f"{self.newest.tag}@{self.newest.digest}"
         return self.newest.tag
 
+    def to_json(self) -> dict[str, object]:
+        return {
+            "query": self.query,
+            "line": self.line,
+            "version": self.matched.version,
+            "newest": self.newest.version,
+            "tag": self.newest.tag,
+            "digest": self.newest.digest,
+            "image_id": self.newest.image_id,
+            "reference": self.reference,
+            "published": bool(self.newest.digest),
+        }
+
 
 def resolve_ref(query: str, locks: Sequence[Lock]) -> Resolution:
     """The newest version of the line that built `query` (repo:vN, repo@sha256:..., image id)."""

@@ -4,16 +4,85 @@ from __future__ import annotations
 
 import bisect
 import functools
+import os
 import re
+import stat
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import jinja2
 from jinja2.exceptions import SecurityError
+from jinja2.loaders import split_template_path
 from jinja2.sandbox import SandboxedEnvironment
 
 from imagectl.errors import TemplateError
+
+# An increment renders to one stage of a Dockerfile: one larger than this is a mistake (a loop
+# that does not end where it should, a file pasted in), refused before it reaches the engine.
+MAX_RENDERED_BYTES = 10 * 1024 * 1024
+
+
+class IncrementsLoader(jinja2.BaseLoader):
+    """Templates from increments/, read as the lock hashes them and refused when unsafe.
+
+    The lock records a hash of each template's content: a template (or an included snippet)
+    that is a symlink leading outside increments/ could change without the line's history
+    showing it, so it is refused; a link within increments/ is followed. Anything but a regular
+    file (a FIFO would block the read) is refused. Text is UTF-8; a byte-order mark is dropped
+    and CRLF line ends become LF before rendering, so an editor's choice changes nothing.
+    """
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+
+    def get_source(
+        self, environment: jinja2.Environment, template: str
+    ) -> tuple[str, str, Callable[[], bool]]:
+        path = Path(self.root, *split_template_path(template))
+        shown = Path("increments") / template
+        try:
+            info = path.stat()
+        except OSError:
+            raise jinja2.TemplateNotFound(template) from None
+        if not path.resolve().is_relative_to(Path(self.root).resolve()):
+            link = f"a symlink to {os.readlink(path)}" if path.is_symlink() else "a symlink"
+            raise TemplateError(
+                f"is {link}, leading outside increments/: the lock records a hash of a "
+                "template's content, and a link's target can change without the line's history "
+                "showing it.",
+                hint="Copy the file into increments/ instead of linking it (links to files "
+                "within increments/ are fine).",
+                path=shown,
+            )
+        if not stat.S_ISREG(info.st_mode):
+            raise TemplateError(
+                "is not a regular file.", hint="A template is a text file.", path=shown
+            )
+        text = decode_template(path.read_bytes(), shown)
+        mtime = info.st_mtime
+
+        def uptodate() -> bool:
+            try:
+                return path.stat().st_mtime == mtime
+            except OSError:
+                return False
+
+        return text, str(path), uptodate
+
+
+def decode_template(raw: bytes, shown: Path) -> str:
+    """A template's text: UTF-8 without a byte-order mark, with LF line ends."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise TemplateError(
+            f"is not UTF-8 text (byte 0x{raw[exc.start]:02x} on line {line}, offset {exc.start}).",
+            hint="Save it as UTF-8 (a byte-order mark is allowed); templates are read as UTF-8.",
+            path=shown,
+        ) from exc
+    return text.removeprefix("\ufeff").replace("\r\n", "\n")
 
 
 def make_environment(increments_dir: Path) -> SandboxedEnvironment:
@@ -25,7 +94,7 @@ def make_environment(increments_dir: Path) -> SandboxedEnvironment:
 def _environment(increments_dir: str) -> SandboxedEnvironment:
     # One per process: compiled templates are reused; the loader re-checks files' mtimes.
     return SandboxedEnvironment(
-        loader=jinja2.FileSystemLoader(increments_dir),
+        loader=IncrementsLoader(increments_dir),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         autoescape=False,  # Dockerfiles, not HTML
@@ -36,10 +105,25 @@ def _environment(increments_dir: str) -> SandboxedEnvironment:
 def render_template(increments_dir: Path, template: Path, variables: Mapping[str, object]) -> str:
     """Render `template` (a path under increments_dir); errors name the file and line."""
     env = make_environment(increments_dir)
+    if not template.is_relative_to(increments_dir):
+        raise TemplateError(
+            "is outside increments/ (a symlink leading out of it?); imagectl renders only "
+            "templates under increments/.",
+            hint="Copy the file into increments/ instead of linking it.",
+            path=template,
+        )
     name = template.relative_to(increments_dir).as_posix()
     shown = Path("increments") / name
     try:
-        return env.get_template(name).render(**variables)
+        return _render_limited(env.get_template(name), variables, shown)
+    except RecursionError as exc:
+        # An include (or macro) that leads back to a template already being rendered.
+        raise TemplateError(
+            f"{_template_position(exc, increments_dir)}the template includes itself, directly "
+            "or through other templates, without end.",
+            hint="Remove the include or macro call that leads back to a template being rendered.",
+            path=shown,
+        ) from None
     except jinja2.TemplateSyntaxError as exc:
         where = Path("increments") / exc.name if exc.name else shown
         raise TemplateError(
@@ -69,6 +153,27 @@ def render_template(increments_dir: Path, template: Path, variables: Mapping[str
         ) from exc
     except jinja2.TemplateError as exc:
         raise TemplateError(f"{_template_position(exc, increments_dir)}{exc}.", path=shown) from exc
+
+
+def _render_limited(template: jinja2.Template, variables: Mapping[str, object], shown: Path) -> str:
+    """Render, stopping as soon as the text outgrows MAX_RENDERED_BYTES."""
+    parts: list[str] = []
+    size = 0  # characters so far: never more than the bytes they encode to
+    for chunk in template.generate(**variables):
+        size += len(chunk)
+        if size > MAX_RENDERED_BYTES:
+            break
+        parts.append(chunk)
+    text = "".join(parts)
+    if size > MAX_RENDERED_BYTES or len(text.encode()) > MAX_RENDERED_BYTES:
+        raise TemplateError(
+            f"renders to more than {MAX_RENDERED_BYTES >> 20} MiB, the limit for one increment "
+            "(MAX_RENDERED_BYTES).",
+            hint="Check its loops; put large content in a folder increment's files and COPY "
+            "it, or fetch it in a RUN step.",
+            path=shown,
+        )
+    return text
 
 
 def _template_position(exc: BaseException, increments_dir: Path) -> str:

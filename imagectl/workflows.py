@@ -1,4 +1,4 @@
-"""What each command does, wired from the core and the adapters; nothing here prints."""
+"""What each command does, over one Project: the core wired to the adapters; nothing prints."""
 
 from __future__ import annotations
 
@@ -10,15 +10,10 @@ from typing import TYPE_CHECKING
 
 from imagectl import lockfile
 from imagectl.backport import BackportPlan, plan_backport, shared_name
-from imagectl.builder import BuiltVersion, build_line, repository_lock
-from imagectl.config import (
-    RepositoryLayout,
-    find_repository,
-    load_lines,
-    repository_of,
-    select_lines,
-)
+from imagectl.builder import build_line
+from imagectl.config import check_secret_sources, repository_of
 from imagectl.errors import ConfigError, ImagectlError
+from imagectl.history import history_records
 from imagectl.increments import summarize
 from imagectl.linestate import (
     LineState,
@@ -31,111 +26,124 @@ from imagectl.linestate import (
     write_reference,
 )
 from imagectl.lockfile import write_atomic
-from imagectl.model import ImageLine, LinePlan, Lock, LockedVersion
+from imagectl.locks import repository_lock
+from imagectl.model import BuiltVersion, ImageLine, LinePlan, Lock, LockedVersion
 from imagectl.packages import PackageDiff, diff_manifests, replay
 from imagectl.planner import plan_line
-from imagectl.ports import Engine, Git, Registry
+from imagectl.ports import Say
+from imagectl.project import Project
 from imagectl.publisher import PublishedVersion, pending_publication, publish_line
+from imagectl.recording import manifest_of
 from imagectl.resolver import Resolution, resolve_ref
 
 if TYPE_CHECKING:
     from imagectl.verifier import VerifyReport
 
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class BuildResult:
-    built: tuple[BuiltVersion, ...]
-    up_to_date: tuple[str, ...]
-    failures: tuple[tuple[str, ImagectlError], ...] = ()  # (line, why): other lines went on
+Failures = tuple[tuple[str, ImagectlError], ...]  # (line, why): the other lines went on
 
 
-def plan(directory: Path, names: Sequence[str], *, all_versions: bool) -> tuple[LinePlan, ...]:
+def plan(project: Project, names: Sequence[str], *, all_versions: bool) -> tuple[LinePlan, ...]:
     """What `build next` would build for each selected line; reads files only."""
-    layout = find_repository(directory)
-    lines = select_lines(load_lines(layout), list(names))
-    states = [load_state(layout, line) for line in lines]
+    states = [load_state(project.layout, line) for line in project.select(names)]
     for state in states:
-        render_pending(layout, state)  # a typo in any pending increment fails the plan
+        render_pending(project.layout, state)  # a typo in any pending increment fails the plan
     return tuple(plan_line(s.line, s.lock, s.increments, all_versions=all_versions) for s in states)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BuildResult:
+    lines: tuple[str, ...]  # every selected line, in order
+    built: tuple[BuiltVersion, ...]
+    failures: Failures = ()
+
+    @property
+    def up_to_date(self) -> tuple[str, ...]:
+        busy = {b.line for b in self.built} | {name for name, _ in self.failures}
+        return tuple(name for name in self.lines if name not in busy)
+
+    def to_json(self) -> dict[str, object]:
+        """Every selected line: what it built, or why it failed; none is ever left out."""
+        failed = dict(self.failures)
+        rows = []
+        for name in self.lines:
+            built = [b.to_json() for b in self.built if b.line == name]
+            status = "failed" if name in failed else ("built" if built else "up to date")
+            error = failed[name].to_json() if name in failed else None
+            rows.append({"line": name, "status": status, "built": built, "error": error})
+        return {"lines": rows}
+
+
 def build_next(
-    directory: Path,
+    project: Project,
     names: Sequence[str],
     *,
     all_versions: bool,
     wait: float,
-    say: Callable[[str], None],
-    output: Callable[[str], None],
-    engine: Engine | None = None,
-    registry: Registry | None = None,
-    git: Git | None = None,
+    say: Say,
+    output: Say,
     jobs: int = 1,
 ) -> BuildResult:
     """Build the next version (or all pending ones) of each selected line."""
-    layout = find_repository(directory)
-    lines = select_lines(load_lines(layout), list(names))
+    layout, adapters = project.layout, project.adapters
+    lines = project.select(names)
     if not lines:
         raise ConfigError(
             "this repository has no image lines yet.",
             hint="Add images/<line>.toml and increments/<line>/0001-*.Dockerfile.j2.",
             path=layout.images_dir,
         )
-    engine, registry, git = _adapters(layout.root, engine, registry, git)
     with repository_lock(layout, wait=wait):
         # Validate every selected line, and render every pending increment, before building any:
         # a typo in the last increment fails before the first version is built.
         states = {line.name: load_state(layout, line) for line in lines}
         for state in states.values():
-            render_pending(layout, state)
+            if render_pending(layout, state):
+                check_secret_sources(state.line)
         lockfile.ensure_writable(layout.lock_dir)
-        engine.check()
+        adapters.builder.check()
 
         def build_one(line: ImageLine) -> tuple[BuiltVersion, ...]:
             return build_line(
                 layout,
                 states[line.name],
                 all_versions=all_versions,
-                engine=engine,
-                registry=registry,
-                git=git,
+                adapters=adapters,
                 say=say,
                 output=_prefixed(output, line.name, jobs),
             )
 
-        # Lines are independent: build them side by side; one line's failure stops only it.
-        outcomes: dict[str, tuple[BuiltVersion, ...] | ImagectlError] = {}
-        if jobs <= 1:
-            outcomes = {line.name: _capture(build_one, line) for line in lines}
-        else:
-            with ThreadPoolExecutor(max_workers=jobs) as pool:
-                futures = {pool.submit(_capture, build_one, line): line.name for line in lines}
-                for future, name in futures.items():
-                    outcomes[name] = future.result()
-    built: list[BuiltVersion] = []
-    up_to_date: list[str] = []
-    failures: list[tuple[str, ImagectlError]] = []
-    for line in lines:
-        outcome = outcomes[line.name]
-        if isinstance(outcome, ImagectlError):
-            failures.append((line.name, outcome))
-        elif outcome:
-            built.extend(outcome)
-        else:
-            up_to_date.append(line.name)
-    return BuildResult(built=tuple(built), up_to_date=tuple(up_to_date), failures=tuple(failures))
+        outcomes = _each_line(build_one, lines, jobs=jobs)
+    built = [
+        b for outcome in outcomes.values() if not isinstance(outcome, Exception) for b in outcome
+    ]
+    failures = tuple((n, o) for n, o in outcomes.items() if isinstance(o, ImagectlError))
+    return BuildResult(
+        lines=tuple(line.name for line in lines), built=tuple(built), failures=failures
+    )
 
 
-def _capture(
-    build: Callable[[ImageLine], tuple[BuiltVersion, ...]], line: ImageLine
-) -> tuple[BuiltVersion, ...] | ImagectlError:
-    try:
-        return build(line)
-    except ImagectlError as exc:
-        return exc
+def _each_line(
+    work: Callable[[ImageLine], tuple[BuiltVersion, ...]],
+    lines: tuple[ImageLine, ...],
+    *,
+    jobs: int,
+) -> dict[str, tuple[BuiltVersion, ...] | ImagectlError]:
+    """Lines are independent: run them side by side; one line's failure stops only that line."""
+
+    def captured(line: ImageLine) -> tuple[BuiltVersion, ...] | ImagectlError:
+        try:
+            return work(line)
+        except ImagectlError as exc:
+            return exc
+
+    if jobs <= 1:
+        return {line.name: captured(line) for line in lines}
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = {line.name: pool.submit(captured, line) for line in lines}
+        return {name: future.result() for name, future in futures.items()}
 
 
-def _prefixed(output: Callable[[str], None], name: str, jobs: int) -> Callable[[str], None]:
+def _prefixed(output: Say, name: str, jobs: int) -> Say:
     if jobs <= 1:
         return output
     return lambda text: output(f"[{name}] {text}")
@@ -144,33 +152,35 @@ def _prefixed(output: Callable[[str], None], name: str, jobs: int) -> Callable[[
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PublishResult:
     published: tuple[PublishedVersion, ...]
-    failures: tuple[tuple[str, ImagectlError], ...]  # (line, why): other lines went on
+    failures: Failures
+    dry_run: bool = False
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "dry_run": self.dry_run,
+            "published": [p.to_json() for p in self.published],
+            "failures": [{"line": line, **exc.to_json()} for line, exc in self.failures],
+        }
 
 
-def publish_plan(directory: Path, names: Sequence[str]) -> dict[str, tuple[str, ...]]:
-    """The tags `publish` would push, per line, oldest first; reads files only."""
-    layout = find_repository(directory)
-    lines = select_lines(load_lines(layout), list(names))
-    return {
-        line.name: tuple(v.tag for v in pending_publication(load_state(layout, line).lock))
-        for line in lines
-    }
+def publish_plan(project: Project, names: Sequence[str]) -> PublishResult:
+    """The versions `publish` would push, oldest first, in publish's own shape; reads files only."""
+    planned = [
+        PublishedVersion(
+            line=line.name, version=v.version, tag=v.tag, digest="", action="would push"
+        )
+        for line in project.select(names)
+        for v in pending_publication(load_state(project.layout, line).lock)
+    ]
+    return PublishResult(published=tuple(planned), failures=(), dry_run=True)
 
 
 def publish(
-    directory: Path,
-    names: Sequence[str],
-    *,
-    wait: float,
-    say: Callable[[str], None],
-    output: Callable[[str], None],
-    engine: Engine | None = None,
-    registry: Registry | None = None,
+    project: Project, names: Sequence[str], *, wait: float, say: Say, output: Say
 ) -> PublishResult:
     """Push every built but unpublished version; one line's refusal does not stop the others."""
-    layout = find_repository(directory)
-    lines = select_lines(load_lines(layout), list(names))
-    engine, registry, _ = _adapters(layout.root, engine, registry, None)
+    layout, adapters = project.layout, project.adapters
+    lines = project.select(names)
     published: list[PublishedVersion] = []
     failures: list[tuple[str, ImagectlError]] = []
     with repository_lock(layout, wait=wait):
@@ -181,9 +191,10 @@ def publish(
             try:
                 published.extend(
                     publish_line(
-                        layout, line, engine=engine, registry=registry, say=say, output=output
+                        layout, line, images=adapters.images, registry=adapters.registry,
+                        say=say, output=output,
                     )
-                )
+                )  # fmt: skip
             except ImagectlError as exc:
                 failures.append((line.name, exc))
     return PublishResult(published=tuple(published), failures=tuple(failures))
@@ -194,16 +205,25 @@ class ReferenceStatus:
     line: str
     path: Path  # relative to the repository root
     changed: bool  # written now (or, with check, found stale)
+    checked: bool = False  # compared only (squash --check)
+
+    @property
+    def state(self) -> str:
+        if self.checked:
+            return "stale" if self.changed else "current"
+        return "written" if self.changed else "unchanged"
+
+    def to_json(self) -> dict[str, object]:
+        return {"line": self.line, "path": self.path.as_posix(), "state": self.state}
 
 
 def squash_lines(
-    directory: Path, names: Sequence[str], *, check: bool
+    project: Project, names: Sequence[str], *, check: bool
 ) -> tuple[ReferenceStatus, ...]:
     """Write (or with `check`, only compare) each line's reference Dockerfile."""
-    layout = find_repository(directory)
-    lines = select_lines(load_lines(layout), list(names))
+    layout = project.layout
     results = []
-    for line in lines:
+    for line in project.select(names):
         state = load_state(layout, line)
         path = reference_path(layout, line.name)
         if check:
@@ -212,45 +232,42 @@ def squash_lines(
         else:
             changed = write_reference(layout, state)
         results.append(
-            ReferenceStatus(line=line.name, path=path.relative_to(layout.root), changed=changed)
+            ReferenceStatus(
+                line=line.name, path=path.relative_to(layout.root), changed=changed, checked=check
+            )
         )
     return tuple(results)
 
 
-def resolve(directory: Path, ref: str) -> Resolution:
+def resolve(project: Project, ref: str) -> Resolution:
     """The newest version of the line that built `ref`, from the lockfiles alone."""
-    layout = find_repository(directory)
-    lines = load_lines(layout)
     # A repo:vN or repo@digest reference can only come from the line of that repository:
     # read just its lock (an image id needs them all).
     named = repository_of(ref) if "/" in ref else ""
-    candidates = [line for line in lines if line.repository == named] or lines
-    locks = [_line_lock(layout, line) for line in candidates]
-    return resolve_ref(ref, locks)
+    candidates = [line for line in project.lines if line.repository == named] or list(project.lines)
+    return resolve_ref(ref, [_line_lock(project, line) for line in candidates])
 
 
-def backport(directory: Path, fix: Path, *, pattern: str, dry_run: bool) -> BackportPlan:
+def backport(project: Project, fix: Path, *, pattern: str, dry_run: bool) -> BackportPlan:
     """Add a new increment including the shared `fix` to every selected line.
 
     The fix is rendered with each selected line's vars first; when it fails for any line,
     nothing is written (a dry run reports those lines instead)."""
-    layout = find_repository(directory)
-    lines = load_lines(layout)
+    layout = project.layout
     name = shared_name(layout.root, layout.shared_dir, fix)
     summary = summarize((layout.increments_dir / name).read_text(encoding="utf-8"))
-    states = {line.name: load_state(layout, line) for line in lines}
-    templates = {
-        line: tuple(
-            (layout.root / inc.template).read_text(encoding="utf-8") for inc in state.increments
-        )
-        for line, state in states.items()
-    }
+    states = {line.name: load_state(layout, line) for line in project.lines}
     plan = plan_backport(
         fix=name,
         summary=summary,
         pattern=pattern,
         lines={line: state.increments for line, state in states.items()},
-        templates=templates,
+        templates={
+            line: tuple(
+                (layout.root / i.template).read_text(encoding="utf-8") for i in s.increments
+            )
+            for line, s in states.items()
+        },
     )
     if not plan.steps and not plan.already:
         raise ConfigError(
@@ -260,9 +277,9 @@ def backport(directory: Path, fix: Path, *, pattern: str, dry_run: bool) -> Back
     failures = tuple(
         (step.line, failure)
         for step in plan.steps
-        if (failure := _fix_failure(layout, states[step.line], name)) is not None
+        if (failure := _fix_failure(project, states[step.line], name)) is not None
     )
-    plan = replace(plan, failures=failures)
+    plan = replace(plan, failures=failures, dry_run=dry_run)
     if failures and not dry_run:
         raise failures[0][1]
     if not dry_run:
@@ -274,20 +291,20 @@ def backport(directory: Path, fix: Path, *, pattern: str, dry_run: bool) -> Back
     return plan
 
 
-def _fix_failure(layout: RepositoryLayout, state: LineState, fix: str) -> ImagectlError | None:
+def _fix_failure(project: Project, state: LineState, fix: str) -> ImagectlError | None:
     """Why the shared fix cannot become the line's next increment, or None when it can."""
     try:
-        render_shared(layout, state, fix)
+        render_shared(project.layout, state, fix)
     except ImagectlError as exc:
         return exc
     return None
 
 
-def render_version(directory: Path, name: str, version: int | None) -> str:
+def render_version(project: Project, name: str, version: int | None) -> str:
     """The exact Dockerfile of a built version (as built, images pinned) or a pending one."""
-    layout = find_repository(directory)
-    (line,) = select_lines(load_lines(layout), [name])
-    return render_dockerfile(layout, load_state(layout, line), version)
+    return render_dockerfile(
+        project.layout, load_state(project.layout, project.line(name)), version
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -298,12 +315,28 @@ class VersionDiff:
     packages: PackageDiff
     between: tuple[LockedVersion, ...]  # the versions after `old` up to `new`
 
+    def to_json(self) -> dict[str, object]:
+        return {
+            "line": self.line,
+            "from": self.old,
+            "to": self.new,
+            **self.packages.to_json(),
+            "increments": [
+                {
+                    "version": v.version,
+                    "increment": v.increment,
+                    "summary": v.summary,
+                    "checkpoint": v.checkpoint,
+                }
+                for v in self.between
+            ],
+        }
 
-def diff_versions(directory: Path, name: str, old: int, new: int) -> VersionDiff:
+
+def diff_versions(project: Project, name: str, old: int, new: int) -> VersionDiff:
     """Packages added, removed and changed from version `old` to `new`, and what came between."""
-    layout = find_repository(directory)
-    (line,) = select_lines(load_lines(layout), [name])
-    lock = _line_lock(layout, line)
+    line = project.line(name)
+    lock = _line_lock(project, line)
     count = len(lock.versions)
     for version in (old, new):
         if not 0 <= version <= count:
@@ -311,14 +344,13 @@ def diff_versions(directory: Path, name: str, old: int, new: int) -> VersionDiff
                 f"{line.name} has no v{version} (it has v1 to v{count}; v0 is the base).",
                 hint=f"See `imagectl history {line.name}`.",
             )
-    path = lockfile.packages_path(layout.lock_path(line.name))
+    path = lockfile.packages_path(project.layout.lock_path(line.name))
     base, deltas = lockfile.read_packages(path)
-    missing = [v for v in range(1, max(old, new) + 1) if v not in deltas]
-    if not missing:
+    if all(v in deltas for v in range(1, max(old, new) + 1)):
         packages = diff_manifests(replay(base, deltas, old), replay(base, deltas, new))
     else:
         # Versions built before imagectl recorded packages: read both images, if still here.
-        packages = _diff_images(_image_of(lock, old), _image_of(lock, new), path, layout.root)
+        packages = _diff_images(project, _image_of(lock, old), _image_of(lock, new), path)
     low, high = sorted((old, new))
     between = tuple(v for v in lock.versions if low < v.version <= high)
     return VersionDiff(line=line.name, old=old, new=new, packages=packages, between=between)
@@ -328,88 +360,64 @@ def _image_of(lock: Lock, version: int) -> str:
     return lock.versions[version - 1].image_id if version else lock.base_image_id
 
 
-def _diff_images(old: str, new: str, path: Path, root: Path) -> PackageDiff:
-    from imagectl.builder import manifest_of  # noqa: PLC0415
-    from imagectl.docker_engine import DockerEngine  # noqa: PLC0415
-
-    engine = DockerEngine()
-    if any(not image or engine.inspect_image(image) is None for image in (old, new)):
+def _diff_images(project: Project, old: str, new: str, path: Path) -> PackageDiff:
+    images = project.adapters.images
+    if any(not image or images.inspect_image(image) is None for image in (old, new)):
         raise ConfigError(
             "no package manifest is recorded for these versions, and their images are not in "
             "the engine to read them from.",
             hint="Pull the two versions, or diff versions built since imagectl records packages.",
-            path=path.relative_to(root),
+            path=path.relative_to(project.root),
         )
-    return diff_manifests(manifest_of(old, engine=engine), manifest_of(new, engine=engine))
+    return diff_manifests(manifest_of(old, images=images), manifest_of(new, images=images))
 
 
-def checkpoint(
-    directory: Path,
-    name: str,
-    *,
-    wait: float,
-    say: Callable[[str], None],
-    engine: Engine | None = None,
-    registry: Registry | None = None,
-) -> BuiltVersion:
+def checkpoint(project: Project, name: str, *, wait: float, say: Say) -> BuiltVersion:
     """Add a one-layer copy of the newest version of `name` as its next version."""
     from imagectl.checkpoint import checkpoint_line  # noqa: PLC0415
 
-    layout = find_repository(directory)
-    (line,) = select_lines(load_lines(layout), [name])
-    engine, registry, _ = _adapters(layout.root, engine, registry, None)
-    with repository_lock(layout, wait=wait):
-        engine.check()
-        return checkpoint_line(layout, line, engine=engine, registry=registry, say=say)
+    adapters = project.adapters
+    with repository_lock(project.layout, wait=wait):
+        adapters.builder.check()
+        return checkpoint_line(
+            project.layout, project.line(name), images=adapters.images,
+            registry=adapters.registry, say=say,
+        )  # fmt: skip
 
 
-def verify(
-    directory: Path,
-    name: str,
-    *,
-    say: Callable[[str], None],
-    output: Callable[[str], None],
-    engine: Engine | None = None,
-) -> VerifyReport:
+def verify(project: Project, name: str, *, say: Say, output: Say) -> VerifyReport:
     """Rebuild the reference from scratch under a throwaway tag and compare with the newest."""
     from imagectl.verifier import verify_line  # noqa: PLC0415
 
-    layout = find_repository(directory)
-    (line,) = select_lines(load_lines(layout), [name])
-    engine, _, _ = _adapters(layout.root, engine, None, None)
-    engine.check()
-    return verify_line(layout, line, engine=engine, say=say, output=output)
+    line = project.line(name)
+    check_secret_sources(line)  # the rebuild uses the line's build secrets too
+    project.adapters.builder.check()
+    return verify_line(project, line, say=say, output=output)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class History:
     lock: Lock
-    packages: dict[int, str]  # "+added -removed ~changed" per version with a manifest
+    packages: dict[int, PackageDiff]  # what each version with a manifest changed
+
+    def to_json(self) -> list[dict[str, object]]:
+        return history_records(self.lock, self.packages)
 
 
-def read_history(directory: Path, name: str) -> History:
+def read_history(project: Project, name: str) -> History:
     """A line's lock and package deltas (no drift check: history must work on a drifted tree)."""
-    layout = find_repository(directory)
-    (line,) = select_lines(load_lines(layout), [name])
-    _, deltas = lockfile.read_packages(lockfile.packages_path(layout.lock_path(line.name)))
+    line = project.line(name)
+    _, deltas = lockfile.read_packages(lockfile.packages_path(project.layout.lock_path(line.name)))
     packages = {
-        version: diff_manifests(removed, added).summary
-        for version, (added, removed) in deltas.items()
+        version: diff_manifests(removed, added) for version, (added, removed) in deltas.items()
     }
-    return History(lock=_line_lock(layout, line), packages=packages)
+    return History(lock=_line_lock(project, line), packages=packages)
 
 
-def _line_lock(layout: RepositoryLayout, line: ImageLine) -> Lock:
+def _line_lock(project: Project, line: ImageLine) -> Lock:
     return lockfile.read_lock(
-        layout.lock_path(line.name), line=line.name, repository=line.repository, base=line.base
+        project.layout.lock_path(line.name),
+        line=line.name,
+        repository=line.repository,
+        base=line.base,
     )
-
-
-def _adapters(
-    root: Path, engine: Engine | None, registry: Registry | None, git: Git | None
-) -> tuple[Engine, Registry, Git]:
-    from imagectl.docker_engine import DockerEngine  # noqa: PLC0415
-    from imagectl.git_repo import GitRepository  # noqa: PLC0415
-    from imagectl.registry import DockerCliRegistry  # noqa: PLC0415
-
-    return (engine or DockerEngine(), registry or DockerCliRegistry(), git or GitRepository(root))

@@ -7,9 +7,11 @@ from pathlib import Path
 import pytest
 
 from imagectl import lockfile
-from imagectl.checkpoint import carried_config, config_changes, tree_differences
+from imagectl.checkpoint import carried_config, config_changes
 from imagectl.errors import PlanError
 from imagectl.packages import diff_manifests, parse_dpkg_status, replay
+from imagectl.ports import FileEntry, ImageConfig
+from imagectl.trees import TreeDiff, tree_differences
 
 STATUS = """Package: less
 Status: install ok installed
@@ -76,7 +78,7 @@ def test_config_changes_recreate_the_config() -> None:
         "ExposedPorts": {"8888/tcp": {}},
         "Volumes": {"/data": {}},
     }
-    assert config_changes(config) == [
+    assert config_changes(ImageConfig.from_docker(config)) == [
         'ENV PATH="/usr/bin:/bin"',
         r'ENV PRICE="\$5 \"each\""',
         'ENTRYPOINT ["/usr/local/bin/pod-start"]',
@@ -87,16 +89,27 @@ def test_config_changes_recreate_the_config() -> None:
         "EXPOSE 8888/tcp",
         'VOLUME "/data"',
     ]
-    assert carried_config(config)["Env"] == config["Env"]
+    assert carried_config(ImageConfig.from_docker(config)).env == tuple(config["Env"])
 
 
 def test_config_a_checkpoint_cannot_carry_is_refused() -> None:
     with pytest.raises(PlanError, match="StopSignal"):
-        config_changes({"StopSignal": "SIGINT"})
+        config_changes(ImageConfig.from_docker({"StopSignal": "SIGINT"}))
 
 
 def test_tree_differences() -> None:
-    entry = ("0", 0o644, 0, 0, "", "abc", 0, 0)
-    old = {"a": entry, "b": entry, "c": entry}
-    new = {"a": entry, "b": (*entry[:5], "def", 0, 0), "d": entry}
-    assert tree_differences(old, new) == (["c"], ["d"], ["b"])
+    entry = FileEntry(kind="0", mode=0o644, uid=0, gid=0, sha256="abc")
+    old = {"a": entry, "b": entry, "c": entry, "e": entry, "f": entry, "g": entry}
+    new = {
+        "a": entry,
+        "b": FileEntry(kind="0", mode=0o644, uid=0, gid=0, sha256="def"),
+        "d": entry,
+        "e": FileEntry(kind="0", mode=0o600, uid=0, gid=0, sha256="abc"),
+        "f": FileEntry(kind="0", mode=0o644, uid=1000, gid=0, sha256="abc"),
+        "g": FileEntry(kind="2", mode=0o777, uid=0, gid=0, link="/a"),
+    }
+    assert tree_differences(old, new) == TreeDiff(
+        missing=("c",),
+        extra=("d",),
+        different=(("b", "content"), ("e", "mode"), ("f", "owner"), ("g", "type")),
+    )

@@ -1,0 +1,23 @@
+"""What a command hands back to the CLI: its result, what a person sees, and the exit code."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from imagectl.errors import ImagectlError
+
+# The one table of exit codes.
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_CHECK, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+
+class JsonResult(Protocol):
+    def to_json(self) -> Any: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    result: JsonResult  # printed as JSON with --json
+    text: str  # what a person sees otherwise
+    code: int = EXIT_OK
+    errors: tuple[ImagectlError, ...] = ()  # per-line failures: stderr for people, in the JSON

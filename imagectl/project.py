@@ -1,0 +1,140 @@
+"""The image repository a command works on, resolved once: where its parts are, its settings
+(`imagectl.toml`, read and validated up front), its lines, and the adapters to the engine, the
+registry and git. The CLI builds one Project; every workflow receives it."""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from imagectl.config import RepositoryLayout, find_repository, load_lines, select_lines
+from imagectl.errors import ConfigError
+from imagectl.model import ImageLine
+from imagectl.ports import Adapters, Git, ImageBuilder, ImageStore, Registry
+
+SETTINGS_FILE = "imagectl.toml"
+# table -> key -> (type, what it is): everything imagectl.toml may set.
+SETTINGS_KEYS: dict[str, dict[str, tuple[type, str]]] = {
+    "build": {
+        "builder": (str, "the buildx builder to build with (docker buildx build --builder)"),
+    },
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settings:
+    """The repository's own settings; every key is optional."""
+
+    builder: str = ""  # a named buildx builder; "" is docker's current one
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Project:
+    layout: RepositoryLayout
+    settings: Settings
+    lines: tuple[ImageLine, ...]
+    adapters: Adapters = field(repr=False)
+
+    @property
+    def root(self) -> Path:
+        return self.layout.root
+
+    def select(self, names: Sequence[str]) -> tuple[ImageLine, ...]:
+        """The named lines (all for none); an unknown name is a ConfigError naming the known."""
+        return select_lines(self.lines, list(names))
+
+    def line(self, name: str) -> ImageLine:
+        (line,) = select_lines(self.lines, [name])
+        return line
+
+    def reopened(self) -> Project:
+        """The same repository read again (after git changed it), with the same adapters."""
+        layout = find_repository(self.root)
+        return Project(
+            layout=layout,
+            settings=read_settings(layout.root / SETTINGS_FILE),
+            lines=load_lines(layout),
+            adapters=self.adapters,
+        )
+
+
+def open_project(
+    directory: Path,
+    *,
+    builder_name: str | None = None,
+    builder: ImageBuilder | None = None,
+    images: ImageStore | None = None,
+    registry: Registry | None = None,
+    git: Git | None = None,
+) -> Project:
+    """Find the repository at or above `directory` and read what every command needs."""
+    layout = find_repository(directory)
+    settings = read_settings(layout.root / SETTINGS_FILE)
+    named = builder_name if builder_name is not None else settings.builder
+    adapters = _adapters(
+        layout.root, named, builder=builder, images=images, registry=registry, git=git
+    )
+    return Project(layout=layout, settings=settings, lines=load_lines(layout), adapters=adapters)
+
+
+def read_settings(path: Path) -> Settings:
+    """`imagectl.toml`, validated: unknown tables or keys and wrong types are refused."""
+    if not path.exists():
+        return Settings()
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as exc:
+        raise ConfigError(
+            f"is not valid TOML ({exc}).", hint="Fix the syntax.", path=path.name
+        ) from exc
+    values: dict[str, object] = {}
+    for table, entries in data.items():
+        known = SETTINGS_KEYS.get(table)
+        if known is None or not isinstance(entries, dict):
+            raise ConfigError(
+                f"has an unknown table [{table}].",
+                hint=f"Known tables: {', '.join(f'[{t}]' for t in SETTINGS_KEYS)}.",
+                path=path.name,
+            )
+        for key, value in entries.items():
+            if key not in known:
+                raise ConfigError(
+                    f"[{table}] has an unknown key {key!r}.",
+                    hint="Known keys: "
+                    + "; ".join(f"{k} ({what})" for k, (_, what) in known.items())
+                    + ".",
+                    path=path.name,
+                )
+            kind, what = known[key]
+            if not isinstance(value, kind) or (kind is str and not str(value).strip()):
+                raise ConfigError(
+                    f"[{table}] {key} must be a non-empty {kind.__name__}: {what}.",
+                    path=path.name,
+                )
+            values[key] = value
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+def _adapters(
+    root: Path,
+    named: str,
+    *,
+    builder: ImageBuilder | None,
+    images: ImageStore | None,
+    registry: Registry | None,
+    git: Git | None,
+) -> Adapters:
+    # Imported here: the adapters' modules are only loaded by commands that build a Project.
+    from imagectl.docker_engine import DockerBuilder, DockerImages  # noqa: PLC0415
+    from imagectl.git_repo import GitRepository  # noqa: PLC0415
+    from imagectl.registry import DockerCliRegistry  # noqa: PLC0415
+
+    docker_builder = DockerBuilder(named=named)
+    return Adapters(
+        builder=builder or docker_builder,
+        images=images or DockerImages(docker_builder),
+        registry=registry or DockerCliRegistry(),
+        git=git or GitRepository(root),
+    )

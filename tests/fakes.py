@@ -1,0 +1,200 @@
+"""In-memory fakes of the ports (image builder, image store, registry, git), so that the
+decisions (adopt or refuse a tag, the publish race, the CI job's retries) are tested in
+milliseconds; the engine tests prove the real adapters."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from imagectl.errors import GitError, TagImmutableError
+from imagectl.model import Builder
+from imagectl.ports import FileEntry, ImageInfo, RemoteImage, Say
+
+_ids = itertools.count(1)
+
+
+def fake_id(label: str) -> str:
+    return "sha256:" + hashlib.sha256(f"{label}-{next(_ids)}".encode()).hexdigest()
+
+
+@dataclass
+class FakeImages:
+    """The engine's image store: images by id, tags naming ids."""
+
+    images: dict[str, ImageInfo] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    calls: list[str] = field(default_factory=list)
+
+    def add(self, *, layers: tuple[str, ...], tag: str = "", digest: str = "") -> ImageInfo:
+        image_id = fake_id("image")
+        repo = tag.rsplit(":", 1)[0] if tag else ""
+        info = ImageInfo(
+            image_id=image_id,
+            layers=layers,
+            size=100 * len(layers),
+            repo_digests=(f"{repo}@{digest}",) if digest else (),
+        )
+        self.images[image_id] = info
+        if tag:
+            self.tags[tag] = image_id
+        return info
+
+    def inspect_image(self, ref: str) -> ImageInfo | None:
+        self.calls.append(f"inspect {ref}")
+        image_id = self.tags.get(ref, ref)
+        if "@" in ref and ref not in self.tags:
+            repo, _, digest = ref.partition("@")
+            found = [
+                i
+                for i in self.images.values()
+                if f"{repo.rsplit(':', 1)[0]}@{digest}" in i.repo_digests
+            ]
+            return found[0] if found else None
+        return self.images.get(image_id)
+
+    def pull(self, ref: str) -> None:
+        self.calls.append(f"pull {ref}")
+
+    def tag(self, image_id: str, ref: str) -> None:
+        self.calls.append(f"tag {ref}")
+        self.tags[ref] = image_id
+
+    def read_file(self, image: str, path: str) -> bytes | None:
+        return None
+
+    def file_tree(self, image: str) -> dict[str, FileEntry]:
+        return {}
+
+    def import_rootfs(self, source: str, *, changes: list[str], tag: str) -> str:
+        raise NotImplementedError
+
+    def remove_image(self, ref: str) -> None:
+        self.tags.pop(ref, None)
+
+
+@dataclass
+class FakeBuilder:
+    """Builds by adding one layer on top of the Dockerfile's last FROM, as the engine would."""
+
+    images: FakeImages
+    builder: Builder = "buildx"
+    built: list[str] = field(default_factory=list)  # the Dockerfiles it was given
+
+    def check(self) -> None:
+        return None
+
+    def build(
+        self,
+        *,
+        dockerfile: Path,
+        context: Path,
+        on_output: Say,
+        secrets: Mapping[str, str] | None = None,
+        no_cache: bool = False,
+    ) -> str:
+        text = dockerfile.read_text()
+        self.built.append(text)
+        parent_ref = [line.split()[1] for line in text.splitlines() if line.startswith("FROM ")][-1]
+        parent = self.images.inspect_image(parent_ref)
+        assert parent is not None, f"the fake engine has no {parent_ref}"
+        # Deterministic, like BuildKit's cache: the same Dockerfile on the same parent gives
+        # the same image again (what a rerun after a crash sees).
+        body = "\n".join(line for line in text.splitlines() if not line.startswith("FROM "))
+        key = hashlib.sha256(f"{parent.image_id}\n{body}".encode()).hexdigest()
+        image_id = f"sha256:{key}"
+        if image_id not in self.images.images:
+            self.images.images[image_id] = ImageInfo(
+                image_id=image_id, layers=(*parent.layers, f"sha256:{key[::-1]}"), size=1
+            )
+        return image_id
+
+
+@dataclass
+class FakeRegistry:
+    """Tags naming (manifest digest, image id); `after_push` lets a test race another pusher."""
+
+    tags: dict[str, RemoteImage] = field(default_factory=dict)
+    immutable: bool = False
+    after_push: dict[str, RemoteImage] = field(default_factory=dict)
+    pushes: list[str] = field(default_factory=list)
+    images: FakeImages | None = None
+
+    def lookup(self, ref: str) -> RemoteImage | None:
+        return self.tags.get(ref)
+
+    def push(self, ref: str, *, on_output: Say) -> str:
+        if self.immutable and ref in self.tags:
+            raise TagImmutableError(f"the registry refused to change the immutable tag {ref}.")
+        assert self.images is not None
+        image_id = self.images.tags[ref]
+        digest = fake_id("manifest")
+        self.pushes.append(ref)
+        self.tags[ref] = RemoteImage(digest=digest, config_digest=image_id)
+        if ref in self.after_push:  # someone else pushed the same tag right after us
+            self.tags[ref] = self.after_push[ref]
+        return digest
+
+
+@dataclass
+class FakeGit:
+    """Git for the CI job: `pushes` says, attempt by attempt, whether a push is accepted;
+    `rebases` whether a rebase onto the moved upstream applies."""
+
+    pushes: list[bool] = field(default_factory=list)
+    rebases: list[bool] = field(default_factory=list)
+    log: list[str] = field(default_factory=list)
+    upstream: str = "u0"
+    head: str = "u0"
+    dirty: tuple[str, ...] = ()
+    changed: tuple[str, ...] = ()
+
+    def commit_of(self, path: Path) -> str:
+        return "c" * 40
+
+    def dirty_paths(self) -> tuple[str, ...]:
+        return self.dirty
+
+    def changed_paths(self, folder: str) -> tuple[str, ...]:
+        return self.changed
+
+    def commit(self, paths: tuple[str, ...], message: str) -> str:
+        self.log.append(f"commit {' '.join(paths)}")
+        self.head = f"{self.head}+lock"
+        return self.head
+
+    def rev(self, ref: str) -> str:
+        return self.head if ref == "HEAD" else self.upstream
+
+    def fetch(self, remote: str, branch: str) -> None:
+        self.log.append("fetch")
+
+    def push(self, remote: str, branch: str) -> bool:
+        accepted = self.pushes.pop(0) if self.pushes else True
+        self.log.append(f"push {'ok' if accepted else 'rejected'}")
+        if accepted:
+            self.upstream = self.head
+        else:
+            self.upstream = f"{self.upstream}'"  # someone else pushed first
+        return accepted
+
+    def rebase_onto(self, upstream: str) -> bool:
+        applies = self.rebases.pop(0) if self.rebases else True
+        self.log.append(f"rebase {'ok' if applies else 'conflict'}")
+        if applies:
+            self.head = f"{self.upstream}+lock"
+        return applies
+
+    def reset_hard(self, ref: str) -> None:
+        self.log.append(f"reset {ref}")
+        self.head = self.upstream
+
+
+def with_digest(info: ImageInfo, repository: str, digest: str) -> ImageInfo:
+    return replace(info, repo_digests=(*info.repo_digests, f"{repository}@{digest}"))
+
+
+__all__ = ["FakeBuilder", "FakeGit", "FakeImages", "FakeRegistry", "GitError", "with_digest"]

@@ -1,0 +1,208 @@
+"""The decisions, against in-memory fakes of the engine, registry and git: adopt or refuse an
+existing tag, the publish race, and the CI job's retries (milliseconds, no engine)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from imagectl import lockfile, workflows
+from imagectl.ci_job import JobResult, run_publish_job
+from imagectl.errors import GitError, RegistryError, TagConflictError
+from imagectl.model import LockedVersion
+from imagectl.ports import RemoteImage
+from imagectl.project import Project, open_project
+from imagectl.publisher import publish_version
+
+from .fakes import FakeBuilder, FakeGit, FakeImages, FakeRegistry, fake_id
+from .helpers import make_line
+
+BASE = "localhost:5000/b:1"
+BASE_DIGEST = "sha256:" + "b" * 64
+REPO = "localhost:5000/t/line"
+
+
+def setup(
+    tmp_path: Path, *, git: FakeGit | None = None
+) -> tuple[Project, FakeImages, FakeRegistry]:
+    root = tmp_path / "repo"
+    make_line(
+        root, "line", repository=REPO, base=BASE,
+        increments={"0001-one": "# One\nRUN echo one\n", "0002-two": "# Two\nRUN echo two\n"},
+    )  # fmt: skip
+    images = FakeImages()
+    images.add(layers=("sha256:base-layer",), tag=BASE, digest=BASE_DIGEST)
+    registry = FakeRegistry(images=images)
+    registry.tags[BASE] = RemoteImage(digest=BASE_DIGEST, config_digest=images.tags[BASE])
+    project = open_project(
+        root, builder=FakeBuilder(images), images=images, registry=registry, git=git or FakeGit()
+    )
+    return project, images, registry
+
+
+def build(project: Project, *, all_versions: bool = True) -> workflows.BuildResult:
+    return workflows.build_next(
+        project, [], all_versions=all_versions, wait=0, say=print, output=print
+    )
+
+
+def lock_of(project: Project) -> tuple[LockedVersion, ...]:
+    path = project.layout.lock_path("line")
+    return lockfile.read_lock(path, line="line", repository=REPO, base=BASE).versions
+
+
+def test_a_fresh_build_is_tagged_and_recorded_on_the_pinned_base(tmp_path: Path) -> None:
+    project, images, _ = setup(tmp_path)
+    result = build(project)
+    assert [(b.version, b.adopted) for b in result.built] == [(1, False), (2, False)]
+    builder = project.adapters.builder
+    assert isinstance(builder, FakeBuilder)
+    assert f"FROM {BASE}@{BASE_DIGEST}\n" in builder.built[0]
+    versions = lock_of(project)
+    assert [v.image_id for v in versions] == [images.tags[f"{REPO}:v1"], images.tags[f"{REPO}:v2"]]
+
+
+def test_a_rerun_after_a_crash_adopts_the_tag_that_names_the_same_image(tmp_path: Path) -> None:
+    project, images, _ = setup(tmp_path)
+    build(project, all_versions=False)
+    project.layout.lock_path("line").unlink()  # the crash: tagged, not recorded
+    images.calls.clear()
+    result = build(project, all_versions=False)
+    assert result.built[0].adopted
+    assert f"tag {REPO}:v1" not in images.calls  # never re-tagged
+    assert len(lock_of(project)) == 1
+
+
+def test_a_local_tag_naming_another_image_is_refused(tmp_path: Path) -> None:
+    project, images, _ = setup(tmp_path)
+    other = images.add(layers=("sha256:other",), tag=f"{REPO}:v1")
+    result = build(project)
+    ((_, error),) = result.failures
+    assert isinstance(error, TagConflictError)
+    assert "already exists in the engine" in error.message
+    assert images.tags[f"{REPO}:v1"] == other.image_id  # untouched
+    assert not project.layout.lock_path("line").exists()
+
+
+def test_a_registry_tag_naming_another_image_is_refused_before_tagging(tmp_path: Path) -> None:
+    project, images, registry = setup(tmp_path)
+    registry.tags[f"{REPO}:v1"] = RemoteImage(digest=fake_id("m"), config_digest=fake_id("i"))
+    ((_, error),) = build(project).failures
+    assert isinstance(error, TagConflictError)
+    assert "already exists in the registry" in error.message
+    assert f"{REPO}:v1" not in images.tags
+    assert not project.layout.lock_path("line").exists()
+
+
+def test_a_registry_tag_naming_the_same_image_is_adopted_as_published(tmp_path: Path) -> None:
+    project, images, registry = setup(tmp_path)
+    build(project, all_versions=False)
+    image_id = images.tags[f"{REPO}:v1"]
+    project.layout.lock_path("line").unlink()
+    digest = fake_id("manifest")
+    registry.tags[f"{REPO}:v1"] = RemoteImage(digest=digest, config_digest=image_id)
+    result = build(project, all_versions=False)
+    assert result.built[0].adopted
+    assert lock_of(project)[0].digest == digest
+
+
+def published(project: Project) -> LockedVersion:
+    build(project)
+    return lock_of(project)[0]
+
+
+def test_publish_pushes_an_absent_tag_and_records_what_it_reads_back(tmp_path: Path) -> None:
+    project, images, registry = setup(tmp_path)
+    version = published(project)
+    digest, action = publish_version(
+        version, images=images, registry=registry, say=print, output=print
+    )
+    assert action == "pushed"
+    assert registry.tags[version.tag].digest == digest
+
+
+def test_publish_records_a_tag_that_already_names_the_image(tmp_path: Path) -> None:
+    project, images, registry = setup(tmp_path)
+    version = published(project)
+    registry.tags[version.tag] = RemoteImage(
+        digest="sha256:" + "d" * 64, config_digest=version.image_id
+    )
+    assert publish_version(version, images=images, registry=registry, say=print, output=print) == (
+        "sha256:" + "d" * 64,
+        "recorded",
+    )
+    assert registry.pushes == []
+
+
+def test_publish_never_overwrites_a_tag_naming_another_image(tmp_path: Path) -> None:
+    project, images, registry = setup(tmp_path)
+    version = published(project)
+    registry.tags[version.tag] = RemoteImage(digest=fake_id("m"), config_digest=fake_id("i"))
+    with pytest.raises(TagConflictError, match="Nothing was pushed"):
+        publish_version(version, images=images, registry=registry, say=print, output=print)
+    assert registry.pushes == []
+
+
+def test_publish_detects_a_race_lost_after_its_push(tmp_path: Path) -> None:
+    project, images, registry = setup(tmp_path)
+    version = published(project)
+    registry.after_push[version.tag] = RemoteImage(digest=fake_id("m"), config_digest=fake_id("i"))
+    with pytest.raises(RegistryError, match="another publisher pushed the same tag"):
+        publish_version(version, images=images, registry=registry, say=print, output=print)
+
+
+def test_an_immutable_registry_refusing_the_same_image_is_success(tmp_path: Path) -> None:
+    project, images, registry = setup(tmp_path)
+    version = published(project)
+    registry.immutable = True
+    registry.tags[version.tag] = RemoteImage(
+        digest="sha256:" + "e" * 64, config_digest=version.image_id
+    )
+    assert publish_version(version, images=images, registry=registry, say=print, output=print)[
+        1
+    ] == ("recorded")
+
+
+def ci(tmp_path: Path, git: FakeGit, attempts: int = 5) -> JobResult:
+    project, _, _ = setup(tmp_path, git=git)
+    git.changed = ("lock/line.lock.toml",)
+    return run_publish_job(
+        project, remote="origin", branch="main", attempts=attempts, say=print, output=print,
+        git=git,
+    )  # fmt: skip
+
+
+def test_ci_retries_a_rejected_push_after_rebasing(tmp_path: Path) -> None:
+    git = FakeGit(pushes=[False, True])
+    result = ci(tmp_path, git)
+    assert result.attempts == 2
+    assert git.log == [
+        "commit lock/line.lock.toml",
+        "push rejected",
+        "fetch",
+        "rebase ok",
+        "commit lock/line.lock.toml",
+        "push ok",
+    ]
+
+
+def test_ci_takes_theirs_when_the_rebase_conflicts(tmp_path: Path) -> None:
+    git = FakeGit(pushes=[False, True], rebases=[False])
+    ci(tmp_path, git)
+    assert "rebase conflict" in git.log
+    conflict = git.log.index("rebase conflict")
+    assert git.log[conflict + 1].startswith("reset")
+    assert git.log[-1] == "push ok"
+
+
+def test_ci_gives_up_after_its_attempts(tmp_path: Path) -> None:
+    git = FakeGit(pushes=[False] * 10)
+    with pytest.raises(GitError, match="gave up after 3 attempts"):
+        ci(tmp_path, git, attempts=3)
+    assert git.log.count("push rejected") == 3
+
+
+def test_ci_refuses_a_dirty_tree(tmp_path: Path) -> None:
+    with pytest.raises(GitError, match="not clean"):
+        ci(tmp_path, FakeGit(dirty=("images/x.toml",)))
