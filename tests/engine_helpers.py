@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import signal
 import subprocess
+import sys
 import tarfile
+import time
+import tomllib
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 from imagectl import lockfile
 from imagectl.model import Lock
 
-from .conftest import BUSYBOX, docker
+from .conftest import BUSYBOX, docker, image_id
 from .helpers import git_init, make_line
 
 STEPS = {
@@ -101,3 +108,96 @@ def assert_lock_matches_registry(root: Path, repo_name: str, count: int) -> None
     assert [v.version for v in lock.versions] == list(range(1, count + 1))
     for version in lock.versions:
         assert remote(version.tag) == (version.digest, version.image_id), version.tag
+
+
+def local_tags(repo_name: str) -> dict[str, str]:
+    """Every local tag of the repository and the image it names."""
+    listing = docker("image", "ls", "--format", "{{.Repository}}:{{.Tag}}", repo_name)
+    return {tag: image_id(tag) for tag in listing.split()}
+
+
+def kill_at(
+    root: Path, args: tuple[str, ...], marker: str, env: dict[str, str] | None = None
+) -> str:
+    """Run imagectl; SIGKILL it and all it started the moment `marker` shows on its stderr.
+
+    Returns the stderr seen up to then. The marker must appear: a run that ends without it did
+    not test what the caller meant.
+    """
+    seen: list[str] = []
+    with subprocess.Popen(
+        [sys.executable, "-m", "imagectl", "-C", str(root), *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+        start_new_session=True,  # its own process group: the kill takes docker's children too
+    ) as process:
+        assert process.stderr is not None
+        for line in process.stderr:
+            seen.append(line)
+            if marker in line:
+                os.killpg(process.pid, signal.SIGKILL)
+                break
+        else:
+            process.wait()
+            raise AssertionError(f"{marker!r} never appeared:\n{''.join(seen)}")
+        assert process.wait() == -signal.SIGKILL
+    return "".join(seen)
+
+
+def kill_when_paused(
+    root: Path, args: tuple[str, ...], point: str, env: dict[str, str] | None = None
+) -> str:
+    """Run imagectl stopped at the fault-injection point `point` (IMAGECTL_PAUSE_AT) and SIGKILL
+    it there, so the kill lands exactly inside the window the point names, never beside it."""
+    marker = f"imagectl: paused at {point}"
+    seen = kill_at(root, args, marker, {**(env or {}), "IMAGECTL_PAUSE_AT": point})
+    assert seen.count(marker) == 1, seen
+    return seen
+
+
+def package_sidecar(root: Path) -> tuple[list[str], dict[int, tuple[list[str], list[str]]]]:
+    """(base packages, {version: (added, removed)}) of lock/line.packages.toml, read as plain
+    TOML; each version must appear once."""
+    path = root / "lock" / "line.packages.toml"
+    if not path.exists():
+        return [], {}
+    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    entries = data.get("versions", [])
+    versions = [entry["version"] for entry in entries]
+    assert len(versions) == len(set(versions)), f"{path} has a version twice: {versions}"
+    deltas = {entry["version"]: (entry["added"], entry["removed"]) for entry in entries}
+    return list(data["base"]["packages"]), deltas
+
+
+@dataclass(frozen=True)
+class Finished:
+    code: int
+    stdout: str
+    stderr: str
+    seconds: float  # from the moment all were started to this one's exit
+
+
+def run_together(*runs: tuple[Path, tuple[str, ...]], timeout: float = 300) -> list[Finished]:
+    """Start one imagectl per (root, args) at the same moment; wait for all of them."""
+    start = time.monotonic()
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "imagectl", "-C", str(root), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for root, args in runs
+    ]
+
+    def finish(process: subprocess.Popen[str]) -> Finished:
+        try:
+            out, err = process.communicate(timeout=timeout)
+        finally:
+            process.kill()  # a no-op once it has ended; never leave one behind on a timeout
+        return Finished(process.returncode, out, err, time.monotonic() - start)
+
+    with ThreadPoolExecutor(max_workers=len(processes)) as pool:
+        return list(pool.map(finish, processes))

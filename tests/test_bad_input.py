@@ -2,21 +2,34 @@
 
 Every case breaks an image repository in one way and expects imagectl to refuse: a non-zero exit,
 one paragraph on stderr naming the offending file (relative to the repository) and saying what
-is wrong, no traceback, not a byte of the repository written, and no tag made or moved.
+is wrong, no traceback, not a byte of the repository written, and no tag made or moved, neither
+in the engine nor in the registry.
 
-Three groups:
+Four groups:
 
 - FILE_CASES need no engine: a never-built repository, run with DOCKER_HOST pointing nowhere, so
   a case imagectl fails to refuse up front fails loudly instead of building anything;
-- BUILT_CASES break a copy of one repository whose three versions were built once per module;
-- FRESH_CASES need the engine on a repository of their own.
+- BUILT_CASES break a copy of one repository whose three versions were built once per module
+  (v1 and v2 published, v3 only local);
+- FRESH_CASES need the engine on a repository of their own;
+- ACCEPTED_CASES are odd inputs imagectl decides to accept (a damaged cache, editor leftovers,
+  CRLF and byte-order marks, a symlink within increments/): exit 0, nothing written or tagged.
+
+A representative subset of the broken lines also goes through every command that reads a line
+(verify, checkpoint, backport, publish, squash), not only build and plan.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import os
 import re
 import shutil
+import stat
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -24,7 +37,12 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import BUSYBOX, REGISTRY, docker, imagectl
+from imagectl.config import check_secret_sources
+from imagectl.errors import ConfigError
+from imagectl.model import ImageLine
+from imagectl.templating import MAX_RENDERED_BYTES
+
+from .conftest import BUSYBOX, REGISTRY, Result, docker, imagectl
 from .helpers import git_init, make_line, write
 
 LINE = "line"
@@ -35,9 +53,15 @@ SNIPPET = "RUN echo {{ greeting }} >> /applied\n"
 FILES = "# Ship a file\nCOPY hello.txt /hello.txt\n"
 LOCK = "lock/line.lock.toml"
 LINE_FILE = "images/line.toml"
+FIX = "increments/_shared/fix.Dockerfile.j2"  # what `backport` is run with
+REGISTRY_API = "http://127.0.0.1:5000/v2"  # the registry behind localhost:5000, without a proxy
+BOM = "\ufeff"
+TIMEOUT = 60  # s for one command: a case that hangs (a FIFO read) fails instead
 
 # A break gets the repository root and the repository name its line file names.
 Break = Callable[[Path, str], None]
+# An accepted case's own check of what the command printed.
+Check = Callable[[Path, Result], None]
 
 
 @dataclass(frozen=True)
@@ -51,6 +75,7 @@ class Case:
     where: str = "."  # what -C names, relative to the repository root
     relative: bool = True  # stderr names files relative to the repository, never its absolute path
     next_version: int | None = None  # the tag that must not appear; default: the one after the head
+    check: Check | None = None  # accepted cases (code 0): what else must hold
 
 
 def make_repository(root: Path, repository: str) -> None:
@@ -66,6 +91,7 @@ def make_repository(root: Path, repository: str) -> None:
     write(root / "increments" / "_shared" / "greet.j2", SNIPPET)
     write(root / "increments" / LINE / "0003-files" / "Dockerfile.j2", FILES)
     write(root / "increments" / LINE / "0003-files" / "hello.txt", "hello\n")
+    write(root / FIX, "# A shared fix\nRUN echo fix >> /applied\n")
 
 
 # -- how a repository gets broken --------------------------------------------------------------
@@ -80,7 +106,40 @@ def put(rel: str, text: str) -> Break:
 
 def put_bytes(rel: str, data: bytes) -> Break:
     def breaks(root: Path, _repository: str) -> None:
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_bytes(data)
+
+    return breaks
+
+
+def put_line(rel: str, body: str) -> Break:
+    """Write another line file; {repository} and {base} stand for the working values."""
+
+    def breaks(root: Path, repository: str) -> None:
+        write(root / rel, body.format(repository=repository, base=BUSYBOX))
+
+    return breaks
+
+
+def fifo(rel: str) -> Break:
+    """A named pipe: whoever opens it for reading waits for a writer that never comes."""
+
+    def breaks(root: Path, _repository: str) -> None:
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        os.mkfifo(root / rel)
+
+    return breaks
+
+
+def resave(rel: str, *, crlf: bool = False, bom: bool = False) -> Break:
+    """Save a file again as another editor would: CRLF line ends, a UTF-8 byte-order mark."""
+
+    def breaks(root: Path, _repository: str) -> None:
+        path = root / rel
+        text = path.read_text(encoding="utf-8")
+        if crlf:
+            text = text.replace("\n", "\r\n")
+        path.write_bytes((BOM if bom else "").encode() + text.encode())
 
     return breaks
 
@@ -355,6 +414,119 @@ FILE_CASES = [
         "is not a file in increments/_shared/",
         args=("backport", inc("0001-one.Dockerfile.j2")),
     ),
+    Case(
+        "template-not-utf8",
+        put_bytes(inc("0004-new.Dockerfile.j2"), b"# New\nRUN echo caf\xe9\n"),
+        (inc("0004-new.Dockerfile.j2"),),
+        "is not UTF-8 text (byte 0xe9 on line 2, offset 18)",
+    ),
+    Case(
+        # read by Jinja's loader, not by discovery: used to be a UnicodeDecodeError traceback
+        "shared-snippet-not-utf8",
+        both(
+            put_bytes("increments/_shared/latin1.j2", b"RUN echo caf\xe9\n"),
+            put(inc("0004-new.Dockerfile.j2"), '# New\n{% include "_shared/latin1.j2" %}\n'),
+        ),
+        ("increments/_shared/latin1.j2",),
+        "is not UTF-8 text (byte 0xe9",
+    ),
+    Case(
+        "increment-name-with-spaces",
+        put(inc("0004-my new step.Dockerfile.j2"), "RUN true\n"),
+        (inc("0004-my new step.Dockerfile.j2"),),
+        "increment name 'my new step' is not valid",
+    ),
+    Case(
+        "increment-name-with-unicode",
+        put(inc("0004-caf\u00e9.Dockerfile.j2"), "RUN true\n"),
+        (inc("0004-caf\u00e9.Dockerfile.j2"),),
+        "increment name 'caf\u00e9' is not valid",
+    ),
+    Case(
+        # used to be passed over in silence: an increment that would never be built
+        "increment-without-a-number",
+        put(inc("new.Dockerfile.j2"), "# New\nRUN true\n"),
+        (inc("new.Dockerfile.j2"),),
+        "is named like an increment but does not start with a number of four ASCII digits",
+    ),
+    Case(
+        # Arabic-Indic digits: int() reads them as 4, the build order would not
+        "increment-numbered-with-other-digits",
+        put(inc("\u0660\u0660\u0660\u0664-new.Dockerfile.j2"), "# New\nRUN true\n"),
+        (inc("\u0660\u0660\u0660\u0664-new.Dockerfile.j2"),),
+        "does not start with a number of four ASCII digits",
+    ),
+    Case(
+        # refused (a link within increments/ is accepted, see ACCEPTED_CASES): the lock hashes
+        # the content, and a target outside increments/ can change outside the line's history
+        "template-symlink-outside-increments",
+        both(
+            put("outside.Dockerfile.j2", "# Outside\nRUN true\n"),
+            symlink(inc("0004-new.Dockerfile.j2"), "../../outside.Dockerfile.j2"),
+        ),
+        (inc("0004-new.Dockerfile.j2"), "../../outside.Dockerfile.j2"),
+        "outside increments/",
+    ),
+    Case(
+        "shared-snippet-symlink-outside-increments",
+        both(
+            put("outside.j2", "RUN true\n"),
+            symlink("increments/_shared/outside.j2", "../../outside.j2"),
+            put(inc("0004-new.Dockerfile.j2"), '# New\n{% include "_shared/outside.j2" %}\n'),
+        ),
+        ("increments/_shared/outside.j2", "../../outside.j2"),
+        "leading outside increments/",
+    ),
+    Case(
+        "template-that-is-a-fifo",
+        fifo(inc("0004-new.Dockerfile.j2")),
+        (inc("0004-new.Dockerfile.j2"),),
+        "is a named pipe (FIFO), not a regular file",
+    ),
+    Case(
+        "fifo-in-a-folder-increment",
+        both(
+            put(inc("0004-dir/Dockerfile.j2"), "# Dir\nCOPY . /dir/\n"),
+            fifo(inc("0004-dir/pipe")),
+        ),
+        (inc("0004-dir/pipe"),),
+        "is a named pipe (FIFO): a build context holds only regular files",
+    ),
+    Case(
+        "line-file-that-is-a-fifo",
+        both(remove(LINE_FILE), fifo(LINE_FILE)),
+        (LINE_FILE,),
+        "is not a regular file",
+    ),
+    Case(
+        "empty-increment",
+        put(inc("0004-new.Dockerfile.j2"), ""),
+        (inc("0004-new.Dockerfile.j2"),),
+        "renders to no instructions",
+    ),
+    Case(
+        "template-includes-itself",
+        put(inc("0004-new.Dockerfile.j2"), '# New\n{% include "line/0004-new.Dockerfile.j2" %}\n'),
+        (inc("0004-new.Dockerfile.j2"),),
+        "the template includes itself, directly or through other templates, without end",
+    ),
+    Case(
+        # comments only besides one RUN: without the limit it builds, 13 MB of Dockerfile
+        "template-renders-more-than-10-mib",
+        put(
+            inc("0004-new.Dockerfile.j2"),
+            '# New\n{% for i in range(100000) %}# {{ "padding " * 16 }}{{ i }}\n{% endfor %}'
+            "RUN true\n",
+        ),
+        (inc("0004-new.Dockerfile.j2"),),
+        f"renders to more than {MAX_RENDERED_BYTES >> 20} MiB",
+    ),
+    Case(
+        "two-lines-with-one-repository",
+        put_line("images/other.toml", 'repository = "{repository}"\nbase = "{base}"\n'),
+        ("images/other.toml", LINE_FILE),
+        "two lines cannot share one",
+    ),
 ]
 
 # -- group 2: a built repository (v1..v3) broken; the next tag is v4 ---------------------------
@@ -569,6 +741,41 @@ BUILT_CASES = [
         "has no integer 'schema' key",
         args=("resolve", "sha256:0123456789ab"),
     ),
+    # A hand-edited digest or image id: v4 builds on v3, so without the check it would build.
+    Case(
+        "lock-malformed-digest",
+        both(
+            sub(LOCK, r'^digest = "sha256:[0-9a-f]{64}"$', 'digest = "sha256:1234"'),
+            put(NEW, "# New\nRUN true\n"),
+        ),
+        (LOCK,),
+        "versions[0].digest = 'sha256:1234' is not a digest",
+    ),
+    Case(
+        "lock-malformed-image-id",
+        both(
+            sub(LOCK, r'^image_id = "sha256:([0-9a-f]{12})[0-9a-f]{52}"$', r'image_id = "\1"'),
+            put(NEW, "# New\nRUN true\n"),
+        ),
+        (LOCK,),
+        "versions[0].image_id = ",
+    ),
+    Case(
+        "lock-malformed-base-digest",
+        both(
+            sub(LOCK, r'^base_digest = "sha256:[0-9a-f]{64}"$', 'base_digest = "sha256:ZZ"'),
+            put(NEW, "# New\nRUN true\n"),
+        ),
+        (LOCK,),
+        "base_digest = 'sha256:ZZ' is not a digest",
+    ),
+    Case(
+        # read as it is, the line would look never built and plan v1 again
+        "lock-folder-that-is-a-file",
+        both(remove("lock"), put("lock", "line.lock.toml\n")),
+        ("lock: ",),
+        "is a file, not the folder that holds each line's lock/<line>.lock.toml",
+    ),
 ]
 
 # -- group 3: the engine, on a repository of their own ------------------------------------------
@@ -585,6 +792,17 @@ def lose_v1(root: Path, repository: str) -> None:
     assert docker("image", "inspect", lost, check=False) == "[]"
 
 
+def unset_secret(root: Path, _repository: str) -> None:
+    """A build secret read from an environment variable nobody set."""
+    assert "NOPE_UNSET" not in os.environ
+    with (root / LINE_FILE).open("a", encoding="utf-8") as handle:
+        handle.write('[secrets]\ntoken = "env:NOPE_UNSET"\n')
+    write(
+        root / inc("0001-one.Dockerfile.j2"),
+        "# Use the token\nRUN --mount=type=secret,id=token cat /run/secrets/token || true\n",
+    )
+
+
 FRESH_CASES = [
     Case(
         "base-image-missing",
@@ -599,6 +817,169 @@ FRESH_CASES = [
         "which is neither in the engine nor (published) in the registry",
         next_version=2,
     ),
+    Case(
+        "base-pinned-to-a-digest-no-registry-has",
+        sub(LINE_FILE, r"^base = .*$", f'base = "{REGISTRY}/busybox@sha256:{"0" * 64}"'),
+        (LINE_FILE,),
+        f"the base image {REGISTRY}/busybox@sha256:{'0' * 64} is neither in the engine nor in "
+        "the registry",
+    ),
+    Case(
+        # refused before any build by workflows.build_next calling config.check_secret_sources
+        "secret-from-an-unset-env-variable",
+        unset_secret,
+        (LINE_FILE,),
+        "the environment variable NOPE_UNSET is not set",
+        args=("build", "next"),
+    ),
+]
+
+
+# -- group 4: odd input that is accepted, on a copy of the built repository ----------------------
+
+STATE = ".imagectl"
+CACHES = (
+    f"{STATE}/render-hashes-v2.json",
+    f"{STATE}/render-bodies.json",
+    f"{STATE}/lock-cache/line.lock.toml.json",
+)
+POISON = f"sha256:{'0' * 64}"
+
+
+def garbage_caches(root: Path, _repository: str) -> None:
+    for rel in CACHES:
+        assert (root / rel).is_file(), rel
+        (root / rel).write_bytes(b"\x00\xff{not json")
+
+
+def misshapen_caches(root: Path, _repository: str) -> None:
+    hashes, bodies, lock_copy = (root / rel for rel in CACHES)
+    hashes.write_text(json.dumps(dict.fromkeys(json.loads(hashes.read_text()), 5)))
+    bodies.write_text("[1, 2, 3]")
+    lock_copy.write_text("[" * 100_000)  # deeper than json nests: a RecursionError
+
+
+def poison_table(rel: str, value: str) -> Break:
+    """Every entry of a render table, under its own key, says something else: were the cache
+    trusted, the drift check (hashes) or the reference (bodies) would be wrong."""
+
+    def breaks(root: Path, _repository: str) -> None:
+        path = root / rel
+        table = json.loads(path.read_text())
+        assert table, rel
+        path.write_text(json.dumps({key: [value, "0" * 16] for key in table}))
+
+    return breaks
+
+
+def poison_lock_copy(root: Path, _repository: str) -> None:
+    """The parsed copy of the lock, filed under the real lock's hash, says schema 99."""
+    head = {"sha256": hashlib.sha256((root / LOCK).read_bytes()).hexdigest(), "data_sha256": "0"}
+    body = {"schema": 99, "line": LINE}
+    (root / CACHES[2]).write_text(f"{json.dumps(head)}\n{json.dumps(body)}")
+
+
+def caches_rebuilt(root: Path, _result: Result) -> None:
+    for rel in CACHES:
+        text = (root / rel).read_text()
+        assert all(isinstance(json.loads(part), dict) for part in text.split("\n")), rel
+
+
+def renders_clean(*wanted: str) -> Check:
+    """`render` printed a Dockerfile without a byte-order mark or CR, with each of `wanted`."""
+
+    def check(_root: Path, result: Result) -> None:
+        assert BOM not in result.stdout
+        assert "\r" not in result.stdout
+        for text in wanted:
+            assert text in result.stdout, result.stdout
+
+    return check
+
+
+ACCEPTED_CASES = [
+    # A damaged .imagectl/ is ignored and rebuilt, never trusted: the command succeeds.
+    Case(
+        "cache-garbage-bytes",
+        garbage_caches,
+        (),
+        "",
+        code=0,
+        check=caches_rebuilt,
+    ),
+    Case("cache-misshapen-json", misshapen_caches, (), "", args=("plan",), code=0),
+    Case(
+        "cache-render-hashes-poisoned",
+        poison_table(CACHES[0], f"{POISON} {POISON}"),
+        (),
+        "",
+        code=0,
+    ),
+    Case(
+        "cache-render-bodies-poisoned",
+        poison_table(CACHES[1], "# poisoned\nRUN echo poisoned\n"),
+        (),
+        "",
+        args=("squash", "--check"),
+        code=0,
+    ),
+    Case("cache-parsed-lock-poisoned", poison_lock_copy, (), "", code=0),
+    # Editor leftovers beside increments and line files are passed over, not refused. (Inside a
+    # folder increment they are context files like any other: the build would send them.)
+    Case(
+        "editor-leftovers",
+        both(
+            put(inc("0003-x.Dockerfile.j2~"), "# backup\nRUN echo old\n"),
+            put_bytes(inc(".0003-x.swp"), b"b0VIM 9.0\x00"),
+            put(inc("#0004-new.Dockerfile.j2#"), "# autosave\nRUN true\n"),
+            put(inc("0004-new.Dockerfile.j2.bak"), "# backup\nRUN true\n"),
+            symlink("images/.#line.toml", "someone@host.4242:1700000000"),
+        ),
+        (),
+        "",
+        code=0,
+    ),
+    # CRLF and a byte-order mark are accepted: normalised away before rendering, so a built
+    # increment re-saved by another editor instructs the same and is not drift.
+    Case(
+        "built-increments-resaved-with-crlf",
+        both(
+            resave(inc("0001-one.Dockerfile.j2"), crlf=True),
+            resave(inc("0002-greet.Dockerfile.j2"), crlf=True),
+            resave("increments/_shared/greet.j2", crlf=True),
+        ),
+        (),
+        "",
+        code=0,
+    ),
+    Case(
+        "built-increments-resaved-with-a-bom",
+        both(
+            resave(inc("0001-one.Dockerfile.j2"), bom=True),
+            resave(inc("0003-files/Dockerfile.j2"), bom=True, crlf=True),
+        ),
+        (),
+        "",
+        code=0,
+    ),
+    Case(
+        "new-increment-with-a-bom-and-crlf",
+        put_bytes(NEW, f"{BOM}# New\r\nRUN echo new >> /applied\r\n".encode()),
+        (),
+        "",
+        args=("render", LINE),
+        code=0,
+        check=renders_clean("# New\nRUN echo new >> /applied\n"),
+    ),
+    Case(
+        "template-symlink-within-increments",
+        symlink(NEW, "../_shared/fix.Dockerfile.j2"),
+        (),
+        "",
+        args=("render", LINE),
+        code=0,
+        check=renders_clean("RUN echo fix >> /applied"),
+    ),
 ]
 
 
@@ -609,12 +990,14 @@ def snapshot(root: Path) -> dict[str, bytes]:
     """Every file of the repository (links as their target), but git's and imagectl's state."""
     files: dict[str, bytes] = {}
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = [d for d in dirnames if d not in (".git", ".imagectl")]
+        dirnames[:] = [d for d in dirnames if d not in (".git", STATE)]
         for name in [*filenames, *dirnames]:
             path = Path(dirpath, name)
             rel = path.relative_to(root).as_posix()
             if path.is_symlink():
                 files[rel] = b"-> " + os.readlink(path).encode()
+            elif stat.S_ISFIFO(path.lstat().st_mode):
+                files[rel] = b"<fifo>"  # never opened: that would block
             elif path.is_file():
                 files[rel] = path.read_bytes()
     return files
@@ -625,6 +1008,38 @@ def tags(repository: str) -> list[str]:
         "image", "ls", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}", repository, check=False
     )
     return sorted(listing.splitlines())
+
+
+_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+MANIFEST_TYPES = ", ".join(
+    (
+        "application/vnd.docker.distribution.manifest.v2+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+        "application/vnd.oci.image.manifest.v1+json",
+        "application/vnd.oci.image.index.v1+json",
+    )
+)
+
+
+def registry_tags(repository: str) -> dict[str, str]:
+    """What the registry serves for `repository`: {tag: manifest digest}, {} when it has none."""
+    assert repository.startswith(f"{REGISTRY}/"), repository
+    api = f"{REGISTRY_API}/{repository.removeprefix(f'{REGISTRY}/')}"
+    try:
+        with _NO_PROXY.open(f"{api}/tags/list", timeout=10) as answer:
+            listed: list[str] = json.load(answer).get("tags") or []
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:  # NAME_UNKNOWN: nothing was ever pushed there
+            return {}
+        raise
+    served: dict[str, str] = {}
+    for tag in listed:
+        request = urllib.request.Request(
+            f"{api}/manifests/{tag}", method="HEAD", headers={"Accept": MANIFEST_TYPES}
+        )
+        with _NO_PROXY.open(request, timeout=10) as answer:
+            served[tag] = answer.headers["Docker-Content-Digest"]
+    return served
 
 
 def assert_one_paragraph(stderr: str, code: int) -> None:
@@ -651,8 +1066,9 @@ def run_case(
 ) -> None:
     before = snapshot(root)
     tags_before = tags(repository) if engine else []
+    served_before = registry_tags(repository) if engine else {}
     next_tag = f"{repository}:v{case.next_version or next_version}"
-    result = imagectl(root / case.where, *case.args, env=env)
+    result = imagectl(root / case.where, *case.args, env=env, timeout=TIMEOUT)
     shown = f"exit {result.code}\n--- stdout\n{result.stdout}--- stderr\n{result.stderr}"
     # What matters most first: refused, nothing recorded, no tag made or moved ...
     assert result.code == case.code, shown
@@ -665,15 +1081,25 @@ def run_case(
     if engine:
         assert tags(repository) == tags_before, f"a tag was made or moved\n{shown}"
         assert docker("image", "ls", "-q", next_tag) == "", shown
-    # ... then the message: one paragraph, what is wrong, and where (relative to the repository).
-    assert_one_paragraph(result.stderr, case.code)
-    assert case.phrase in result.stderr, shown
-    for path in case.paths:
-        assert path.format(root=root, parent=root.parent) in result.stderr, shown
-    if case.relative:
-        assert str(root) not in result.stderr, (
-            f"names an absolute path, not a relative one\n{shown}"
+        assert registry_tags(repository) == served_before, (
+            f"a tag was pushed or moved in the registry\n{shown}"
         )
+    if case.code == 0:  # accepted: nothing to say on stderr but warnings, and its own checks
+        if case.check is not None:
+            case.check(root, result)
+        return
+    # ... then the message: one paragraph, what is wrong, and where (relative to the repository).
+    if "--json" in case.args:  # the error is one object on stdout, its fields the paragraph's
+        error = json.loads(result.stdout)
+        said = f"{error['path']}: {error['error']} {error['hint']}"
+    else:
+        assert_one_paragraph(result.stderr, case.code)
+        said = result.stderr
+    assert case.phrase in said, shown
+    for path in case.paths:
+        assert path.format(root=root, parent=root.parent) in said, shown
+    if case.relative:
+        assert str(root) not in said, f"names an absolute path, not a relative one\n{shown}"
 
 
 def case_id(case: Case) -> str:
@@ -692,24 +1118,23 @@ def test_bad_input_refused_before_touching_the_engine(case: Case, tmp_path: Path
 
 @pytest.fixture(scope="module")
 def built_repo(tmp_path_factory: pytest.TempPathFactory, engine: str) -> Iterator[tuple[Path, str]]:
-    """One repository with v1..v3 built, shared by the module (each case breaks a copy)."""
+    """One repository with v1..v3 built, v1 and v2 published, shared by the module (each case
+    breaks a copy): a command that should refuse but pushes v3 changes what the registry serves."""
     repository = f"{engine}/imagectl-test/{uuid.uuid4().hex[:10]}"
     root = tmp_path_factory.mktemp("built") / "repo"
     make_repository(root, repository)
     git_init(root)
-    built = imagectl(root, "build", "next", "--all", "--quiet")
-    assert built.code == 0, built.stderr
+    for args in (("build", "next"), ("build", "next"), ("publish",), ("build", "next")):
+        done = imagectl(root, *args, "--quiet")
+        assert done.code == 0, done.stderr
     assert len(tags(repository)) == 3, tags(repository)
+    assert sorted(registry_tags(repository)) == ["v1", "v2"]
     yield root, repository
     for line in tags(repository):
         docker("rmi", "--no-prune", line.split()[0], check=False)
 
 
-@pytest.mark.engine
-@pytest.mark.parametrize("case", BUILT_CASES, ids=case_id)
-def test_bad_input_on_a_built_line(
-    case: Case, tmp_path: Path, built_repo: tuple[Path, str]
-) -> None:
+def run_on_a_copy(case: Case, tmp_path: Path, built_repo: tuple[Path, str]) -> None:
     template, repository = built_repo
     root = tmp_path / "repo"
     shutil.copytree(template, root, symlinks=True)
@@ -723,6 +1148,14 @@ def test_bad_input_on_a_built_line(
 
 
 @pytest.mark.engine
+@pytest.mark.parametrize("case", BUILT_CASES, ids=case_id)
+def test_bad_input_on_a_built_line(
+    case: Case, tmp_path: Path, built_repo: tuple[Path, str]
+) -> None:
+    run_on_a_copy(case, tmp_path, built_repo)
+
+
+@pytest.mark.engine
 @pytest.mark.parametrize("case", FRESH_CASES, ids=case_id)
 def test_bad_input_on_the_engine(case: Case, tmp_path: Path, repo_name: str) -> None:
     root = tmp_path / "repo"
@@ -731,7 +1164,69 @@ def test_bad_input_on_the_engine(case: Case, tmp_path: Path, repo_name: str) -> 
     run_case(case, root, repo_name, engine=True, next_version=1)
 
 
-def test_the_corpus_is_large_and_its_ids_unique() -> None:
-    ids = [case.id for case in (*FILE_CASES, *BUILT_CASES, *FRESH_CASES)]
-    assert len(ids) >= 30
+@pytest.mark.engine
+@pytest.mark.parametrize("case", ACCEPTED_CASES, ids=case_id)
+def test_odd_input_accepted_on_a_built_line(
+    case: Case, tmp_path: Path, built_repo: tuple[Path, str]
+) -> None:
+    run_on_a_copy(case, tmp_path, built_repo)
+
+
+# -- every command that reads a line refuses a broken one ---------------------------------------
+
+# Broken files or lock of a built line, one of each kind: the line file, a built increment, a
+# shared input of one, the lock's syntax, fields and folder, a pending increment's bytes.
+COMMAND_CASE_IDS = (
+    "line-file-malformed-toml",
+    "drift-edited-built-increment",
+    "drift-changed-var-used-by-a-built-increment",
+    "lock-invalid-toml",
+    "lock-malformed-digest",
+    "lock-folder-that-is-a-file",
+    "template-not-utf8",
+)
+COMMAND_CASES = [case for case in (*FILE_CASES, *BUILT_CASES) if case.id in COMMAND_CASE_IDS]
+# What each command would do were the break not refused: build and tag a reference (verify),
+# tag v4 (checkpoint), write an increment (backport), push v3 (publish), write the reference.
+COMMANDS = {
+    "verify": ("verify", LINE),
+    "checkpoint": ("checkpoint", LINE),
+    "backport": ("backport", FIX),
+    "publish": ("publish",),
+    "squash": ("squash",),
+}
+
+
+@pytest.mark.engine
+@pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize("case", COMMAND_CASES, ids=case_id)
+def test_broken_line_refused_by_every_command(
+    case: Case, command: str, tmp_path: Path, built_repo: tuple[Path, str]
+) -> None:
+    run_on_a_copy(dataclasses.replace(case, args=COMMANDS[command]), tmp_path, built_repo)
+
+
+def test_check_secret_sources_names_the_file_and_the_source(tmp_path: Path) -> None:
+    line = ImageLine(
+        name=LINE,
+        config_path=Path(LINE_FILE),
+        repository=NEVER_BUILT,
+        base=BUSYBOX,
+        secrets={"token": "env:NOPE_UNSET", "key": f"file:{tmp_path}/key"},
+    )
+    with pytest.raises(ConfigError, match=r"the file .*/key does not exist") as raised:
+        check_secret_sources(line, {"NOPE_UNSET": "set"})
+    assert raised.value.path == LINE_FILE
+    (tmp_path / "key").write_text("not shown\n")
+    with pytest.raises(ConfigError, match="the environment variable NOPE_UNSET is not set"):
+        check_secret_sources(line, {})
+    check_secret_sources(line, {"NOPE_UNSET": ""})  # set, if empty: BuildKit passes it on
+
+
+def test_the_corpus_is_counted_and_its_ids_unique() -> None:
+    groups = (FILE_CASES, BUILT_CASES, FRESH_CASES, ACCEPTED_CASES)
+    ids = [case.id for group in groups for case in group]
+    assert [len(group) for group in groups] == [42, 35, 4, 10]
+    assert len(ids) == 91
     assert len(set(ids)) == len(ids)
+    assert {case.id for case in COMMAND_CASES} == set(COMMAND_CASE_IDS)

@@ -6,7 +6,6 @@ import http.server
 import json
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -15,7 +14,13 @@ from pathlib import Path
 import pytest
 
 from .conftest import BUSYBOX, ROOT, docker, image_id, imagectl
-from .engine_helpers import assert_lock_matches_registry, busybox_repo, read_lock, remote
+from .engine_helpers import (
+    assert_lock_matches_registry,
+    busybox_repo,
+    kill_when_paused,
+    read_lock,
+    remote,
+)
 from .helpers import git_commit_all, write
 
 pytestmark = pytest.mark.engine
@@ -55,24 +60,33 @@ def test_pushed_but_unrecorded_version_is_recorded_on_rerun(tmp_path: Path, repo
     assert_lock_matches_registry(root, repo_name, 3)
 
 
-def test_sigkill_during_publish_then_rerun_completes(tmp_path: Path, repo_name: str) -> None:
+def test_sigkill_after_pushing_v2_on_a_published_v1_then_rerun_records_it(
+    tmp_path: Path, repo_name: str
+) -> None:
+    """Killed inside the push-to-lock window (IMAGECTL_PAUSE_AT=after-push) of v2, whose parent
+    v1 is published. Protection: the digest goes into the lock right after each push (v1 keeps
+    its digest), and a rerun records a tag that already names the recorded image instead of
+    pushing it again (without that it says "pushing"/"pushed" for v2, or refuses the tag)."""
     root = busybox_repo(tmp_path, repo_name)
-    assert imagectl(root, "build", "next", "--all", "-q").code == 0
-    command = [sys.executable, "-m", "imagectl", "-C", str(root), "publish"]
-    with subprocess.Popen(
-        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-    ) as process:
-        assert process.stderr is not None
-        for line in process.stderr:
-            if f"pushing {repo_name}:v2" in line:
-                break
-        process.kill()
-        process.wait()
-    lock = read_lock(root, repo_name)  # still parses; v1 recorded, v2 maybe pushed, not recorded
+    assert imagectl(root, "build", "next", "-q").code == 0
+    assert imagectl(root, "publish", "-q").code == 0
+    assert imagectl(root, "build", "next", "--all", "-q").code == 0  # v2, v3 FROM v1@digest
+    kill_when_paused(root, ("publish",), "after-push")
+
+    lock = read_lock(root, repo_name)
     assert lock.versions[0].digest.startswith("sha256:")
-    assert lock.versions[2].digest == ""
-    rerun = imagectl(root, "publish", "-q")
+    assert [v.digest for v in lock.versions[1:]] == ["", ""]
+    pushed = remote(f"{repo_name}:v2")
+    assert pushed is not None
+    assert pushed[1] == lock.versions[1].image_id
+    assert remote(f"{repo_name}:v3") is None
+
+    rerun = imagectl(root, "publish")
     assert rerun.code == 0, rerun.stderr
+    assert f"pushing {repo_name}:v2" not in rerun.stderr
+    assert rerun.stdout.splitlines()[0] == f"line: recorded {repo_name}:v2@{pushed[0]}"
+    assert rerun.stdout.splitlines()[1].startswith(f"line: pushed {repo_name}:v3@")
+    assert remote(f"{repo_name}:v2") == pushed
     assert_lock_matches_registry(root, repo_name, 3)
 
 
@@ -153,6 +167,16 @@ http:
 
 
 class Always500(http.server.BaseHTTPRequestHandler):
+    """Answers every request with 500, like a registry whose storage broke.
+
+    docker first tries TLS on the port; only an answer that starts with an HTTP status line
+    ("server gave HTTP response to HTTPS client") makes it fall back to plain HTTP and reach
+    the 500. http.server answers a request line it cannot parse in HTTP/0.9 style, without a
+    status line, and docker would stop at a TLS error instead.
+    """
+
+    default_request_version = "HTTP/1.0"
+
     def do_GET(self) -> None:
         self.send_response(500)
         self.end_headers()
@@ -207,7 +231,11 @@ def test_registry_answering_500_is_a_clear_error(
         server.shutdown()
         server.server_close()
     assert result.code == 1
-    assert "registry" in result.stderr
+    # classified as the registry's own failure: not unreachable, not TLS, not a missing tag
+    assert result.stderr.startswith(
+        f"imagectl: registry error: the registry of {name}:v1 failed with a server error ("
+    ), result.stderr
+    assert "500 Internal Server Error" in result.stderr
     assert "Traceback" not in result.stderr
     assert (root / "lock" / "line.lock.toml").read_bytes() == before
     docker("rmi", f"{name}:v1", check=False)
