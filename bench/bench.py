@@ -25,6 +25,7 @@ import sys
 import sysconfig
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -86,6 +87,7 @@ class Sizes:
     fan_rounds: int  # 4: rounds (the second one swaps the sets)
     publish_versions: int  # 5: versions per line
     publish_rounds: int
+    audit_tags: int  # 6: published versions audited
 
 
 FULL = Sizes(
@@ -100,6 +102,7 @@ FULL = Sizes(
     fan_rounds=2,
     publish_versions=20,
     publish_rounds=2,
+    audit_tags=1000,
 )
 QUICK = Sizes(
     overhead_reps=3,
@@ -113,6 +116,7 @@ QUICK = Sizes(
     fan_rounds=1,
     publish_versions=5,
     publish_rounds=1,
+    audit_tags=200,
 )
 
 
@@ -1125,6 +1129,74 @@ def bench_publish(session: Session) -> Section:
     return section
 
 
+def tag_manifest(repository: str, source_tag: str, tags: Sequence[str]) -> str:
+    """Put the manifest of `repository:source_tag` under every tag of `tags` with the registry's
+    API (one PUT each, no layers moved); returns its digest."""
+    host, _, path = repository.partition("/")
+    base = f"http://{host.replace('localhost', '127.0.0.1')}/v2/{path}/manifests"
+    accept = "application/vnd.docker.distribution.manifest.v2+json"
+    request = urllib.request.Request(f"{base}/{source_tag}", headers={"Accept": accept})  # noqa: S310
+    with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310 - our registry
+        body, kind = answer.read(), answer.headers["Content-Type"]
+        digest = answer.headers["Docker-Content-Digest"]
+
+    def put(tag: str) -> None:
+        upload = urllib.request.Request(  # noqa: S310 - our registry
+            f"{base}/{tag}", data=body, method="PUT", headers={"Content-Type": kind}
+        )
+        with urllib.request.urlopen(upload, timeout=30):  # noqa: S310 - our registry
+            pass
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        list(pool.map(put, tags))
+    return str(digest)
+
+
+def bench_audit(session: Session) -> Section:
+    count = session.sizes.audit_tags
+    section = Section(
+        6,
+        "Audit",
+        f"`imagectl audit` of one line with {count} published versions: one HEAD per tag "
+        "against the local registry, 16 at a time",
+        f"{count} tags within seconds (<= 5 s)",
+    )
+    root = session.work / "audit"
+    root.mkdir()
+    make_synthetic(root, session.repository("audit"), 1, count)
+    repository = session.repository("audit/line000")
+    run(["docker", "tag", BUSYBOX, f"{repository}:source"])
+    run(["docker", "push", "-q", f"{repository}:source"])
+    tags = [f"v{n}" for n in range(1, count + 1)]
+    began = time.perf_counter()
+    digest = tag_manifest(repository, "source", tags)
+    tagging = time.perf_counter() - began
+    layout = RepositoryLayout(root=root)
+    (line,) = load_lines(layout)
+    path = layout.lock_path(line.name)
+    lock = lockfile.read_lock(path, line=line.name, repository=line.repository, base=line.base)
+    published = tuple(replace(v, digest=digest) for v in lock.versions)
+    lockfile.write_lock(path, replace(lock, versions=published))
+    git_commit(root, "published")
+    times = [imagectl(root, "audit") for _ in range(3)]
+    best = median(times)
+    section.rows.append(
+        Row(
+            "6 audit",
+            f"`audit` of {count} published tags (median of {len(times)})",
+            f"**{best:.2f} s** ({count / best:.0f} tags/s)",
+            "<= 5 s",
+            best <= 5.0,
+        )
+    )
+    section.details += [
+        f"audit runs (s): {fmt_times(times)}; putting the {count} tags in place took "
+        f"{tagging:.2f} s",
+        "",
+    ]
+    return section
+
+
 # -- the machine and the report ----------------------------------------------------------------
 
 
@@ -1227,13 +1299,14 @@ BENCHMARKS: dict[int, Callable[[Session], Section]] = {
     3: bench_cli,
     4: bench_fanout,
     5: bench_publish,
+    6: bench_audit,
 }
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="bench/run", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="shrink every size (smoke run)")
-    parser.add_argument("--only", default="", metavar="1,3", help="run these benchmarks only (1-5)")
+    parser.add_argument("--only", default="", metavar="1,3", help="run these benchmarks only (1-6)")
     parser.add_argument(
         "--results",
         type=Path,

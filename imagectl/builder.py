@@ -14,13 +14,19 @@ from pathlib import Path
 
 from imagectl.checks import CHECKS, Candidate, check_parent_depth
 from imagectl.config import RepositoryLayout
-from imagectl.errors import BuildError, PlanError
+from imagectl.errors import BuildError, PlanError, TagConflictError
 from imagectl.faults import pause_point
 from imagectl.linestate import LineState, RenderedStep, render_step
 from imagectl.model import BuildStep, BuiltVersion, LockedVersion, utc_now
-from imagectl.parents import ResolvedParent, pin_images, resolve_parent, warn_if_base_moved
+from imagectl.parents import (
+    ResolvedParent,
+    pin_images,
+    resolve_parent,
+    warn_if_base_moved,
+    warn_if_parent_tag_moved,
+)
 from imagectl.planner import plan_line
-from imagectl.ports import Adapters, ImageBuilder, RemoteImage, Say
+from imagectl.ports import Adapters, ImageBuilder, ImageStore, RemoteImage, Say
 from imagectl.recipe import ComposedDockerfile, increment_line
 from imagectl.recording import record_version
 
@@ -38,6 +44,7 @@ def build_line(
     plan = plan_line(state.line, state.lock, state.increments, all_versions=all_versions)
     if plan.steps:
         warn_if_base_moved(state, registry=adapters.registry, say=say)
+        warn_if_parent_tag_moved(state, registry=adapters.registry, say=say)
     built: list[BuiltVersion] = []
     for step in plan.steps:
         result, state = build_step(layout, state, step, adapters=adapters, say=say, output=output)
@@ -108,6 +115,8 @@ def _request(
     )
     pins = pin_images(rendered, images=adapters.images, registry=adapters.registry)
     remote = adapters.registry.lookup(step.tag)  # also proves the registry answers, first
+    if remote is not None:
+        _refuse_foreign_tag(step, remote, adapters.images)
     commit = adapters.git.commit_of(step.increment.path)
     if commit == "uncommitted":
         say(
@@ -116,6 +125,22 @@ def _request(
             "building them, so that the lock names the commit they were built from."
         )
     return Request(rendered=rendered, pins=pins, remote=remote, commit=commit)
+
+
+def _refuse_foreign_tag(step: BuildStep, remote: RemoteImage, images: ImageStore) -> None:
+    """Before building: a registry tag for this version is only ours when this engine holds it
+    as the same image (a rerun after a crash, adopted after the build); else it is burned."""
+    local = images.inspect_image(step.tag)
+    if local is not None and local.image_id == remote.config_digest:
+        return
+    raise TagConflictError(
+        f"the registry already holds {step.tag} as {remote.digest} (image "
+        f"{remote.config_digest}), which this lock does not record; nothing was built.",
+        hint="If a colleague published it, pull the lockfile that records it (git pull). If "
+        "someone else's image burned the tag, pass over it: `imagectl skip "
+        f"{step.line} {step.version} --reason '...'` records v{step.version} as skipped and "
+        f"builds v{step.version + 1} next.",
+    )
 
 
 def _locked_version(
@@ -138,6 +163,7 @@ def _locked_version(
         layers=len(info.layers),
         size=info.size,
         builder=builder.builder,
+        engine=builder.engine_version,
         built_at=utc_now(),
         commit=request.commit,
         # A tag already in the registry with this very image counts as published.

@@ -78,11 +78,18 @@ def carried_config(config: ImageConfig) -> ImageConfig:
 
 
 def checkpoint_line(
-    layout: RepositoryLayout, line: ImageLine, *, images: ImageStore, registry: Registry, say: Say
+    layout: RepositoryLayout,
+    line: ImageLine,
+    *,
+    images: ImageStore,
+    registry: Registry,
+    say: Say,
+    engine: str = "",
 ) -> BuiltVersion:
     state = load_state(layout, line)
     parent = locate_head(state, images=images)
-    head = state.lock.versions[-1]
+    head = state.lock.head
+    assert head is not None  # locate_head found it
     changes = config_changes(parent.info.config)
     version = len(state.lock.versions) + 1
     tag = line.tag_for(version)
@@ -108,6 +115,7 @@ def checkpoint_line(
         layers=1,
         size=size,
         builder="checkpoint",
+        engine=engine,
         built_at=utc_now(),
         commit="",
         checkpoint=True,

@@ -200,6 +200,14 @@ COMMANDS: tuple[tuple[str, str, tuple[str | Argument, ...]], ...] = (
         "line", "wait", "builder", "json",
     )),
     ("history", "show the built versions of a line", ("line", "json")),
+    ("audit", "check that the registry still serves every published version as recorded", (
+        "lines", "json",
+    )),
+    ("skip", "record a version whose tag someone else's image burned; build the next one", (
+        "line", "wait", "json",
+        _arg("version", type=_version, metavar="VERSION", help="the burned version: 3 or v3"),
+        _arg("--reason", required=True, metavar="TEXT", help="why (kept in the lock)"),
+    )),
 )  # fmt: skip
 
 

@@ -101,6 +101,18 @@ def checkpoint(args: argparse.Namespace, project: Project) -> Outcome:
     return Outcome(made, output.built_version(made))
 
 
+def audit(args: argparse.Namespace, project: Project) -> Outcome:
+    report = workflows.audit(project, args.lines)
+    return Outcome(report, output.audit(report), EXIT_CHECK if report.problems else EXIT_OK)
+
+
+def skip(args: argparse.Namespace, project: Project) -> Outcome:
+    skipped = workflows.skip(project, args.line, args.version, reason=args.reason, wait=args.wait)
+    return Outcome(
+        output.Skipped(line=args.line, version=skipped), output.skipped(args.line, skipped)
+    )
+
+
 def history(args: argparse.Namespace, project: Project) -> Outcome:
     found = workflows.read_history(project, args.line)
     return Outcome(found, output.history(found, args.line))

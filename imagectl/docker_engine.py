@@ -22,9 +22,38 @@ from imagectl.model import Builder
 from imagectl.ports import FileEntry, ImageConfig, ImageInfo, Say
 from imagectl.process import last_line, run, stream, without_names
 
-ENGINE_HINT = (
-    "Start it with `scripts/engine up` (or check DOCKER_HOST), then run the command again."
-)
+DEFAULT_SOCKET = "unix:///var/run/docker.sock"
+
+
+def engine_endpoint() -> str:
+    """Which engine the docker CLI talks to: DOCKER_HOST, a named context, or the local one."""
+    if os.environ.get("DOCKER_HOST"):
+        return os.environ["DOCKER_HOST"]
+    context = os.environ.get("DOCKER_CONTEXT") or _current_context()
+    if context and context != "default":
+        return f"docker context {context}"
+    return DEFAULT_SOCKET
+
+
+def _current_context() -> str:
+    folder = Path(os.environ.get("DOCKER_CONFIG") or Path.home() / ".docker")
+    try:
+        return str(json.loads((folder / "config.json").read_text()).get("currentContext") or "")
+    except (OSError, ValueError, AttributeError):
+        return ""
+
+
+def engine_hint() -> str:
+    """What to do when the engine does not answer; `scripts/engine` only for the local one."""
+    endpoint = engine_endpoint()
+    if endpoint == DEFAULT_SOCKET:
+        return (
+            "Start it (in imagectl's own checkout: `scripts/engine up`), then run the command "
+            "again."
+        )
+    return f"Check that the engine at {endpoint} runs and answers, then run the command again."
+
+
 # Files `docker export` adds to every container; never part of an image's own content.
 EXPORT_NOISE = {".dockerenv", "etc/hosts", "etc/hostname", "etc/resolv.conf", "etc/mtab"}
 DAEMON_DOWN = ("cannot connect to the docker daemon", "is the docker daemon running")
@@ -49,8 +78,8 @@ def engine_error(
     """The EngineError for a failed docker call: "does not answer" or what docker said."""
     if daemon_down(stderr, names):
         return EngineError(
-            f"the Docker engine does not answer while {doing}.",
-            hint=ENGINE_HINT,
+            f"the Docker engine ({engine_endpoint()}) does not answer while {doing}.",
+            hint=engine_hint(),
             command=tuple(command),
             exit_code=code,
             stderr=stderr,
@@ -74,6 +103,7 @@ class DockerBuilder:
     def __init__(self, builder: Builder | None = None, *, named: str = "") -> None:
         self._builder = builder or _builder_from_env()
         self.named = named  # a buildx builder by name (a remote BuildKit, a farm); "" = current
+        self.engine_version = ""  # the server's version, known after check()
 
     @property
     def builder(self) -> Builder:
@@ -81,8 +111,19 @@ class DockerBuilder:
             self._builder = "buildx" if _has_buildx() else "legacy"
         return self._builder
 
+    def describe(self) -> str:
+        """The engine line: endpoint, server version, builder (after check())."""
+        named = f" ({self.named})" if self.named else ""
+        return (
+            f"engine {engine_endpoint()}, Docker {self.engine_version or '?'}, "
+            f"builder {self.builder}{named}"
+        )
+
     def check(self) -> None:
-        run_docker("version", "--format", "{{.Server.Version}}", doing="asking for its version")
+        answer = run_docker(
+            "version", "--format", "{{.Server.Version}}", doing="asking for its version"
+        )
+        self.engine_version = answer.stdout.strip()
         if not self.named:
             return
         if self.builder != "buildx":

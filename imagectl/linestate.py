@@ -288,6 +288,11 @@ def render_dockerfile(layout: RepositoryLayout, state: LineState, version: int |
         increment = next(
             (i for i in state.increments if i.path.as_posix() == recorded.increment), None
         )
+        if recorded.skipped:
+            raise ConfigError(
+                f"v{wanted} of {line.name} was skipped ({recorded.reason}); it has no Dockerfile.",
+                hint=f"Render v{wanted - 1} or v{wanted + 1}.",
+            )
         if recorded.checkpoint or increment is None:
             raise ConfigError(
                 f"v{wanted} of {line.name} is a checkpoint (a one-layer copy of v{wanted - 1}); "

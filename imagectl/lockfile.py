@@ -41,15 +41,29 @@ VERSION_FIELDS: tuple[tuple[str, type], ...] = (
     ("layers", int),
     ("size", int),
     ("builder", str),
+    ("engine", str),
     ("built_at", str),
     ("commit", str),
     ("digest", str),
     ("checkpoint", bool),
+    ("skipped", bool),
+    ("reason", str),
+    ("foreign_digest", str),
 )
 # Fields added after schema 1 was first written are optional, so older lockfiles still read.
-OPTIONAL_FIELDS = {"digest", "checkpoint", "instructions_hash", "context_hash", "images"}
+OPTIONAL_FIELDS = {
+    "digest",
+    "checkpoint",
+    "instructions_hash",
+    "context_hash",
+    "images",
+    "engine",
+    "skipped",
+    "reason",
+    "foreign_digest",
+}
 # Left out when empty: keeps ordinary versions free of `checkpoint = false` and the like.
-OMITTED_WHEN_FALSE = {"checkpoint", "instructions_hash", "context_hash", "images"}
+OMITTED_WHEN_FALSE = OPTIONAL_FIELDS - {"digest"}
 # Fields that name an image or a content hash: `sha256:` and 64 hex digits, or empty. A hand-edited
 # value would name another image (or none), so it is refused rather than followed.
 DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
@@ -62,6 +76,7 @@ DIGEST_FIELDS = (
     "parent_digest",
     "image_id",
     "digest",
+    "foreign_digest",
 )
 HEAD_DIGEST_FIELDS = ("base_digest", "base_image_id")
 
@@ -213,7 +228,8 @@ def _version_from(raw: object, where: str, index: int, path: Path) -> LockedVers
             )
         values[key] = value
     for key in DIGEST_FIELDS:
-        _check_digest(f"{where}.{key}", values[key], path, required=key == "image_id")
+        required = key == "image_id" and not values["skipped"]  # a skipped version has none
+        _check_digest(f"{where}.{key}", values[key], path, required=required)
     for image in values["images"]:
         if not PINNED.match(image):
             raise LockfileError(

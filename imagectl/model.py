@@ -77,10 +77,16 @@ class LockedVersion:
     layers: int
     size: int
     builder: str
-    built_at: str  # ISO 8601, UTC
+    built_at: str  # ISO 8601, UTC (for a skipped version: when it was skipped)
     commit: str  # last git commit of the increment, or "uncommitted" (changed, or no git)
     digest: str = ""  # registry digest once published
     checkpoint: bool = False  # a one-layer copy of its parent, made by `imagectl checkpoint`
+    engine: str = ""  # the Docker engine's version that built it
+    # A burned tag: someone else's image held this version's tag, so `imagectl skip` passed
+    # over it; the next version is built on the one before. Nothing of it is built or pushed.
+    skipped: bool = False
+    reason: str = ""
+    foreign_digest: str = ""  # what the registry held under the tag when it was skipped
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -96,12 +102,18 @@ class Lock:
 
     @property
     def head(self) -> LockedVersion | None:
-        return self.versions[-1] if self.versions else None
+        """The newest version that was built (skipped versions have no image)."""
+        return next((v for v in reversed(self.versions) if not v.skipped), None)
+
+    @property
+    def built_versions(self) -> tuple[LockedVersion, ...]:
+        """Every version with an image: all but the skipped ones."""
+        return tuple(version for version in self.versions if not version.skipped)
 
     @property
     def increment_versions(self) -> tuple[LockedVersion, ...]:
         """The versions built from increments, in order: the k-th is increment k's."""
-        return tuple(version for version in self.versions if not version.checkpoint)
+        return tuple(v for v in self.versions if not v.checkpoint and not v.skipped)
 
     def with_version(self, version: LockedVersion) -> Lock:
         return replace(self, versions=(*self.versions, version))

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from imagectl.audit import AuditReport
 from imagectl.backport import BackportPlan
 from imagectl.ci_job import JobResult
 from imagectl.history import history_table
-from imagectl.model import BuiltVersion, LinePlan
+from imagectl.model import BuiltVersion, LinePlan, LockedVersion
 from imagectl.resolver import Resolution
 from imagectl.verifier import VerifyReport
 from imagectl.workflows import (
@@ -46,6 +47,23 @@ class Rendered:
 
     def to_json(self) -> dict[str, object]:
         return {"line": self.line, "version": self.version, "dockerfile": self.dockerfile}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Skipped:
+    line: str
+    version: LockedVersion
+
+    def to_json(self) -> dict[str, object]:
+        v = self.version
+        return {
+            "line": self.line,
+            "version": v.version,
+            "tag": v.tag,
+            "reason": v.reason,
+            "foreign_digest": v.foreign_digest,
+            "skipped_at": v.built_at,
+        }
 
 
 def plans(result: Plans) -> str:
@@ -162,6 +180,30 @@ def job(result: JobResult) -> str:
     if result.commit:
         return f"pushed lock commit {result.commit[:12]} with {len(result.tags)} new tag(s)"
     return "nothing to publish"
+
+
+def audit(report: AuditReport) -> str:
+    out = []
+    for f in report.problems:
+        if f.status == "tampered":
+            out.append(
+                f"{f.line}: TAMPERED {f.tag} names {f.served}, the lock records {f.recorded}"
+            )
+        elif f.status == "missing":
+            out.append(f"{f.line}: MISSING {f.tag} is gone ({f.recorded} is still there by digest)")
+        else:
+            out.append(f"{f.line}: DELETED {f.tag}: {f.recorded} is gone from the registry")
+    out.append(
+        f"{len(report.findings)} published versions checked, {len(report.problems)} problems"
+    )
+    return "\n".join(out)
+
+
+def skipped(line: str, version: LockedVersion) -> str:
+    return (
+        f"{line}: v{version.version} skipped ({version.tag} holds {version.foreign_digest}); "
+        f"`imagectl build next {line}` builds v{version.version + 1} on the version before"
+    )
 
 
 def history(found: History, line: str) -> str:

@@ -68,6 +68,23 @@ def locate_head(state: LineState, *, images: ImageStore) -> ResolvedParent:
     return ResolvedParent(ref=head.tag, digest=head.image_id, info=info)
 
 
+def warn_if_parent_tag_moved(state: LineState, *, registry: Registry, say: Say) -> None:
+    """One HEAD: the newest published version's tag must still name its recorded digest; a
+    tag overwritten in the registry is reported (the line keeps building on the digest)."""
+    published = [v for v in state.lock.built_versions if v.digest]
+    if not published:
+        return
+    newest = published[-1]
+    now = registry.exists(newest.tag)
+    if now != newest.digest:
+        say(
+            f"{state.line.name}: warning: the registry's {newest.tag} now names "
+            f"{now or 'nothing'}, but the lock records {newest.digest}: the tag was overwritten "
+            "or deleted out of band. imagectl keeps building on the recorded digest; run "
+            f"`imagectl audit {state.line.name}` for every tag."
+        )
+
+
 def warn_if_base_moved(state: LineState, *, registry: Registry, say: Say) -> None:
     """Report, never follow, a base tag that now names another image than the pinned one."""
     line, lock = state.line, state.lock

@@ -117,8 +117,17 @@ class ImageBuilder(Protocol):
     @property
     def builder(self) -> Builder: ...
 
+    @property
+    def engine_version(self) -> str:
+        """The engine's version, known after check()."""
+        ...
+
     def check(self) -> None:
         """Raise EngineError when the engine does not answer."""
+        ...
+
+    def describe(self) -> str:
+        """One line naming the engine (endpoint, version) and the builder."""
         ...
 
     def build(
@@ -155,6 +164,10 @@ class ImageStore(Protocol):
 class Registry(Protocol):
     def lookup(self, ref: str) -> RemoteImage | None:
         """What `ref` names in its registry, or None when the tag is absent."""
+        ...
+
+    def exists(self, ref: str) -> str | None:
+        """The manifest digest `ref` (a tag or a digest) names now, or None: one HEAD."""
         ...
 
     def push(self, ref: str, *, on_output: Say) -> str:

@@ -129,12 +129,12 @@ def _adapters(
     # Imported here: the adapters' modules are only loaded by commands that build a Project.
     from imagectl.docker_engine import DockerBuilder, DockerImages  # noqa: PLC0415
     from imagectl.git_repo import GitRepository  # noqa: PLC0415
-    from imagectl.registry import DockerCliRegistry  # noqa: PLC0415
+    from imagectl.registry import RegistryClient  # noqa: PLC0415
 
     docker_builder = DockerBuilder(named=named)
     return Adapters(
         builder=builder or docker_builder,
         images=images or DockerImages(docker_builder),
-        registry=registry or DockerCliRegistry(),
+        registry=registry or RegistryClient(),
         git=git or GitRepository(root),
     )

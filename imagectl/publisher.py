@@ -12,6 +12,7 @@ from imagectl.faults import pause_point
 from imagectl.linestate import load_state
 from imagectl.locks import publish_lock
 from imagectl.model import ImageLine, Lock, LockedVersion
+from imagectl.parents import warn_if_parent_tag_moved
 from imagectl.ports import ImageStore, Registry, Say
 
 
@@ -36,7 +37,7 @@ class PublishedVersion:
 
 def pending_publication(lock: Lock) -> tuple[LockedVersion, ...]:
     """The built versions without a registry digest, oldest first (the publish plan)."""
-    return tuple(version for version in lock.versions if not version.digest)
+    return tuple(version for version in lock.built_versions if not version.digest)
 
 
 def publish_line(
@@ -50,6 +51,7 @@ def publish_line(
 ) -> tuple[PublishedVersion, ...]:
     """Publish every unpublished version of `line`, recording each digest right after its push."""
     state = load_state(layout, line)
+    warn_if_parent_tag_moved(state, registry=registry, say=say)
     lock = state.lock
     results: list[PublishedVersion] = []
     for version in pending_publication(lock):

@@ -45,6 +45,19 @@ def record_version(
     return new_lock
 
 
+def record_skip(state: LineState, skipped: LockedVersion) -> Lock:
+    """Write a skipped version: an empty package delta (its successor's parent is the version
+    before it), then the lock."""
+    path = lockfile.packages_path(state.lock_path)
+    base, deltas = lockfile.read_packages(path)
+    deltas = {v: d for v, d in deltas.items() if v < skipped.version}
+    deltas[skipped.version] = ((), ())
+    lockfile.write_packages(path, line=state.line.name, base=base, deltas=deltas)
+    new_lock = state.lock.with_version(skipped)
+    lockfile.write_lock(state.lock_path, new_lock)
+    return new_lock
+
+
 def record_packages(
     state: LineState, *, version: int, image: str, parent: str, images: ImageStore
 ) -> PackageDiff:

@@ -1,124 +1,152 @@
-"""The registry adapter: look a tag up without pulling, through the docker CLI.
+"""The registry adapter: look-ups over the registry's HTTP API, pushes through `docker push`.
 
-`docker manifest inspect` sends the proper Accept headers (so distribution never converts to a
-schema 1 manifest with another digest), uses docker's own credential store (`docker login`), and
-answers with both the manifest digest and the config digest (the image id) in one call. imagectl
-never handles credentials itself.
+A look-up asks for the manifest with the proper Accept headers (so distribution never converts
+it to a schema 1 manifest with another digest) and reads the manifest digest and the config
+digest (the image id) from the answer. What the registry says is read from its HTTP status and
+error code: 404 MANIFEST_UNKNOWN is "absent", 401/403 is an auth failure and stops the command,
+never "absent". A push goes through docker, which uploads the layers with docker's own
+credentials; its failures are read from docker's text with the image's names cut out first.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
-import subprocess
 
 from imagectl.errors import EngineError, RegistryError, TagImmutableError
 from imagectl.ports import RemoteImage, Say
-from imagectl.process import last_line, run, stream, without_names
+from imagectl.process import last_line, stream, without_names
+from imagectl.registry_http import (
+    Reference,
+    RegistryAuthError,
+    RegistryTransport,
+    Response,
+    parse_reference,
+)
 
+MANIFEST_TYPES = (
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+)
+INDEX_TYPES = (
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+)
+ACCEPT = ", ".join((*MANIFEST_TYPES, *INDEX_TYPES))
+ABSENT_CODES = {"MANIFEST_UNKNOWN", "NAME_UNKNOWN", "BLOB_UNKNOWN"}
 PUSHED_DIGEST = re.compile(r"digest: (sha256:[0-9a-f]{64})")
 DAEMON_DOWN = ("cannot connect to the docker daemon", "is the docker daemon running")
-
-NOT_FOUND = ("no such manifest", "manifest unknown", "not found", "name unknown")
-UNREACHABLE = (
-    "connection refused",
-    "no such host",
-    "i/o timeout",
-    "connection reset",
-    "network is unreachable",
-    "dial tcp",
-    "timeout",
-    "error pinging",
-)
-AUTH = ("unauthorized", "denied", "authentication required", "forbidden")
-TLS = ("x509", "certificate", "http response to https client", "tls:")
-SERVER = (
-    "500 internal",
-    "502 bad gateway",
-    "503 service",
-    "internal server error",
-    "received unexpected http status",
-    "unknown: ",
-)
-IMMUTABLE = ("immutable", "imagetagalreadyexists", "412 precondition", "tag already exists")
-# Registries docker itself treats as plain HTTP; others keep full TLS verification.
-LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]")
-
-
-class DockerCliRegistry:
-    """Registry look-ups through `docker manifest inspect --verbose`, pushes through
-    `docker push`: docker's own credential store, never imagectl's."""
-
-    def lookup(self, ref: str) -> RemoteImage | None:
-        command = ["docker", "manifest", "inspect", "--verbose", ref]
-        if _is_insecure(ref):
-            command.insert(3, "--insecure")
-        try:
-            result = run(command, timeout=120)
-        except subprocess.TimeoutExpired as exc:
-            raise RegistryError(
-                f"the registry did not answer within 120 s looking up {ref}.",
-                hint=REGISTRY_HINT,
-                command=tuple(command),
-            ) from exc
-        if result.returncode == 0:
-            return remote_image_from(result.stdout, ref)
-        raise_unless_absent(ref, result.stderr, command=tuple(command), code=result.returncode)
-        return None
-
-    def push(self, ref: str, *, on_output: Say) -> str:
-        """Push `ref` and return the manifest digest docker reports for it."""
-        command = ("docker", "push", ref)
-        code, output = stream(command, env=dict(os.environ), on_output=on_output)
-        if code != 0:
-            if any(marker in without_names(output, names_in(ref)) for marker in DAEMON_DOWN):
-                raise EngineError(
-                    f"the Docker engine does not answer while pushing {ref}.",
-                    hint="Start it with `scripts/engine up` (or check DOCKER_HOST).",
-                    command=command,
-                    exit_code=code,
-                    stderr=output,
-                )
-            raise registry_failure(ref, output, command=command, code=code)
-        match = PUSHED_DIGEST.search(output)
-        if match is None:
-            raise RegistryError(f"docker pushed {ref} but reported no digest.", details=output)
-        return match.group(1)
-
-
+# docker's wording for a push refused by an immutable tag (ECR, Harbor), read with names cut out
+IMMUTABLE = ("immutable", "imagetagalreadyexists", "412 precondition", "tag_invalid")
+PUSH_AUTH = ("unauthorized", "denied", "authentication required", "no basic auth credentials")
 REGISTRY_HINT = (
     "Start it (scripts/engine up starts the local one on 127.0.0.1:5000) or check "
     "the repository name; nothing was changed."
 )
 
 
-def _is_insecure(ref: str) -> bool:
-    host = ref.split("/", 1)[0] if "/" in ref else ""
-    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
-    extra = os.environ.get("IMAGECTL_INSECURE_REGISTRIES", "").split(",")
-    return name in LOCAL_HOSTS or name.startswith("127.") or host in [e.strip() for e in extra]
+class RegistryClient:
+    """Look-ups over HTTP (docker's credential store, docker's TLS rules), pushes via docker."""
+
+    def __init__(self, transport: RegistryTransport | None = None) -> None:
+        self._transport = transport or RegistryTransport()
+
+    def lookup(self, ref: str) -> RemoteImage | None:
+        """What `ref` names (tag or digest) in its registry, or None when it is absent."""
+        parsed = parse_reference(ref)
+        response = self._manifest(parsed, "GET")
+        if response is None:
+            return None
+        return remote_image_from(response, ref)
+
+    def exists(self, ref: str) -> str | None:
+        """The manifest digest `ref` names now (one HEAD), or None when it is absent."""
+        response = self._manifest(parse_reference(ref), "HEAD")
+        if response is None:
+            return None
+        return response.headers.get("docker-content-digest") or None
+
+    def _manifest(self, ref: Reference, method: str) -> Response | None:
+        path = f"/v2/{ref.path}/manifests/{ref.digest or ref.tag}"
+        response = self._transport.get(ref, path, accept=ACCEPT, method=method)
+        if response.status == 200:
+            return response
+        if response.status == 404 and (
+            not response.error_codes() or set(response.error_codes()) & ABSENT_CODES
+        ):
+            return None
+        raise status_error(ref, response)
+
+    def push(self, ref: str, *, on_output: Say) -> str:
+        """Push `ref` and return the manifest digest docker reports for it."""
+        command = ("docker", "push", ref)
+        code, output = stream(command, env=dict(os.environ), on_output=on_output)
+        if code != 0:
+            text = without_names(output, names_in(ref))
+            if any(marker in text for marker in DAEMON_DOWN):
+                raise EngineError(
+                    f"the Docker engine does not answer while pushing {ref}.",
+                    hint="Start it, or check DOCKER_HOST; nothing was changed.",
+                    command=command,
+                    exit_code=code,
+                    stderr=output,
+                )
+            raise push_failure(ref, text, last_line(output), command=command, code=code)
+        match = PUSHED_DIGEST.search(output)
+        if match is None:
+            raise RegistryError(f"docker pushed {ref} but reported no digest.", details=output)
+        return match.group(1)
 
 
-def raise_unless_absent(
-    ref: str, stderr: str, *, command: tuple[str, ...] = (), code: int | None = None
-) -> None:
-    """Return quietly when the answer means 'no such tag'; raise a RegistryError otherwise."""
-    text = without_names(stderr, names_in(ref))
-    if any(marker in text for marker in NOT_FOUND) and not any(
-        marker in text for marker in (*AUTH, *TLS, *UNREACHABLE)
-    ):
-        return
-    raise registry_failure(ref, stderr, command=command, code=code)
+def status_error(ref: Reference, response: Response) -> RegistryError:
+    """The error an unexpected HTTP answer amounts to, from its status and error codes."""
+    where = f"{ref.host}/{ref.path}:{ref.tag}" if ref.tag else f"{ref.host}/{ref.path}"
+    codes = ", ".join(response.error_codes()) or "no error code"
+    if response.status in (401, 403):
+        return RegistryAuthError(
+            f"the registry {ref.host} refused access to {where} (HTTP {response.status}, "
+            f"{codes}): not logged in, or the credentials are wrong or expired. Nothing was "
+            "built, pushed or recorded.",
+            hint=f"Log in with `docker login {ref.host}` and run again; imagectl reads docker's "
+            "credential store and never prints, logs or records credentials.",
+        )
+    if response.status >= 500:
+        return RegistryError(
+            f"the registry {ref.host} failed with a server error (HTTP {response.status}) "
+            f"looking up {where}.",
+            hint="Check the registry's health and logs, then run again; nothing was changed.",
+        )
+    return RegistryError(
+        f"the registry {ref.host} answered HTTP {response.status} ({codes}) looking up {where}.",
+        hint=REGISTRY_HINT,
+    )
 
 
-def registry_failure(
-    ref: str, stderr: str, *, command: tuple[str, ...] = (), code: int | None = None
+def push_failure(
+    ref: str, text: str, reason: str, *, command: tuple[str, ...], code: int
 ) -> RegistryError:
-    """The RegistryError that docker's complaint about `ref` amounts to (read with `ref` cut
-    out, so that a repository named like an error never decides the kind)."""
-    error = _classified(ref, without_names(stderr, names_in(ref)), last_line(stderr))
-    error.command, error.exit_code, error.stderr = command, code, stderr
+    """What docker's complaint about a push amounts to (`text` has the names cut out)."""
+    error: RegistryError
+    if any(marker in text for marker in IMMUTABLE):
+        error = TagImmutableError(
+            f"the registry refused to change the immutable tag {ref} ({reason}).",
+            hint="An immutable tag cannot be pushed again; imagectl checks what it names.",
+        )
+    elif any(marker in text for marker in PUSH_AUTH):
+        host = parse_reference(ref).host
+        error = RegistryAuthError(
+            f"the registry refused the push of {ref} ({reason}).",
+            hint=f"Log in with `docker login {host}`; imagectl uses docker's credential store.",
+        )
+    else:
+        error = RegistryError(
+            f"docker could not push {ref} ({reason}).",
+            hint="Check the registry's health and logs, then run again; the lock records "
+            "nothing that was not pushed.",
+        )
+    error.command, error.exit_code, error.stderr = command, code, reason
     return error
 
 
@@ -131,51 +159,22 @@ def names_in(ref: str) -> tuple[str, ...]:
     return (ref, plain, repository)
 
 
-def _classified(ref: str, text: str, reason: str) -> RegistryError:
-    if any(marker in text for marker in IMMUTABLE):
-        return TagImmutableError(
-            f"the registry refused to change the immutable tag {ref} ({reason}).",
-            hint="An immutable tag cannot be pushed again; imagectl checks what it names.",
-        )
-    if any(marker in text for marker in AUTH):
-        return RegistryError(
-            f"the registry refused access to {ref} ({reason}).",
-            hint="Log in with `docker login <registry>`; imagectl uses docker's credential store "
-            "and never sees the credentials.",
-        )
-    if any(marker in text for marker in TLS):
-        return RegistryError(
-            f"TLS failed talking to the registry of {ref} ({reason}).",
-            hint="Give docker the registry's CA certificate (/etc/docker/certs.d/<host>/ca.crt), "
-            "or add the host to IMAGECTL_INSECURE_REGISTRIES if it speaks plain HTTP.",
-        )
-    if any(marker in text for marker in UNREACHABLE):
-        return RegistryError(
-            f"the registry of {ref} is unreachable ({reason}).", hint=REGISTRY_HINT
-        )
-    if any(marker in text for marker in SERVER):
-        return RegistryError(
-            f"the registry of {ref} failed with a server error ({reason}).",
-            hint="Check the registry's health and logs, then run again; nothing was changed.",
-        )
-    return RegistryError(
-        f"the registry answered {ref} with an error ({reason}).", hint=REGISTRY_HINT
-    )
-
-
-def remote_image_from(stdout: str, ref: str) -> RemoteImage:
+def remote_image_from(response: Response, ref: str) -> RemoteImage:
+    """Manifest digest and config digest (the image id) of a single-platform manifest."""
     try:
-        data = json.loads(stdout)
-    except json.JSONDecodeError as exc:
-        raise RegistryError(f"unexpected answer looking up {ref}: {stdout[:200]!r}") from exc
-    if isinstance(data, list):
+        manifest = json.loads(response.body)
+    except ValueError as exc:
+        raise RegistryError(f"the registry's manifest for {ref} is not JSON.") from exc
+    media = str(manifest.get("mediaType") or response.headers.get("content-type", ""))
+    if media in INDEX_TYPES or "manifests" in manifest:
         raise RegistryError(
             f"{ref} is a multi-platform index; imagectl manages single-platform images.",
             hint="Use a single-platform base image or tag.",
         )
-    digest = data.get("Descriptor", {}).get("digest", "")
-    manifest = data.get("SchemaV2Manifest") or data.get("OCIManifest") or {}
-    config = manifest.get("config", {}).get("digest", "")
-    if not str(digest).startswith("sha256:"):
-        raise RegistryError(f"the registry's answer for {ref} carries no digest.")
-    return RemoteImage(digest=str(digest), config_digest=str(config))
+    digest = response.headers.get("docker-content-digest") or (
+        "sha256:" + hashlib.sha256(response.body).hexdigest()
+    )
+    config = str((manifest.get("config") or {}).get("digest", ""))
+    if not config.startswith("sha256:"):
+        raise RegistryError(f"the registry's manifest for {ref} names no image config.")
+    return RemoteImage(digest=digest, config_digest=config)

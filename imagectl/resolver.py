@@ -47,7 +47,7 @@ def resolve_ref(query: str, locks: Sequence[Lock]) -> Resolution:
     matches = [
         (lock, version)
         for lock in locks
-        for version in lock.versions
+        for version in lock.built_versions
         if _matches(ref, lock, version)
     ]
     if not matches:
@@ -63,8 +63,8 @@ def resolve_ref(query: str, locks: Sequence[Lock]) -> Resolution:
             hint="Give a longer image id or the full reference.",
         )
     lock, matched = matches[0]
-    published = [version for version in lock.versions if version.digest]
-    newest = published[-1] if published else lock.versions[-1]
+    published = [version for version in lock.built_versions if version.digest]
+    newest = published[-1] if published else lock.built_versions[-1]
     if newest.version < matched.version:
         newest = matched  # never send a pod back to an older image than it was on
     return Resolution(query=ref, line=lock.line, matched=matched, newest=newest)

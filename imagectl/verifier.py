@@ -51,7 +51,8 @@ def verify_line(project: Project, line: ImageLine, *, say: Say, output: Say) -> 
     layout, images = project.layout, project.adapters.images
     state = load_state(layout, line)
     newest = locate_head(state, images=images)  # the head must be here to compare with it
-    head = state.lock.versions[-1]
+    head = state.lock.head
+    assert head is not None  # locate_head found it
     built = replace(state, increments=state.increments[: len(state.lock.increment_versions)])
     text = reference_text(layout, built)
     throwaway = f"imagectl-verify/{line.name}:{uuid.uuid4().hex[:12]}"  # never pushed

@@ -9,10 +9,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from imagectl import lockfile
+from imagectl.audit import AuditReport, audit_locks
 from imagectl.backport import BackportPlan, plan_backport, shared_name
 from imagectl.builder import build_line
 from imagectl.config import check_secret_sources, repository_of
-from imagectl.errors import ConfigError, ImagectlError
+from imagectl.errors import ConfigError, ImagectlError, PlanError
 from imagectl.history import history_records
 from imagectl.increments import summarize
 from imagectl.linestate import (
@@ -33,8 +34,9 @@ from imagectl.planner import plan_line
 from imagectl.ports import Say
 from imagectl.project import Project
 from imagectl.publisher import PublishedVersion, pending_publication, publish_line
-from imagectl.recording import manifest_of
+from imagectl.recording import manifest_of, record_skip
 from imagectl.resolver import Resolution, resolve_ref
+from imagectl.skips import burned_version, unknown_digest
 
 if TYPE_CHECKING:
     from imagectl.verifier import VerifyReport
@@ -101,6 +103,7 @@ def build_next(
                 check_secret_sources(state.line)
         lockfile.ensure_writable(layout.lock_dir)
         adapters.builder.check()
+        say(adapters.builder.describe())
 
         def build_one(line: ImageLine) -> tuple[BuiltVersion, ...]:
             return build_line(
@@ -187,6 +190,8 @@ def publish(
         for line in lines:
             load_state(layout, line)  # every line valid before anything is pushed
         lockfile.ensure_writable(layout.lock_dir)
+        adapters.builder.check()
+        say(adapters.builder.describe())
         for line in lines:
             try:
                 published.extend(
@@ -240,12 +245,38 @@ def squash_lines(
 
 
 def resolve(project: Project, ref: str) -> Resolution:
-    """The newest version of the line that built `ref`, from the lockfiles alone."""
+    """The newest version of the line that built `ref`, from the lockfiles; a digest no lock
+    knows is looked up in the registry to say which tag, if any, was overwritten with it."""
     # A repo:vN or repo@digest reference can only come from the line of that repository:
     # read just its lock (an image id needs them all).
     named = repository_of(ref) if "/" in ref else ""
     candidates = [line for line in project.lines if line.repository == named] or list(project.lines)
-    return resolve_ref(ref, [_line_lock(project, line) for line in candidates])
+    locks = [_line_lock(project, line) for line in candidates]
+    try:
+        return resolve_ref(ref, locks)
+    except PlanError:
+        if "@sha256:" in ref and named:
+            raise unknown_digest(ref, locks, registry=project.adapters.registry) from None
+        raise
+
+
+def audit(project: Project, names: Sequence[str]) -> AuditReport:
+    """What the registry serves now for every published version of the selected lines."""
+    locks = [_line_lock(project, line) for line in project.select(names)]
+    return audit_locks(locks, registry=project.adapters.registry)
+
+
+def skip(project: Project, name: str, version: int, *, reason: str, wait: float) -> LockedVersion:
+    """Record `version` of line `name` as skipped: its tag is burned by someone else's image."""
+    line = project.line(name)
+    with repository_lock(project.layout, wait=wait):
+        state = load_state(project.layout, line)
+        skipped = burned_version(
+            state, version, reason=reason, registry=project.adapters.registry,
+            images=project.adapters.images,
+        )  # fmt: skip
+        record_skip(state, skipped)
+    return skipped
 
 
 def backport(project: Project, fix: Path, *, pattern: str, dry_run: bool) -> BackportPlan:
@@ -344,6 +375,11 @@ def diff_versions(project: Project, name: str, old: int, new: int) -> VersionDif
                 f"{line.name} has no v{version} (it has v1 to v{count}; v0 is the base).",
                 hint=f"See `imagectl history {line.name}`.",
             )
+        if version and lock.versions[version - 1].skipped:
+            raise ConfigError(
+                f"v{version} of {line.name} was skipped (its tag was burned); it has no image.",
+                hint=f"Compare v{version - 1} or v{version + 1}.",
+            )
     path = lockfile.packages_path(project.layout.lock_path(line.name))
     base, deltas = lockfile.read_packages(path)
     if all(v in deltas for v in range(1, max(old, new) + 1)):
@@ -379,9 +415,10 @@ def checkpoint(project: Project, name: str, *, wait: float, say: Say) -> BuiltVe
     adapters = project.adapters
     with repository_lock(project.layout, wait=wait):
         adapters.builder.check()
+        say(adapters.builder.describe())
         return checkpoint_line(
             project.layout, project.line(name), images=adapters.images,
-            registry=adapters.registry, say=say,
+            registry=adapters.registry, say=say, engine=adapters.builder.engine_version,
         )  # fmt: skip
 
 
@@ -392,6 +429,7 @@ def verify(project: Project, name: str, *, say: Say, output: Say) -> VerifyRepor
     line = project.line(name)
     check_secret_sources(line)  # the rebuild uses the line's build secrets too
     project.adapters.builder.check()
+    say(project.adapters.builder.describe())
     return verify_line(project, line, say=say, output=output)
 
 

@@ -83,9 +83,13 @@ class FakeBuilder:
     images: FakeImages
     builder: Builder = "buildx"
     built: list[str] = field(default_factory=list)  # the Dockerfiles it was given
+    engine_version: str = "26.1.5-fake"
 
     def check(self) -> None:
         return None
+
+    def describe(self) -> str:
+        return f"engine fake, Docker {self.engine_version}, builder {self.builder}"
 
     def build(
         self,
@@ -125,6 +129,13 @@ class FakeRegistry:
 
     def lookup(self, ref: str) -> RemoteImage | None:
         return self.tags.get(ref)
+
+    def exists(self, ref: str) -> str | None:
+        if "@" in ref:
+            digest = ref.split("@", 1)[1]
+            return digest if any(r.digest == digest for r in self.tags.values()) else None
+        found = self.tags.get(ref)
+        return found.digest if found else None
 
     def push(self, ref: str, *, on_output: Say) -> str:
         if self.immutable and ref in self.tags:

@@ -1050,7 +1050,9 @@ def assert_one_paragraph(stderr: str, code: int) -> None:
         assert ": error: " in lines[-1], stderr
         return
     head = stderr.split("---- last output ----", maxsplit=1)[0]
-    lines = head.strip().splitlines()
+    # The engine line ("engine unix:///..., Docker 26.1.5, builder buildx") that commands which
+    # talk to the engine print first is progress, not part of the error.
+    lines = [line for line in head.strip().splitlines() if not line.startswith("engine ")]
     assert len(lines) == 1, f"not one paragraph:\n{stderr}"
     assert lines[0].startswith("imagectl: "), stderr
 

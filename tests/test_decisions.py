@@ -9,7 +9,7 @@ import pytest
 
 from imagectl import lockfile, workflows
 from imagectl.ci_job import JobResult, run_publish_job
-from imagectl.errors import GitError, RegistryError, TagConflictError
+from imagectl.errors import GitError, PlanError, RegistryError, TagConflictError
 from imagectl.model import LockedVersion
 from imagectl.ports import RemoteImage
 from imagectl.project import Project, open_project
@@ -85,14 +85,65 @@ def test_a_local_tag_naming_another_image_is_refused(tmp_path: Path) -> None:
     assert not project.layout.lock_path("line").exists()
 
 
-def test_a_registry_tag_naming_another_image_is_refused_before_tagging(tmp_path: Path) -> None:
+def test_a_registry_tag_naming_another_image_is_refused_before_building(tmp_path: Path) -> None:
     project, images, registry = setup(tmp_path)
     registry.tags[f"{REPO}:v1"] = RemoteImage(digest=fake_id("m"), config_digest=fake_id("i"))
     ((_, error),) = build(project).failures
     assert isinstance(error, TagConflictError)
-    assert "already exists in the registry" in error.message
+    assert "already holds" in error.message
+    assert "imagectl skip line 1" in error.hint
+    builder = project.adapters.builder
+    assert isinstance(builder, FakeBuilder)
+    assert builder.built == []  # refused before building, not after
     assert f"{REPO}:v1" not in images.tags
     assert not project.layout.lock_path("line").exists()
+
+
+def test_a_skipped_version_is_passed_over(tmp_path: Path) -> None:
+    project, _, registry = setup(tmp_path)
+    build(project, all_versions=False)  # v1
+    foreign = RemoteImage(digest=fake_id("m"), config_digest=fake_id("i"))
+    registry.tags[f"{REPO}:v2"] = foreign
+    workflows.skip(project, "line", 2, reason="pushed by hand in 2025", wait=0)
+    result = build(project)
+    assert [(b.version, b.tag) for b in result.built] == [(3, f"{REPO}:v3")]
+    versions = lock_of(project)
+    assert [(v.version, v.skipped) for v in versions] == [(1, False), (2, True), (3, False)]
+    assert versions[1].foreign_digest == foreign.digest
+    assert versions[1].reason == "pushed by hand in 2025"
+    assert versions[2].parent == f"{REPO}:v1"  # v3 sits on v1
+    assert registry.tags[f"{REPO}:v2"] == foreign  # never touched
+    published = workflows.publish(project, [], wait=0, say=print, output=print)
+    assert [p.tag for p in published.published] == [f"{REPO}:v1", f"{REPO}:v3"]
+    assert workflows.resolve(project, f"{REPO}:v1").newest.version == 3
+
+
+def test_skip_refuses_a_free_tag_and_our_own_image(tmp_path: Path) -> None:
+    project, images, registry = setup(tmp_path)
+    with pytest.raises(PlanError, match="nothing to skip"):
+        workflows.skip(project, "line", 1, reason="x", wait=0)
+    build(project, all_versions=False)
+    project.layout.lock_path("line").unlink()  # a crash: tagged and pushed, not recorded
+    registry.tags[f"{REPO}:v1"] = RemoteImage(
+        digest=fake_id("m"), config_digest=images.tags[f"{REPO}:v1"]
+    )
+    with pytest.raises(PlanError, match="not burned"):
+        workflows.skip(project, "line", 1, reason="x", wait=0)
+
+
+def test_audit_finds_tampered_missing_and_deleted_tags(tmp_path: Path) -> None:
+    project, _, registry = setup(tmp_path)
+    build(project)
+    workflows.publish(project, [], wait=0, say=print, output=print)
+    assert not workflows.audit(project, []).problems
+    v1, v2 = lock_of(project)
+    registry.tags[v1.tag] = RemoteImage(digest=fake_id("m"), config_digest=fake_id("i"))
+    del registry.tags[v2.tag]
+    report = workflows.audit(project, [])
+    assert [(f.version, f.status) for f in report.findings] == [(1, "tampered"), (2, "deleted")]
+    assert report.findings[0].served == registry.tags[v1.tag].digest
+    registry.tags["kept-by-digest"] = RemoteImage(digest=v2.digest, config_digest=v2.image_id)
+    assert workflows.audit(project, []).findings[1].status == "missing"
 
 
 def test_a_registry_tag_naming_the_same_image_is_adopted_as_published(tmp_path: Path) -> None:

@@ -407,7 +407,7 @@ def test_two_publishes_of_different_images_to_one_tag_one_wins_the_other_refuses
     assert "Traceback" not in refused.stderr
     assert f"pushing {repo_name}:v1" not in refused.stderr
     # a tag conflict naming the tag, the winner's digest and image, and the loser's image
-    assert refused.stderr.startswith("imagectl: tag conflict: the registry already has "), refused
+    assert "\nimagectl: tag conflict: the registry already has " in refused.stderr, refused
     for named in (f"{repo_name}:v1 as {digest}", images[winner], images[loser]):
         assert named in refused.stderr, (named, refused.stderr)
     assert (roots[loser] / "lock" / "line.lock.toml").read_bytes() == locks[loser]
