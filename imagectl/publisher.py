@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from imagectl import lockfile
 from imagectl.config import RepositoryLayout
-from imagectl.errors import PlanError, RegistryError, TagConflictError, TagImmutableError
+from imagectl.errors import PlanError, RegistryError, TagConflictError
 from imagectl.faults import pause_point
 from imagectl.linestate import load_state
 from imagectl.locks import publish_lock
@@ -88,7 +88,9 @@ def publish_version(
     say(f"pushing {tag}")
     try:
         pushed = registry.push(tag, on_output=output)
-    except TagImmutableError:
+    except RegistryError:
+        # Whatever docker's wording (ECR's "tag invalid", Harbor's 412 ...), what the registry
+        # holds under the tag now decides: this very image is a success, another is a conflict.
         again = registry.lookup(tag)
         if again is not None and again.config_digest == version.image_id:
             return again.digest, "recorded"
@@ -129,8 +131,8 @@ def _ensure_local_tag(version: LockedVersion, *, images: ImageStore) -> None:
 def _foreign_tag(version: LockedVersion, digest: str, config_digest: str) -> TagConflictError:
     return TagConflictError(
         f"the registry already has {version.tag} as {digest} (image {config_digest}), but the "
-        f"lock records image {version.image_id} for v{version.version}. Nothing was pushed for "
-        "this line from here on and its lock is unchanged.",
+        f"lock records image {version.image_id} for v{version.version}. No tag was changed, "
+        "nothing more is pushed for this line, and its lock is unchanged.",
         hint="imagectl never overwrites a tag. Find out who published that image; if this "
         "repository's lock is behind, pull it (git pull) and run again.",
     )

@@ -38,8 +38,10 @@ ACCEPT = ", ".join((*MANIFEST_TYPES, *INDEX_TYPES))
 ABSENT_CODES = {"MANIFEST_UNKNOWN", "NAME_UNKNOWN", "BLOB_UNKNOWN"}
 PUSHED_DIGEST = re.compile(r"digest: (sha256:[0-9a-f]{64})")
 DAEMON_DOWN = ("cannot connect to the docker daemon", "is the docker daemon running")
-# docker's wording for a push refused by an immutable tag (ECR, Harbor), read with names cut out
-IMMUTABLE = ("immutable", "imagetagalreadyexists", "412 precondition", "tag_invalid")
+# docker's wording for a push refused by an immutable tag (ECR's TAG_INVALID prints as "tag
+# invalid", Harbor's 412 as "unknown: ..."), read with names cut out. Only for the message:
+# publish decides by looking the tag up again after any failed push.
+IMMUTABLE = ("immutable", "imagetagalreadyexists", "tag invalid", "412 precondition")
 PUSH_AUTH = ("unauthorized", "denied", "authentication required", "no basic auth credentials")
 REGISTRY_HINT = (
     "Start it (scripts/engine up starts the local one on 127.0.0.1:5000) or check "
@@ -151,12 +153,14 @@ def push_failure(
 
 
 def names_in(ref: str) -> tuple[str, ...]:
-    """Every form in which docker echoes `ref`: whole, without digest, without tag. (Never a
-    bare word: cutting "tls" out of the text would cut docker's own "tls:" too.)"""
+    """Every form in which docker or a registry echoes `ref`: whole, without digest, without
+    tag, and the path without the host (Harbor's messages). Never a bare word: cutting "tls" out
+    of the text would cut docker's own "tls:" too."""
     plain = ref.split("@", 1)[0]
     head, _, tail = plain.rpartition("/")
     repository = f"{head}/{tail.split(':', 1)[0]}" if head else tail.split(":", 1)[0]
-    return (ref, plain, repository)
+    path = repository.split("/", 1)[1] if "/" in repository else ""
+    return (ref, plain, repository, *([path] if "/" in path else []))
 
 
 def remote_image_from(response: Response, ref: str) -> RemoteImage:

@@ -190,7 +190,7 @@ def test_publish_never_overwrites_a_tag_naming_another_image(tmp_path: Path) -> 
     project, images, registry = setup(tmp_path)
     version = published(project)
     registry.tags[version.tag] = RemoteImage(digest=fake_id("m"), config_digest=fake_id("i"))
-    with pytest.raises(TagConflictError, match="Nothing was pushed"):
+    with pytest.raises(TagConflictError, match="No tag was changed"):
         publish_version(version, images=images, registry=registry, say=print, output=print)
     assert registry.pushes == []
 
