@@ -187,7 +187,8 @@ def test_both_builders(tmp_path: Path, repo_name: str, builder: str) -> None:
 
 def test_lock_naming_a_lost_image_is_refused(tmp_path: Path, repo_name: str) -> None:
     # Content of its own: an image id no other run shares, so `docker rmi` really removes it.
-    root = busybox_repo(tmp_path, repo_name, {"0001-own": f"RUN echo {repo_name} > /own\n"})
+    steps = {"0001-own": f"RUN echo {repo_name} > /own\n", "0002-next": "RUN echo next >> /own\n"}
+    root = busybox_repo(tmp_path, repo_name, steps)
     assert imagectl(root, "build", "next").code == 0
     docker("rmi", f"{repo_name}:v1")
     result = imagectl(root, "build", "next")
