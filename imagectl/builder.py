@@ -6,6 +6,7 @@ a function run before the tag; one failing leaves nothing tagged or recorded) ->
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,6 +17,7 @@ from imagectl.checks import CHECKS, Candidate, check_parent_depth
 from imagectl.config import RepositoryLayout
 from imagectl.errors import BuildError, PlanError
 from imagectl.faults import pause_point
+from imagectl.increments import ignore_tests
 from imagectl.linestate import LineState, RenderedStep, render_step
 from imagectl.model import BuildStep, BuiltVersion, LockedVersion, utc_now
 from imagectl.parents import ResolvedParent, pin_images, resolve_parent, warn_if_base_moved
@@ -170,13 +172,18 @@ def _build(
 def _context(
     layout: RepositoryLayout, step: BuildStep, built: ComposedDockerfile
 ) -> Iterator[tuple[Path, Path]]:
-    """The Dockerfile in a temporary folder, and the build context: the increment's folder, or
-    an empty one for a file increment (nothing of the repository is sent)."""
+    """The Dockerfile in a temporary folder, and the build context: the increment's folder
+    (copied without its tests, when it has any), or an empty one for a file increment (nothing
+    of the repository is sent)."""
     with tempfile.TemporaryDirectory(prefix="imagectl-build-") as tmp:
         dockerfile = Path(tmp) / "Dockerfile"
         dockerfile.write_text(built.text, encoding="utf-8")
-        if step.increment.is_folder:
-            context = layout.root / step.increment.path
+        folder = layout.root / step.increment.path
+        if step.increment.is_folder and not step.increment.tests:
+            context = folder
+        elif step.increment.is_folder:
+            context = Path(tmp) / "context"
+            shutil.copytree(folder, context, symlinks=True, ignore=ignore_tests([folder]))
         else:
             context = Path(tmp) / "context"
             context.mkdir()

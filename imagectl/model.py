@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Literal
 
 Builder = Literal["buildx", "legacy"]
+TestKind = Literal["test", "start-test"]  # run in a container of the image, or in a started one
 
 LOCK_SCHEMA = 1
 
@@ -29,9 +30,29 @@ class ImageLine:
     vars: Mapping[str, object] = field(default_factory=dict)
     # Build secret id -> "env:NAME" or "file:PATH"; the values never pass through imagectl.
     secrets: Mapping[str, str] = field(default_factory=dict)
+    test_timeout: float = 120.0  # seconds each of its tests may take ([tests] timeout)
 
     def tag_for(self, version: int) -> str:
         return f"{self.repository}:v{version}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IncrementTest:
+    """A test of an increment: a POSIX shell script run in a container of each version built
+    from the increment on, or a Jinja template of one (rendered with the line's vars)."""
+
+    path: Path  # relative to the repository root: its name in the lock and in every report
+    kind: TestKind
+    template: bool  # a *.j2 file, rendered before it runs
+
+    @property
+    def name(self) -> str:
+        return self.path.as_posix()
+
+    @property
+    def script_name(self) -> str:
+        """The file name it runs under in the container (the template's, without .j2)."""
+        return self.path.name.removesuffix(".j2")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -46,6 +67,8 @@ class Increment:
     source_hash: str  # over the template and every context file
     context_hash: str = ""  # a folder's files besides its template; "" for a file increment
     summary: str  # first comment line of the template
+    # Its tests: never part of the hashes above, so tests may be added or improved after a build.
+    tests: tuple[IncrementTest, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -54,6 +77,15 @@ class RenderedHashes:
 
     dockerfile: str  # the composed Dockerfile's bytes
     instructions: str  # its instructions, comments and indentation left out
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecordedTest:
+    """A test that ran on a version before it was tagged, as the lock records it."""
+
+    name: str  # the test file, relative to the repository root
+    hash: str  # sha256 of the script that ran (a template: as rendered)
+    result: str  # "passed": a version is only recorded when every test passed
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -81,6 +113,7 @@ class LockedVersion:
     commit: str  # last git commit of the increment, or "uncommitted" (changed, or no git)
     digest: str = ""  # registry digest once published
     checkpoint: bool = False  # a one-layer copy of its parent, made by `imagectl checkpoint`
+    tests: tuple[RecordedTest, ...] = ()  # every test that ran on it before it was tagged
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
