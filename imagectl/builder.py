@@ -17,9 +17,17 @@ from imagectl.checks import CHECKS, Candidate, check_parent_depth
 from imagectl.config import RepositoryLayout
 from imagectl.errors import BuildError, PlanError
 from imagectl.faults import pause_point
+from imagectl.gate import PreparedTest, built_owners, gate, prepare_suite
 from imagectl.increments import ignore_tests
 from imagectl.linestate import LineState, RenderedStep, render_step
-from imagectl.model import BuildStep, BuiltVersion, LockedVersion, utc_now
+from imagectl.model import (
+    BuildOptions,
+    BuildStep,
+    BuiltVersion,
+    LockedVersion,
+    RecordedTest,
+    utc_now,
+)
 from imagectl.parents import ResolvedParent, pin_images, resolve_parent, warn_if_base_moved
 from imagectl.planner import plan_line
 from imagectl.ports import Adapters, ImageBuilder, RemoteImage, Say
@@ -35,14 +43,19 @@ def build_line(
     adapters: Adapters,
     say: Say,
     output: Say,
+    options: BuildOptions,
 ) -> tuple[BuiltVersion, ...]:
     """Carry out the line's plan: the next step, or every pending one with `all_versions`."""
     plan = plan_line(state.line, state.lock, state.increments, all_versions=all_versions)
+    for name in plan.deleted_tests:
+        say(f"{state.line.name}: warning: {name} ran on a built version and no longer exists.")
     if plan.steps:
         warn_if_base_moved(state, registry=adapters.registry, say=say)
     built: list[BuiltVersion] = []
     for step in plan.steps:
-        result, state = build_step(layout, state, step, adapters=adapters, say=say, output=output)
+        result, state = build_step(
+            layout, state, step, adapters=adapters, say=say, output=output, options=options
+        )
         built.append(result)
     return tuple(built)
 
@@ -56,6 +69,7 @@ class Request:
     pins: dict[str, str]
     remote: RemoteImage | None
     commit: str
+    suite: tuple[PreparedTest, ...]  # every test up to this increment's, rendered
 
 
 def build_step(
@@ -66,6 +80,7 @@ def build_step(
     adapters: Adapters,
     say: Say,
     output: Say,
+    options: BuildOptions,
 ) -> tuple[BuiltVersion, LineState]:
     """Build one planned version; returns it and the line's state with it recorded."""
     name = state.line.name
@@ -82,8 +97,14 @@ def build_step(
     candidate = Candidate(step=step, parent=parent, info=info, remote=request.remote)
     for check in CHECKS:
         check(candidate, adapters.images, say)
+    tests = gate(
+        layout, state.line, request.suite, version=step.version, image=image_id,
+        images=adapters.images, jobs=options.test_jobs, say=say,
+    )  # fmt: skip
     adopted = _tag(candidate, adapters)
-    version = _locked_version(candidate, request, adopted=adopted, builder=adapters.builder)
+    version = _locked_version(
+        candidate, request, adopted=adopted, builder=adapters.builder, tests=tests
+    )
     new_lock = record_version(
         layout, state, version, parent_image=parent.info.image_id, images=adapters.images,
         base=_pinned_base(parent) if step.parent_is_base else None,
@@ -117,11 +138,22 @@ def _request(
             f'lock records commit = "uncommitted" for v{step.version}. Commit increments before '
             "building them, so that the lock names the commit they were built from."
         )
-    return Request(rendered=rendered, pins=pins, remote=remote, commit=commit)
+    # Rendered before the build: a typo in a test template stops it before anything is built.
+    owners = [
+        *built_owners(state, len(state.lock.versions)),
+        (step.increment, step.version, parent.ref),
+    ]
+    suite = prepare_suite(layout, state.line, owners)
+    return Request(rendered=rendered, pins=pins, remote=remote, commit=commit, suite=suite)
 
 
 def _locked_version(
-    candidate: Candidate, request: Request, *, adopted: bool, builder: ImageBuilder
+    candidate: Candidate,
+    request: Request,
+    *,
+    adopted: bool,
+    builder: ImageBuilder,
+    tests: tuple[RecordedTest, ...],
 ) -> LockedVersion:
     step, info, rendered, remote = candidate.step, candidate.info, request.rendered, request.remote
     return LockedVersion(
@@ -144,6 +176,7 @@ def _locked_version(
         commit=request.commit,
         # A tag already in the registry with this very image counts as published.
         digest=remote.digest if remote is not None and adopted else "",
+        tests=tests,
     )
 
 

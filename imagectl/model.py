@@ -170,6 +170,7 @@ class LinePlan:
     available: int  # increments on disk
     pending: int  # increments not built yet
     steps: tuple[BuildStep, ...] = ()
+    deleted_tests: tuple[str, ...] = ()  # tests the lock says ran, no longer on disk
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -187,6 +188,7 @@ class LinePlan:
                 }
                 for s in self.steps
             ],
+            "deleted_tests": list(self.deleted_tests),
         }
 
 
@@ -208,3 +210,11 @@ class BuiltVersion:
             "image_id": self.image_id,
             "adopted": self.adopted,
         }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BuildOptions:
+    """What building a version needs besides the line: from imagectl.toml and git, once."""
+
+    source: str = ""  # org.opencontainers.image.source, credentials removed
+    test_jobs: int = 4  # tests of one version run side by side, at most this many

@@ -111,6 +111,22 @@ class FileEntry:
         return ""
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TestRun:
+    """What one test script gave in a container of an image."""
+
+    __test__ = False  # not a pytest class
+
+    exit_code: int | None  # None: it did not end within its timeout and was killed
+    output: str  # its stdout and stderr, interleaved; for a start-up test that failed, also the
+    # container's own output
+    seconds: float
+
+    @property
+    def passed(self) -> bool:
+        return self.exit_code == 0
+
+
 class ImageBuilder(Protocol):
     """Builds images: BuildKit (buildx) or the legacy builder."""
 
@@ -150,6 +166,13 @@ class ImageStore(Protocol):
     def import_rootfs(self, source: str, *, changes: list[str], tag: str) -> str: ...
 
     def remove_image(self, ref: str) -> None: ...
+
+    def run_test(self, image: str, script: Path, *, start: bool, timeout: float) -> TestRun:
+        """Run the shell script `script` (a file on this host, mounted read-only) with /bin/sh
+        in a new container of `image` as its default user; with `start`, in a container started
+        with the image's own entrypoint and command, through `docker exec`. The container is
+        removed afterwards; a test still running after `timeout` seconds is killed."""
+        ...
 
 
 class Registry(Protocol):

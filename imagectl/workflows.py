@@ -27,7 +27,14 @@ from imagectl.linestate import (
 )
 from imagectl.lockfile import write_atomic
 from imagectl.locks import repository_lock
-from imagectl.model import BuiltVersion, ImageLine, LinePlan, Lock, LockedVersion
+from imagectl.model import (
+    BuildOptions,
+    BuiltVersion,
+    ImageLine,
+    LinePlan,
+    Lock,
+    LockedVersion,
+)
 from imagectl.packages import PackageDiff, diff_manifests, replay
 from imagectl.planner import plan_line
 from imagectl.ports import Say
@@ -101,6 +108,7 @@ def build_next(
                 check_secret_sources(state.line)
         lockfile.ensure_writable(layout.lock_dir)
         adapters.builder.check()
+        options = build_options(project)
 
         def build_one(line: ImageLine) -> tuple[BuiltVersion, ...]:
             return build_line(
@@ -110,6 +118,7 @@ def build_next(
                 adapters=adapters,
                 say=say,
                 output=_prefixed(output, line.name, jobs),
+                options=options,
             )
 
         outcomes = _each_line(build_one, lines, jobs=jobs)
@@ -120,6 +129,11 @@ def build_next(
     return BuildResult(
         lines=tuple(line.name for line in lines), built=tuple(built), failures=failures
     )
+
+
+def build_options(project: Project) -> BuildOptions:
+    """What every build of this command shares: how many tests run at once."""
+    return BuildOptions(test_jobs=project.settings.test_jobs)
 
 
 def _each_line(

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from imagectl.errors import GitError, TagImmutableError
 from imagectl.model import Builder
-from imagectl.ports import FileEntry, ImageInfo, RemoteImage, Say
+from imagectl.ports import FileEntry, ImageInfo, RemoteImage, Say, TestRun
 
 _ids = itertools.count(1)
 
@@ -21,13 +21,29 @@ def fake_id(label: str) -> str:
     return "sha256:" + hashlib.sha256(f"{label}-{next(_ids)}".encode()).hexdigest()
 
 
+@dataclass(frozen=True)
+class TestCall:
+    """One test the fake engine ran: on which image, which script, its text."""
+
+    __test__ = False  # not a pytest class
+
+    image: str
+    script: str  # the file name it ran under
+    text: str
+    start: bool
+    timeout: float
+
+
 @dataclass
 class FakeImages:
-    """The engine's image store: images by id, tags naming ids."""
+    """The engine's image store: images by id, tags naming ids. Tests pass unless `test_codes`
+    names their script (its file name) with another exit code, or None for a timeout."""
 
     images: dict[str, ImageInfo] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
     calls: list[str] = field(default_factory=list)
+    test_codes: dict[str, int | None] = field(default_factory=dict)
+    test_calls: list[TestCall] = field(default_factory=list)
 
     def add(self, *, layers: tuple[str, ...], tag: str = "", digest: str = "") -> ImageInfo:
         image_id = fake_id("image")
@@ -74,6 +90,12 @@ class FakeImages:
 
     def remove_image(self, ref: str) -> None:
         self.tags.pop(ref, None)
+
+    def run_test(self, image: str, script: Path, *, start: bool, timeout: float) -> TestRun:
+        text = script.read_text()
+        self.test_calls.append(TestCall(image, script.name, text, start, timeout))
+        code = self.test_codes.get(script.name, 0)
+        return TestRun(exit_code=code, output=f"ran {script.name}\n", seconds=0.01)
 
 
 @dataclass
