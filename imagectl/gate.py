@@ -81,12 +81,41 @@ class TestOutcome:
 
     def shown_output(self) -> str:
         """The end of its output, for a person."""
-        lines = self.run.output.rstrip("\n").splitlines()
+        lines = self.run.output.rstrip("\n").splitlines() or ["(no output)"]
         shown = lines[-SHOWN_LINES:]
         if len(lines) > SHOWN_LINES:
             left = len(lines) - SHOWN_LINES
             shown.insert(0, f"... {left} earlier lines left out (--json has them all)")
         return "\n".join(shown)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TestReport:
+    """`imagectl test`: every test up to a built version, run on its image now."""
+
+    __test__ = False  # not a pytest class
+
+    line: str
+    version: int
+    tag: str
+    image_id: str
+    outcomes: tuple[TestOutcome, ...]
+    deleted: tuple[str, ...] = ()  # tests that ran on these versions once, gone from disk
+
+    @property
+    def passed(self) -> bool:
+        return all(outcome.result == "passed" for outcome in self.outcomes)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "line": self.line,
+            "version": self.version,
+            "tag": self.tag,
+            "image_id": self.image_id,
+            "passed": self.passed,
+            "tests": [outcome.to_json() for outcome in self.outcomes],
+            "deleted_tests": list(self.deleted),
+        }
 
 
 def built_owners(state: LineState, upto: int) -> list[Owner]:
@@ -189,12 +218,15 @@ def gate(
     if not suite:
         return ()
     versions = len({prepared.version for prepared in suite})
-    say(f"{line.name}: testing v{version}: {len(suite)} tests of {versions} increments")
+    say(
+        f"{line.name}: testing v{version}: {count(len(suite), 'test')} of "
+        f"{count(versions, 'increment')}"
+    )
     outcomes = run_suite(suite, image=image, images=images, timeout=line.test_timeout, jobs=jobs)
     failed = [outcome for outcome in outcomes if outcome.result != "passed"]
     if failed:
         raise failure(f"v{version}", outcomes)
-    say(f"{line.name}: v{version} passed its {len(outcomes)} tests")
+    say(f"{line.name}: v{version} passed {count(len(outcomes), 'test')}")
     return tuple(outcome.recorded() for outcome in outcomes)
 
 
@@ -208,12 +240,16 @@ def failure(what: str, outcomes: Sequence[TestOutcome]) -> TestFailedError:
         for o in failed
     )
     return TestFailedError(
-        f"{what} failed {len(failed)} of its {len(outcomes)} tests: {named}. Nothing was tagged "
-        "or recorded.",
+        f"{what} failed {len(failed)} of {count(len(outcomes), 'test')}: {named}. Nothing was "
+        "tagged or recorded.",
         hint="The output of each failed test is below. Fix the increment in a new one (or the "
         "test, if it is wrong) and build again; `imagectl test LINE` runs the tests of a built "
         "version.",
-        path=failed[0].test.test.path,
         details=details,
         tests=tuple(outcome.to_json() for outcome in outcomes),
     )
+
+
+def count(number: int, noun: str) -> str:
+    """`1 test`, `2 tests`."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"

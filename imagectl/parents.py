@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from imagectl.config import repository_of
 from imagectl.errors import PlanError, TagConflictError
 from imagectl.linestate import LineState, RenderedStep
-from imagectl.model import BuildStep
+from imagectl.model import BuildStep, LockedVersion
 from imagectl.ports import ImageInfo, ImageStore, Registry, Say
 
 
@@ -66,6 +66,22 @@ def locate_head(state: LineState, *, images: ImageStore) -> ResolvedParent:
             path=state.lock_path,
         )
     return ResolvedParent(ref=head.tag, digest=head.image_id, info=info)
+
+
+def locate_version(state: LineState, version: LockedVersion, *, images: ImageStore) -> str:
+    """The image of a built version in the engine, pulled by digest if only the registry has
+    it; its image id."""
+    if images.inspect_image(version.image_id) is None and version.digest:
+        images.pull(f"{version.tag}@{version.digest}")
+    if images.inspect_image(version.image_id) is None:
+        raise PlanError(
+            f"the lock records v{version.version} as image {version.image_id}, which is neither "
+            "in the engine nor (published) in the registry.",
+            hint="Pull or load that image (e.g. from the machine that built it), or publish it "
+            "from there.",
+            path=state.lock_path,
+        )
+    return version.image_id
 
 
 def warn_if_base_moved(state: LineState, *, registry: Registry, say: Say) -> None:

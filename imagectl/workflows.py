@@ -13,6 +13,7 @@ from imagectl.backport import BackportPlan, plan_backport, shared_name
 from imagectl.builder import build_line
 from imagectl.config import check_secret_sources, repository_of
 from imagectl.errors import ConfigError, ImagectlError
+from imagectl.gate import TestReport, built_owners, prepare_suite, run_suite
 from imagectl.history import history_records
 from imagectl.increments import summarize
 from imagectl.linestate import (
@@ -36,7 +37,8 @@ from imagectl.model import (
     LockedVersion,
 )
 from imagectl.packages import PackageDiff, diff_manifests, replay
-from imagectl.planner import plan_line
+from imagectl.parents import locate_version
+from imagectl.planner import deleted_tests, plan_line
 from imagectl.ports import Say
 from imagectl.project import Project
 from imagectl.publisher import PublishedVersion, pending_publication, publish_line
@@ -407,6 +409,34 @@ def verify(project: Project, name: str, *, say: Say, output: Say) -> VerifyRepor
     check_secret_sources(line)  # the rebuild uses the line's build secrets too
     project.adapters.builder.check()
     return verify_line(project, line, say=say, output=output)
+
+
+def test_version(project: Project, name: str, version: int | None) -> TestReport:
+    """Run every test up to a built version (default: the newest) on its image, as they are on
+    disk now; the lock is not changed (it records what ran when a version was built)."""
+    layout, adapters = project.layout, project.adapters
+    state = load_state(layout, project.line(name))
+    lock = state.lock
+    wanted = version if version is not None else len(lock.versions)
+    if not 1 <= wanted <= len(lock.versions):
+        built = f"v1 to v{len(lock.versions)}" if lock.versions else "no version yet"
+        raise ConfigError(
+            f"{name} has no built v{wanted} (it has {built}).",
+            hint=f"See `imagectl history {name}`; tests run on built versions.",
+        )
+    recorded = lock.versions[wanted - 1]
+    adapters.builder.check()
+    image = locate_version(state, recorded, images=adapters.images)
+    suite = prepare_suite(layout, state.line, built_owners(state, wanted))
+    outcomes = run_suite(
+        suite, image=image, images=adapters.images, timeout=state.line.test_timeout,
+        jobs=project.settings.test_jobs,
+    )  # fmt: skip
+    gone = deleted_tests(replace(lock, versions=lock.versions[:wanted]), state.increments)
+    return TestReport(
+        line=name, version=wanted, tag=recorded.tag, image_id=image, outcomes=outcomes,
+        deleted=gone,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -7,8 +7,10 @@ import threading
 import time
 from pathlib import Path
 
-from imagectl import lockfile, workflows
-from imagectl.errors import TestFailedError
+import pytest
+
+from imagectl import lockfile, output, workflows
+from imagectl.errors import ConfigError, TestFailedError
 from imagectl.model import LockedVersion
 from imagectl.ports import RemoteImage, TestRun
 from imagectl.project import Project, open_project
@@ -100,7 +102,7 @@ def test_a_later_increment_breaking_an_earlier_test_is_neither_tagged_nor_record
     ((line, error),) = build(project).failures
     assert line == "line"
     assert isinstance(error, TestFailedError)
-    assert "v4 failed 1 of its 1 tests: increments/line/0001-one.test.sh (exit code 1)" in (
+    assert "v4 failed 1 of 1 test: increments/line/0001-one.test.sh (exit code 1)" in (
         error.message
     )
     assert "ran 0001-one.test.sh" in error.details  # its output
@@ -211,3 +213,36 @@ def test_the_tests_of_one_version_run_side_by_side_bounded(tmp_path: Path) -> No
     images.most = 0
     assert build(project, "line").failures == ()
     assert images.most == 2  # v4's own two tests together; other versions have one each
+
+
+def test_imagectl_test_runs_the_tests_up_to_a_built_version_and_changes_no_file(
+    tmp_path: Path,
+) -> None:
+    project, images = setup(tmp_path)
+    write(line_dir(project) / "0001-one.test.sh", "true\n")
+    write(line_dir(project) / "0003-three.start-test.sh", "true\n")
+    assert build(project).failures == ()
+    lock = project.layout.lock_path("line").read_bytes()
+    images.test_calls.clear()
+    report = workflows.test_version(project, "line", None)
+    assert (report.version, report.passed) == (3, True)
+    assert [(c.image, c.script) for c in images.test_calls] == [
+        (images.tags[f"{REPO}:v3"], "0001-one.test.sh"),
+        (images.tags[f"{REPO}:v3"], "0003-three.start-test.sh"),
+    ]
+    images.test_codes["0001-one.test.sh"] = 2
+    older = workflows.test_version(project, "line", 2)
+    assert (older.version, older.passed) == (2, False)
+    data = older.to_json()
+    assert (data["tag"], data["passed"]) == (f"{REPO}:v2", False)
+    assert [(t["name"], t["result"], t["exit_code"]) for t in data["tests"]] == [  # type: ignore[attr-defined]
+        ("increments/line/0001-one.test.sh", "failed", 2)
+    ]
+    text = output.test_report(older)
+    assert "line v2 (localhost:5000/t/line:v2, " in text
+    assert "1 test, 1 FAILED" in text
+    assert "  FAILED     v1  increments/line/0001-one.test.sh  (exit code 2, " in text
+    assert "      | ran 0001-one.test.sh" in text
+    assert project.layout.lock_path("line").read_bytes() == lock
+    with pytest.raises(ConfigError, match="line has no built v4"):
+        workflows.test_version(project, "line", 4)
