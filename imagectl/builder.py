@@ -19,6 +19,7 @@ from imagectl.errors import BuildError, PlanError
 from imagectl.faults import pause_point
 from imagectl.gate import PreparedTest, built_owners, gate, prepare_suite
 from imagectl.increments import ignore_tests
+from imagectl.labels import EPOCH, revision_of, version_labels
 from imagectl.linestate import LineState, RenderedStep, render_step
 from imagectl.model import (
     BuildOptions,
@@ -30,7 +31,7 @@ from imagectl.model import (
 )
 from imagectl.parents import ResolvedParent, pin_images, resolve_parent, warn_if_base_moved
 from imagectl.planner import plan_line
-from imagectl.ports import Adapters, ImageBuilder, RemoteImage, Say
+from imagectl.ports import Adapters, Git, ImageBuilder, RemoteImage, Say
 from imagectl.recipe import ComposedDockerfile, increment_line
 from imagectl.recording import record_version
 
@@ -70,6 +71,7 @@ class Request:
     remote: RemoteImage | None
     commit: str
     suite: tuple[PreparedTest, ...]  # every test up to this increment's, rendered
+    labels: dict[str, str]  # set with --label, never written into the increment
 
 
 def build_step(
@@ -88,7 +90,7 @@ def build_step(
         state, step, images=adapters.images, registry=adapters.registry, say=say
     )
     check_parent_depth(step, parent)
-    request = _request(layout, state, step, parent, adapters=adapters, say=say)
+    request = _request(layout, state, step, parent, adapters=adapters, say=say, options=options)
     say(f"{name}: building v{step.version} from {step.increment.path.as_posix()} FROM {parent.ref}")
     image_id = _build(layout, state, step, request, adapters=adapters, output=output)
     info = adapters.images.inspect_image(image_id)
@@ -98,7 +100,7 @@ def build_step(
     for check in CHECKS:
         check(candidate, adapters.images, say)
     tests = gate(
-        layout, state.line, request.suite, version=step.version, image=image_id,
+        state.line, request.suite, version=step.version, image=image_id,
         images=adapters.images, jobs=options.test_jobs, say=say,
     )  # fmt: skip
     adopted = _tag(candidate, adapters)
@@ -125,6 +127,7 @@ def _request(
     *,
     adapters: Adapters,
     say: Say,
+    options: BuildOptions,
 ) -> Request:
     rendered = render_step(
         layout, state.line, step.increment, version=step.version, parent=parent.ref
@@ -144,7 +147,28 @@ def _request(
         (step.increment, step.version, parent.ref),
     ]
     suite = prepare_suite(layout, state.line, owners)
-    return Request(rendered=rendered, pins=pins, remote=remote, commit=commit, suite=suite)
+    return Request(
+        rendered=rendered, pins=pins, remote=remote, commit=commit, suite=suite,
+        labels=_labels(state, step, parent, commit, git=adapters.git, source=options.source),
+    )  # fmt: skip
+
+
+def _labels(
+    state: LineState, step: BuildStep, parent: ResolvedParent, commit: str, *, git: Git, source: str
+) -> dict[str, str]:
+    """The version's labels: the same on a rerun, so that BuildKit gives the same image."""
+    revision = revision_of(commit)
+    return version_labels(
+        line=state.line.name,
+        version=step.version,
+        tag=step.tag,
+        increment=step.increment.path.as_posix(),
+        revision=revision,
+        created=git.commit_time(revision) if revision else EPOCH,
+        source=source,
+        base_name=parent.ref,
+        base_digest=parent.digest,
+    )
 
 
 def _locked_version(
@@ -195,8 +219,9 @@ def _build(
     with _context(layout, step, built) as (dockerfile, context):
         try:
             return adapters.builder.build(
-                dockerfile=dockerfile, context=context, on_output=output, secrets=state.line.secrets
-            )
+                dockerfile=dockerfile, context=context, on_output=output,
+                secrets=state.line.secrets, labels=request.labels,
+            )  # fmt: skip
         except BuildError as exc:
             raise _in_template(exc, rendered, built) from exc
 

@@ -116,6 +116,7 @@ class DockerBuilder:
         on_output: Say,
         secrets: Mapping[str, str] | None = None,
         no_cache: bool = False,
+        labels: Mapping[str, str] | None = None,
     ) -> str:
         """Build and return the new image id; output goes to `on_output` line by line.
 
@@ -130,7 +131,9 @@ class DockerBuilder:
             )
         with tempfile.TemporaryDirectory(prefix="imagectl-iid-") as tmp:
             iidfile = Path(tmp) / "iid"
-            command, env = self._command(dockerfile, context, iidfile, secrets, no_cache=no_cache)
+            command, env = self._command(
+                dockerfile, context, iidfile, secrets, no_cache=no_cache, labels=labels or {}
+            )
             code, output = stream(command, env=env, on_output=on_output)
             if code != 0:
                 if daemon_down(output):
@@ -157,10 +160,12 @@ class DockerBuilder:
         secrets: Mapping[str, str] | None,
         *,
         no_cache: bool,
+        labels: Mapping[str, str],
     ) -> tuple[list[str], dict[str, str]]:
         env = dict(os.environ)
         common = [
             *(["--no-cache"] if no_cache else []),
+            *(flag for key, value in labels.items() for flag in ("--label", f"{key}={value}")),
             "--iidfile",
             str(iidfile),
             "-f",

@@ -203,7 +203,6 @@ def _written(folder: Path, prepared: PreparedTest) -> Path:
 
 
 def gate(
-    layout: RepositoryLayout,
     line: ImageLine,
     suite: Sequence[PreparedTest],
     *,

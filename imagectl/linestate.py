@@ -10,6 +10,7 @@ from imagectl import lockfile
 from imagectl.config import RepositoryLayout
 from imagectl.errors import ConfigError, TemplateError
 from imagectl.increments import discover_increments
+from imagectl.labels import recorded_labels
 from imagectl.lockfile import write_atomic
 from imagectl.model import ImageLine, Increment, Lock, RenderedHashes
 from imagectl.planner import check_drift, check_numbering, pinned_base, plan_line
@@ -248,6 +249,7 @@ def reference_text(layout: RepositoryLayout, state: LineState) -> str:
                 stages=rendered.recipe.stages,
                 pins=pins_of(recorded.images) if recorded else {},
                 escape=rendered.recipe.escape,
+                labels=recorded_labels(line.name, recorded) if recorded else {},
             )
         )
     return squash(

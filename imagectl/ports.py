@@ -145,8 +145,9 @@ class ImageBuilder(Protocol):
         on_output: Say,
         secrets: Mapping[str, str] | None = None,
         no_cache: bool = False,
+        labels: Mapping[str, str] | None = None,
     ) -> str:
-        """Build and return the new image id."""
+        """Build and return the new image id; `labels` are set on it (`--label`)."""
         ...
 
 
@@ -188,6 +189,14 @@ class Registry(Protocol):
 class Git(Protocol):
     def commit_of(self, path: Path) -> str:
         """The last commit that changed `path`; "uncommitted" if it has changes or no git."""
+        ...
+
+    def commit_time(self, commit: str) -> str:
+        """When `commit` was made (its committer date), ISO 8601 in UTC: `2026-11-25T12:00:00Z`."""
+        ...
+
+    def remote_url(self) -> str:
+        """The URL of the remote `origin` (else of the first remote); "" without one."""
         ...
 
 

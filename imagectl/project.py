@@ -8,6 +8,7 @@ import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from imagectl.config import RepositoryLayout, find_repository, load_lines, select_lines
 from imagectl.errors import ConfigError
@@ -135,6 +136,13 @@ def _setting(where: str, value: object, kind: type, what: str, *, path: Path) ->
         raise ConfigError(f"{where} must be a whole number of at least 1: {what}.", path=path.name)
     if kind is str and (not isinstance(value, str) or not value.strip()):
         raise ConfigError(f"{where} must be a non-empty string: {what}.", path=path.name)
+    if where == "[labels] source" and "@" in urlsplit(str(value)).netloc:
+        raise ConfigError(
+            f"{where} names a user or credentials in its URL; every image would carry them.",
+            hint="Give the repository's web URL without user or token, e.g. "
+            '"https://github.com/org/images".',
+            path=path.name,
+        )
     return value
 
 

@@ -16,6 +16,7 @@ from imagectl.errors import ConfigError, ImagectlError
 from imagectl.gate import TestReport, built_owners, prepare_suite, run_suite
 from imagectl.history import history_records
 from imagectl.increments import summarize
+from imagectl.labels import source_url
 from imagectl.linestate import (
     LineState,
     load_state,
@@ -134,8 +135,10 @@ def build_next(
 
 
 def build_options(project: Project) -> BuildOptions:
-    """What every build of this command shares: how many tests run at once."""
-    return BuildOptions(test_jobs=project.settings.test_jobs)
+    """What every build of this command shares: the source label (imagectl.toml, else the git
+    remote without credentials) and how many tests run at once."""
+    source = project.settings.label_source or source_url(project.adapters.git.remote_url())
+    return BuildOptions(source=source, test_jobs=project.settings.test_jobs)
 
 
 def _each_line(
@@ -396,8 +399,8 @@ def checkpoint(project: Project, name: str, *, wait: float, say: Say) -> BuiltVe
     with repository_lock(project.layout, wait=wait):
         adapters.builder.check()
         return checkpoint_line(
-            project.layout, project.line(name), images=adapters.images,
-            registry=adapters.registry, say=say,
+            project.layout, project.line(name), adapters=adapters,
+            options=build_options(project), say=say,
         )  # fmt: skip
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from imagectl.errors import GitError, TagImmutableError
 from imagectl.model import Builder
-from imagectl.ports import FileEntry, ImageInfo, RemoteImage, Say, TestRun
+from imagectl.ports import FileEntry, ImageConfig, ImageInfo, RemoteImage, Say, TestRun
 
 _ids = itertools.count(1)
 
@@ -117,6 +117,7 @@ class FakeBuilder:
         on_output: Say,
         secrets: Mapping[str, str] | None = None,
         no_cache: bool = False,
+        labels: Mapping[str, str] | None = None,
     ) -> str:
         text = dockerfile.read_text()
         self.built.append(text)
@@ -127,10 +128,18 @@ class FakeBuilder:
         # the same image again (what a rerun after a crash sees).
         body = "\n".join(line for line in text.splitlines() if not line.startswith("FROM "))
         key = hashlib.sha256(f"{parent.image_id}\n{body}".encode()).hexdigest()
-        image_id = f"sha256:{key}"
+        # Labels go into the config, so they change the image id, never its layers.
+        config = ImageConfig(labels={**parent.config.labels, **(labels or {})})
+        image_id = (
+            "sha256:"
+            + hashlib.sha256(f"{key}\n{sorted(config.labels.items())}".encode()).hexdigest()
+        )
         if image_id not in self.images.images:
             self.images.images[image_id] = ImageInfo(
-                image_id=image_id, layers=(*parent.layers, f"sha256:{key[::-1]}"), size=1
+                image_id=image_id,
+                layers=(*parent.layers, f"sha256:{key[::-1]}"),
+                size=1,
+                config=config,
             )
         return image_id
 
@@ -173,9 +182,16 @@ class FakeGit:
     head: str = "u0"
     dirty: tuple[str, ...] = ()
     changed: tuple[str, ...] = ()
+    remote: str = ""
 
     def commit_of(self, path: Path) -> str:
         return "c" * 40
+
+    def commit_time(self, commit: str) -> str:
+        return "2026-11-25T12:00:00Z"
+
+    def remote_url(self) -> str:
+        return self.remote
 
     def dirty_paths(self) -> tuple[str, ...]:
         return self.dirty
