@@ -110,7 +110,8 @@ def backport(plan: BackportPlan) -> str:
     out = []
     for step in plan.steps:
         state = f" -- FAILS: {failed[step.line]}" if step.line in failed else ""
-        out.append(f"{step.line}: {verb} {step.path}{state}")
+        tests = "".join(f" and {path.name}" for path, _ in step.tests)
+        out.append(f"{step.line}: {verb} {step.path}{tests}{state}")
     out += [f"{line}: includes {plan.fix} already" for line in plan.already]
     if plan.steps and not plan.dry_run:
         out.append("next: imagectl build next --all [--jobs N]")

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from imagectl import lockfile
-from imagectl.backport import BackportPlan, plan_backport, shared_name
+from imagectl.backport import BackportPlan, plan_backport, shared_name, shared_tests
 from imagectl.builder import build_line
 from imagectl.config import check_secret_sources, repository_of
 from imagectl.errors import ConfigError, ImagectlError
@@ -25,6 +25,7 @@ from imagectl.linestate import (
     render_dockerfile,
     render_pending,
     render_shared,
+    template_variables,
     write_reference,
 )
 from imagectl.lockfile import write_atomic
@@ -45,6 +46,7 @@ from imagectl.project import Project
 from imagectl.publisher import PublishedVersion, pending_publication, publish_line
 from imagectl.recording import manifest_of
 from imagectl.resolver import Resolution, resolve_ref
+from imagectl.templating import render_template
 
 if TYPE_CHECKING:
     from imagectl.verifier import VerifyReport
@@ -268,13 +270,15 @@ def resolve(project: Project, ref: str) -> Resolution:
 
 
 def backport(project: Project, fix: Path, *, pattern: str, dry_run: bool) -> BackportPlan:
-    """Add a new increment including the shared `fix` to every selected line.
+    """Add a new increment including the shared `fix` to every selected line, with a test
+    including each test of the fix.
 
-    The fix is rendered with each selected line's vars first; when it fails for any line,
-    nothing is written (a dry run reports those lines instead)."""
+    The fix (and its tests) are rendered with each selected line's vars first; when that fails
+    for any line, nothing is written (a dry run reports those lines instead)."""
     layout = project.layout
     name = shared_name(layout.root, layout.shared_dir, fix)
     summary = summarize((layout.increments_dir / name).read_text(encoding="utf-8"))
+    tests = shared_tests(name, _shared_files(layout.increments_dir))
     states = {line.name: load_state(layout, line) for line in project.lines}
     plan = plan_backport(
         fix=name,
@@ -287,6 +291,7 @@ def backport(project: Project, fix: Path, *, pattern: str, dry_run: bool) -> Bac
             )
             for line, s in states.items()
         },
+        tests=tests,
     )
     if not plan.steps and not plan.already:
         raise ConfigError(
@@ -296,24 +301,43 @@ def backport(project: Project, fix: Path, *, pattern: str, dry_run: bool) -> Bac
     failures = tuple(
         (step.line, failure)
         for step in plan.steps
-        if (failure := _fix_failure(project, states[step.line], name)) is not None
+        if (failure := _fix_failure(project, states[step.line], name, tests)) is not None
     )
     plan = replace(plan, failures=failures, dry_run=dry_run)
     if failures and not dry_run:
         raise failures[0][1]
     if not dry_run:
-        for step in plan.steps:
-            target = layout.root / step.path
-            if target.exists():
-                raise ConfigError("already exists.", path=str(step.path))
-            write_atomic(target, step.text)
+        _write_backport(layout.root, plan)
     return plan
 
 
-def _fix_failure(project: Project, state: LineState, fix: str) -> ImagectlError | None:
-    """Why the shared fix cannot become the line's next increment, or None when it can."""
+def _shared_files(increments_dir: Path) -> set[str]:
+    """Every file under increments/_shared/, named as templates include it."""
+    shared = increments_dir / "_shared"
+    return {p.relative_to(increments_dir).as_posix() for p in shared.rglob("*") if p.is_file()}
+
+
+def _write_backport(root: Path, plan: BackportPlan) -> None:
+    files = [(step.path, step.text) for step in plan.steps]
+    files += [test for step in plan.steps for test in step.tests]
+    for path, _ in files:
+        if (root / path).exists():
+            raise ConfigError("already exists.", path=str(path))
+    for path, text in files:
+        write_atomic(root / path, text)
+
+
+def _fix_failure(
+    project: Project, state: LineState, fix: str, tests: tuple[str, ...]
+) -> ImagectlError | None:
+    """Why the shared fix (or one of its tests) cannot become the line's next increment, or
+    None when it can."""
     try:
-        render_shared(project.layout, state, fix)
+        step = render_shared(project.layout, state, fix)
+        variables = template_variables(state.line, version=step.version, parent=step.parent)
+        increments_dir = project.layout.increments_dir.resolve()
+        for test in tests:
+            render_template(increments_dir, increments_dir / test, variables)
     except ImagectlError as exc:
         return exc
     return None
