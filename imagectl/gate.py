@@ -4,7 +4,6 @@ each gave. `build next` and `checkpoint` run it before the tag; `imagectl test` 
 
 from __future__ import annotations
 
-import stat
 import tempfile
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -13,12 +12,11 @@ from itertools import groupby
 from pathlib import Path
 
 from imagectl.config import RepositoryLayout
-from imagectl.errors import ConfigError, TestFailedError
-from imagectl.linestate import LineState, template_variables
+from imagectl.errors import TestFailedError
+from imagectl.linestate import LineState, render_test
 from imagectl.model import ImageLine, Increment, IncrementTest, RecordedTest
 from imagectl.ports import ImageStore, Say, TestRun
 from imagectl.recipe import hash_text
-from imagectl.templating import decode_template, render_template
 
 SHOWN_LINES = 30  # of a failing test's output, in the one-paragraph error; --json has it all
 Owner = tuple[Increment, int, str]  # an increment, the version built from it, and its parent
@@ -138,29 +136,11 @@ def prepare_suite(
             test=test,
             increment=increment.path.as_posix(),
             version=version,
-            text=_script(layout, line, test, version=version, parent=parent),
+            text=render_test(layout, line, test, version=version, parent=parent),
         )
         for increment, version, parent in owners
         for test in increment.tests
     )
-
-
-def _script(
-    layout: RepositoryLayout, line: ImageLine, test: IncrementTest, *, version: int, parent: str
-) -> str:
-    path = layout.root / test.path
-    if test.template:
-        variables = template_variables(line, version=version, parent=parent)
-        increments_dir = layout.increments_dir.resolve()
-        return render_template(increments_dir, path.resolve(), variables)
-    try:
-        if not stat.S_ISREG(path.stat().st_mode):
-            raise ConfigError(
-                "is not a regular file.", hint="A test is a text file.", path=test.path
-            )
-        return decode_template(path.read_bytes(), test.path)
-    except OSError as exc:
-        raise ConfigError(f"cannot be read ({exc.strerror}).", path=test.path) from exc
 
 
 def run_suite(

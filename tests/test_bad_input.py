@@ -522,6 +522,24 @@ FILE_CASES = [
         f"renders to more than {MAX_RENDERED_BYTES >> 20} MiB",
     ),
     Case(
+        "test-of-no-increment",
+        put(inc("0009-nine.test.sh"), "true\n"),
+        (inc("0009-nine.test.sh"),),
+        "is a test of no file increment: there is no 0009-nine.Dockerfile.j2 beside it",
+    ),
+    Case(
+        "test-that-is-a-fifo",
+        fifo(inc("0001-one.test.sh")),
+        (inc("0001-one.test.sh"),),
+        "is named like a test but is not a regular file",
+    ),
+    Case(
+        "line-file-test-timeout-not-a-number",
+        line_file('repository = "{repository}"\nbase = "{base}"\n[tests]\ntimeout = "2m"\n'),
+        (LINE_FILE,),
+        "[tests] timeout = '2m' is not a number of seconds",
+    ),
+    Case(
         "two-lines-with-one-repository",
         put_line("images/other.toml", 'repository = "{repository}"\nbase = "{base}"\n'),
         ("images/other.toml", LINE_FILE),
@@ -538,6 +556,13 @@ BUILT_CASES = [
         "template-undefined-variable",
         put(NEW, "# New\nRUN echo {{ nope }}\n"),
         (NEW,),
+        "undefined variable: 'nope' is undefined",
+    ),
+    Case(
+        # checked with the pending increments, before anything is built
+        "test-template-undefined-variable",
+        both(put(NEW, "# New\nRUN true\n"), put(inc("0004-new.test.sh.j2"), "test {{ nope }}\n")),
+        (inc("0004-new.test.sh.j2"),),
         "undefined variable: 'nope' is undefined",
     ),
     Case(
@@ -1226,7 +1251,7 @@ def test_check_secret_sources_names_the_file_and_the_source(tmp_path: Path) -> N
 def test_the_corpus_is_counted_and_its_ids_unique() -> None:
     groups = (FILE_CASES, BUILT_CASES, FRESH_CASES, ACCEPTED_CASES)
     ids = [case.id for group in groups for case in group]
-    assert [len(group) for group in groups] == [42, 35, 4, 10]
-    assert len(ids) == 91
+    assert [len(group) for group in groups] == [45, 36, 4, 10]
+    assert len(ids) == 95
     assert len(set(ids)) == len(ids)
     assert {case.id for case in COMMAND_CASES} == set(COMMAND_CASE_IDS)
