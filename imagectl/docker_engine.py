@@ -195,13 +195,7 @@ class TestContainers:
         began = time.monotonic()
         try:
             if start:
-                run_docker(
-                    "run", "-d", "--name", name, *mount, image,
-                    doing=f"starting a container of {image}", names=(image,),
-                )  # fmt: skip
-                code, output = run_merged(
-                    ("docker", "exec", name, "/bin/sh", inside), timeout=timeout
-                )
+                code, output = _started_test(name, mount, image, inside, timeout=timeout)
             else:
                 run_docker(
                     "create", "--name", name, "--network", "none", "--entrypoint", "/bin/sh",
@@ -211,11 +205,34 @@ class TestContainers:
                 code, output = run_merged(("docker", "start", "-a", name), timeout=timeout)
             if daemon_down(output):
                 raise engine_error(("docker", "start", name), code or 1, output, doing="testing")
-            if start and code != 0:
-                output += _container_story(name)
         finally:
             run_docker("rm", "-f", name, doing="removing a test container", ok=(0, 1))
         return TestRun(exit_code=code, output=output, seconds=time.monotonic() - began)
+
+
+def _started_test(
+    name: str, mount: list[str], image: str, inside: str, *, timeout: float
+) -> tuple[int | None, str]:
+    """A pod started as the platform starts it, then the test run in it with `docker exec`.
+    A pod whose entrypoint cannot even start (exit 126, 127, or 125 naming the runtime) fails
+    the test, with docker's reason; the daemon not answering is an EngineError."""
+    started = run_docker(
+        "run", "-d", "--name", name, *mount, image, doing=f"starting a container of {image}",
+        names=(image,), ok=(0, 125, 126, 127),
+    )  # fmt: skip
+    if started.returncode != 0:
+        if started.returncode == 125 and "oci runtime" not in without_names(
+            started.stderr, (image,)
+        ):
+            raise engine_error(
+                ("docker", "run", "-d", image), 125, started.stderr,
+                doing=f"starting a container of {image}", names=(image,),
+            )  # fmt: skip
+        return started.returncode, f"the pod did not start: {started.stderr.strip()}\n"
+    code, output = run_merged(("docker", "exec", name, "/bin/sh", inside), timeout=timeout)
+    if code != 0:
+        output += _container_story(name)
+    return code, output
 
 
 def _container_story(name: str) -> str:

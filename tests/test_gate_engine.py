@@ -317,3 +317,22 @@ def test_labels_never_leak_from_the_parent_and_are_no_drift(tmp_path: Path, repo
     assert imagectl(root, "squash", "--check").code == 0
     verified = imagectl(root, "verify", "line", "-q")
     assert verified.code == 0, verified.stdout + verified.stderr
+
+
+def test_a_pod_that_cannot_start_fails_its_start_up_test_with_the_reason(
+    tmp_path: Path, repo_name: str
+) -> None:
+    root = pod_line(tmp_path, repo_name)
+    folder = root / "increments" / "line" / "0001-pod-init"
+    write(folder / "start-test.sh", "true\n")
+    write(root / "increments" / "line" / "0002-typo.Dockerfile.j2",
+          '# A typo in the entrypoint\nENTRYPOINT ["/usr/local/bin/pod-strat"]\n')  # fmt: skip
+    git_commit_all(root, "a pod that cannot start")
+    result = imagectl(root, "build", "next", "--all")
+    assert result.code == 1
+    assert "v2 failed 1 of 1 test: increments/line/0001-pod-init/start-test.sh (exit code 127)" in (
+        result.stderr
+    )
+    assert "the pod did not start: " in result.stderr
+    assert "/usr/local/bin/pod-strat" in result.stderr
+    assert [v.version for v in read_lock(root, repo_name).versions] == [1]
