@@ -1,7 +1,9 @@
 """Carrying out `build next`: each planned step as a pipeline of named stages.
 
-request (the Dockerfile with its images pinned, the context, secrets) -> build -> checks (each
-a function run before the tag; one failing leaves nothing tagged or recorded) -> tag -> record.
+request (the Dockerfile with its images pinned, the context, secrets, labels, the rendered
+tests) -> build -> checks (each a function run before the tag) -> the test gate (every test up to
+this increment's, on the new image) -> tag -> record. A failing check or test leaves nothing
+tagged or recorded.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from pathlib import Path
 from imagectl.config import RepositoryLayout
 from imagectl.errors import TestFailedError
 from imagectl.linestate import LineState, render_test
-from imagectl.model import ImageLine, Increment, IncrementTest, RecordedTest
+from imagectl.model import ImageLine, Increment, IncrementTest, RecordedTest, TestResult
 from imagectl.ports import ImageStore, Say, TestRun
 from imagectl.recipe import hash_text
 
@@ -48,7 +48,7 @@ class TestOutcome:
     timeout: float
 
     @property
-    def result(self) -> str:
+    def result(self) -> TestResult:
         if self.run.exit_code is None:
             return "timed out"
         return "passed" if self.run.passed else "failed"

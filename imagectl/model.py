@@ -10,6 +10,7 @@ from typing import Literal
 
 Builder = Literal["buildx", "legacy"]
 TestKind = Literal["test", "start-test"]  # run in a container of the image, or in a started one
+TestResult = Literal["passed", "failed", "timed out"]
 
 LOCK_SCHEMA = 1
 
@@ -85,7 +86,7 @@ class RecordedTest:
 
     name: str  # the test file, relative to the repository root
     hash: str  # sha256 of the script that ran (a template: as rendered)
-    result: str  # "passed": a version is only recorded when every test passed
+    result: TestResult  # "passed": a version is only recorded when every test passed
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
