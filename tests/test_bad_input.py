@@ -16,7 +16,7 @@ Four groups:
   CRLF and byte-order marks, a symlink within increments/): exit 0, nothing written or tagged.
 
 A representative subset of the broken lines also goes through every command that reads a line
-(verify, checkpoint, backport, publish, squash), not only build and plan.
+(verify, checkpoint, backport, publish, squash, test), not only build and plan.
 """
 
 from __future__ import annotations
@@ -1212,13 +1212,15 @@ COMMAND_CASE_IDS = (
 )
 COMMAND_CASES = [case for case in (*FILE_CASES, *BUILT_CASES) if case.id in COMMAND_CASE_IDS]
 # What each command would do were the break not refused: build and tag a reference (verify),
-# tag v4 (checkpoint), write an increment (backport), push v3 (publish), write the reference.
+# tag v4 (checkpoint), write an increment (backport), push v3 (publish), write the reference,
+# run tests on a version the broken line may not describe (test).
 COMMANDS = {
     "verify": ("verify", LINE),
     "checkpoint": ("checkpoint", LINE),
     "backport": ("backport", FIX),
     "publish": ("publish",),
     "squash": ("squash",),
+    "test": ("test", LINE),
 }
 
 
