@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from imagectl.errors import ConfigError, ImagectlError
-from imagectl.increments import TEMPLATE_SUFFIX
+from imagectl.increments import TEMPLATE_SUFFIX, TEST_NAMES
 from imagectl.model import Increment
 
 
@@ -17,6 +17,8 @@ class BackportStep:
     line: str
     path: PurePosixPath  # the new increment, relative to the repository root
     text: str
+    # The fix's tests, as tests of the new increment: templates that include the shared ones.
+    tests: tuple[tuple[PurePosixPath, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -36,6 +38,7 @@ class BackportPlan:
                 {
                     "line": s.line,
                     "increment": s.path.as_posix(),
+                    "tests": [path.as_posix() for path, _ in s.tests],
                     "error": failed[s.line].to_json() if s.line in failed else None,
                 }
                 for s in self.steps
@@ -51,8 +54,10 @@ def plan_backport(
     pattern: str,
     lines: Mapping[str, tuple[Increment, ...]],
     templates: Mapping[str, tuple[str, ...]],
+    tests: tuple[str, ...] = (),
 ) -> BackportPlan:
-    """One new increment per selected line that does not include `fix` yet (pure)."""
+    """One new increment per selected line that does not include `fix` yet, with a test of it
+    including each of the fix's `tests` (shared files, as templates include them) (pure)."""
     stem = PurePosixPath(fix).name.removesuffix(TEMPLATE_SUFFIX).removesuffix(".j2")
     include = f'{{% include "{fix}" %}}'
     steps: list[BackportStep] = []
@@ -66,8 +71,46 @@ def plan_backport(
         number = len(lines[name]) + 1
         path = PurePosixPath("increments", name, f"{number:04d}-{stem}{TEMPLATE_SUFFIX}")
         text = f"# Back-port: {summary}\n{include}\n" if summary else f"{include}\n"
-        steps.append(BackportStep(line=name, path=path, text=text))
+        steps.append(BackportStep(line=name, path=path, text=text, tests=_tests(path, fix, tests)))
     return BackportPlan(fix=fix, steps=tuple(steps), already=tuple(already))
+
+
+def _tests(
+    increment: PurePosixPath, fix: str, tests: tuple[str, ...]
+) -> tuple[tuple[PurePosixPath, str], ...]:
+    """Beside the new increment, a test template per shared test: the fix's tests travel with
+    it, and an improvement of a shared test reaches every line that carries the fix."""
+    stem = increment.name.removesuffix(TEMPLATE_SUFFIX)
+    made = []
+    for shared in tests:
+        kind = shared_test_suffix(shared).removesuffix(".j2")
+        path = increment.with_name(f"{stem}.{kind}.j2")
+        text = (
+            f"# Back-port: the {kind.removesuffix('.sh')} of {fix}, which travels with it\n"
+            f'{{% include "{shared}" -%}}\n'
+        )
+        made.append((path, text))
+    return tuple(made)
+
+
+def shared_test_suffix(name: str) -> str:
+    """`start-test.sh` of `_shared/x.start-test.sh`; "" when `name` is no test's name."""
+    return next((s for s in TEST_NAMES if name.endswith(f".{s}")), "")
+
+
+def shared_tests(fix: str, present: Collection[str]) -> tuple[str, ...]:
+    """The tests of a shared fix among the files `present` under increments/ (as templates
+    include them): `_shared/x.test.sh` (or .j2), `_shared/x.start-test.sh` (or .j2)."""
+    stem = fix.removesuffix(TEMPLATE_SUFFIX).removesuffix(".j2")
+    found = [f"{stem}.{suffix}" for suffix in TEST_NAMES if f"{stem}.{suffix}" in present]
+    kinds = [shared_test_suffix(name).removesuffix(".j2") for name in found]
+    if len(set(kinds)) != len(kinds):
+        raise ConfigError(
+            f"the fix has two tests of one kind ({', '.join(found)}).",
+            hint="Keep one of them: a template (*.j2) or a plain script.",
+            path=f"increments/{stem}",
+        )
+    return tuple(found)
 
 
 def shared_name(root: Path, shared_dir: Path, given: Path, *, cwd: Path | None = None) -> str:

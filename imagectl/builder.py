@@ -1,11 +1,14 @@
 """Carrying out `build next`: each planned step as a pipeline of named stages.
 
-request (the Dockerfile with its images pinned, the context, secrets) -> build -> checks (each
-a function run before the tag; one failing leaves nothing tagged or recorded) -> tag -> record.
+request (the Dockerfile with its images pinned, the context, secrets, labels, the rendered
+tests) -> build -> checks (each a function run before the tag) -> the test gate (every test up to
+this increment's, on the new image) -> tag -> record. A failing check or test leaves nothing
+tagged or recorded.
 """
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,8 +19,18 @@ from imagectl.checks import CHECKS, Candidate, check_parent_depth
 from imagectl.config import RepositoryLayout
 from imagectl.errors import BuildError, PlanError, TagConflictError
 from imagectl.faults import pause_point
+from imagectl.gate import PreparedTest, built_owners, gate, prepare_suite
+from imagectl.increments import ignore_tests
+from imagectl.labels import EPOCH, revision_of, version_labels
 from imagectl.linestate import LineState, RenderedStep, render_step
-from imagectl.model import BuildStep, BuiltVersion, LockedVersion, utc_now
+from imagectl.model import (
+    BuildOptions,
+    BuildStep,
+    BuiltVersion,
+    LockedVersion,
+    RecordedTest,
+    utc_now,
+)
 from imagectl.parents import (
     ResolvedParent,
     pin_images,
@@ -26,7 +39,7 @@ from imagectl.parents import (
     warn_if_parent_tag_moved,
 )
 from imagectl.planner import plan_line
-from imagectl.ports import Adapters, ImageBuilder, ImageStore, RemoteImage, Say
+from imagectl.ports import Adapters, Git, ImageBuilder, ImageStore, RemoteImage, Say
 from imagectl.recipe import ComposedDockerfile, increment_line
 from imagectl.recording import record_version
 
@@ -39,15 +52,20 @@ def build_line(
     adapters: Adapters,
     say: Say,
     output: Say,
+    options: BuildOptions,
 ) -> tuple[BuiltVersion, ...]:
     """Carry out the line's plan: the next step, or every pending one with `all_versions`."""
     plan = plan_line(state.line, state.lock, state.increments, all_versions=all_versions)
+    for name in plan.deleted_tests:
+        say(f"{state.line.name}: warning: {name} ran on a built version and no longer exists.")
     if plan.steps:
         warn_if_base_moved(state, registry=adapters.registry, say=say)
         warn_if_parent_tag_moved(state, registry=adapters.registry, say=say)
     built: list[BuiltVersion] = []
     for step in plan.steps:
-        result, state = build_step(layout, state, step, adapters=adapters, say=say, output=output)
+        result, state = build_step(
+            layout, state, step, adapters=adapters, say=say, output=output, options=options
+        )
         built.append(result)
     return tuple(built)
 
@@ -61,6 +79,8 @@ class Request:
     pins: dict[str, str]
     remote: RemoteImage | None
     commit: str
+    suite: tuple[PreparedTest, ...]  # every test up to this increment's, rendered
+    labels: dict[str, str]  # set with --label, never written into the increment
 
 
 def build_step(
@@ -71,6 +91,7 @@ def build_step(
     adapters: Adapters,
     say: Say,
     output: Say,
+    options: BuildOptions,
 ) -> tuple[BuiltVersion, LineState]:
     """Build one planned version; returns it and the line's state with it recorded."""
     name = state.line.name
@@ -78,7 +99,7 @@ def build_step(
         state, step, images=adapters.images, registry=adapters.registry, say=say
     )
     check_parent_depth(step, parent)
-    request = _request(layout, state, step, parent, adapters=adapters, say=say)
+    request = _request(layout, state, step, parent, adapters=adapters, say=say, options=options)
     say(f"{name}: building v{step.version} from {step.increment.path.as_posix()} FROM {parent.ref}")
     image_id = _build(layout, state, step, request, adapters=adapters, output=output)
     info = adapters.images.inspect_image(image_id)
@@ -87,8 +108,14 @@ def build_step(
     candidate = Candidate(step=step, parent=parent, info=info, remote=request.remote)
     for check in CHECKS:
         check(candidate, adapters.images, say)
+    tests = gate(
+        state.line, request.suite, version=step.version, image=image_id,
+        images=adapters.images, jobs=options.test_jobs, say=say,
+    )  # fmt: skip
     adopted = _tag(candidate, adapters)
-    version = _locked_version(candidate, request, adopted=adopted, builder=adapters.builder)
+    version = _locked_version(
+        candidate, request, adopted=adopted, builder=adapters.builder, tests=tests
+    )
     new_lock = record_version(
         layout, state, version, parent_image=parent.info.image_id, images=adapters.images,
         base=_pinned_base(parent) if step.parent_is_base else None,
@@ -109,6 +136,7 @@ def _request(
     *,
     adapters: Adapters,
     say: Say,
+    options: BuildOptions,
 ) -> Request:
     rendered = render_step(
         layout, state.line, step.increment, version=step.version, parent=parent.ref
@@ -124,7 +152,34 @@ def _request(
             f'lock records commit = "uncommitted" for v{step.version}. Commit increments before '
             "building them, so that the lock names the commit they were built from."
         )
-    return Request(rendered=rendered, pins=pins, remote=remote, commit=commit)
+    # Rendered before the build: a typo in a test template stops it before anything is built.
+    owners = [
+        *built_owners(state, len(state.lock.versions)),
+        (step.increment, step.version, parent.ref),
+    ]
+    suite = prepare_suite(layout, state.line, owners)
+    return Request(
+        rendered=rendered, pins=pins, remote=remote, commit=commit, suite=suite,
+        labels=_labels(state, step, parent, commit, git=adapters.git, source=options.source),
+    )  # fmt: skip
+
+
+def _labels(
+    state: LineState, step: BuildStep, parent: ResolvedParent, commit: str, *, git: Git, source: str
+) -> dict[str, str]:
+    """The version's labels: the same on a rerun, so that BuildKit gives the same image."""
+    revision = revision_of(commit)
+    return version_labels(
+        line=state.line.name,
+        version=step.version,
+        tag=step.tag,
+        increment=step.increment.path.as_posix(),
+        revision=revision,
+        created=git.commit_time(revision) if revision else EPOCH,
+        source=source,
+        base_name=parent.ref,
+        base_digest=parent.digest,
+    )
 
 
 def _refuse_foreign_tag(step: BuildStep, remote: RemoteImage, images: ImageStore) -> None:
@@ -144,7 +199,12 @@ def _refuse_foreign_tag(step: BuildStep, remote: RemoteImage, images: ImageStore
 
 
 def _locked_version(
-    candidate: Candidate, request: Request, *, adopted: bool, builder: ImageBuilder
+    candidate: Candidate,
+    request: Request,
+    *,
+    adopted: bool,
+    builder: ImageBuilder,
+    tests: tuple[RecordedTest, ...],
 ) -> LockedVersion:
     step, info, rendered, remote = candidate.step, candidate.info, request.rendered, request.remote
     return LockedVersion(
@@ -168,6 +228,7 @@ def _locked_version(
         commit=request.commit,
         # A tag already in the registry with this very image counts as published.
         digest=remote.digest if remote is not None and adopted else "",
+        tests=tests,
     )
 
 
@@ -186,8 +247,9 @@ def _build(
     with _context(layout, step, built) as (dockerfile, context):
         try:
             return adapters.builder.build(
-                dockerfile=dockerfile, context=context, on_output=output, secrets=state.line.secrets
-            )
+                dockerfile=dockerfile, context=context, on_output=output,
+                secrets=state.line.secrets, labels=request.labels,
+            )  # fmt: skip
         except BuildError as exc:
             raise _in_template(exc, rendered, built) from exc
 
@@ -196,13 +258,18 @@ def _build(
 def _context(
     layout: RepositoryLayout, step: BuildStep, built: ComposedDockerfile
 ) -> Iterator[tuple[Path, Path]]:
-    """The Dockerfile in a temporary folder, and the build context: the increment's folder, or
-    an empty one for a file increment (nothing of the repository is sent)."""
+    """The Dockerfile in a temporary folder, and the build context: the increment's folder
+    (copied without its tests, when it has any), or an empty one for a file increment (nothing
+    of the repository is sent)."""
     with tempfile.TemporaryDirectory(prefix="imagectl-build-") as tmp:
         dockerfile = Path(tmp) / "Dockerfile"
         dockerfile.write_text(built.text, encoding="utf-8")
-        if step.increment.is_folder:
-            context = layout.root / step.increment.path
+        folder = layout.root / step.increment.path
+        if step.increment.is_folder and not step.increment.tests:
+            context = folder
+        elif step.increment.is_folder:
+            context = Path(tmp) / "context"
+            shutil.copytree(folder, context, symlinks=True, ignore=ignore_tests([folder]))
         else:
             context = Path(tmp) / "context"
             context.mkdir()

@@ -2,20 +2,32 @@
 
 Docker refuses images deeper than 125 layers and every increment adds at least one, so a long
 line needs to start again from a single layer now and then. The copy keeps the file content and
-the image config; both are proven equal before anything is tagged or recorded.
+the image config (but imagectl's labels, which are the checkpoint's own); both are proven
+equal, and every test of the line passes on the copy, before anything is tagged or recorded.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
+from dataclasses import replace
 
 from imagectl.config import RepositoryLayout
 from imagectl.errors import PlanError, TagConflictError
+from imagectl.gate import built_owners, gate, prepare_suite
+from imagectl.labels import CREATED, EPOCH, LABEL_KEYS, LINE, REVISION, revision_of, version_labels
 from imagectl.linestate import load_state
-from imagectl.model import BuiltVersion, ImageLine, LockedVersion, utc_now
-from imagectl.parents import locate_head
-from imagectl.ports import ImageConfig, ImageStore, Registry, Say
+from imagectl.model import (
+    BuildOptions,
+    BuiltVersion,
+    ImageLine,
+    LockedVersion,
+    RecordedTest,
+    utc_now,
+)
+from imagectl.parents import ResolvedParent, locate_head
+from imagectl.ports import Adapters, Git, ImageConfig, ImageStore, Say
 from imagectl.recording import record_version
 from imagectl.trees import tree_differences
 
@@ -63,14 +75,15 @@ def _env_change(entry: str) -> str:
 
 
 def carried_config(config: ImageConfig) -> ImageConfig:
-    """The part of a config a checkpoint must keep, for comparison."""
+    """The part of a config a checkpoint must keep, for comparison: imagectl's labels are the
+    checkpoint's own."""
     return ImageConfig(
         env=config.env,
         cmd=config.cmd,
         entrypoint=config.entrypoint,
         working_dir=config.working_dir,
         user=config.user,
-        labels=dict(config.labels),
+        labels={k: v for k, v in config.labels.items() if k not in LABEL_KEYS},
         exposed_ports=config.exposed_ports,
         volumes=config.volumes,
         on_build=config.on_build,
@@ -81,11 +94,11 @@ def checkpoint_line(
     layout: RepositoryLayout,
     line: ImageLine,
     *,
-    images: ImageStore,
-    registry: Registry,
+    adapters: Adapters,
+    options: BuildOptions,
     say: Say,
-    engine: str = "",
 ) -> BuiltVersion:
+    images = adapters.images
     state = load_state(layout, line)
     parent = locate_head(state, images=images)
     head = state.lock.head
@@ -93,16 +106,79 @@ def checkpoint_line(
     changes = config_changes(parent.info.config)
     version = len(state.lock.versions) + 1
     tag = line.tag_for(version)
-    if registry.lookup(tag) is not None or images.inspect_image(tag) is not None:
+    if adapters.registry.lookup(tag) is not None or images.inspect_image(tag) is not None:
         raise TagConflictError(
             f"the tag {tag} already exists; a checkpoint never overwrites a tag.",
             hint="Pull the lockfile that records it (git pull), then run again.",
         )
-    say(f"{line.name}: flattening v{head.version} ({head.layers} layers) into one layer")
-    image_id, size = _flattened(
-        parent.ref, head.version, changes, parent.info.config, tag=tag, images=images
+    config = parent.info.config
+    labels = _labels(
+        line, head, parent, version=version, tag=tag, git=adapters.git, source=options.source
     )
-    recorded = LockedVersion(
+    changes = config_changes(replace(config, labels={**config.labels, **labels}))
+    suite = prepare_suite(layout, line, built_owners(state, len(state.lock.versions)))
+
+    def tested(image: str) -> tuple[RecordedTest, ...]:
+        return gate(
+            line, suite, version=version, image=image, images=images, jobs=options.test_jobs,
+            say=say,
+        )  # fmt: skip
+
+    say(f"{line.name}: flattening v{head.version} ({head.layers} layers) into one layer")
+    image_id, size, tests = _flattened(
+        parent.ref, head.version, changes, config, tag=tag, images=images, tested=tested
+    )
+    recorded = _checkpoint_version(
+        head, parent, version=version, tag=tag, image_id=image_id, size=size,
+        engine=adapters.builder.engine_version,
+    )  # fmt: skip
+    recorded = replace(recorded, tests=tests)
+    record_version(layout, state, recorded, parent_image=head.image_id, images=images)
+    say(f"{line.name}: tagged {tag} ({image_id.removeprefix('sha256:')[:12]}, 1 layer)")
+    return BuiltVersion(line=line.name, version=version, tag=tag, image_id=image_id, adopted=False)
+
+
+def _labels(
+    line: ImageLine,
+    head: LockedVersion,
+    parent: ResolvedParent,
+    *,
+    version: int,
+    tag: str,
+    git: Git,
+    source: str,
+) -> dict[str, str]:
+    """The checkpoint's own labels; its content is the flattened version's, so it keeps that
+    version's revision and created (read from its labels, else from the lock and git)."""
+    own = parent.info.config.labels
+    revision = own.get(REVISION) if LINE in own else revision_of(head.commit)
+    created = own.get(CREATED) if LINE in own else None
+    if created is None:
+        created = git.commit_time(revision) if revision else EPOCH
+    return version_labels(
+        line=line.name,
+        version=version,
+        tag=tag,
+        increment="",
+        revision=revision or "",
+        created=created,
+        source=source,
+        base_name=parent.ref,
+        base_digest=parent.digest,
+    )
+
+
+def _checkpoint_version(
+    head: LockedVersion,
+    parent: ResolvedParent,
+    *,
+    version: int,
+    tag: str,
+    image_id: str,
+    size: int,
+    engine: str,
+) -> LockedVersion:
+    return LockedVersion(
         version=version,
         tag=tag,
         increment="",
@@ -120,9 +196,6 @@ def checkpoint_line(
         commit="",
         checkpoint=True,
     )
-    record_version(layout, state, recorded, parent_image=head.image_id, images=images)
-    say(f"{line.name}: tagged {tag} ({image_id.removeprefix('sha256:')[:12]}, 1 layer)")
-    return BuiltVersion(line=line.name, version=version, tag=tag, image_id=image_id, adopted=False)
 
 
 def _flattened(
@@ -133,8 +206,10 @@ def _flattened(
     *,
     tag: str,
     images: ImageStore,
-) -> tuple[str, int]:
-    """Import `source` as one layer, prove files and config equal, tag it; (image id, size)."""
+    tested: Callable[[str], tuple[RecordedTest, ...]],
+) -> tuple[str, int, tuple[RecordedTest, ...]]:
+    """Import `source` as one layer, prove files and config equal, run the tests, tag it;
+    (image id, size, the tests that ran)."""
     scratch = f"imagectl-checkpoint/{tag.rpartition('/')[2].replace(':', '-')}:pid{os.getpid()}"
     image_id = images.import_rootfs(source, changes=changes, tag=scratch)
     try:
@@ -154,7 +229,8 @@ def _flattened(
                 f"the one-layer copy of v{version} lost part of its config; "
                 "nothing was tagged or recorded."
             )
+        tests = tested(image_id)  # raises when one fails: nothing is tagged
         images.tag(image_id, tag)
     finally:
         images.remove_image(scratch)
-    return image_id, info.size
+    return image_id, info.size, tests

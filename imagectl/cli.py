@@ -199,6 +199,11 @@ COMMANDS: tuple[tuple[str, str, tuple[str | Argument, ...]], ...] = (
     ("checkpoint", "add a one-layer copy of the newest version (for the layer limit)", (
         "line", "wait", "builder", "json",
     )),
+    ("test", "run the tests of every increment up to a built version, on its image", (
+        "line", "json",
+        _arg("version", nargs="?", type=_version, metavar="VERSION",
+             help="3 or v3 (default: the newest version)"),
+    )),
     ("history", "show the built versions of a line", ("line", "json")),
     ("audit", "check that the registry still serves every published version as recorded", (
         "lines", "json",

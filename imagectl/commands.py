@@ -113,6 +113,11 @@ def skip(args: argparse.Namespace, project: Project) -> Outcome:
     )
 
 
+def test(args: argparse.Namespace, project: Project) -> Outcome:
+    report = workflows.test_version(project, args.line, args.version)
+    return Outcome(report, output.test_report(report), EXIT_OK if report.passed else EXIT_ERROR)
+
+
 def history(args: argparse.Namespace, project: Project) -> Outcome:
     found = workflows.read_history(project, args.line)
     return Outcome(found, output.history(found, args.line))

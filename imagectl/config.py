@@ -22,7 +22,9 @@ REFERENCE = re.compile(
     rf"^(?:{_HOST}/)?{_COMPONENT}(?:/{_COMPONENT})*"
     r"(?::[\w][\w.-]{0,127})?(?:@sha256:[0-9a-f]{64})?$"
 )
-ALLOWED_KEYS = {"repository", "base", "vars", "secrets", "description"}
+ALLOWED_KEYS = {"repository", "base", "vars", "secrets", "description", "tests"}
+TEST_TIMEOUT = 120.0  # seconds each test of a line may take, unless its [tests] timeout says
+MAX_TEST_TIMEOUT = 24 * 3600.0
 SECRET_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 RESERVED_VARS = {"line", "version", "parent", "repository", "base"}
 
@@ -210,7 +212,33 @@ def _line_from(name: str, rel: Path, data: dict[str, Any]) -> ImageLine:
         base=base,
         vars=dict(variables),
         secrets=_secrets(data.get("secrets", {}), rel),
+        test_timeout=_test_timeout(data.get("tests", {}), rel),
     )
+
+
+def _test_timeout(table: object, rel: Path) -> float:
+    """[tests] timeout = seconds: how long each test of the line may run before it fails."""
+    if not isinstance(table, dict):
+        raise ConfigError("[tests] must be a table.", hint="Write [tests] timeout = 120.", path=rel)
+    unknown = sorted(set(table) - {"timeout"})
+    if unknown:
+        raise ConfigError(
+            f"[tests] has an unknown key {', '.join(unknown)}.",
+            hint="[tests] knows timeout (seconds each test may take, default 120).",
+            path=rel,
+        )
+    value = table.get("timeout", TEST_TIMEOUT)
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not 0 < value <= MAX_TEST_TIMEOUT
+    ):
+        raise ConfigError(
+            f"[tests] timeout = {value!r} is not a number of seconds.",
+            hint=f"Give a number greater than 0 and at most {MAX_TEST_TIMEOUT:.0f}, e.g. 120.",
+            path=rel,
+        )
+    return float(value)
 
 
 def _secrets(table: object, rel: Path) -> dict[str, str]:

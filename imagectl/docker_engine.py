@@ -14,13 +14,15 @@ import re
 import subprocess
 import tarfile
 import tempfile
+import time
+import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from imagectl.errors import BuildError, EngineError
 from imagectl.model import Builder
-from imagectl.ports import FileEntry, ImageConfig, ImageInfo, Say
-from imagectl.process import last_line, run, stream, without_names
+from imagectl.ports import FileEntry, ImageConfig, ImageInfo, Say, TestRun
+from imagectl.process import last_line, run, run_merged, stream, without_names
 
 DEFAULT_SOCKET = "unix:///var/run/docker.sock"
 
@@ -57,6 +59,7 @@ def engine_hint() -> str:
 # Files `docker export` adds to every container; never part of an image's own content.
 EXPORT_NOISE = {".dockerenv", "etc/hosts", "etc/hostname", "etc/resolv.conf", "etc/mtab"}
 DAEMON_DOWN = ("cannot connect to the docker daemon", "is the docker daemon running")
+TEST_MOUNT = "/imagectl-test"  # where a test script is mounted, read-only, in its container
 
 
 def run_docker(
@@ -154,6 +157,7 @@ class DockerBuilder:
         on_output: Say,
         secrets: Mapping[str, str] | None = None,
         no_cache: bool = False,
+        labels: Mapping[str, str] | None = None,
     ) -> str:
         """Build and return the new image id; output goes to `on_output` line by line.
 
@@ -168,7 +172,9 @@ class DockerBuilder:
             )
         with tempfile.TemporaryDirectory(prefix="imagectl-iid-") as tmp:
             iidfile = Path(tmp) / "iid"
-            command, env = self._command(dockerfile, context, iidfile, secrets, no_cache=no_cache)
+            command, env = self._command(
+                dockerfile, context, iidfile, secrets, no_cache=no_cache, labels=labels or {}
+            )
             code, output = stream(command, env=env, on_output=on_output)
             if code != 0:
                 if daemon_down(output):
@@ -195,10 +201,12 @@ class DockerBuilder:
         secrets: Mapping[str, str] | None,
         *,
         no_cache: bool,
+        labels: Mapping[str, str],
     ) -> tuple[list[str], dict[str, str]]:
         env = dict(os.environ)
         common = [
             *(["--no-cache"] if no_cache else []),
+            *(flag for key, value in labels.items() for flag in ("--label", f"{key}={value}")),
             "--iidfile",
             str(iidfile),
             "-f",
@@ -214,7 +222,75 @@ class DockerBuilder:
         return ["docker", "build", *common], env
 
 
-class DockerImages:
+class TestContainers:
+    """Test scripts in throwaway containers: `docker create` + `docker start -a` for a test
+    (no network: a test checks the image, not the world), `docker run -d` with the image's own
+    entrypoint and command then `docker exec` for a start-up test (the network a pod gets)."""
+
+    __test__ = False  # not a pytest class
+
+    def run_test(self, image: str, script: Path, *, start: bool, timeout: float) -> TestRun:
+        name = f"imagectl-test-{uuid.uuid4().hex[:12]}"
+        inside = f"{TEST_MOUNT}/{script.name}"
+        mount = ["--label", "imagectl.test=1", "-v", f"{script}:{inside}:ro"]
+        began = time.monotonic()
+        try:
+            if start:
+                code, output = _started_test(name, mount, image, inside, timeout=timeout)
+            else:
+                run_docker(
+                    "create", "--name", name, "--network", "none", "--entrypoint", "/bin/sh",
+                    *mount, image, inside, doing=f"creating a container of {image}",
+                    names=(image,),
+                )  # fmt: skip
+                code, output = run_merged(("docker", "start", "-a", name), timeout=timeout)
+            if daemon_down(output):
+                raise engine_error(("docker", "start", name), code or 1, output, doing="testing")
+        finally:
+            run_docker("rm", "-f", name, doing="removing a test container", ok=(0, 1))
+        return TestRun(exit_code=code, output=output, seconds=time.monotonic() - began)
+
+
+def _started_test(
+    name: str, mount: list[str], image: str, inside: str, *, timeout: float
+) -> tuple[int | None, str]:
+    """A pod started as the platform starts it, then the test run in it with `docker exec`.
+    A pod whose entrypoint cannot even start (exit 126, 127, or 125 naming the runtime) fails
+    the test, with docker's reason; the daemon not answering is an EngineError."""
+    started = run_docker(
+        "run", "-d", "--name", name, *mount, image, doing=f"starting a container of {image}",
+        names=(image,), ok=(0, 125, 126, 127),
+    )  # fmt: skip
+    if started.returncode != 0:
+        if started.returncode == 125 and "oci runtime" not in without_names(
+            started.stderr, (image,)
+        ):
+            raise engine_error(
+                ("docker", "run", "-d", image), 125, started.stderr,
+                doing=f"starting a container of {image}", names=(image,),
+            )  # fmt: skip
+        return started.returncode, f"the pod did not start: {started.stderr.strip()}\n"
+    code, output = run_merged(("docker", "exec", name, "/bin/sh", inside), timeout=timeout)
+    if code != 0:
+        output += _container_story(name)
+    return code, output
+
+
+def _container_story(name: str) -> str:
+    """What a started container said and whether it still runs: why a start-up test failed."""
+    state = run_docker(
+        "inspect", "--format", "{{.State.Status}} {{.State.ExitCode}}", name,
+        doing="inspecting a test container", ok=(0, 1),
+    ).stdout.split()  # fmt: skip
+    logs = run_docker("logs", "--tail", "40", name, doing="reading its logs", ok=(0, 1))
+    said = (logs.stdout + logs.stderr).rstrip()
+    story = "\n---- the started container"
+    if state and state[0] != "running":
+        story += f" ({state[0]}, exit code {state[1]}: its entrypoint or command ended)"
+    return f"{story} said (docker logs) ----\n{said or '(nothing)'}\n"
+
+
+class DockerImages(TestContainers):
     """The engine's image store, through the docker CLI (about 20 ms a call)."""
 
     def __init__(self, builder: DockerBuilder | None = None) -> None:

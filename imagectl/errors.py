@@ -20,7 +20,7 @@ class ImagectlError(Exception):
         self.path = str(path) if path is not None else ""
         self.details = details
 
-    def to_json(self) -> dict[str, str]:
+    def to_json(self) -> dict[str, object]:
         """The error as `--json` prints it (on stdout, instead of the result)."""
         return {"error": self.message, "kind": self.kind, "hint": self.hint, "path": self.path}
 
@@ -121,6 +121,22 @@ class GitError(ProcessError):
     """Git refused or the repository is not usable."""
 
     kind = "git error"
+
+
+class TestFailedError(ImagectlError):
+    """A test of the image failed: nothing was tagged or recorded."""
+
+    __test__ = False  # not a pytest class
+    kind = "test failed"
+
+    def __init__(
+        self, message: str, *, tests: tuple[dict[str, object], ...] = (), **fields: Any
+    ) -> None:
+        super().__init__(message, **fields)
+        self.tests = tests  # every test that ran, each as `imagectl test --json` shows it
+
+    def to_json(self) -> dict[str, object]:
+        return {**super().to_json(), "tests": list(self.tests)}
 
 
 class BusyError(ImagectlError):

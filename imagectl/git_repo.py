@@ -7,6 +7,7 @@ from git's text. Rebase has no API in GitPython; it runs through the one runner,
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +79,19 @@ class GitRepository:
             return "uncommitted"
         last = next(repo.iter_commits(paths=target, max_count=1), None)
         return str(last.hexsha) if last is not None else "uncommitted"
+
+    def commit_time(self, commit: str) -> str:
+        seconds = int(self._require().commit(commit).committed_date)
+        moment = datetime.fromtimestamp(seconds, UTC).replace(tzinfo=None)
+        return moment.isoformat(timespec="seconds") + "Z"
+
+    def remote_url(self) -> str:
+        repo = self._open()
+        if repo is None or not repo.remotes:
+            return ""
+        names = [remote.name for remote in repo.remotes]
+        chosen = "origin" if "origin" in names else names[0]
+        return str(repo.remote(chosen).url)
 
     def dirty_paths(self) -> tuple[str, ...]:
         """Tracked changes (staged or not) and untracked files that git does not ignore."""

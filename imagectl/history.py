@@ -40,6 +40,10 @@ def history_records(lock: Lock, packages: Mapping[int, PackageDiff]) -> list[dic
             **{key: getattr(version, key) for key in JSON_KEYS},
             "images": list(version.images),
             "checkpoint": version.checkpoint,
+            "tests": [
+                {"name": test.name, "hash": test.hash, "result": test.result}
+                for test in version.tests
+            ],
             "packages": diff.counts() if (diff := packages.get(version.version)) else None,
         }
         for version in lock.versions

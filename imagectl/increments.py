@@ -3,18 +3,31 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import re
 import stat
+from collections.abc import Callable, Collection
+from dataclasses import replace
 from pathlib import Path
 
 from imagectl.config import RepositoryLayout
 from imagectl.errors import ConfigError
-from imagectl.model import Increment
+from imagectl.model import Increment, IncrementTest, TestKind
 from imagectl.templating import decode_template
 
 TEMPLATE_SUFFIX = ".Dockerfile.j2"
 FOLDER_TEMPLATE = "Dockerfile.j2"
+# A test's file name after the increment's stem (beside a file increment: NNNN-name.test.sh),
+# or the whole name inside a folder increment (test.sh); `.j2` makes it a template.
+TEST_NAMES: dict[str, TestKind] = {
+    "test.sh": "test",
+    "test.sh.j2": "test",
+    "start-test.sh": "start-test",
+    "start-test.sh.j2": "start-test",
+}
+# Inside a folder increment the tests are no context files: never hashed, never sent to a build.
+FOLDER_TESTS = frozenset(TEST_NAMES)
 NUMBERED = re.compile(r"^([0-9]{4})-(.+)$")  # ASCII digits: int() would also take others
 NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 MAX_CONTEXT_BYTES = 512 * 1024 * 1024  # a build context larger than this is a mistake
@@ -32,10 +45,19 @@ def discover_increments(layout: RepositoryLayout, line: str) -> tuple[Increment,
     prefix = folder.relative_to(layout.root)
     root = layout.increments_dir.resolve()
     found: list[Increment] = []
+    tests: dict[str, list[IncrementTest]] = {}  # beside file increments, by increment name
     # os.scandir and one read per file: `plan` walks thousands of increments on every call.
     with os.scandir(folder) as entries:
         for entry in entries:
             if entry.name.startswith(".") or EDITOR_LEFTOVER.search(entry.name):
+                continue
+            test = _test_beside(entry.name)
+            if test is not None and NUMBERED.match(entry.name):
+                rel = prefix / entry.name
+                _check_test_file(Path(entry.path), rel, root)
+                tests.setdefault(test[0], []).append(
+                    IncrementTest(path=rel, kind=test[1], template=rel.name.endswith(".j2"))
+                )
                 continue
             if not NUMBERED.match(entry.name):
                 if entry.name.endswith(TEMPLATE_SUFFIX):
@@ -52,7 +74,59 @@ def discover_increments(layout: RepositoryLayout, line: str) -> tuple[Increment,
             found.append(
                 _read_increment(Path(entry.path), rel, is_folder=entry.is_dir(), root=root)
             )
-    return tuple(sorted(found, key=lambda inc: (inc.number, inc.name)))
+    return tuple(sorted(_with_tests(found, tests, prefix), key=lambda i: (i.number, i.name)))
+
+
+def _test_beside(name: str) -> tuple[str, TestKind] | None:
+    """(increment name, kind) of a test file beside a file increment, e.g. 0004-sshd.test.sh."""
+    for suffix, kind in TEST_NAMES.items():
+        if name.endswith(f".{suffix}") and len(name) > len(suffix) + 1:
+            return name[: -len(suffix) - 1], kind
+    return None
+
+
+def _with_tests(
+    found: list[Increment], tests: dict[str, list[IncrementTest]], prefix: Path
+) -> list[Increment]:
+    """The file increments with the tests beside them; a test of no increment is refused."""
+    by_name = {increment.name: increment for increment in found}
+    for name, beside in sorted(tests.items()):
+        increment = by_name.get(name)
+        if increment is None or increment.is_folder:
+            raise ConfigError(
+                f"is a test of no file increment: there is no {name}{TEMPLATE_SUFFIX} beside it.",
+                hint="Name a test after its increment (NNNN-name.test.sh beside "
+                "NNNN-name.Dockerfile.j2; a folder increment keeps its tests inside, as test.sh), "
+                "or remove it.",
+                path=beside[0].path,
+            )
+        by_name[name] = replace(increment, tests=_ordered(beside))
+    return list(by_name.values())
+
+
+def _ordered(tests: list[IncrementTest]) -> tuple[IncrementTest, ...]:
+    """Plain tests before start-up tests; one file of each kind per increment."""
+    ordered = sorted(tests, key=lambda t: (t.kind != "test", t.path.name))
+    for first, second in itertools.pairwise(ordered):
+        if first.kind == second.kind:
+            raise ConfigError(
+                f"two {first.kind}s of one increment: {first.path.name} and {second.path.name}.",
+                hint="Keep one of them (a template, *.j2, or a plain script).",
+                path=second.path,
+            )
+    return tuple(ordered)
+
+
+def _check_test_file(path: Path, rel: Path, root: Path) -> None:
+    """A test is a regular file within increments/: it is read, hashed and mounted as it is."""
+    _check_inside(path, rel, root)
+    if not path.is_file():
+        raise ConfigError(
+            "is named like a test but is not a regular file.",
+            hint="A test is a POSIX shell script (or a Jinja template of one); replace what is "
+            "there with one, or remove it.",
+            path=rel,
+        )
 
 
 def _check_inside(path: Path, rel: Path, root: Path) -> None:
@@ -110,10 +184,25 @@ def _read_increment(entry: Path, rel: Path, *, is_folder: bool, root: Path) -> I
         path=rel,
         template=template_rel,
         is_folder=is_folder,
-        source_hash=hash_increment(entry) if is_folder else _hash_file_bytes(raw),
-        context_hash=hash_increment(entry, skip=FOLDER_TEMPLATE) if is_folder else "",
+        source_hash=hash_increment(entry, skip=FOLDER_TESTS)
+        if is_folder
+        else _hash_file_bytes(raw),
+        context_hash=(
+            hash_increment(entry, skip={FOLDER_TEMPLATE, *FOLDER_TESTS}) if is_folder else ""
+        ),
         summary=summarize(text),
+        tests=_folder_tests(entry, rel, root) if is_folder else (),
     )
+
+
+def _folder_tests(entry: Path, rel: Path, root: Path) -> tuple[IncrementTest, ...]:
+    found = []
+    for name, kind in TEST_NAMES.items():
+        path = entry / name
+        if path.exists() or path.is_symlink():
+            _check_test_file(path, rel / name, root)
+            found.append(IncrementTest(path=rel / name, kind=kind, template=name.endswith(".j2")))
+    return _ordered(found)
 
 
 def _template_bytes(template: Path, shown: Path) -> bytes:
@@ -135,9 +224,9 @@ def _hash_file_bytes(raw: bytes) -> str:
     return f"sha256:{digest}"
 
 
-def hash_increment(entry: Path, *, skip: str = "") -> str:
+def hash_increment(entry: Path, *, skip: Collection[str] = ()) -> str:
     """sha256 over the template and, for a folder, every context file (path, mode, bytes);
-    `skip` leaves out one top-level file (the template, for the context alone)."""
+    `skip` leaves out top-level files (its tests; the template too, for the context alone)."""
     digest = hashlib.sha256()
     if entry.is_file():
         digest.update(b"file\0")
@@ -145,7 +234,7 @@ def hash_increment(entry: Path, *, skip: str = "") -> str:
         return f"sha256:{digest.hexdigest()}"
     for path in context_files(entry):
         rel = path.relative_to(entry).as_posix()
-        if rel == skip:
+        if rel in skip:
             continue
         digest.update(rel.encode() + b"\0")
         if path.is_symlink():
@@ -220,3 +309,16 @@ def summarize(template_text: str) -> str:
             if body:
                 return body
     return ""
+
+
+def ignore_tests(folders: Collection[Path]) -> Callable[[str, list[str]], list[str]]:
+    """For shutil.copytree: leave out the tests at the top of the given folder increments, which
+    are no context files (a build must never see them, or a test edit would change an image)."""
+    tops = {folder.resolve() for folder in folders}
+
+    def ignore(directory: str, names: list[str]) -> list[str]:
+        if Path(directory).resolve() not in tops:
+            return []
+        return [name for name in names if name in FOLDER_TESTS]
+
+    return ignore

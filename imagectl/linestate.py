@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,8 +11,9 @@ from imagectl import lockfile
 from imagectl.config import RepositoryLayout
 from imagectl.errors import ConfigError, TemplateError
 from imagectl.increments import discover_increments
+from imagectl.labels import recorded_labels
 from imagectl.lockfile import write_atomic
-from imagectl.model import ImageLine, Increment, Lock, RenderedHashes
+from imagectl.model import ImageLine, Increment, IncrementTest, Lock, RenderedHashes
 from imagectl.planner import check_drift, check_numbering, pinned_base, plan_line
 from imagectl.recipe import (
     ComposedDockerfile,
@@ -25,7 +27,7 @@ from imagectl.recipe import (
 )
 from imagectl.rendercache import render_cache, shared_hash
 from imagectl.squash import SquashEntry, squash
-from imagectl.templating import describe_line, render_template, template_lines
+from imagectl.templating import decode_template, describe_line, render_template, template_lines
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -204,13 +206,36 @@ def cached_render(
 
 
 def render_pending(layout: RepositoryLayout, state: LineState) -> tuple[RenderedStep, ...]:
-    """Render and check every increment not built yet, as `build next --all` would build it,
-    so that a mistake in the last one stops the first build, not the fifth."""
+    """Render and check every increment not built yet (and its tests), as `build next --all`
+    would build it, so that a mistake in the last one stops the first build, not the fifth."""
     plan = plan_line(state.line, state.lock, state.increments, all_versions=True)
+    for step in plan.steps:
+        for test in step.increment.tests:
+            render_test(layout, state.line, test, version=step.version, parent=step.parent)
     return tuple(
         render_step(layout, state.line, step.increment, version=step.version, parent=step.parent)
         for step in plan.steps
     )
+
+
+def render_test(
+    layout: RepositoryLayout, line: ImageLine, test: IncrementTest, *, version: int, parent: str
+) -> str:
+    """The script a test runs: a template rendered with the vars of the version built from its
+    increment, or the file as it is (UTF-8, LF line ends)."""
+    path = layout.root / test.path
+    if test.template:
+        variables = template_variables(line, version=version, parent=parent)
+        increments_dir = layout.increments_dir.resolve()
+        return render_template(increments_dir, path.resolve(), variables)
+    try:
+        regular = stat.S_ISREG(path.stat().st_mode)
+        raw = path.read_bytes() if regular else b""
+    except OSError as exc:
+        raise ConfigError(f"cannot be read ({exc.strerror}).", path=test.path) from exc
+    if not regular:  # a FIFO would block the read
+        raise ConfigError("is not a regular file.", hint="A test is a text file.", path=test.path)
+    return decode_template(raw, test.path)
 
 
 def reference_text(layout: RepositoryLayout, state: LineState) -> str:
@@ -248,6 +273,7 @@ def reference_text(layout: RepositoryLayout, state: LineState) -> str:
                 stages=rendered.recipe.stages,
                 pins=pins_of(recorded.images) if recorded else {},
                 escape=rendered.recipe.escape,
+                labels=recorded_labels(line.name, recorded) if recorded else {},
             )
         )
     return squash(

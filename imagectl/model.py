@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Literal
 
 Builder = Literal["buildx", "legacy"]
+TestKind = Literal["test", "start-test"]  # run in a container of the image, or in a started one
+TestResult = Literal["passed", "failed", "timed out"]
 
 LOCK_SCHEMA = 1
 
@@ -29,9 +31,29 @@ class ImageLine:
     vars: Mapping[str, object] = field(default_factory=dict)
     # Build secret id -> "env:NAME" or "file:PATH"; the values never pass through imagectl.
     secrets: Mapping[str, str] = field(default_factory=dict)
+    test_timeout: float = 120.0  # seconds each of its tests may take ([tests] timeout)
 
     def tag_for(self, version: int) -> str:
         return f"{self.repository}:v{version}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IncrementTest:
+    """A test of an increment: a POSIX shell script run in a container of each version built
+    from the increment on, or a Jinja template of one (rendered with the line's vars)."""
+
+    path: Path  # relative to the repository root: its name in the lock and in every report
+    kind: TestKind
+    template: bool  # a *.j2 file, rendered before it runs
+
+    @property
+    def name(self) -> str:
+        return self.path.as_posix()
+
+    @property
+    def script_name(self) -> str:
+        """The file name it runs under in the container (the template's, without .j2)."""
+        return self.path.name.removesuffix(".j2")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -46,6 +68,8 @@ class Increment:
     source_hash: str  # over the template and every context file
     context_hash: str = ""  # a folder's files besides its template; "" for a file increment
     summary: str  # first comment line of the template
+    # Its tests: never part of the hashes above, so tests may be added or improved after a build.
+    tests: tuple[IncrementTest, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -54,6 +78,15 @@ class RenderedHashes:
 
     dockerfile: str  # the composed Dockerfile's bytes
     instructions: str  # its instructions, comments and indentation left out
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecordedTest:
+    """A test that ran on a version before it was tagged, as the lock records it."""
+
+    name: str  # the test file, relative to the repository root
+    hash: str  # sha256 of the script that ran (a template: as rendered)
+    result: TestResult  # "passed": a version is only recorded when every test passed
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -87,6 +120,7 @@ class LockedVersion:
     skipped: bool = False
     reason: str = ""
     foreign_digest: str = ""  # what the registry held under the tag when it was skipped
+    tests: tuple[RecordedTest, ...] = ()  # every test that ran on it before it was tagged
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -149,6 +183,7 @@ class LinePlan:
     available: int  # increments on disk
     pending: int  # increments not built yet
     steps: tuple[BuildStep, ...] = ()
+    deleted_tests: tuple[str, ...] = ()  # tests the lock says ran, no longer on disk
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -166,6 +201,7 @@ class LinePlan:
                 }
                 for s in self.steps
             ],
+            "deleted_tests": list(self.deleted_tests),
         }
 
 
@@ -187,3 +223,11 @@ class BuiltVersion:
             "image_id": self.image_id,
             "adopted": self.adopted,
         }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BuildOptions:
+    """What building a version needs besides the line: from imagectl.toml and git, once."""
+
+    source: str = ""  # org.opencontainers.image.source, credentials removed
+    test_jobs: int = 4  # tests of one version run side by side, at most this many

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from imagectl.audit import AuditReport
 from imagectl.backport import BackportPlan
 from imagectl.ci_job import JobResult
+from imagectl.gate import TestReport, count
 from imagectl.history import history_table
 from imagectl.model import BuiltVersion, LinePlan, LockedVersion
 from imagectl.resolver import Resolution
@@ -69,10 +70,15 @@ class Skipped:
 def plans(result: Plans) -> str:
     out = []
     for line_plan in result.plans:
+        deleted = [
+            f"  ! test {name} ran on a built version and no longer exists"
+            for name in line_plan.deleted_tests
+        ]
         if not line_plan.steps:
-            out.append(f"{line_plan.line}: up to date (v{line_plan.built})")
+            out += [f"{line_plan.line}: up to date (v{line_plan.built})", *deleted]
             continue
         out.append(f"{line_plan.line}: v{line_plan.built} built, {line_plan.pending} pending")
+        out += deleted
         for step in line_plan.steps:
             summary = f"  # {step.increment.summary}" if step.increment.summary else ""
             out.append(
@@ -122,7 +128,8 @@ def backport(plan: BackportPlan) -> str:
     out = []
     for step in plan.steps:
         state = f" -- FAILS: {failed[step.line]}" if step.line in failed else ""
-        out.append(f"{step.line}: {verb} {step.path}{state}")
+        tests = "".join(f" and {path.name}" for path, _ in step.tests)
+        out.append(f"{step.line}: {verb} {step.path}{tests}{state}")
     out += [f"{line}: includes {plan.fix} already" for line in plan.already]
     if plan.steps and not plan.dry_run:
         out.append("next: imagectl build next --all [--jobs N]")
@@ -170,6 +177,26 @@ def _first(lines: Iterable[str]) -> list[str]:
     if len(items) > SHOWN:
         shown.append(f"    ... and {len(items) - SHOWN} more (--json lists them all)")
     return shown
+
+
+def test_report(report: TestReport) -> str:
+    short = report.image_id.removeprefix("sha256:")[:12]
+    failed = sum(outcome.result != "passed" for outcome in report.outcomes)
+    verdict = f"{failed} FAILED" if failed else "all passed"
+    out = [
+        f"{report.line} v{report.version} ({report.tag}, {short}): "
+        + (f"{count(len(report.outcomes), 'test')}, {verdict}" if report.outcomes else "no tests")
+    ]
+    for outcome in report.outcomes:
+        result = "passed" if outcome.result == "passed" else outcome.result.upper()
+        seconds = f"{outcome.run.seconds:.1f} s"
+        why = seconds if outcome.result == "passed" else f"{outcome.summary()}, {seconds}"
+        out.append(f"  {result:<9}  v{outcome.test.version}  {outcome.test.test.name}  ({why})")
+        if outcome.result != "passed":
+            out += [f"      | {line}" for line in outcome.shown_output().splitlines()]
+    out += [f"  ! test {name} ran on one of these versions and no longer exists"
+            for name in report.deleted]  # fmt: skip
+    return "\n".join(out)
 
 
 def built_version(made: BuiltVersion) -> str:

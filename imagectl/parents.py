@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from imagectl.config import repository_of
 from imagectl.errors import PlanError, TagConflictError
 from imagectl.linestate import LineState, RenderedStep
-from imagectl.model import BuildStep
+from imagectl.model import BuildStep, LockedVersion
 from imagectl.ports import ImageInfo, ImageStore, Registry, Say
 
 
@@ -83,6 +83,22 @@ def warn_if_parent_tag_moved(state: LineState, *, registry: Registry, say: Say) 
             "or deleted out of band. imagectl keeps building on the recorded digest; run "
             f"`imagectl audit {state.line.name}` for every tag."
         )
+
+
+def locate_version(state: LineState, version: LockedVersion, *, images: ImageStore) -> str:
+    """The image of a built version in the engine, pulled by digest if only the registry has
+    it; its image id."""
+    if images.inspect_image(version.image_id) is None and version.digest:
+        images.pull(f"{version.tag}@{version.digest}")
+    if images.inspect_image(version.image_id) is None:
+        raise PlanError(
+            f"the lock records v{version.version} as image {version.image_id}, which is neither "
+            "in the engine nor (published) in the registry.",
+            hint="Pull or load that image (e.g. from the machine that built it), or publish it "
+            "from there.",
+            path=state.lock_path,
+        )
+    return version.image_id
 
 
 def warn_if_base_moved(state: LineState, *, registry: Registry, say: Say) -> None:

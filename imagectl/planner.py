@@ -206,7 +206,16 @@ def plan_line(
         available=len(increments),
         pending=len(increments) - len(lock.increment_versions),
         steps=tuple(steps),
+        deleted_tests=deleted_tests(lock, increments),
     )
+
+
+def deleted_tests(lock: Lock, increments: tuple[Increment, ...]) -> tuple[str, ...]:
+    """Tests the lock records as run on a version, no longer on disk. Editing a test is not
+    drift (the next run uses the new text), and neither is deleting one; but it is reported."""
+    present = {test.name for increment in increments for test in increment.tests}
+    recorded = dict.fromkeys(test.name for v in lock.versions for test in v.tests)
+    return tuple(name for name in recorded if name not in present)
 
 
 def pinned_base(line: ImageLine, lock: Lock) -> str:

@@ -111,6 +111,22 @@ class FileEntry:
         return ""
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TestRun:
+    """What one test script gave in a container of an image."""
+
+    __test__ = False  # not a pytest class
+
+    exit_code: int | None  # None: it did not end within its timeout and was killed
+    output: str  # its stdout and stderr, interleaved; for a start-up test that failed, also the
+    # container's own output
+    seconds: float
+
+    @property
+    def passed(self) -> bool:
+        return self.exit_code == 0
+
+
 class ImageBuilder(Protocol):
     """Builds images: BuildKit (buildx) or the legacy builder."""
 
@@ -138,8 +154,9 @@ class ImageBuilder(Protocol):
         on_output: Say,
         secrets: Mapping[str, str] | None = None,
         no_cache: bool = False,
+        labels: Mapping[str, str] | None = None,
     ) -> str:
-        """Build and return the new image id."""
+        """Build and return the new image id; `labels` are set on it (`--label`)."""
         ...
 
 
@@ -160,6 +177,13 @@ class ImageStore(Protocol):
 
     def remove_image(self, ref: str) -> None: ...
 
+    def run_test(self, image: str, script: Path, *, start: bool, timeout: float) -> TestRun:
+        """Run the shell script `script` (a file on this host, mounted read-only) with /bin/sh
+        in a new container of `image` as its default user; with `start`, in a container started
+        with the image's own entrypoint and command, through `docker exec`. The container is
+        removed afterwards; a test still running after `timeout` seconds is killed."""
+        ...
+
 
 class Registry(Protocol):
     def lookup(self, ref: str) -> RemoteImage | None:
@@ -178,6 +202,14 @@ class Registry(Protocol):
 class Git(Protocol):
     def commit_of(self, path: Path) -> str:
         """The last commit that changed `path`; "uncommitted" if it has changes or no git."""
+        ...
+
+    def commit_time(self, commit: str) -> str:
+        """When `commit` was made (its committer date), ISO 8601 in UTC: `2026-11-25T12:00:00Z`."""
+        ...
+
+    def remote_url(self) -> str:
+        """The URL of the remote `origin` (else of the first remote); "" without one."""
         ...
 
 

@@ -27,6 +27,26 @@ def run(
     )
 
 
+def run_merged(command: Sequence[str], *, timeout: float) -> tuple[int | None, str]:
+    """Run `command` with stdout and stderr interleaved; (exit code, output), the exit code
+    None when it was killed after `timeout` seconds (with what it said until then)."""
+    with subprocess.Popen(
+        list(command),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        errors="replace",
+    ) as process:
+        try:
+            output, _ = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            output, _ = process.communicate()  # what was read before the timeout is kept
+            return None, output
+    return process.returncode, output
+
+
 def stream(
     command: Sequence[str], *, env: dict[str, str] | None, on_output: Callable[[str], None]
 ) -> tuple[int, str]:

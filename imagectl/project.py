@@ -8,6 +8,7 @@ import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from imagectl.config import RepositoryLayout, find_repository, load_lines, select_lines
 from imagectl.errors import ConfigError
@@ -15,12 +16,27 @@ from imagectl.model import ImageLine
 from imagectl.ports import Adapters, Git, ImageBuilder, ImageStore, Registry
 
 SETTINGS_FILE = "imagectl.toml"
-# table -> key -> (type, what it is): everything imagectl.toml may set.
-SETTINGS_KEYS: dict[str, dict[str, tuple[type, str]]] = {
+# table -> key -> (type, what it is, the Settings field): everything imagectl.toml may set.
+SETTINGS_KEYS: dict[str, dict[str, tuple[type, str, str]]] = {
     "build": {
-        "builder": (str, "the buildx builder to build with (docker buildx build --builder)"),
+        "builder": (
+            str,
+            "the buildx builder to build with (docker buildx build --builder)",
+            "builder",
+        ),
+    },
+    "tests": {
+        "jobs": (int, "how many tests of one version run at once (default 4)", "test_jobs"),
+    },
+    "labels": {
+        "source": (
+            str,
+            "the org.opencontainers.image.source label (default: the git remote's URL)",
+            "label_source",
+        ),
     },
 }
+TEST_JOBS = 4
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -28,6 +44,8 @@ class Settings:
     """The repository's own settings; every key is optional."""
 
     builder: str = ""  # a named buildx builder; "" is docker's current one
+    test_jobs: int = TEST_JOBS  # tests of one version run side by side, at most this many
+    label_source: str = ""  # org.opencontainers.image.source; "" takes the git remote's URL
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -103,18 +121,29 @@ def read_settings(path: Path) -> Settings:
                 raise ConfigError(
                     f"[{table}] has an unknown key {key!r}.",
                     hint="Known keys: "
-                    + "; ".join(f"{k} ({what})" for k, (_, what) in known.items())
+                    + "; ".join(f"{k} ({what})" for k, (_, what, _) in known.items())
                     + ".",
                     path=path.name,
                 )
-            kind, what = known[key]
-            if not isinstance(value, kind) or (kind is str and not str(value).strip()):
-                raise ConfigError(
-                    f"[{table}] {key} must be a non-empty {kind.__name__}: {what}.",
-                    path=path.name,
-                )
-            values[key] = value
+            kind, what, name = known[key]
+            values[name] = _setting(f"[{table}] {key}", value, kind, what, path=path)
     return Settings(**values)  # type: ignore[arg-type]
+
+
+def _setting(where: str, value: object, kind: type, what: str, *, path: Path) -> object:
+    """One value of imagectl.toml, checked: a non-empty string, or a whole number from 1."""
+    if kind is int and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ConfigError(f"{where} must be a whole number of at least 1: {what}.", path=path.name)
+    if kind is str and (not isinstance(value, str) or not value.strip()):
+        raise ConfigError(f"{where} must be a non-empty string: {what}.", path=path.name)
+    if where == "[labels] source" and "@" in urlsplit(str(value)).netloc:
+        raise ConfigError(
+            f"{where} names a user or credentials in its URL; every image would carry them.",
+            hint="Give the repository's web URL without user or token, e.g. "
+            '"https://github.com/org/images".',
+            path=path.name,
+        )
+    return value
 
 
 def _adapters(

@@ -27,7 +27,10 @@ HEADER = """\
 # `imagectl build next`); to build it from scratch, from the repository root:
 #   docker build -f {path} .{secrets}
 # Helper stages are named after the version that defines them (v6-build), and every image an
-# increment names is pinned by the digest recorded when it was built.
+# increment names is pinned by the digest recorded when it was built. imagectl sets labels on
+# every version it builds (docker build --label: OCI's org.opencontainers.image.* and its own);
+# they are no LABEL instructions here: a built version's are listed in a comment under its
+# header (besides created, the time of its commit, and source, the repository's URL).
 """
 
 
@@ -47,6 +50,7 @@ class SquashEntry:
     stages: tuple[str, ...] = ()  # its helper stages' names
     pins: Mapping[str, str] = field(default_factory=dict)  # image -> image@digest, as built
     escape: str = "\\"
+    labels: Mapping[str, str] = field(default_factory=dict)  # a built version's, from its lock
 
 
 def squash(
@@ -80,6 +84,9 @@ def squash(
         stage = f"v{entry.version}"
         state = f"commit {entry.commit}" if entry.built else "not built yet"
         parts.append(f"\n# ---- v{entry.version}  {entry.tag}  {entry.increment}  ({state})\n")
+        if entry.labels:
+            listed = " ".join(f"{key}={value}" for key, value in entry.labels.items())
+            parts.append(f"# labels: {listed}\n")
         body = _stage_body(entry, stage=stage, previous=previous)
         if not entry.own_from:
             parts.append(f"FROM {previous} AS {stage}\n")

@@ -9,6 +9,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from imagectl.errors import PlanError
+from imagectl.increments import ignore_tests
 from imagectl.linestate import load_state, reference_text
 from imagectl.model import ImageLine
 from imagectl.packages import PackageDiff, diff_manifests
@@ -60,10 +61,17 @@ def verify_line(project: Project, line: ImageLine, *, say: Say, output: Say) -> 
     with tempfile.TemporaryDirectory(prefix="imagectl-verify-") as tmp:
         dockerfile = Path(tmp) / "Dockerfile"
         dockerfile.write_text(text, encoding="utf-8")
-        # The reference COPYs from increments/<line>/ only: send just that as the context.
+        # The reference COPYs from increments/<line>/ only: send just that as the context,
+        # without the tests of folder increments (no context files: the chain never saw them).
         context = Path(tmp) / "context"
         source = layout.line_increments_dir(line.name)
-        shutil.copytree(source, context / source.relative_to(layout.root), symlinks=True)
+        folders = [layout.root / i.path for i in state.increments if i.is_folder]
+        shutil.copytree(
+            source,
+            context / source.relative_to(layout.root),
+            symlinks=True,
+            ignore=ignore_tests(folders),
+        )
         # --no-cache: a step the chain built must run again, or "from scratch" would only
         # mean "from the chain's own cached layers".
         image_id = project.adapters.builder.build(

@@ -10,12 +10,14 @@ from typing import TYPE_CHECKING
 
 from imagectl import lockfile
 from imagectl.audit import AuditReport, audit_locks
-from imagectl.backport import BackportPlan, plan_backport, shared_name
+from imagectl.backport import BackportPlan, plan_backport, shared_name, shared_tests
 from imagectl.builder import build_line
 from imagectl.config import check_secret_sources, repository_of
 from imagectl.errors import ConfigError, ImagectlError, PlanError
+from imagectl.gate import TestReport, built_owners, prepare_suite, run_suite
 from imagectl.history import history_records
 from imagectl.increments import summarize
+from imagectl.labels import source_url
 from imagectl.linestate import (
     LineState,
     load_state,
@@ -24,19 +26,29 @@ from imagectl.linestate import (
     render_dockerfile,
     render_pending,
     render_shared,
+    template_variables,
     write_reference,
 )
 from imagectl.lockfile import write_atomic
 from imagectl.locks import repository_lock
-from imagectl.model import BuiltVersion, ImageLine, LinePlan, Lock, LockedVersion
+from imagectl.model import (
+    BuildOptions,
+    BuiltVersion,
+    ImageLine,
+    LinePlan,
+    Lock,
+    LockedVersion,
+)
 from imagectl.packages import PackageDiff, diff_manifests, replay
-from imagectl.planner import plan_line
+from imagectl.parents import locate_version
+from imagectl.planner import deleted_tests, plan_line
 from imagectl.ports import Say
 from imagectl.project import Project
 from imagectl.publisher import PublishedVersion, pending_publication, publish_line
 from imagectl.recording import manifest_of, record_skip
 from imagectl.resolver import Resolution, resolve_ref
 from imagectl.skips import burned_version, unknown_digest
+from imagectl.templating import render_template
 
 if TYPE_CHECKING:
     from imagectl.verifier import VerifyReport
@@ -104,6 +116,7 @@ def build_next(
         lockfile.ensure_writable(layout.lock_dir)
         adapters.builder.check()
         say(adapters.builder.describe())
+        options = build_options(project)
 
         def build_one(line: ImageLine) -> tuple[BuiltVersion, ...]:
             return build_line(
@@ -113,6 +126,7 @@ def build_next(
                 adapters=adapters,
                 say=say,
                 output=_prefixed(output, line.name, jobs),
+                options=options,
             )
 
         outcomes = _each_line(build_one, lines, jobs=jobs)
@@ -123,6 +137,13 @@ def build_next(
     return BuildResult(
         lines=tuple(line.name for line in lines), built=tuple(built), failures=failures
     )
+
+
+def build_options(project: Project) -> BuildOptions:
+    """What every build of this command shares: the source label (imagectl.toml, else the git
+    remote without credentials) and how many tests run at once."""
+    source = project.settings.label_source or source_url(project.adapters.git.remote_url())
+    return BuildOptions(source=source, test_jobs=project.settings.test_jobs)
 
 
 def _each_line(
@@ -280,13 +301,15 @@ def skip(project: Project, name: str, version: int, *, reason: str, wait: float)
 
 
 def backport(project: Project, fix: Path, *, pattern: str, dry_run: bool) -> BackportPlan:
-    """Add a new increment including the shared `fix` to every selected line.
+    """Add a new increment including the shared `fix` to every selected line, with a test
+    including each test of the fix.
 
-    The fix is rendered with each selected line's vars first; when it fails for any line,
-    nothing is written (a dry run reports those lines instead)."""
+    The fix (and its tests) are rendered with each selected line's vars first; when that fails
+    for any line, nothing is written (a dry run reports those lines instead)."""
     layout = project.layout
     name = shared_name(layout.root, layout.shared_dir, fix)
     summary = summarize((layout.increments_dir / name).read_text(encoding="utf-8"))
+    tests = shared_tests(name, _shared_files(layout.increments_dir))
     states = {line.name: load_state(layout, line) for line in project.lines}
     plan = plan_backport(
         fix=name,
@@ -299,6 +322,7 @@ def backport(project: Project, fix: Path, *, pattern: str, dry_run: bool) -> Bac
             )
             for line, s in states.items()
         },
+        tests=tests,
     )
     if not plan.steps and not plan.already:
         raise ConfigError(
@@ -308,24 +332,43 @@ def backport(project: Project, fix: Path, *, pattern: str, dry_run: bool) -> Bac
     failures = tuple(
         (step.line, failure)
         for step in plan.steps
-        if (failure := _fix_failure(project, states[step.line], name)) is not None
+        if (failure := _fix_failure(project, states[step.line], name, tests)) is not None
     )
     plan = replace(plan, failures=failures, dry_run=dry_run)
     if failures and not dry_run:
         raise failures[0][1]
     if not dry_run:
-        for step in plan.steps:
-            target = layout.root / step.path
-            if target.exists():
-                raise ConfigError("already exists.", path=str(step.path))
-            write_atomic(target, step.text)
+        _write_backport(layout.root, plan)
     return plan
 
 
-def _fix_failure(project: Project, state: LineState, fix: str) -> ImagectlError | None:
-    """Why the shared fix cannot become the line's next increment, or None when it can."""
+def _shared_files(increments_dir: Path) -> set[str]:
+    """Every file under increments/_shared/, named as templates include it."""
+    shared = increments_dir / "_shared"
+    return {p.relative_to(increments_dir).as_posix() for p in shared.rglob("*") if p.is_file()}
+
+
+def _write_backport(root: Path, plan: BackportPlan) -> None:
+    files = [(step.path, step.text) for step in plan.steps]
+    files += [test for step in plan.steps for test in step.tests]
+    for path, _ in files:
+        if (root / path).exists():
+            raise ConfigError("already exists.", path=str(path))
+    for path, text in files:
+        write_atomic(root / path, text)
+
+
+def _fix_failure(
+    project: Project, state: LineState, fix: str, tests: tuple[str, ...]
+) -> ImagectlError | None:
+    """Why the shared fix (or one of its tests) cannot become the line's next increment, or
+    None when it can."""
     try:
-        render_shared(project.layout, state, fix)
+        step = render_shared(project.layout, state, fix)
+        variables = template_variables(state.line, version=step.version, parent=step.parent)
+        increments_dir = project.layout.increments_dir.resolve()
+        for test in tests:
+            render_template(increments_dir, increments_dir / test, variables)
     except ImagectlError as exc:
         return exc
     return None
@@ -417,8 +460,8 @@ def checkpoint(project: Project, name: str, *, wait: float, say: Say) -> BuiltVe
         adapters.builder.check()
         say(adapters.builder.describe())
         return checkpoint_line(
-            project.layout, project.line(name), images=adapters.images,
-            registry=adapters.registry, say=say, engine=adapters.builder.engine_version,
+            project.layout, project.line(name), adapters=adapters,
+            options=build_options(project), say=say,
         )  # fmt: skip
 
 
@@ -431,6 +474,35 @@ def verify(project: Project, name: str, *, say: Say, output: Say) -> VerifyRepor
     project.adapters.builder.check()
     say(project.adapters.builder.describe())
     return verify_line(project, line, say=say, output=output)
+
+
+def test_version(project: Project, name: str, version: int | None) -> TestReport:
+    """Run every test up to a built version (default: the newest) on its image, as they are on
+    disk now; the lock is not changed (it records what ran when a version was built)."""
+    layout, adapters = project.layout, project.adapters
+    state = load_state(layout, project.line(name))
+    lock = state.lock
+    head = lock.head
+    wanted = version if version is not None else (head.version if head else 0)
+    if not 1 <= wanted <= len(lock.versions) or lock.versions[wanted - 1].skipped:
+        built = f"v1 to v{len(lock.versions)}" if lock.versions else "no version yet"
+        raise ConfigError(
+            f"{name} has no built v{wanted} (it has {built}).",
+            hint=f"See `imagectl history {name}`; tests run on built versions.",
+        )
+    recorded = lock.versions[wanted - 1]
+    adapters.builder.check()
+    image = locate_version(state, recorded, images=adapters.images)
+    suite = prepare_suite(layout, state.line, built_owners(state, wanted))
+    outcomes = run_suite(
+        suite, image=image, images=adapters.images, timeout=state.line.test_timeout,
+        jobs=project.settings.test_jobs,
+    )  # fmt: skip
+    gone = deleted_tests(replace(lock, versions=lock.versions[:wanted]), state.increments)
+    return TestReport(
+        line=name, version=wanted, tag=recorded.tag, image_id=image, outcomes=outcomes,
+        deleted=gone,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

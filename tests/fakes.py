@@ -12,7 +12,7 @@ from pathlib import Path
 
 from imagectl.errors import GitError, TagImmutableError
 from imagectl.model import Builder
-from imagectl.ports import FileEntry, ImageInfo, RemoteImage, Say
+from imagectl.ports import FileEntry, ImageConfig, ImageInfo, RemoteImage, Say, TestRun
 
 _ids = itertools.count(1)
 
@@ -21,13 +21,29 @@ def fake_id(label: str) -> str:
     return "sha256:" + hashlib.sha256(f"{label}-{next(_ids)}".encode()).hexdigest()
 
 
+@dataclass(frozen=True)
+class TestCall:
+    """One test the fake engine ran: on which image, which script, its text."""
+
+    __test__ = False  # not a pytest class
+
+    image: str
+    script: str  # the file name it ran under
+    text: str
+    start: bool
+    timeout: float
+
+
 @dataclass
 class FakeImages:
-    """The engine's image store: images by id, tags naming ids."""
+    """The engine's image store: images by id, tags naming ids. Tests pass unless `test_codes`
+    names their script (its file name) with another exit code, or None for a timeout."""
 
     images: dict[str, ImageInfo] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
     calls: list[str] = field(default_factory=list)
+    test_codes: dict[str, int | None] = field(default_factory=dict)
+    test_calls: list[TestCall] = field(default_factory=list)
 
     def add(self, *, layers: tuple[str, ...], tag: str = "", digest: str = "") -> ImageInfo:
         image_id = fake_id("image")
@@ -75,6 +91,12 @@ class FakeImages:
     def remove_image(self, ref: str) -> None:
         self.tags.pop(ref, None)
 
+    def run_test(self, image: str, script: Path, *, start: bool, timeout: float) -> TestRun:
+        text = script.read_text()
+        self.test_calls.append(TestCall(image, script.name, text, start, timeout))
+        code = self.test_codes.get(script.name, 0)
+        return TestRun(exit_code=code, output=f"ran {script.name}\n", seconds=0.01)
+
 
 @dataclass
 class FakeBuilder:
@@ -99,6 +121,7 @@ class FakeBuilder:
         on_output: Say,
         secrets: Mapping[str, str] | None = None,
         no_cache: bool = False,
+        labels: Mapping[str, str] | None = None,
     ) -> str:
         text = dockerfile.read_text()
         self.built.append(text)
@@ -109,10 +132,18 @@ class FakeBuilder:
         # the same image again (what a rerun after a crash sees).
         body = "\n".join(line for line in text.splitlines() if not line.startswith("FROM "))
         key = hashlib.sha256(f"{parent.image_id}\n{body}".encode()).hexdigest()
-        image_id = f"sha256:{key}"
+        # Labels go into the config, so they change the image id, never its layers.
+        config = ImageConfig(labels={**parent.config.labels, **(labels or {})})
+        image_id = (
+            "sha256:"
+            + hashlib.sha256(f"{key}\n{sorted(config.labels.items())}".encode()).hexdigest()
+        )
         if image_id not in self.images.images:
             self.images.images[image_id] = ImageInfo(
-                image_id=image_id, layers=(*parent.layers, f"sha256:{key[::-1]}"), size=1
+                image_id=image_id,
+                layers=(*parent.layers, f"sha256:{key[::-1]}"),
+                size=1,
+                config=config,
             )
         return image_id
 
@@ -162,9 +193,16 @@ class FakeGit:
     head: str = "u0"
     dirty: tuple[str, ...] = ()
     changed: tuple[str, ...] = ()
+    remote: str = ""
 
     def commit_of(self, path: Path) -> str:
         return "c" * 40
+
+    def commit_time(self, commit: str) -> str:
+        return "2026-11-25T12:00:00Z"
+
+    def remote_url(self) -> str:
+        return self.remote
 
     def dirty_paths(self) -> tuple[str, ...]:
         return self.dirty

@@ -16,7 +16,7 @@ Four groups:
   CRLF and byte-order marks, a symlink within increments/): exit 0, nothing written or tagged.
 
 A representative subset of the broken lines also goes through every command that reads a line
-(verify, checkpoint, backport, publish, squash), not only build and plan.
+(verify, checkpoint, backport, publish, squash, test), not only build and plan.
 """
 
 from __future__ import annotations
@@ -522,6 +522,24 @@ FILE_CASES = [
         f"renders to more than {MAX_RENDERED_BYTES >> 20} MiB",
     ),
     Case(
+        "test-of-no-increment",
+        put(inc("0009-nine.test.sh"), "true\n"),
+        (inc("0009-nine.test.sh"),),
+        "is a test of no file increment: there is no 0009-nine.Dockerfile.j2 beside it",
+    ),
+    Case(
+        "test-that-is-a-fifo",
+        fifo(inc("0001-one.test.sh")),
+        (inc("0001-one.test.sh"),),
+        "is named like a test but is not a regular file",
+    ),
+    Case(
+        "line-file-test-timeout-not-a-number",
+        line_file('repository = "{repository}"\nbase = "{base}"\n[tests]\ntimeout = "2m"\n'),
+        (LINE_FILE,),
+        "[tests] timeout = '2m' is not a number of seconds",
+    ),
+    Case(
         "two-lines-with-one-repository",
         put_line("images/other.toml", 'repository = "{repository}"\nbase = "{base}"\n'),
         ("images/other.toml", LINE_FILE),
@@ -538,6 +556,13 @@ BUILT_CASES = [
         "template-undefined-variable",
         put(NEW, "# New\nRUN echo {{ nope }}\n"),
         (NEW,),
+        "undefined variable: 'nope' is undefined",
+    ),
+    Case(
+        # checked with the pending increments, before anything is built
+        "test-template-undefined-variable",
+        both(put(NEW, "# New\nRUN true\n"), put(inc("0004-new.test.sh.j2"), "test {{ nope }}\n")),
+        (inc("0004-new.test.sh.j2"),),
         "undefined variable: 'nope' is undefined",
     ),
     Case(
@@ -1189,13 +1214,15 @@ COMMAND_CASE_IDS = (
 )
 COMMAND_CASES = [case for case in (*FILE_CASES, *BUILT_CASES) if case.id in COMMAND_CASE_IDS]
 # What each command would do were the break not refused: build and tag a reference (verify),
-# tag v4 (checkpoint), write an increment (backport), push v3 (publish), write the reference.
+# tag v4 (checkpoint), write an increment (backport), push v3 (publish), write the reference,
+# run tests on a version the broken line may not describe (test).
 COMMANDS = {
     "verify": ("verify", LINE),
     "checkpoint": ("checkpoint", LINE),
     "backport": ("backport", FIX),
     "publish": ("publish",),
     "squash": ("squash",),
+    "test": ("test", LINE),
 }
 
 
@@ -1228,7 +1255,7 @@ def test_check_secret_sources_names_the_file_and_the_source(tmp_path: Path) -> N
 def test_the_corpus_is_counted_and_its_ids_unique() -> None:
     groups = (FILE_CASES, BUILT_CASES, FRESH_CASES, ACCEPTED_CASES)
     ids = [case.id for group in groups for case in group]
-    assert [len(group) for group in groups] == [42, 35, 4, 10]
-    assert len(ids) == 91
+    assert [len(group) for group in groups] == [45, 36, 4, 10]
+    assert len(ids) == 95
     assert len(set(ids)) == len(ids)
     assert {case.id for case in COMMAND_CASES} == set(COMMAND_CASE_IDS)

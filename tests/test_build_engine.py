@@ -367,6 +367,19 @@ def test_example_lines_build_end_to_end_and_the_oom_fix_is_live(
     noble = json.loads(imagectl(example_repo, "history", "pod-noble", "--json").stdout)
     assert len(noble) == 8
     assert noble[6]["images"], "the helper stage's image is pinned in the lock"
+    # its tests ran on every version before the tag, accumulating: the pod user exists, the
+    # start-up script is PID 1 with oom_score_adj 900, sshd's config is valid
+    assert [[t["name"].split("/", 2)[2] for t in row["tests"]] for row in noble][-1] == [
+        "0002-pod-user.test.sh.j2",
+        "0003-pod-init/start-test.sh",
+        "0004-sshd.test.sh",
+    ]
+    assert [len(row["tests"]) for row in noble] == [0, 1, 2, 3, 3, 3, 3, 3]
+    assert {t["result"] for row in noble for t in row["tests"]} == {"passed"}
+    assert [t["name"].rsplit("/", 2)[-2:] for t in pods[-1]["tests"]] == [
+        ["0002-pod-init", "start-test.sh"],
+        ["0003-oom-score-adj", "start-test.sh.j2"],
+    ]
     pod = docker("run", "--rm", "-d", noble[-1]["tag"])
     try:
         assert docker("exec", pod, "cat", "/proc/1/oom_score_adj") == "900"

@@ -12,6 +12,7 @@ from imagectl.increments import discover_increments, hash_increment, summarize
 from imagectl.linestate import load_state, render_step
 from imagectl.lockfile import write_lock
 from imagectl.model import Lock
+from imagectl.project import read_settings
 
 from .helpers import locked_version, make_line, write
 
@@ -185,3 +186,125 @@ def test_drift_check_cache_never_hides_an_edited_snippet(tmp_path: Path) -> None
     write(tmp_path / "increments" / "_shared" / "s.j2", "RUN echo two\n")
     with pytest.raises(DriftError, match="renders differently"):
         load_state(layout, line)
+
+
+def test_tests_are_found_beside_file_increments_and_inside_folders(tmp_path: Path) -> None:
+    layout = make_line(
+        tmp_path,
+        "x",
+        repository="localhost:5000/x",
+        base="b",
+        increments={"0001-a": "RUN true\n", "0002-b": "RUN true\n"},
+    )
+    line_dir = tmp_path / "increments" / "x"
+    write(line_dir / "0001-a.test.sh", "true\n")
+    write(line_dir / "0001-a.start-test.sh.j2", "test {{ line }} = x\n")
+    write(line_dir / "0003-c" / "Dockerfile.j2", "COPY f /f\n")
+    write(line_dir / "0003-c" / "f", "data")
+    write(line_dir / "0003-c" / "test.sh.j2", "test -f /f\n")
+    first, second, third = discover_increments(layout, "x")
+    assert [(t.name, t.kind, t.template) for t in first.tests] == [
+        ("increments/x/0001-a.test.sh", "test", False),
+        ("increments/x/0001-a.start-test.sh.j2", "start-test", True),
+    ]
+    assert second.tests == ()
+    assert [(t.name, t.kind, t.script_name) for t in third.tests] == [
+        ("increments/x/0003-c/test.sh.j2", "test", "test.sh")
+    ]
+
+
+def test_tests_are_not_part_of_an_increments_hashes(tmp_path: Path) -> None:
+    layout = make_line(
+        tmp_path, "x", repository="localhost:5000/x", base="b", increments={"0001-a": "RUN true\n"}
+    )
+    folder = tmp_path / "increments" / "x" / "0002-f"
+    write(folder / "Dockerfile.j2", "COPY . /f/\n")
+    write(folder / "f", "data")
+    before = discover_increments(layout, "x")
+    write(tmp_path / "increments" / "x" / "0001-a.test.sh", "true\n")
+    write(folder / "test.sh", "test -f /f/f\n")
+    write(folder / "start-test.sh", "true\n")
+    after = discover_increments(layout, "x")
+    assert [(i.source_hash, i.context_hash) for i in after] == [
+        (i.source_hash, i.context_hash) for i in before
+    ]
+    assert [len(i.tests) for i in after] == [1, 2]
+    # a file named like a test deeper in the folder is a context file like any other
+    write(folder / "sub" / "test.sh", "x")
+    assert discover_increments(layout, "x")[1].source_hash != before[1].source_hash
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        ({"0002-nope.test.sh": "true\n"}, "is a test of no file increment"),
+        ({"0003-f.test.sh": "true\n"}, "keeps its tests inside, as test.sh"),
+        ({"0001-a.test.sh": "true\n", "0001-a.test.sh.j2": "true\n"}, "two tests of one"),
+    ],
+)
+def test_tests_of_no_increment_are_refused(
+    tmp_path: Path, files: dict[str, str], message: str
+) -> None:
+    layout = make_line(
+        tmp_path, "x", repository="localhost:5000/x", base="b", increments={"0001-a": "RUN true\n"}
+    )
+    write(tmp_path / "increments" / "x" / "0003-f" / "Dockerfile.j2", "RUN true\n")
+    for name, text in files.items():
+        write(tmp_path / "increments" / "x" / name, text)
+    with pytest.raises(ConfigError, match=message):
+        discover_increments(layout, "x")
+
+
+def test_a_lines_test_timeout(tmp_path: Path) -> None:
+    (line,) = load_lines(layout_with(tmp_path, GOOD))
+    assert line.test_timeout == 120.0
+    (line,) = load_lines(layout_with(tmp_path, GOOD + "[tests]\ntimeout = 2.5\n"))
+    assert line.test_timeout == 2.5
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ("[tests]\ntimeout = 0\n", "is not a number of seconds"),
+        ("[tests]\ntimeout = -3\n", "is not a number of seconds"),
+        ("[tests]\ntimeout = true\n", "is not a number of seconds"),
+        ('[tests]\ntimeout = "2m"\n', "is not a number of seconds"),
+        ("[tests]\ntimeout = inf\n", "is not a number of seconds"),
+        ("[tests]\nretries = 3\n", "unknown key retries"),
+        ('tests = "all"\n', r"\[tests\] must be a table"),
+    ],
+)
+def test_bad_test_settings_name_the_file(tmp_path: Path, table: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as info:
+        load_lines(layout_with(tmp_path, GOOD + table))
+    assert "images/x.toml" in str(info.value)
+
+
+def test_repository_settings(tmp_path: Path) -> None:
+    write(
+        tmp_path / "imagectl.toml",
+        '[build]\nbuilder = "farm"\n[tests]\njobs = 2\n[labels]\nsource = "https://x/y"\n',
+    )
+    settings = read_settings(tmp_path / "imagectl.toml")
+    assert (settings.builder, settings.test_jobs, settings.label_source) == (
+        "farm",
+        2,
+        "https://x/y",
+    )
+    assert read_settings(tmp_path / "absent.toml").test_jobs == 4
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[tests]\njobs = 0\n", r"\[tests\] jobs must be a whole number of at least 1"),
+        ("[tests]\njobs = true\n", "must be a whole number"),
+        ('[labels]\nsource = ""\n', r"\[labels\] source must be a non-empty string"),
+        ("[labels]\nrevision = 'x'\n", "unknown key 'revision'"),
+        ("[oci]\nsource = 'x'\n", r"unknown table \[oci\]"),
+    ],
+)
+def test_bad_repository_settings(tmp_path: Path, text: str, message: str) -> None:
+    write(tmp_path / "imagectl.toml", text)
+    with pytest.raises(ConfigError, match=message):
+        read_settings(tmp_path / "imagectl.toml")

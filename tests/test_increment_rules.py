@@ -3,14 +3,18 @@ run on every pending increment before anything is built (no engine)."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from imagectl.config import RepositoryLayout, load_lines
 from imagectl.errors import TemplateError
+from imagectl.gate import prepare_suite
 from imagectl.git_repo import GitRepository
+from imagectl.increments import discover_increments
 from imagectl.recipe import (
     IncrementRecipe,
     check_increment,
@@ -287,3 +291,51 @@ def test_outside_git_an_increment_is_uncommitted(tmp_path: Path) -> None:
     assert GitRepository(root).commit_of(Path("increments/line/0001-a.Dockerfile.j2")) == (
         "uncommitted"
     )
+
+
+def test_backport_brings_the_fixs_tests_as_tests_of_the_new_increment(tmp_path: Path) -> None:
+    root = repo_with(tmp_path, {"0001-a": "RUN true\n"})
+    shared = root / "increments" / "_shared"
+    write(shared / "fix.Dockerfile.j2", "# The fix\nRUN echo fixed > /fixed\n")
+    write(shared / "fix.test.sh", "test -f /fixed\n")
+    write(shared / "fix.start-test.sh.j2", "test {{ line }} = line\n")
+    dry = imagectl(root, "backport", "increments/_shared/fix.Dockerfile.j2", "--dry-run", "--json")
+    assert dry.code == 0, dry.stderr
+    (step,) = json.loads(dry.stdout)["steps"]
+    assert step["tests"] == [
+        "increments/line/0002-fix.test.sh.j2",
+        "increments/line/0002-fix.start-test.sh.j2",
+    ]
+    assert not (root / "increments" / "line" / "0002-fix.test.sh.j2").exists()
+    added = imagectl(root, "backport", "increments/_shared/fix.Dockerfile.j2")
+    assert added.code == 0, added.stderr
+    assert "and 0002-fix.test.sh.j2 and 0002-fix.start-test.sh.j2" in added.stdout
+    text = (root / "increments" / "line" / "0002-fix.start-test.sh.j2").read_text()
+    assert text == (
+        "# Back-port: the start-test of _shared/fix.Dockerfile.j2, which travels with it\n"
+        '{% include "_shared/fix.start-test.sh.j2" -%}\n'
+    )
+    layout = RepositoryLayout(root=root)
+    (line,) = load_lines(layout)
+    (_, fixed) = discover_increments(layout, "line")
+    assert [(t.kind, t.template) for t in fixed.tests] == [("test", True), ("start-test", True)]
+    suite = prepare_suite(layout, line, [(fixed, 2, "localhost:5000/t/line:v1")])
+    assert [p.text for p in suite] == [
+        "# Back-port: the test of _shared/fix.Dockerfile.j2, which travels with it\n"
+        "test -f /fixed\n",
+        "# Back-port: the start-test of _shared/fix.Dockerfile.j2, which travels with it\n"
+        "test line = line\n",
+    ]
+
+
+def test_backport_refuses_a_fix_whose_test_does_not_render(tmp_path: Path) -> None:
+    root = repo_with(tmp_path, {"0001-a": "RUN true\n"})
+    shared = root / "increments" / "_shared"
+    write(shared / "fix.Dockerfile.j2", "# The fix\nRUN echo fixed > /fixed\n")
+    write(shared / "fix.test.sh", "test {{ nope }} = 1\n")
+    real = imagectl(root, "backport", "increments/_shared/fix.Dockerfile.j2")
+    assert real.code == 1
+    assert "increments/_shared/fix.test.sh: undefined variable" in real.stderr
+    assert sorted(p.name for p in (root / "increments" / "line").iterdir()) == [
+        "0001-a.Dockerfile.j2"
+    ]

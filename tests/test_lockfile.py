@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from imagectl import lockfile
 from imagectl.errors import LockfileError
-from imagectl.model import LOCK_SCHEMA, Lock
+from imagectl.model import LOCK_SCHEMA, Lock, RecordedTest
 
 from .helpers import sample_lock
 
 GOLDEN = Path(__file__).parent / "golden"
 
 
-def read(path: Path) -> object:
+def read(path: Path) -> Lock:
     return lockfile.read_lock(
         path, line="line", repository="localhost:5000/t/line", base="localhost:5000/busybox:latest"
     )
@@ -160,3 +161,52 @@ def test_appending_versions_one_by_one_gives_the_golden_text(tmp_path: Path) -> 
     lockfile.write_lock(path, sample_lock(2))  # the append-only fast path
     assert path.read_text() == (GOLDEN / "two-versions.lock.toml").read_text()
     assert read(path) == sample_lock(2)
+
+
+def lock_with_tests() -> Lock:
+    lock = sample_lock(2)
+    tests = (
+        RecordedTest(
+            name="increments/line/0001-step.test.sh", hash=f"sha256:{'a' * 64}", result="passed"
+        ),
+        RecordedTest(
+            name="increments/line/0002-step/start-test.sh.j2",
+            hash=f"sha256:{'b' * 64}",
+            result="passed",
+        ),
+    )
+    return replace(lock, versions=(lock.versions[0], replace(lock.versions[1], tests=tests)))
+
+
+def test_tests_that_ran_round_trip_one_inline_table_each(tmp_path: Path) -> None:
+    path = tmp_path / "lock" / "line.lock.toml"
+    lockfile.write_lock(path, sample_lock(1))
+    lockfile.write_lock(path, lock_with_tests())  # the append-only path
+    text = path.read_text()
+    assert read(path) == lock_with_tests()
+    assert text.count("tests = [") == 1  # left out where no test ran
+    assert '    {name = "increments/line/0001-step.test.sh", hash = "sha256:' in text
+    other = tmp_path / "other" / "line.lock.toml"
+    lockfile.write_lock(other, lock_with_tests())  # the tomlkit path writes the same text
+    assert other.read_text() == text
+    assert read(path).versions[0].tests == ()  # older lockfiles (no tests) still read
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ('{name = "t.sh", hash = "sha256:12", result = "passed"}', r"tests\[0\]\.hash"),
+        (
+            '{name = "t.sh", hash = "sha256:' + "a" * 64 + '", result = "failed"}',
+            "not a test record",
+        ),
+        ('{name = "t.sh"}', "not a test record"),
+        ('"t.sh"', "not a test record"),
+    ],
+)
+def test_a_hand_edited_test_record_is_refused(tmp_path: Path, entry: str, message: str) -> None:
+    path = tmp_path / "line.lock.toml"
+    lockfile.write_lock(path, sample_lock(1))
+    path.write_text(path.read_text() + f"tests = [{entry}]\n")
+    with pytest.raises(LockfileError, match=message):
+        read(path)

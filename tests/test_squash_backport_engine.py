@@ -141,3 +141,19 @@ def test_example_busybox_lines_carry_the_backported_fix(example_repo: Path) -> N
         assert docker("run", "--rm", before, "cat", "/proc/self/oom_score_adj") == "0"
         first = imagectl(example_repo, "resolve", history[0]["tag"])
         assert first.stdout.strip() == head
+        # the shared fix's start-up test came with its back-port and ran on the head
+        tests = [t["name"].rsplit("/", 2)[-1] for t in history[-1]["tests"]]
+        assert tests[-1].endswith("-oom-score-adj.start-test.sh.j2")
+        assert {t["result"] for t in history[-1]["tests"]} == {"passed"}
+    toolbox = json.loads(imagectl(example_repo, "history", "toolbox-busybox", "--json").stdout)
+    assert [[t["name"].split("/", 2)[2] for t in row["tests"]] for row in toolbox] == [
+        ["0001-motd.test.sh.j2"],
+        ["0001-motd.test.sh.j2", "0002-workdir.test.sh"],
+        ["0001-motd.test.sh.j2", "0002-workdir.test.sh", "0003-pod-init/start-test.sh"],
+        [
+            "0001-motd.test.sh.j2",
+            "0002-workdir.test.sh",
+            "0003-pod-init/start-test.sh",
+            "0004-oom-score-adj.start-test.sh.j2",
+        ],
+    ]

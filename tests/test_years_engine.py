@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from imagectl import lockfile
+from imagectl.labels import LABEL_KEYS
 from imagectl.packages import replay
 
 from .conftest import docker, image_id, imagectl
@@ -133,7 +134,21 @@ def test_checkpoint_has_the_same_content_and_config_in_one_layer(
             "/srv/data/one && ln -s /srv/data/one /srv/link\n",
         },
     )
+    write(root / "increments" / "line" / "0002-files.test.sh", "test -L /srv/link\n")
+    git_commit_all(root, "a test")
     assert imagectl(root, "build", "next", "--all", "-q").code == 0
+    # the whole suite runs on the one-layer copy before it is tagged: a failing test stops it
+    test = root / "increments" / "line" / "0002-files.test.sh"
+    test.write_text("test -L /srv/link && test -f /srv/missing\n")
+    before = (root / "lock" / "line.lock.toml").read_bytes()
+    refused = imagectl(root, "checkpoint", "line")
+    assert refused.code == 1
+    assert "v3 failed 1 of 1 test: increments/line/0002-files.test.sh (exit code 1)" in (
+        refused.stderr
+    )
+    assert docker("image", "ls", "-q", f"{repo_name}:v3") == ""
+    assert (root / "lock" / "line.lock.toml").read_bytes() == before
+    test.write_text("test -L /srv/link\n")
     result = imagectl(root, "checkpoint", "line")
     assert result.code == 0, result.stderr
     lock = read_lock(root, repo_name)
@@ -143,8 +158,25 @@ def test_checkpoint_has_the_same_content_and_config_in_one_layer(
     config = "{{json .Config}}"
     ours = json.loads(docker("image", "inspect", "--format", config, f"{repo_name}:v3"))
     theirs = json.loads(docker("image", "inspect", "--format", config, f"{repo_name}:v2"))
-    for key in ("Env", "Entrypoint", "Cmd", "WorkingDir", "User", "Labels", "ExposedPorts"):
+    for key in ("Env", "Entrypoint", "Cmd", "WorkingDir", "User", "ExposedPorts"):
         assert ours.get(key) == theirs.get(key), key
+    # the increment's own label is carried; imagectl's are the checkpoint's own, its content's
+    # revision and created kept
+    mine, parents = ours["Labels"], theirs["Labels"]
+    assert {k: v for k, v in mine.items() if k not in LABEL_KEYS} == {"org.example.team": "pods"}
+    assert {k: v for k, v in parents.items() if k not in LABEL_KEYS} == {"org.example.team": "pods"}
+    v2 = lock.versions[1]
+    assert mine == {
+        **parents,
+        "org.opencontainers.image.version": "v3",
+        "org.opencontainers.image.ref.name": f"{repo_name}:v3",
+        "org.opencontainers.image.base.name": f"{repo_name}:v2",
+        "org.opencontainers.image.base.digest": v2.image_id,
+        "imagectl.version": "3",
+        "imagectl.increment": "",
+    }
+    assert mine["org.opencontainers.image.revision"] == v2.commit
+    assert [t.name for t in head.tests] == ["increments/line/0002-files.test.sh"]
     assert docker("run", "--rm", f"{repo_name}:v3") == docker("run", "--rm", f"{repo_name}:v2")
     assert docker("run", "--rm", f"{repo_name}:v3").startswith("hello")
     # the next increment builds on the checkpoint, which history marks

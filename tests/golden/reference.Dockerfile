@@ -4,7 +4,10 @@
 # `imagectl build next`); to build it from scratch, from the repository root:
 #   docker build -f lock/line.reference.Dockerfile .
 # Helper stages are named after the version that defines them (v6-build), and every image an
-# increment names is pinned by the digest recorded when it was built.
+# increment names is pinned by the digest recorded when it was built. imagectl sets labels on
+# every version it builds (docker build --label: OCI's org.opencontainers.image.* and its own);
+# they are no LABEL instructions here: a built version's are listed in a comment under its
+# header (besides created, the time of its commit, and source, the repository's URL).
 FROM localhost:5000/busybox:latest AS base
 
 # ---- v1  localhost:5000/t/line:v1  increments/line/0001-args.Dockerfile.j2  (not built yet)
