@@ -51,10 +51,15 @@ class Rendered:
 def plans(result: Plans) -> str:
     out = []
     for line_plan in result.plans:
+        unpublished = ", ".join(f"v{v}" for v in line_plan.unpublished)
+        to_publish = f"; to publish: {unpublished}" if unpublished else ""
         if not line_plan.steps:
-            out.append(f"{line_plan.line}: up to date (v{line_plan.built})")
+            state = "up to date" if line_plan.up_to_date else "nothing to build"
+            out.append(f"{line_plan.line}: {state} (v{line_plan.built}){to_publish}")
             continue
-        out.append(f"{line_plan.line}: v{line_plan.built} built, {line_plan.pending} pending")
+        out.append(
+            f"{line_plan.line}: v{line_plan.built} built, {line_plan.pending} pending{to_publish}"
+        )
         for step in line_plan.steps:
             summary = f"  # {step.increment.summary}" if step.increment.summary else ""
             out.append(

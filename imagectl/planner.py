@@ -206,7 +206,14 @@ def plan_line(
         available=len(increments),
         pending=len(increments) - len(lock.increment_versions),
         steps=tuple(steps),
+        repository=line.repository,
+        unpublished=tuple(v.version for v in pending_publication(lock)),
     )
+
+
+def pending_publication(lock: Lock) -> tuple[LockedVersion, ...]:
+    """The built versions without a registry digest, oldest first (the publish plan)."""
+    return tuple(version for version in lock.versions if not version.digest)
 
 
 def pinned_base(line: ImageLine, lock: Lock) -> str:

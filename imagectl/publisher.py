@@ -11,7 +11,8 @@ from imagectl.errors import PlanError, RegistryError, TagConflictError, TagImmut
 from imagectl.faults import pause_point
 from imagectl.linestate import load_state
 from imagectl.locks import publish_lock
-from imagectl.model import ImageLine, Lock, LockedVersion
+from imagectl.model import ImageLine, LockedVersion
+from imagectl.planner import pending_publication
 from imagectl.ports import ImageStore, Registry, Say
 
 
@@ -32,11 +33,6 @@ class PublishedVersion:
             "digest": self.digest,
             "action": self.action,
         }
-
-
-def pending_publication(lock: Lock) -> tuple[LockedVersion, ...]:
-    """The built versions without a registry digest, oldest first (the publish plan)."""
-    return tuple(version for version in lock.versions if not version.digest)
 
 
 def publish_line(

@@ -29,10 +29,10 @@ from imagectl.lockfile import write_atomic
 from imagectl.locks import repository_lock
 from imagectl.model import BuiltVersion, ImageLine, LinePlan, Lock, LockedVersion
 from imagectl.packages import PackageDiff, diff_manifests, replay
-from imagectl.planner import plan_line
+from imagectl.planner import pending_publication, plan_line
 from imagectl.ports import Say
 from imagectl.project import Project
-from imagectl.publisher import PublishedVersion, pending_publication, publish_line
+from imagectl.publisher import PublishedVersion, publish_line
 from imagectl.recording import manifest_of
 from imagectl.resolver import Resolution, resolve_ref
 
