@@ -108,7 +108,8 @@ def _ensure_local_tag(version: LockedVersion, *, images: ImageStore) -> None:
             raise PlanError(
                 f"v{version.version} ({version.image_id}) is not in this engine, so it cannot be "
                 "published from here.",
-                hint="Publish from the machine that built it, or load the image here first.",
+                hint="Publish from the engine that built it (DOCKER_HOST or the docker "
+                "context choose it), or load the image here first.",
             )
         images.tag(version.image_id, version.tag)  # restoring a removed local tag
     elif local.image_id != version.image_id:
