@@ -169,6 +169,9 @@ COMMANDS: tuple[tuple[str, str, tuple[str | Argument, ...]], ...] = (
         _arg("--remote", default="origin", help="git remote to push to (origin)"),
         _arg("--branch", default="main", help="branch to push the lock commit to (main)"),
         _arg("--attempts", type=_count(1), default=5, help="tries when the push is rejected (5)"),
+        _arg("--lines", default="*", metavar="GLOB",
+             help="only the lines matching GLOB: build, publish and commit their files (one "
+             "CI matrix job per line); default *"),
     )),
     ("squash", "write each line's reference Dockerfile (base + every increment)", (
         "lines", "json",

@@ -57,7 +57,7 @@ def ci_publish(args: argparse.Namespace, project: Project) -> Outcome:
 
     result = run_publish_job(
         project, remote=args.remote, branch=args.branch, attempts=args.attempts, say=_say,
-        output=_output(args),
+        output=_output(args), lines=args.lines,
     )  # fmt: skip
     return Outcome(result, output.job(result))
 

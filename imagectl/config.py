@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import re
 import tomllib
@@ -144,6 +145,16 @@ def select_lines(lines: tuple[ImageLine, ...], names: list[str]) -> tuple[ImageL
             hint=f"Known lines: {known}.",
         )
     return tuple(by_name[name] for name in dict.fromkeys(names))
+
+
+def match_lines(lines: tuple[ImageLine, ...], pattern: str) -> tuple[ImageLine, ...]:
+    """The lines whose name matches the glob `pattern` (a plain name matches itself); none
+    matching is an error naming the known lines, so a typo never publishes nothing quietly."""
+    matched = tuple(line for line in lines if fnmatch.fnmatchcase(line.name, pattern))
+    if not matched:
+        known = ", ".join(sorted(line.name for line in lines)) or "none"
+        raise ConfigError(f"no image line matches {pattern!r}.", hint=f"Known lines: {known}.")
+    return matched
 
 
 def load_line(layout: RepositoryLayout, path: Path) -> ImageLine:

@@ -103,10 +103,13 @@ def daemon_down(text: str, names: Sequence[str] = ()) -> bool:
 class DockerBuilder:
     """Builds through `docker buildx build` (BuildKit) or the legacy `docker build`."""
 
-    def __init__(self, builder: Builder | None = None, *, named: str = "") -> None:
+    def __init__(
+        self, builder: Builder | None = None, *, named: str = "", origin: str = "--builder"
+    ) -> None:
         self._builder = builder or _builder_from_env()
         self.named = named  # a buildx builder by name (a remote BuildKit, a farm); "" = current
         self.engine_version = ""  # the server's version, known after check()
+        self.origin = origin  # where the name was given, for the errors about it
 
     @property
     def builder(self) -> Builder:
@@ -142,11 +145,35 @@ class DockerBuilder:
         if found.returncode != 0:
             raise EngineError(
                 f"there is no buildx builder named {self.named!r}.",
-                hint="`docker buildx ls` lists the builders; create one with `docker buildx "
-                "create --name NAME ...`, or fix --builder / [build] builder in imagectl.toml.",
+                hint=f"The name comes from {self.origin}. `docker buildx ls` lists the "
+                "builders; create one with `docker buildx create --name NAME ...`, or fix the "
+                "name.",
                 command=("docker", "buildx", "inspect", self.named),
                 exit_code=found.returncode,
                 stderr=found.stderr,
+            )
+        self._check_same_engine(found.stdout)
+
+    def _check_same_engine(self, inspected: str) -> None:
+        """A builder of the docker driver builds in, and `--load`s into, its own engine. When
+        that is not the engine imagectl reads images from (DOCKER_HOST, the docker context),
+        every build would land where imagectl never looks: refuse before building."""
+        fields = {
+            key.strip(): value.strip()
+            for key, _, value in (line.partition(":") for line in inspected.splitlines())
+            if value
+        }
+        if fields.get("Driver") != "docker" or not fields.get("Endpoint"):
+            return  # other drivers --load into the current engine, whichever that is
+        theirs = _engine_host(fields["Endpoint"], doing=f"looking up the builder {self.named}")
+        ours = _engine_host("", doing="looking up the current docker context")
+        if theirs and ours and theirs != ours:
+            raise EngineError(
+                f"the builder {self.named!r} builds on the engine at {theirs}, but imagectl "
+                f"works with the engine at {ours}: its images would never reach this one.",
+                hint="Use a builder of this engine (`docker buildx ls`), or point DOCKER_HOST "
+                f"or DOCKER_CONTEXT at {theirs} for the whole command.",
+                command=("docker", "buildx", "inspect", self.named),
             )
 
     def build(
@@ -398,6 +425,19 @@ class DockerImages(TestContainers):
                     names=(source, tag),
                 )  # fmt: skip
             return imported.stdout.strip()
+
+
+def _engine_host(context: str, *, doing: str) -> str:
+    """The engine address of a docker context ("" for the current one, which DOCKER_HOST and
+    DOCKER_CONTEXT choose); "" when the endpoint is not a context (a plain address)."""
+    named = [context] if context else []
+    found = run_docker(
+        "context", "inspect", *named, "--format", "{{.Endpoints.docker.Host}}", doing=doing,
+        names=tuple(named), ok=(0, 1),
+    )  # fmt: skip
+    if found.returncode != 0:
+        return context if "://" in context else ""
+    return found.stdout.strip()
 
 
 def _failing_line(output: str, name: str) -> int | None:

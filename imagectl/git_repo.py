@@ -7,23 +7,46 @@ from git's text. Rebase has no API in GitPython; it runs through the one runner,
 
 from __future__ import annotations
 
+import functools
+import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from imagectl.errors import GitError
 
 DEFAULT_AUTHOR = ("imagectl", "imagectl@localhost")
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _serialized(
+    method: Callable[Concatenate[GitRepository, P], R],
+) -> Callable[Concatenate[GitRepository, P], R]:
+    """One caller at a time. GitPython's objects are not thread-safe: `build next --jobs N`
+    asks for increments' commits from N threads, and two of them talking to the one
+    `git cat-file --batch-check` process, or opening the repository at the same moment,
+    got wrong answers ("uncommitted") or waited for each other's reply forever."""
+
+    @functools.wraps(method)
+    def locked(self: GitRepository, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return locked
+
 
 class GitRepository:
     """Git as seen from the image repository at `root`; outside git, increments are
-    "uncommitted" (there is no commit to name)."""
+    "uncommitted" (there is no commit to name). Safe to share between threads."""
 
     def __init__(self, root: Path) -> None:
         self._root = root
         self._repo: Any = None
         self._opened = False
+        self._lock = threading.RLock()
 
     def _open(self) -> Any:
         if not self._opened:
@@ -70,6 +93,7 @@ class GitRepository:
             .as_posix()
         )
 
+    @_serialized
     def commit_of(self, path: Path) -> str:
         repo = self._open()
         if repo is None or not repo.head.is_valid():
@@ -80,11 +104,13 @@ class GitRepository:
         last = next(repo.iter_commits(paths=target, max_count=1), None)
         return str(last.hexsha) if last is not None else "uncommitted"
 
+    @_serialized
     def commit_time(self, commit: str) -> str:
         seconds = int(self._require().commit(commit).committed_date)
         moment = datetime.fromtimestamp(seconds, UTC).replace(tzinfo=None)
         return moment.isoformat(timespec="seconds") + "Z"
 
+    @_serialized
     def remote_url(self) -> str:
         repo = self._open()
         if repo is None or not repo.remotes:
@@ -93,6 +119,7 @@ class GitRepository:
         chosen = "origin" if "origin" in names else names[0]
         return str(repo.remote(chosen).url)
 
+    @_serialized
     def dirty_paths(self) -> tuple[str, ...]:
         """Tracked changes (staged or not) and untracked files that git does not ignore."""
         repo = self._require()
@@ -102,10 +129,12 @@ class GitRepository:
             paths |= {diff.a_path for diff in repo.index.diff("HEAD")}
         return tuple(sorted(p for p in paths if not p.startswith(".imagectl/")))
 
+    @_serialized
     def changed_paths(self, folder: str) -> tuple[str, ...]:
         prefix = folder.rstrip("/") + "/"
         return tuple(path for path in self.dirty_paths() if path.startswith(prefix))
 
+    @_serialized
     def commit(self, paths: tuple[str, ...], message: str) -> str:
         import git  # noqa: PLC0415
 
@@ -124,6 +153,7 @@ class GitRepository:
             return git.Actor(str(name), str(email))
         return git.Actor(*DEFAULT_AUTHOR)
 
+    @_serialized
     def rev(self, ref: str) -> str:
         """The commit `ref` names, or "" when it names none (an unborn or unknown ref)."""
         try:
@@ -131,9 +161,11 @@ class GitRepository:
         except Exception:  # gitdb BadName and friends: no such ref
             return ""
 
+    @_serialized
     def fetch(self, remote: str, branch: str) -> None:
         self._git("fetch", "-q", remote, f"+refs/heads/{branch}:refs/remotes/{remote}/{branch}")
 
+    @_serialized
     def push(self, remote: str, branch: str) -> bool:
         """Push HEAD to `branch`; False when rejected because the remote moved on."""
         import git  # noqa: PLC0415
@@ -157,6 +189,7 @@ class GitRepository:
             )
         return True
 
+    @_serialized
     def rebase_onto(self, upstream: str) -> bool:
         """Replay local commits onto `upstream`; on a conflict abort and return False."""
         import git  # noqa: PLC0415
@@ -170,5 +203,6 @@ class GitRepository:
             return False
         return True
 
+    @_serialized
     def reset_hard(self, ref: str) -> None:
         self._require().head.reset(ref, index=True, working_tree=True)

@@ -294,6 +294,13 @@ def reference_path(layout: RepositoryLayout, line: str) -> Path:
     return layout.lock_dir / f"{line}.reference.Dockerfile"
 
 
+def lock_files(layout: RepositoryLayout, line: str) -> tuple[Path, ...]:
+    """Every file imagectl writes for `line` in lock/: the lock, its package manifests and its
+    reference Dockerfile (what a CI shard of this line commits, and nothing else)."""
+    lock = layout.lock_path(line)
+    return (lock, lockfile.packages_path(lock), reference_path(layout, line))
+
+
 def write_reference(layout: RepositoryLayout, state: LineState) -> bool:
     """Bring the committed reference Dockerfile up to date; False when it already was."""
     path = reference_path(layout, state.line.name)

@@ -184,10 +184,21 @@ class LinePlan:
     pending: int  # increments not built yet
     steps: tuple[BuildStep, ...] = ()
     deleted_tests: tuple[str, ...] = ()  # tests the lock says ran, no longer on disk
+    repository: str = ""  # where the line's versions are tagged
+    unpublished: tuple[int, ...] = ()  # built versions without a registry digest yet
+
+    @property
+    def up_to_date(self) -> bool:
+        """Nothing to build and nothing to publish: a CI matrix leaves this line out."""
+        return not self.steps and not self.unpublished
 
     def to_json(self) -> dict[str, object]:
         return {
             "line": self.line,
+            "repository": self.repository,
+            "up_to_date": self.up_to_date,
+            "to_build": [s.version for s in self.steps],
+            "to_publish": list(self.unpublished),
             "built": self.built,
             "available": self.available,
             "pending": self.pending,

@@ -74,10 +74,15 @@ def plans(result: Plans) -> str:
             f"  ! test {name} ran on a built version and no longer exists"
             for name in line_plan.deleted_tests
         ]
+        unpublished = ", ".join(f"v{v}" for v in line_plan.unpublished)
+        to_publish = f"; to publish: {unpublished}" if unpublished else ""
         if not line_plan.steps:
-            out += [f"{line_plan.line}: up to date (v{line_plan.built})", *deleted]
+            state = "up to date" if line_plan.up_to_date else "nothing to build"
+            out += [f"{line_plan.line}: {state} (v{line_plan.built}){to_publish}", *deleted]
             continue
-        out.append(f"{line_plan.line}: v{line_plan.built} built, {line_plan.pending} pending")
+        out.append(
+            f"{line_plan.line}: v{line_plan.built} built, {line_plan.pending} pending{to_publish}"
+        )
         out += deleted
         for step in line_plan.steps:
             summary = f"  # {step.increment.summary}" if step.increment.summary else ""

@@ -49,8 +49,10 @@ def locate_head(state: LineState, *, images: ImageStore) -> ResolvedParent:
         raise PlanError(
             f"the lock records v{head.version} as image {head.image_id}, which is neither in "
             f"the engine nor (published) in the registry.",
-            hint="Pull or load that image (e.g. from the machine that built it), or publish it "
-            "from there; imagectl will not build on anything else.",
+            hint="An image built on another engine reaches this one only through the "
+            "registry: publish it from the engine that built it (imagectl uses the engine "
+            "DOCKER_HOST or the docker context names), or load it here; imagectl will not "
+            "build on anything else.",
             path=state.lock_path,
         )
     if head.digest:

@@ -207,6 +207,8 @@ def plan_line(
         pending=len(increments) - len(lock.increment_versions),
         steps=tuple(steps),
         deleted_tests=deleted_tests(lock, increments),
+        repository=line.repository,
+        unpublished=tuple(v.version for v in pending_publication(lock)),
     )
 
 
@@ -216,6 +218,12 @@ def deleted_tests(lock: Lock, increments: tuple[Increment, ...]) -> tuple[str, .
     present = {test.name for increment in increments for test in increment.tests}
     recorded = dict.fromkeys(test.name for v in lock.versions for test in v.tests)
     return tuple(name for name in recorded if name not in present)
+
+
+def pending_publication(lock: Lock) -> tuple[LockedVersion, ...]:
+    """The built versions without a registry digest, oldest first (the publish plan); skipped
+    versions have nothing to publish."""
+    return tuple(version for version in lock.built_versions if not version.digest)
 
 
 def pinned_base(line: ImageLine, lock: Lock) -> str:

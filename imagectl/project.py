@@ -90,9 +90,12 @@ def open_project(
     """Find the repository at or above `directory` and read what every command needs."""
     layout = find_repository(directory)
     settings = read_settings(layout.root / SETTINGS_FILE)
-    named = builder_name if builder_name is not None else settings.builder
+    if builder_name is not None:
+        named, origin = builder_name, "--builder"
+    else:
+        named, origin = settings.builder, f"[build] builder in {SETTINGS_FILE}"
     adapters = _adapters(
-        layout.root, named, builder=builder, images=images, registry=registry, git=git
+        layout.root, named, origin, builder=builder, images=images, registry=registry, git=git
     )
     return Project(layout=layout, settings=settings, lines=load_lines(layout), adapters=adapters)
 
@@ -149,6 +152,7 @@ def _setting(where: str, value: object, kind: type, what: str, *, path: Path) ->
 def _adapters(
     root: Path,
     named: str,
+    origin: str,
     *,
     builder: ImageBuilder | None,
     images: ImageStore | None,
@@ -160,7 +164,7 @@ def _adapters(
     from imagectl.git_repo import GitRepository  # noqa: PLC0415
     from imagectl.registry import RegistryClient  # noqa: PLC0415
 
-    docker_builder = DockerBuilder(named=named)
+    docker_builder = DockerBuilder(named=named, origin=origin)
     return Adapters(
         builder=builder or docker_builder,
         images=images or DockerImages(docker_builder),

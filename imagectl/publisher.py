@@ -11,8 +11,9 @@ from imagectl.errors import PlanError, RegistryError, TagConflictError
 from imagectl.faults import pause_point
 from imagectl.linestate import load_state
 from imagectl.locks import publish_lock
-from imagectl.model import ImageLine, Lock, LockedVersion
+from imagectl.model import ImageLine, LockedVersion
 from imagectl.parents import warn_if_parent_tag_moved
+from imagectl.planner import pending_publication
 from imagectl.ports import ImageStore, Registry, Say
 
 
@@ -33,11 +34,6 @@ class PublishedVersion:
             "digest": self.digest,
             "action": self.action,
         }
-
-
-def pending_publication(lock: Lock) -> tuple[LockedVersion, ...]:
-    """The built versions without a registry digest, oldest first (the publish plan)."""
-    return tuple(version for version in lock.built_versions if not version.digest)
 
 
 def publish_line(
@@ -116,7 +112,8 @@ def _ensure_local_tag(version: LockedVersion, *, images: ImageStore) -> None:
             raise PlanError(
                 f"v{version.version} ({version.image_id}) is not in this engine, so it cannot be "
                 "published from here.",
-                hint="Publish from the machine that built it, or load the image here first.",
+                hint="Publish from the engine that built it (DOCKER_HOST or the docker "
+                "context choose it), or load the image here first.",
             )
         images.tag(version.image_id, version.tag)  # restoring a removed local tag
     elif local.image_id != version.image_id:

@@ -41,10 +41,10 @@ from imagectl.model import (
 )
 from imagectl.packages import PackageDiff, diff_manifests, replay
 from imagectl.parents import locate_version
-from imagectl.planner import deleted_tests, plan_line
+from imagectl.planner import deleted_tests, pending_publication, plan_line
 from imagectl.ports import Say
 from imagectl.project import Project
-from imagectl.publisher import PublishedVersion, pending_publication, publish_line
+from imagectl.publisher import PublishedVersion, publish_line
 from imagectl.recording import manifest_of, record_skip
 from imagectl.resolver import Resolution, resolve_ref
 from imagectl.skips import burned_version, unknown_digest

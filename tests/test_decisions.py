@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from imagectl import lockfile, workflows
+from imagectl import lockfile, output, workflows
 from imagectl.ci_job import JobResult, run_publish_job
-from imagectl.errors import GitError, PlanError, RegistryError, TagConflictError
+from imagectl.errors import ConfigError, GitError, PlanError, RegistryError, TagConflictError
 from imagectl.model import LockedVersion
 from imagectl.ports import RemoteImage
 from imagectl.project import Project, open_project
@@ -215,12 +215,16 @@ def test_an_immutable_registry_refusing_the_same_image_is_success(tmp_path: Path
     ] == ("recorded")
 
 
+def no_backoff(_attempt: int) -> None:
+    pass
+
+
 def ci(tmp_path: Path, git: FakeGit, attempts: int = 5) -> JobResult:
     project, _, _ = setup(tmp_path, git=git)
     git.changed = ("lock/line.lock.toml",)
     return run_publish_job(
         project, remote="origin", branch="main", attempts=attempts, say=print, output=print,
-        git=git,
+        git=git, backoff=no_backoff,
     )  # fmt: skip
 
 
@@ -257,3 +261,75 @@ def test_ci_gives_up_after_its_attempts(tmp_path: Path) -> None:
 def test_ci_refuses_a_dirty_tree(tmp_path: Path) -> None:
     with pytest.raises(GitError, match="not clean"):
         ci(tmp_path, FakeGit(dirty=("images/x.toml",)))
+
+
+def two_lines(tmp_path: Path, git: FakeGit) -> Project:
+    project, images, registry = setup(tmp_path, git=git)
+    make_line(
+        project.root, "other", repository=f"{REPO}-other", base=BASE,
+        increments={"0001-one": "# One\nRUN echo other\n"},
+    )  # fmt: skip
+    return open_project(
+        project.root, builder=FakeBuilder(images), images=images, registry=registry, git=git
+    )
+
+
+def test_a_ci_shard_builds_publishes_and_commits_only_its_lines(tmp_path: Path) -> None:
+    git = FakeGit(pushes=[False, True])
+    project = two_lines(tmp_path, git)
+    # What git reports as changed under lock/: this shard's files, another line's, a stray one.
+    git.changed = (
+        "lock/other.lock.toml",
+        "lock/other.packages.toml",
+        "lock/other.reference.Dockerfile",
+        "lock/line.lock.toml",
+        "lock/line.reference.Dockerfile",
+        "lock/notes.txt",
+    )
+    result = run_publish_job(
+        project, remote="origin", branch="main", attempts=3, say=print, output=print,
+        lines="oth*", git=git, backoff=no_backoff,
+    )  # fmt: skip
+    assert result.lines == ("other",)
+    assert result.tags == (f"{REPO}-other:v1",)
+    assert git.log[0] == (
+        "commit lock/other.lock.toml lock/other.packages.toml lock/other.reference.Dockerfile"
+    )
+    assert (git.log[1:4], git.log[-1]) == (["push rejected", "fetch", "rebase ok"], "push ok")
+    registry = project.adapters.registry
+    assert isinstance(registry, FakeRegistry)
+    assert registry.pushes == [f"{REPO}-other:v1"]  # the other line is not this shard's
+    assert not project.layout.lock_path("line").exists()
+
+
+def test_a_ci_shard_glob_matching_no_line_is_an_error(tmp_path: Path) -> None:
+    git = FakeGit()
+    project = two_lines(tmp_path, git)
+    with pytest.raises(ConfigError, match="no image line matches 'nope-\\*'"):
+        run_publish_job(
+            project, remote="origin", branch="main", attempts=1, say=print, output=print,
+            lines="nope-*", git=git, backoff=no_backoff,
+        )  # fmt: skip
+    assert git.log == []
+
+
+def test_plan_says_per_line_what_to_build_and_to_publish(tmp_path: Path) -> None:
+    project, _, _ = setup(tmp_path)
+    build(project, all_versions=False)
+    make_line(project.root, "idle", repository=f"{REPO}-idle", base=BASE, increments={})
+    project = project.reopened()
+    rows = {row["line"]: row for row in output.Plans(
+        plans=workflows.plan(project, [], all_versions=True)
+    ).to_json()}  # fmt: skip
+    line = rows["line"]
+    assert (line["up_to_date"], line["to_build"], line["to_publish"]) == (False, [2], [1])
+    assert line["repository"] == REPO
+    assert (line["built"], line["pending"], len(line["steps"])) == (1, 1, 1)  # type: ignore[arg-type]
+    assert rows["idle"]["up_to_date"] is True
+    assert (rows["idle"]["to_build"], rows["idle"]["to_publish"]) == ([], [])
+    build(project)
+    workflows.publish(project, ["line"], wait=0, say=print, output=print)
+    (again,) = workflows.plan(project, ["line"], all_versions=True)
+    assert again.up_to_date
+    text = output.plans(output.Plans(plans=(again,)))
+    assert text == "line: up to date (v2)"
