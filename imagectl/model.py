@@ -29,6 +29,9 @@ class ImageLine:
     vars: Mapping[str, object] = field(default_factory=dict)
     # Build secret id -> "env:NAME" or "file:PATH"; the values never pass through imagectl.
     secrets: Mapping[str, str] = field(default_factory=dict)
+    # `[verify] ignore`: paths whose differences verify counts apart from drift. Not an input
+    # of any build, so never part of what drift protection hashes.
+    verify_ignore: tuple[str, ...] = ()
 
     def tag_for(self, version: int) -> str:
         return f"{self.repository}:v{version}"

@@ -128,13 +128,13 @@ def diff(found: VersionDiff) -> str:
 
 
 def verify(report: VerifyReport) -> str:
+    files, pkgs, v, ignored = report.files, report.packages, report.version, _ignored(report)
     if not report.drift:
-        return f"{report.line}: the reference rebuilt from scratch matches v{report.version}"
-    files, pkgs, v = report.files, report.packages, report.version
+        return f"{report.line}: the reference rebuilt from scratch matches v{v}{ignored}"
     out = [
         f"{report.line}: DRIFT between v{v} and its reference rebuilt now: packages "
         f"{pkgs.summary}, files missing {len(files.missing)}, extra {len(files.extra)}, "
-        f"different {len(files.different)}"
+        f"different {len(files.different)}{ignored}"
     ]
     out += _first(f"  ~ {c.name} {c.old} (v{v}) -> {c.new} (now)" for c in pkgs.changed)
     out += _first(f"  - {entry} (only in v{v})" for entry in pkgs.removed)
@@ -143,6 +143,16 @@ def verify(report: VerifyReport) -> str:
     out += _first(f"  - /{path} missing from the rebuilt reference" for path in files.missing)
     out += _first(f"  + /{path} only in the rebuilt reference" for path in files.extra)
     return "\n".join(out)
+
+
+def _ignored(report: VerifyReport) -> str:
+    """How many differences the ignore list covered, and by which patterns."""
+    counts = report.ignored.counts
+    if not counts:
+        return ""
+    shown = ", ".join(f"{pattern} {count:,}" for pattern, count in counts)
+    total = report.ignored.total
+    return f"; {total:,} difference{'' if total == 1 else 's'} ignored, not drift ({shown})"
 
 
 def _first(lines: Iterable[str]) -> list[str]:
