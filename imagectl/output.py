@@ -9,6 +9,7 @@ from imagectl.backport import BackportPlan
 from imagectl.ci_job import JobResult
 from imagectl.history import history_table
 from imagectl.model import BuiltVersion, LinePlan
+from imagectl.packages import display
 from imagectl.resolver import Resolution
 from imagectl.verifier import VerifyReport
 from imagectl.workflows import (
@@ -118,8 +119,8 @@ def rendered(result: Rendered) -> str:
 def diff(found: VersionDiff) -> str:
     pkgs = found.packages
     out = [f"{found.line}: v{found.old} -> v{found.new}: packages {pkgs.summary}"]
-    out += [f"  + {entry}" for entry in pkgs.added]
-    out += [f"  - {entry}" for entry in pkgs.removed]
+    out += [f"  + {display(entry)}" for entry in pkgs.added]
+    out += [f"  - {display(entry)}" for entry in pkgs.removed]
     out += [f"  ~ {change.name} {change.old} -> {change.new}" for change in pkgs.changed]
     for version in found.between:
         what = version.increment.rsplit("/", 1)[-1] or "(checkpoint)"
@@ -137,8 +138,8 @@ def verify(report: VerifyReport) -> str:
         f"different {len(files.different)}{ignored}"
     ]
     out += _first(f"  ~ {c.name} {c.old} (v{v}) -> {c.new} (now)" for c in pkgs.changed)
-    out += _first(f"  - {entry} (only in v{v})" for entry in pkgs.removed)
-    out += _first(f"  + {entry} (only in the rebuilt reference)" for entry in pkgs.added)
+    out += _first(f"  - {display(entry)} (only in v{v})" for entry in pkgs.removed)
+    out += _first(f"  + {display(entry)} (only in the rebuilt reference)" for entry in pkgs.added)
     out += _first(f"  ! /{path} differs ({kind})" for path, kind in files.different)
     out += _first(f"  - /{path} missing from the rebuilt reference" for path in files.missing)
     out += _first(f"  + /{path} only in the rebuilt reference" for path in files.extra)

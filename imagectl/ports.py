@@ -95,9 +95,11 @@ class FileEntry:
     link: str = ""  # symlink or hard link target
     sha256: str = ""  # content hash of a regular file
     device: tuple[int, int] = (0, 0)  # major, minor of a device node
+    xattrs: tuple[tuple[str, str], ...] = ()  # extended attributes (name, value), sorted
 
     def difference(self, other: FileEntry) -> str:
-        """The first way `other` differs: content, mode, owner, link or type ("" if equal)."""
+        """The first way `other` differs: type, content, mode, owner, link or xattr ("" if
+        equal)."""
         if self.kind != other.kind:
             return "type"
         if self.sha256 != other.sha256 or self.device != other.device:
@@ -108,6 +110,8 @@ class FileEntry:
             return "owner"
         if self.link != other.link:
             return "link"
+        if self.xattrs != other.xattrs:
+            return "xattr"
         return ""
 
 
@@ -143,7 +147,9 @@ class ImageStore(Protocol):
 
     def tag(self, image_id: str, ref: str) -> None: ...
 
-    def read_file(self, image: str, path: str) -> bytes | None: ...
+    def read_files(self, image: str, wanted: Callable[[str], bool]) -> dict[str, bytes]:
+        """The regular files of `image` whose path (from the root, no leading /) is `wanted`."""
+        ...
 
     def file_tree(self, image: str) -> dict[str, FileEntry]: ...
 
