@@ -281,6 +281,26 @@ class DockerImages:
                 )  # fmt: skip
             return imported.stdout.strip()
 
+    def apply_config(self, image: str, *, instructions: list[str], tag: str) -> str:
+        """`FROM image` and instructions that only set config, built by the engine's own
+        builder (the image is local: a remote builder would not see it), tagged `tag`."""
+        with tempfile.TemporaryDirectory(prefix="imagectl-config-") as tmp:
+            dockerfile, iidfile = Path(tmp) / "Dockerfile", Path(tmp) / "iid"
+            dockerfile.write_text("\n".join([f"FROM {image}", *instructions]) + "\n")
+            (Path(tmp) / "context").mkdir()
+            if self._builder.builder == "buildx":
+                command = ["docker", "buildx", "build", "--progress=plain", "--load"]
+            else:
+                command = ["docker", "build"]
+            command += ["--iidfile", str(iidfile), "-t", tag, "-f", str(dockerfile)]
+            done = run([*command, str(Path(tmp) / "context")])
+            if done.returncode != 0 or not iidfile.exists():
+                raise engine_error(
+                    command, done.returncode, done.stderr, doing=f"applying the config to {image}",
+                    names=(image, tag),
+                )  # fmt: skip
+            return iidfile.read_text().strip()
+
 
 def _failing_line(output: str, name: str) -> int | None:
     """The Dockerfile line BuildKit's error names ("Dockerfile:7"); imagectl wrote that file,

@@ -69,6 +69,9 @@ class FakeImages:
     def file_tree(self, image: str) -> dict[str, FileEntry]:
         return {}
 
+    def apply_config(self, image: str, *, instructions: list[str], tag: str) -> str:
+        raise NotImplementedError
+
     def import_rootfs(self, source: str, *, changes: list[str], tag: str) -> str:
         raise NotImplementedError
 
