@@ -44,6 +44,7 @@ IMAGECTL = str(VENV_BIN / "imagectl")
 PYTHON = str(VENV_BIN / "python")
 REGISTRY = "localhost:5000"
 BUSYBOX = f"{REGISTRY}/busybox:latest"
+DEBIAN = f"{REGISTRY}/debian:bookworm"
 NOWHERE = "unix:///nonexistent.sock"  # DOCKER_HOST for the engine-free CLI benchmark
 OOM_FIX = ROOT / "increments" / "_shared" / "oom-score-adj.Dockerfile.j2"
 GIT_ID = ["-c", "user.name=bench", "-c", "user.email=bench@example.invalid"]
@@ -86,6 +87,9 @@ class Sizes:
     fan_rounds: int  # 4: rounds (the second one swaps the sets)
     publish_versions: int  # 5: versions per line
     publish_rounds: int
+    dpkg_points: tuple[int, ...] = (1, 50, 100)  # 6: line lengths on the Debian base
+    dpkg_reps: int = 5  # 6: timed builds per length
+    dpkg_sidecar: int = 300  # 6: versions at which the sidecar's size is given
 
 
 FULL = Sizes(
@@ -113,6 +117,9 @@ QUICK = Sizes(
     fan_rounds=1,
     publish_versions=5,
     publish_rounds=1,
+    dpkg_points=(1, 10),
+    dpkg_reps=2,
+    dpkg_sidecar=20,
 )
 
 
@@ -1125,6 +1132,161 @@ def bench_publish(session: Session) -> Section:
     return section
 
 
+# -- 6. flat cost on a dpkg line --------------------------------------------------------------
+
+
+class DpkgLine:
+    """A line on the Debian base whose every increment installs one (fake) dpkg package: the
+    sidecar grows by one package per version, as on a real apt line, in seconds per build."""
+
+    def __init__(self, session: Session) -> None:
+        self.repository = session.repository("dpkg")
+        self.root = session.work / "dpkg"
+        write(
+            self.root / "images" / "dpkg.toml",
+            f'repository = "{self.repository}"\nbase = "{DEBIAN}"\n[vars]\n',
+        )
+        (self.root / "lock").mkdir(parents=True, exist_ok=True)
+        write(self.root / ".gitignore", ".imagectl/\n")
+        git_init(self.root)
+        self.nonce = nonce()  # in every package's version: the chain is new to the cache
+        self.written = 0
+
+    @property
+    def sidecar(self) -> Path:
+        return self.root / "lock" / "dpkg.packages.toml"
+
+    def versions(self) -> int:
+        lock = lockfile.read_lock(
+            self.root / "lock" / "dpkg.lock.toml", line="dpkg", repository=self.repository,
+            base=DEBIAN,
+        )  # fmt: skip
+        return len(lock.versions)
+
+    def write_increments(self, count: int) -> None:
+        for i in range(self.written + 1, count + 1):
+            stanza = (
+                f"Package: bench-{i:04d}\\nStatus: install ok installed\\nArchitecture: all"
+                f"\\nVersion: 1.0-{self.nonce}\\n\\n"
+            )
+            write(
+                self.root / "increments" / "dpkg" / f"{i:04d}-pkg.Dockerfile.j2",
+                f"# package {i}\nRUN printf '{stanza}' >> /var/lib/dpkg/status\n",
+            )
+        self.written = max(self.written, count)
+        git_commit(self.root, f"up to {count}")
+
+    def grow_to(self, versions: int) -> None:
+        """Build (not timed) until the line has `versions` versions, checkpointing at Docker's
+        layer limit as a long line must."""
+        while self.versions() < versions:
+            self.write_increments(self.written + versions - self.versions())
+            done = run(
+                [IMAGECTL, "-C", str(self.root), "build", "next", "--all", "-q"], check=False
+            )
+            if done.returncode != 0:
+                if "checkpoint" not in done.stderr:
+                    raise CommandFailedError(done.stderr[-3000:])
+                run([IMAGECTL, "-C", str(self.root), "checkpoint", "dpkg"])
+
+    def build_next(self) -> float:
+        self.write_increments(self.written + 1)
+        return imagectl(self.root, "build", "next", "-q")
+
+
+def bench_dpkg(session: Session) -> Section:
+    sizes = session.sizes
+    points, first, last = sizes.dpkg_points, sizes.dpkg_points[0], sizes.dpkg_points[-1]
+    section = Section(
+        6,
+        "Flat cost on a dpkg line",
+        f"one `build next` on a Debian line (`{DEBIAN}`) whose every increment adds a package "
+        f"to dpkg's status, at n = {', '.join(map(str, points))} versions; then the package "
+        f"sidecar's size at {sizes.dpkg_sidecar} versions (checkpoints at the layer limit)",
+        f"build next at n={last} <= 1.5 x at n={first}",
+    )
+    line = DpkgLine(session)
+    times: dict[int, list[float]] = {}
+    sidecar: dict[int, int] = {}
+    for n in points:
+        say(f"6 dpkg: growing the line to {n} versions (not timed)")
+        line.grow_to(n)
+        times[n] = []
+        for _ in range(sizes.dpkg_reps):
+            sidecar.setdefault(line.versions(), line.sidecar.stat().st_size)
+            times[n].append(line.build_next())
+        say(f"6 dpkg: n={n}: build next {fmt_times(times[n])} s")
+    line.write_increments(line.written + 1)
+    at = line.versions()
+    parts = breakdown(session, ["build", "next", "-q"], line.root)
+    say(f"6 dpkg: growing the line to {sizes.dpkg_sidecar} versions (not timed)")
+    line.grow_to(sizes.dpkg_sidecar)
+    _dpkg_report(section, sizes, times, sidecar, line)
+    section.details += parts.markdown(
+        f"Where one `build next` at n={at} spends its time", each_call=False
+    )
+    return section
+
+
+def _dpkg_report(
+    section: Section,
+    sizes: Sizes,
+    times: dict[int, list[float]],
+    sidecar: dict[int, int],
+    line: DpkgLine,
+) -> None:
+    points, first, last = sizes.dpkg_points, sizes.dpkg_points[0], sizes.dpkg_points[-1]
+    ratio = {n: median(times[n]) / median(times[first]) for n in points}
+    later = ", ".join(map(str, points[1:]))
+    versions = line.versions()
+    size = line.sidecar.stat().st_size
+    start = time.perf_counter()
+    record = lockfile.read_packages(line.sidecar)
+    record.manifest(max(record.versions))
+    replay = time.perf_counter() - start
+    section.rows += [
+        Row(
+            "6 dpkg",
+            f"build next(n)/build next({first}) on a dpkg line, n = {later}",
+            ", ".join(f"{ratio[n]:.2f}" for n in points[1:])
+            + f" (n={last}: **{ratio[last]:.2f}**)",
+            f"n={last}: <= 1.5",
+            ratio[last] <= 1.5,
+        ),
+        Row(
+            "6 dpkg",
+            f"package sidecar at {versions} versions (base {len(record.base)} packages)",
+            f"**{size / 1000:.1f} kB** ({size / versions:.0f} B per version)",
+            "(reported)",
+            None,
+        ),
+        Row(
+            "6 dpkg",
+            "parse + replay of that sidecar (what the cached head spares each build)",
+            f"{replay * 1000:.0f} ms",
+            "(reported)",
+            None,
+        ),
+    ]
+    section.details += [
+        "n = versions when the timed `build next` starts; sidecar = its size then.",
+        "",
+        "| n | build next (s) | median | ratio | sidecar (bytes) |",
+        "|---|---|---|---|---|",
+    ]
+    section.details += [
+        f"| {n} | {fmt_times(times[n])} | {median(times[n]):.3f} | {ratio[n]:.2f} | "
+        f"{sidecar.get(n, 0)} |"
+        for n in points
+    ]
+    section.details += [
+        "",
+        f"At {versions} versions the sidecar is {size} bytes; parsing and replaying it took "
+        f"{replay * 1000:.0f} ms in this process.",
+        "",
+    ]
+
+
 # -- the machine and the report ----------------------------------------------------------------
 
 
@@ -1227,13 +1389,14 @@ BENCHMARKS: dict[int, Callable[[Session], Section]] = {
     3: bench_cli,
     4: bench_fanout,
     5: bench_publish,
+    6: bench_dpkg,
 }
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="bench/run", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="shrink every size (smoke run)")
-    parser.add_argument("--only", default="", metavar="1,3", help="run these benchmarks only (1-5)")
+    parser.add_argument("--only", default="", metavar="1,3", help="run these benchmarks only (1-6)")
     parser.add_argument(
         "--results",
         type=Path,
