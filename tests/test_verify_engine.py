@@ -1,16 +1,19 @@
 """`verify` as a CI gate on the real engine: a faithful apt + pip line is clean, a file that
 changes on every build is drift even with every layer in the local cache, every difference is
-listed, `[verify] ignore` silences what a line declares; pip packages in `diff` and `history`."""
+listed, `[verify] ignore` silences what a line declares; pip packages in `diff` and `history`;
+the scheduled job's script."""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from .conftest import DEBIAN, ROOT, docker, imagectl
+from .conftest import BUSYBOX, DEBIAN, ROOT, docker, imagectl
 from .engine_helpers import busybox_repo
 from .helpers import git_commit_all, git_init, make_line, write
 
@@ -129,3 +132,54 @@ def test_sixty_differences_are_all_listed_and_ignore_silences_them(
     assert report["drift"] is False
     assert report["ignored"] == {"total": 60, "by_pattern": {"/gen/*": 60}}
     assert report["ignore"][-1] == "/gen/*"
+
+
+def test_the_scheduled_job_fails_loudly_on_drift(tmp_path: Path, repo_name: str) -> None:
+    try:
+        run_the_scheduled_job(tmp_path, repo_name)
+    finally:  # the lines' repositories are below the fixture's, which removes only its own
+        listed = docker("image", "ls", "--format", "{{.Repository}}:{{.Tag}}")
+        for tag in listed.split():
+            if tag.startswith(f"{repo_name}/"):
+                docker("rmi", "--no-prune", tag, check=False)
+
+
+def run_the_scheduled_job(tmp_path: Path, repo_name: str) -> None:
+    root = busybox_repo(
+        tmp_path,
+        f"{repo_name}/clean",
+        {"0001-stable": "# Stable\nRUN echo stable > /stable\n"},
+    )
+    make_line(
+        root,
+        "stamped",
+        repository=f"{repo_name}/stamped",
+        base=BUSYBOX,
+        increments={"0001-stamp": "# Stamp\nRUN date +%s%N > /stamp\n"},
+    )
+    make_line(root, "unbuilt", repository=f"{repo_name}/unbuilt", base=BUSYBOX)
+    git_commit_all(root, "more lines")
+    assert imagectl(root, "build", "next", "-q", "line", "stamped").code == 0
+    summary = tmp_path / "summary.md"
+    done = subprocess.run(
+        [str(ROOT / "ci" / "verify"), str(tmp_path / "reports")],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "GITHUB_STEP_SUMMARY": str(summary)},
+        check=False,
+        timeout=600,
+    )
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert "::error title=imagectl verify: stamped drifted::| stamped | DRIFT v1 |" in done.stdout
+    assert "line drifted" not in done.stdout
+    table = summary.read_text()
+    assert "| line | matches v1 | packages +0 -0 ~0, files missing 0, extra 0, different 0;" in (
+        table
+    )
+    assert "| stamped | DRIFT v1 | packages +0 -0 ~0, files missing 0, extra 0, different 1;" in (
+        table
+    )
+    assert "| unbuilt | not built yet | - |" in table
+    report = json.loads((tmp_path / "reports" / "stamped.json").read_text())
+    assert report["files"]["different"] == [{"path": "stamp", "kind": "content"}]
