@@ -1,9 +1,12 @@
 """`imagectl checkpoint`: the next version as a one-layer copy of the newest one.
 
 Docker refuses images deeper than 125 layers and every increment adds at least one, so a long
-line needs to start again from a single layer now and then. The copy keeps the file content and
-the image config (but imagectl's labels, which are the checkpoint's own); both are proven
-equal, and every test of the line passes on the copy, before anything is tagged or recorded.
+line needs to start again from a single layer now and then. The copy is the newest version's
+files (BuildKit's tar export, with device nodes, hard links, setuid bits and xattrs) through
+`docker import`, then, for the config import cannot set (SHELL, HEALTHCHECK, STOPSIGNAL,
+ONBUILD), a metadata-only build step on the imported layer, which adds no layer. Files and the
+whole config (but imagectl's labels, which are the checkpoint's own) are proven equal, and every
+test of the line passes on the copy, before anything is tagged or recorded.
 """
 
 from __future__ import annotations
@@ -11,12 +14,12 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import fields, replace
 
 from imagectl.config import RepositoryLayout
 from imagectl.errors import PlanError, TagConflictError
 from imagectl.gate import built_owners, gate, prepare_suite
-from imagectl.labels import CREATED, EPOCH, LABEL_KEYS, LINE, REVISION, revision_of, version_labels
+from imagectl.labels import CREATED, EPOCH, LINE, REVISION, revision_of, version_labels
 from imagectl.linestate import load_state
 from imagectl.model import (
     BuildOptions,
@@ -27,28 +30,17 @@ from imagectl.model import (
     utc_now,
 )
 from imagectl.parents import ResolvedParent, locate_head
-from imagectl.ports import Adapters, Git, ImageConfig, ImageStore, Say
+from imagectl.ports import Adapters, Git, Healthcheck, ImageConfig, ImageStore, Say
 from imagectl.recording import record_version
 from imagectl.trees import tree_differences
 
 
-def config_changes(config: ImageConfig) -> list[str]:
-    """The `docker import --change` instructions that recreate `config` (pure)."""
-    blocked = [
-        name
-        for name, value in (
-            ("StopSignal", config.stop_signal),
-            ("Healthcheck", config.healthcheck),
-            ("Shell", config.shell),
-        )
-        if value
-    ]
-    if blocked:
-        raise PlanError(
-            f"the image config sets {', '.join(blocked)}, which `docker import` cannot carry over.",
-            hint="Checkpoints keep ENV, CMD, ENTRYPOINT, WORKDIR, USER, LABEL, EXPOSE, VOLUME "
-            "and ONBUILD; re-apply the others in the next increment.",
-        )
+def import_changes(config: ImageConfig) -> list[str]:
+    """The `docker import --change` list for the parts of `config` import can set (pure).
+
+    WORKDIR goes here because BuildKit's WORKDIR adds an (empty) layer; ONBUILD does not,
+    since the build step below starts FROM the imported image and would run its triggers.
+    """
     # ENV values are quoted, and `$` escaped: the change parser would expand it.
     changes = [_env_change(entry) for entry in config.env]
     if config.entrypoint:
@@ -60,34 +52,71 @@ def config_changes(config: ImageConfig) -> list[str]:
     if config.user:
         changes.append(f"USER {config.user}")
     changes += [
-        f"LABEL {json.dumps(key)}={json.dumps(value)}"
-        for key, value in sorted(config.labels.items())
+        f"LABEL {json.dumps(key)}={_quoted(value)}" for key, value in sorted(config.labels.items())
     ]
     changes += [f"EXPOSE {port}" for port in config.exposed_ports]
     changes += [f"VOLUME {json.dumps(volume)}" for volume in config.volumes]
-    changes += [f"ONBUILD {trigger}" for trigger in config.on_build]
     return changes
+
+
+def config_instructions(config: ImageConfig) -> list[str]:
+    """The Dockerfile instructions of the metadata-only build step on the imported layer, for
+    what `docker import` cannot set: SHELL, HEALTHCHECK, STOPSIGNAL and ONBUILD (pure). None of
+    them adds a layer."""
+    instructions = []
+    if config.shell:
+        instructions.append(f"SHELL {json.dumps(list(config.shell))}")
+    if config.healthcheck is not None:
+        instructions.append(healthcheck_instruction(config.healthcheck))
+    if config.stop_signal:
+        instructions.append(f"STOPSIGNAL {config.stop_signal}")
+    instructions += [f"ONBUILD {trigger}" for trigger in config.on_build]
+    return instructions
+
+
+def healthcheck_instruction(health: Healthcheck) -> str:
+    """HEALTHCHECK with every timing the image has, in nanoseconds (exact, as Docker stores)."""
+    kind, *args = health.test or ("",)
+    if kind == "NONE":
+        return "HEALTHCHECK NONE"
+    if kind == "CMD-SHELL" and len(args) == 1 and "\n" not in args[0]:
+        command = f"CMD {args[0]}"
+    elif kind == "CMD" and args:
+        command = f"CMD {json.dumps(args)}"
+    else:
+        raise PlanError(
+            f"the image's HEALTHCHECK test {list(health.test)!r} cannot be written as a "
+            "Dockerfile instruction; nothing was tagged or recorded.",
+            hint="Set a plain HEALTHCHECK in a new increment, then checkpoint.",
+        )
+    timings = (
+        ("interval", health.interval),
+        ("timeout", health.timeout),
+        ("start-period", health.start_period),
+        ("start-interval", health.start_interval),
+    )
+    flags = [f"--{flag}={value}ns" for flag, value in timings if value]
+    if health.retries:
+        flags.append(f"--retries={health.retries}")
+    return " ".join(["HEALTHCHECK", *flags, command])
 
 
 def _env_change(entry: str) -> str:
     name, _, value = entry.partition("=")
-    return f"ENV {name}={json.dumps(value).replace('$', chr(92) + '$')}"
+    return f"ENV {name}={_quoted(value)}"
 
 
-def carried_config(config: ImageConfig) -> ImageConfig:
-    """The part of a config a checkpoint must keep, for comparison: imagectl's labels are the
-    checkpoint's own."""
-    return ImageConfig(
-        env=config.env,
-        cmd=config.cmd,
-        entrypoint=config.entrypoint,
-        working_dir=config.working_dir,
-        user=config.user,
-        labels={k: v for k, v in config.labels.items() if k not in LABEL_KEYS},
-        exposed_ports=config.exposed_ports,
-        volumes=config.volumes,
-        on_build=config.on_build,
-    )
+def _quoted(value: str) -> str:
+    return json.dumps(value).replace("$", chr(92) + "$")
+
+
+def config_differences(copy: ImageConfig, original: ImageConfig) -> list[str]:
+    """The names of the config fields where `copy` differs from `original` (pure)."""
+    return [
+        item.name
+        for item in fields(ImageConfig)
+        if getattr(copy, item.name) != getattr(original, item.name)
+    ]
 
 
 def checkpoint_line(
@@ -103,7 +132,6 @@ def checkpoint_line(
     parent = locate_head(state, images=images)
     head = state.lock.head
     assert head is not None  # locate_head found it
-    changes = config_changes(parent.info.config)
     version = len(state.lock.versions) + 1
     tag = line.tag_for(version)
     if adapters.registry.lookup(tag) is not None or images.inspect_image(tag) is not None:
@@ -115,7 +143,7 @@ def checkpoint_line(
     labels = _labels(
         line, head, parent, version=version, tag=tag, git=adapters.git, source=options.source
     )
-    changes = config_changes(replace(config, labels={**config.labels, **labels}))
+    target = replace(config, labels={**config.labels, **labels})
     suite = prepare_suite(layout, line, built_owners(state, len(state.lock.versions)))
 
     def tested(image: str) -> tuple[RecordedTest, ...]:
@@ -126,7 +154,7 @@ def checkpoint_line(
 
     say(f"{line.name}: flattening v{head.version} ({head.layers} layers) into one layer")
     image_id, size, tests = _flattened(
-        parent.ref, head.version, changes, config, tag=tag, images=images, tested=tested
+        parent.ref, head.version, target, tag=tag, images=images, tested=tested
     )
     recorded = _checkpoint_version(
         head, parent, version=version, tag=tag, image_id=image_id, size=size,
@@ -201,22 +229,27 @@ def _checkpoint_version(
 def _flattened(
     source: str,
     version: int,
-    changes: list[str],
     config: ImageConfig,
     *,
     tag: str,
     images: ImageStore,
     tested: Callable[[str], tuple[RecordedTest, ...]],
 ) -> tuple[str, int, tuple[RecordedTest, ...]]:
-    """Import `source` as one layer, prove files and config equal, run the tests, tag it;
-    (image id, size, the tests that ran)."""
+    """Import `source` as one layer, apply its config, prove files and config equal, run the
+    tests, tag it; (image id, size, the tests that ran)."""
     scratch = f"imagectl-checkpoint/{tag.rpartition('/')[2].replace(':', '-')}:pid{os.getpid()}"
-    image_id = images.import_rootfs(source, changes=changes, tag=scratch)
+    configured = f"{scratch}-config"
+    instructions = config_instructions(config)  # refuses what cannot be written, first
+    image_id = images.import_rootfs(source, changes=import_changes(config), tag=scratch)
+    copy = scratch
     try:
+        if instructions:
+            image_id = images.apply_config(scratch, instructions=instructions, tag=configured)
+            copy = configured
         info = images.inspect_image(image_id)
         if info is None or len(info.layers) != 1:
             raise PlanError(f"the flattened image {image_id} does not have exactly one layer.")
-        diff = tree_differences(images.file_tree(source), images.file_tree(scratch))
+        diff = tree_differences(images.file_tree(source), images.file_tree(copy))
         if not diff.empty:
             raise PlanError(
                 f"the one-layer copy of v{version} differs from it (missing "
@@ -224,13 +257,16 @@ def _flattened(
                 f"{list(diff.different[:3])}); nothing was tagged or recorded.",
                 hint="Report this; the line can keep building until its layer limit.",
             )
-        if carried_config(info.config) != carried_config(config):
+        lost = config_differences(info.config, config)
+        if lost:
             raise PlanError(
-                f"the one-layer copy of v{version} lost part of its config; "
-                "nothing was tagged or recorded."
+                f"the one-layer copy of v{version} has another {', '.join(lost)} in its config; "
+                "nothing was tagged or recorded.",
+                hint="Report this; the line can keep building until its layer limit.",
             )
         tests = tested(image_id)  # raises when one fails: nothing is tagged
         images.tag(image_id, tag)
     finally:
+        images.remove_image(configured)
         images.remove_image(scratch)
     return image_id, info.size, tests

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from imagectl.errors import ConfigError
+from imagectl.ignores import check_pattern
 from imagectl.model import ImageLine
 
 LINE_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
@@ -23,9 +24,10 @@ REFERENCE = re.compile(
     rf"^(?:{_HOST}/)?{_COMPONENT}(?:/{_COMPONENT})*"
     r"(?::[\w][\w.-]{0,127})?(?:@sha256:[0-9a-f]{64})?$"
 )
-ALLOWED_KEYS = {"repository", "base", "vars", "secrets", "description", "tests"}
+ALLOWED_KEYS = {"repository", "base", "vars", "secrets", "description", "tests", "verify"}
 TEST_TIMEOUT = 120.0  # seconds each test of a line may take, unless its [tests] timeout says
 MAX_TEST_TIMEOUT = 24 * 3600.0
+VERIFY_KEYS = {"ignore"}
 SECRET_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 RESERVED_VARS = {"line", "version", "parent", "repository", "base"}
 
@@ -224,6 +226,7 @@ def _line_from(name: str, rel: Path, data: dict[str, Any]) -> ImageLine:
         vars=dict(variables),
         secrets=_secrets(data.get("secrets", {}), rel),
         test_timeout=_test_timeout(data.get("tests", {}), rel),
+        verify_ignore=_verify_ignore(data.get("verify", {}), rel),
     )
 
 
@@ -250,6 +253,34 @@ def _test_timeout(table: object, rel: Path) -> float:
             path=rel,
         )
     return float(value)
+
+
+def _verify_ignore(table: object, rel: Path) -> tuple[str, ...]:
+    """[verify] ignore = ["/stamp", ...]: more paths verify does not count as drift."""
+    if not isinstance(table, dict):
+        raise ConfigError("[verify] must be a table.", path=rel)
+    unknown = sorted(set(table) - VERIFY_KEYS)
+    if unknown:
+        raise ConfigError(
+            f"[verify] has an unknown key {', '.join(unknown)}.",
+            hint='[verify] knows ignore = ["/path", "/dir/*", "/**/name"].',
+            path=rel,
+        )
+    patterns = table.get("ignore", [])
+    if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
+        raise ConfigError(
+            "[verify] ignore must be a list of strings.",
+            hint='Write e.g. ignore = ["/stamp", "/opt/app/build-info/*"].',
+            path=rel,
+        )
+    for pattern in patterns:
+        if reason := check_pattern(pattern):
+            raise ConfigError(
+                f"[verify] ignore has {pattern!r}: {reason}.",
+                hint='Write e.g. ignore = ["/stamp", "/opt/app/build-info/*", "/**/*.log"].',
+                path=rel,
+            )
+    return tuple(patterns)
 
 
 def _secrets(table: object, rel: Path) -> dict[str, str]:

@@ -7,7 +7,6 @@ command, and its exceptions carry less than `run_docker` keeps (command, exit co
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import re
@@ -16,7 +15,7 @@ import tarfile
 import tempfile
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from imagectl.errors import BuildError, EngineError
@@ -58,6 +57,7 @@ def engine_hint() -> str:
 
 # Files `docker export` adds to every container; never part of an image's own content.
 EXPORT_NOISE = {".dockerenv", "etc/hosts", "etc/hostname", "etc/resolv.conf", "etc/mtab"}
+XATTR = "SCHILY.xattr."  # how tar (PAX) carries a file's extended attributes
 DAEMON_DOWN = ("cannot connect to the docker daemon", "is the docker daemon running")
 TEST_MOUNT = "/imagectl-test"  # where a test script is mounted, read-only, in its container
 
@@ -354,23 +354,22 @@ class DockerImages(TestContainers):
     def remove_image(self, ref: str) -> None:
         run_docker("rmi", ref, doing=f"removing {ref}", names=(ref,), ok=(0, 1))
 
-    def read_file(self, image: str, path: str) -> bytes | None:
-        """A file's bytes from a created (never started) container of `image`; None if absent."""
+    def read_files(self, image: str, wanted: Callable[[str], bool]) -> dict[str, bytes]:
+        """The wanted regular files of `image`, from one `docker export` of a created (never
+        started) container: every path is seen, only the wanted ones are read."""
         container = self._create(image)
+        found: dict[str, bytes] = {}
+
+        def visit(name: str, member: tarfile.TarInfo, archive: tarfile.TarFile) -> None:
+            if member.isfile() and wanted(name):
+                handle = archive.extractfile(member)
+                found[name] = handle.read() if handle else b""
+
         try:
-            copied = subprocess.run(
-                ["docker", "cp", f"{container}:{path}", "-"], capture_output=True, check=False
-            )
-            if copied.returncode != 0:
-                return None
-            with tarfile.open(fileobj=io.BytesIO(copied.stdout)) as archive:
-                for member in archive:
-                    if member.isfile():
-                        handle = archive.extractfile(member)
-                        return handle.read() if handle else None
-            return None
+            _walk_tar(["docker", "export", container], visit, doing=f"reading files of {image}")
         finally:
             run_docker("rm", "-f", container, doing="removing a container", ok=(0, 1))
+        return found
 
     def _create(self, image: str) -> str:
         created = run_docker(
@@ -426,6 +425,26 @@ class DockerImages(TestContainers):
                 )  # fmt: skip
             return imported.stdout.strip()
 
+    def apply_config(self, image: str, *, instructions: list[str], tag: str) -> str:
+        """`FROM image` and instructions that only set config, built by the engine's own
+        builder (the image is local: a remote builder would not see it), tagged `tag`."""
+        with tempfile.TemporaryDirectory(prefix="imagectl-config-") as tmp:
+            dockerfile, iidfile = Path(tmp) / "Dockerfile", Path(tmp) / "iid"
+            dockerfile.write_text("\n".join([f"FROM {image}", *instructions]) + "\n")
+            (Path(tmp) / "context").mkdir()
+            if self._builder.builder == "buildx":
+                command = ["docker", "buildx", "build", "--progress=plain", "--load"]
+            else:
+                command = ["docker", "build"]
+            command += ["--iidfile", str(iidfile), "-t", tag, "-f", str(dockerfile)]
+            done = run([*command, str(Path(tmp) / "context")])
+            if done.returncode != 0 or not iidfile.exists():
+                raise engine_error(
+                    command, done.returncode, done.stderr, doing=f"applying the config to {image}",
+                    names=(image, tag),
+                )  # fmt: skip
+            return iidfile.read_text().strip()
+
 
 def _engine_host(context: str, *, doing: str) -> str:
     """The engine address of a docker context ("" for the current one, which DOCKER_HOST and
@@ -460,31 +479,52 @@ def _secret_flags(secrets: Mapping[str, str]) -> list[str]:
 
 def _tree_from(command: list[str]) -> dict[str, FileEntry]:
     tree: dict[str, FileEntry] = {}
+
+    def visit(name: str, member: tarfile.TarInfo, archive: tarfile.TarFile) -> None:
+        content = ""
+        if member.isfile():
+            handle = archive.extractfile(member)
+            content = hashlib.sha256(handle.read()).hexdigest() if handle else ""
+        tree[name] = FileEntry(
+            kind=member.type.decode(),
+            mode=member.mode,
+            uid=member.uid,
+            gid=member.gid,
+            link=member.linkname,
+            sha256=content,
+            device=(member.devmajor, member.devminor),
+            xattrs=tuple(
+                sorted(
+                    (key.removeprefix(XATTR), value)
+                    for key, value in member.pax_headers.items()
+                    if key.startswith(XATTR)
+                )
+            ),
+        )
+
+    _walk_tar(command, visit, doing="reading the file tree")
+    return tree
+
+
+def _walk_tar(
+    command: list[str],
+    visit: Callable[[str, tarfile.TarInfo, tarfile.TarFile], None],
+    *,
+    doing: str,
+) -> None:
+    """Stream the tar `command` writes; `visit` each member by its path from the root (the
+    files `docker export` adds to every container left out)."""
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
         assert proc.stdout is not None
         with tarfile.open(fileobj=proc.stdout, mode="r|") as archive:
             for member in archive:
                 name = member.name.removeprefix("./").rstrip("/")
-                if not name or name in EXPORT_NOISE:
-                    continue
-                content = ""
-                if member.isfile():
-                    handle = archive.extractfile(member)
-                    content = hashlib.sha256(handle.read()).hexdigest() if handle else ""
-                tree[name] = FileEntry(
-                    kind=member.type.decode(),
-                    mode=member.mode,
-                    uid=member.uid,
-                    gid=member.gid,
-                    link=member.linkname,
-                    sha256=content,
-                    device=(member.devmajor, member.devminor),
-                )
+                if name and name not in EXPORT_NOISE:
+                    visit(name, member, archive)
         stderr = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
         code = proc.wait()
     if code != 0:
-        raise engine_error(command, code, stderr, doing="reading the file tree")
-    return tree
+        raise engine_error(command, code, stderr, doing=doing)
 
 
 def _builder_from_env() -> Builder | None:

@@ -33,25 +33,32 @@ JSON_KEYS = (
 
 
 def history_records(lock: Lock, packages: Mapping[int, PackageDiff]) -> list[dict[str, object]]:
-    """The lock's versions as plain dicts, oldest first (the `--json` output); `packages` are
-    counts ({"added": 1, "removed": 0, "changed": 2}), null where no manifest was recorded."""
-    return [
-        {
-            **{key: getattr(version, key) for key in JSON_KEYS},
-            "images": list(version.images),
-            "checkpoint": version.checkpoint,
-            "tests": [
-                {"name": test.name, "hash": test.hash, "result": test.result}
-                for test in version.tests
-            ],
-            "packages": diff.counts() if (diff := packages.get(version.version)) else None,
-        }
-        for version in lock.versions
-    ]
+    """The lock's versions as plain dicts, oldest first (the `--json` output). `packages` are
+    counts ({"added": 1, "removed": 0, "changed": 2, "by_kind": {"deb": {...}, "pip": {...}}})
+    and `package_changes` the packages themselves, each with its kind (as `diff --json`); both
+    null where no manifest was recorded."""
+    records = []
+    for version in lock.versions:
+        diff = packages.get(version.version)
+        records.append(
+            {
+                **{key: getattr(version, key) for key in JSON_KEYS},
+                "images": list(version.images),
+                "checkpoint": version.checkpoint,
+                "tests": [
+                    {"name": test.name, "hash": test.hash, "result": test.result}
+                    for test in version.tests
+                ],
+                "packages": {**diff.counts(), "by_kind": diff.kind_counts()} if diff else None,
+                "package_changes": diff.to_json() if diff else None,
+            }
+        )
+    return records
 
 
 def history_table(lock: Lock, packages: Mapping[int, PackageDiff]) -> str:
-    """A fixed-width table, oldest first; PACKAGES is the Debian package delta to the parent."""
+    """A fixed-width table, oldest first; PACKAGES is the package delta to the parent, with
+    each kind's share (deb, pip, conda) when more than debs changed."""
     header = ("VERSION", "TAG", "IMAGE", "BUILT", "INCREMENT", "SUMMARY", "COMMIT", "LAYERS",
               "SIZE", "PACKAGES", "PUBLISHED")  # fmt: skip
     rows: list[tuple[str, ...]] = [header]

@@ -32,6 +32,9 @@ class ImageLine:
     # Build secret id -> "env:NAME" or "file:PATH"; the values never pass through imagectl.
     secrets: Mapping[str, str] = field(default_factory=dict)
     test_timeout: float = 120.0  # seconds each of its tests may take ([tests] timeout)
+    # `[verify] ignore`: paths whose differences verify counts apart from drift. Not an input
+    # of any build, so never part of what drift protection hashes.
+    verify_ignore: tuple[str, ...] = ()
 
     def tag_for(self, version: int) -> str:
         return f"{self.repository}:v{version}"

@@ -11,6 +11,7 @@ from imagectl.ci_job import JobResult
 from imagectl.gate import TestReport, count
 from imagectl.history import history_table
 from imagectl.model import BuiltVersion, LinePlan, LockedVersion
+from imagectl.packages import display
 from imagectl.resolver import Resolution
 from imagectl.verifier import VerifyReport
 from imagectl.workflows import (
@@ -148,8 +149,8 @@ def rendered(result: Rendered) -> str:
 def diff(found: VersionDiff) -> str:
     pkgs = found.packages
     out = [f"{found.line}: v{found.old} -> v{found.new}: packages {pkgs.summary}"]
-    out += [f"  + {entry}" for entry in pkgs.added]
-    out += [f"  - {entry}" for entry in pkgs.removed]
+    out += [f"  + {display(entry)}" for entry in pkgs.added]
+    out += [f"  - {display(entry)}" for entry in pkgs.removed]
     out += [f"  ~ {change.name} {change.old} -> {change.new}" for change in pkgs.changed]
     for version in found.between:
         what = version.increment.rsplit("/", 1)[-1] or "(checkpoint)"
@@ -158,21 +159,31 @@ def diff(found: VersionDiff) -> str:
 
 
 def verify(report: VerifyReport) -> str:
+    files, pkgs, v, ignored = report.files, report.packages, report.version, _ignored(report)
     if not report.drift:
-        return f"{report.line}: the reference rebuilt from scratch matches v{report.version}"
-    files, pkgs, v = report.files, report.packages, report.version
+        return f"{report.line}: the reference rebuilt from scratch matches v{v}{ignored}"
     out = [
         f"{report.line}: DRIFT between v{v} and its reference rebuilt now: packages "
         f"{pkgs.summary}, files missing {len(files.missing)}, extra {len(files.extra)}, "
-        f"different {len(files.different)}"
+        f"different {len(files.different)}{ignored}"
     ]
     out += _first(f"  ~ {c.name} {c.old} (v{v}) -> {c.new} (now)" for c in pkgs.changed)
-    out += _first(f"  - {entry} (only in v{v})" for entry in pkgs.removed)
-    out += _first(f"  + {entry} (only in the rebuilt reference)" for entry in pkgs.added)
+    out += _first(f"  - {display(entry)} (only in v{v})" for entry in pkgs.removed)
+    out += _first(f"  + {display(entry)} (only in the rebuilt reference)" for entry in pkgs.added)
     out += _first(f"  ! /{path} differs ({kind})" for path, kind in files.different)
     out += _first(f"  - /{path} missing from the rebuilt reference" for path in files.missing)
     out += _first(f"  + /{path} only in the rebuilt reference" for path in files.extra)
     return "\n".join(out)
+
+
+def _ignored(report: VerifyReport) -> str:
+    """How many differences the ignore list covered, and by which patterns."""
+    counts = report.ignored.counts
+    if not counts:
+        return ""
+    shown = ", ".join(f"{pattern} {count:,}" for pattern, count in counts)
+    total = report.ignored.total
+    return f"; {total:,} difference{'' if total == 1 else 's'} ignored, not drift ({shown})"
 
 
 def _first(lines: Iterable[str]) -> list[str]:

@@ -17,8 +17,31 @@ Say = Callable[[str], None]  # one line of progress or output for the user
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Healthcheck:
+    """An image's HEALTHCHECK: the test and its timings (nanoseconds; 0 is Docker's default)."""
+
+    test: tuple[str, ...]  # ("CMD-SHELL", "cmd"), ("CMD", arg, ...) or ("NONE",)
+    interval: int = 0
+    timeout: int = 0
+    start_period: int = 0
+    start_interval: int = 0
+    retries: int = 0
+
+    @classmethod
+    def from_docker(cls, raw: Mapping[str, Any]) -> Healthcheck:
+        return cls(
+            test=tuple(str(part) for part in raw.get("Test") or ()),
+            interval=int(raw.get("Interval") or 0),
+            timeout=int(raw.get("Timeout") or 0),
+            start_period=int(raw.get("StartPeriod") or 0),
+            start_interval=int(raw.get("StartInterval") or 0),
+            retries=int(raw.get("Retries") or 0),
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ImageConfig:
-    """The parts of an image's config imagectl reads (Docker's `Config`), typed."""
+    """Every field of an image's config (Docker's `Config`) that a Dockerfile can set, typed."""
 
     env: tuple[str, ...] = ()
     cmd: tuple[str, ...] = ()
@@ -30,7 +53,7 @@ class ImageConfig:
     volumes: tuple[str, ...] = ()
     on_build: tuple[str, ...] = ()
     stop_signal: str = ""
-    healthcheck: tuple[str, ...] = ()  # the test command; () when the image has none
+    healthcheck: Healthcheck | None = None
     shell: tuple[str, ...] = ()
 
     @classmethod
@@ -40,7 +63,7 @@ class ImageConfig:
         def strings(key: str) -> tuple[str, ...]:
             return tuple(str(item) for item in raw.get(key) or ())
 
-        health = raw.get("Healthcheck") or {}
+        health = raw.get("Healthcheck")
         return cls(
             env=strings("Env"),
             cmd=strings("Cmd"),
@@ -52,7 +75,7 @@ class ImageConfig:
             volumes=tuple(sorted(str(v) for v in raw.get("Volumes") or {})),
             on_build=strings("OnBuild"),
             stop_signal=str(raw.get("StopSignal") or ""),
-            healthcheck=tuple(str(part) for part in health.get("Test") or ()),
+            healthcheck=Healthcheck.from_docker(health) if health else None,
             shell=strings("Shell"),
         )
 
@@ -95,9 +118,11 @@ class FileEntry:
     link: str = ""  # symlink or hard link target
     sha256: str = ""  # content hash of a regular file
     device: tuple[int, int] = (0, 0)  # major, minor of a device node
+    xattrs: tuple[tuple[str, str], ...] = ()  # extended attributes (name, value), sorted
 
     def difference(self, other: FileEntry) -> str:
-        """The first way `other` differs: content, mode, owner, link or type ("" if equal)."""
+        """The first way `other` differs: type, content, mode, owner, link or xattr ("" if
+        equal)."""
         if self.kind != other.kind:
             return "type"
         if self.sha256 != other.sha256 or self.device != other.device:
@@ -108,6 +133,8 @@ class FileEntry:
             return "owner"
         if self.link != other.link:
             return "link"
+        if self.xattrs != other.xattrs:
+            return "xattr"
         return ""
 
 
@@ -169,11 +196,20 @@ class ImageStore(Protocol):
 
     def tag(self, image_id: str, ref: str) -> None: ...
 
-    def read_file(self, image: str, path: str) -> bytes | None: ...
+    def read_files(self, image: str, wanted: Callable[[str], bool]) -> dict[str, bytes]:
+        """The regular files of `image` whose path (from the root, no leading /) is `wanted`."""
+        ...
 
     def file_tree(self, image: str) -> dict[str, FileEntry]: ...
 
-    def import_rootfs(self, source: str, *, changes: list[str], tag: str) -> str: ...
+    def import_rootfs(self, source: str, *, changes: list[str], tag: str) -> str:
+        """A one-layer image of `source`'s files (`docker import`, with its --change list)."""
+        ...
+
+    def apply_config(self, image: str, *, instructions: list[str], tag: str) -> str:
+        """`FROM image` plus Dockerfile instructions that only set config, built, tagged `tag`:
+        the same layers, another config. Returns the new image id."""
+        ...
 
     def remove_image(self, ref: str) -> None: ...
 

@@ -4,16 +4,26 @@ reference Dockerfile. Build and checkpoint both end here."""
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 from imagectl import lockfile
 from imagectl.config import RepositoryLayout
 from imagectl.faults import pause_point
 from imagectl.linestate import LineState, write_reference
 from imagectl.model import Lock, LockedVersion
-from imagectl.packages import PackageDiff, diff_manifests, parse_dpkg_status, replay
+from imagectl.packages import (
+    KINDS,
+    Manifest,
+    PackageDiff,
+    PackageRecord,
+    VersionDelta,
+    delta_of,
+    diff_manifests,
+    manifest_from_files,
+    of_kinds,
+    wanted_file,
+)
 from imagectl.ports import ImageStore
-
-DPKG_STATUS = "/var/lib/dpkg/status"
 
 
 def record_version(
@@ -47,12 +57,21 @@ def record_version(
 
 def record_skip(state: LineState, skipped: LockedVersion) -> Lock:
     """Write a skipped version: an empty package delta (its successor's parent is the version
-    before it), then the lock."""
+    before it, whose packages it then compares with), then the lock. A skipped v1 gets no
+    entry: the base's packages are recorded when the first version is built."""
     path = lockfile.packages_path(state.lock_path)
-    base, deltas = lockfile.read_packages(path)
-    deltas = {v: d for v, d in deltas.items() if v < skipped.version}
-    deltas[skipped.version] = ((), ())
-    lockfile.write_packages(path, line=state.line.name, base=base, deltas=deltas)
+    if skipped.version > 1:
+        head = lockfile.read_package_head(path)
+        if head is not None and head.version == skipped.version - 1:
+            text = lockfile.append_packages(path, head.text, skipped.version, VersionDelta())
+            lockfile.write_package_head(path, text, skipped.version, head.manifest)
+        else:
+            record = lockfile.read_packages(path).before(skipped.version)
+            lockfile.write_packages(
+                path,
+                line=state.line.name,
+                record=record.with_version(skipped.version, VersionDelta()),
+            )
     new_lock = state.lock.with_version(skipped)
     lockfile.write_lock(state.lock_path, new_lock)
     return new_lock
@@ -61,32 +80,62 @@ def record_skip(state: LineState, skipped: LockedVersion) -> Lock:
 def record_packages(
     state: LineState, *, version: int, image: str, parent: str, images: ImageStore
 ) -> PackageDiff:
-    """Store what `version` changed in the Debian package set against its parent."""
+    """Store what `version` changed in the image's packages against its parent.
+
+    The usual case costs the same on the 300th version as on the 2nd: the parent's manifest
+    comes from the cached head, and the delta is appended to the sidecar. Anything else (a
+    fresh clone, an entry left by an interrupted build, an older sidecar) replays it once."""
     path = lockfile.packages_path(state.lock_path)
-    base, deltas = lockfile.read_packages(path)
-    complete = all(v in deltas for v in range(1, version)) and (version > 1 or base)
-    if version == 1:
-        base = manifest_of(parent, images=images)
-        parent_manifest = base
-    elif complete:
-        parent_manifest = replay(base, deltas, version - 1)
-    else:  # versions built before imagectl recorded packages: ask the parent image itself
-        parent_manifest = manifest_of(parent, images=images)
     current = manifest_of(image, images=images)
-    diff = diff_manifests(parent_manifest, current)
-    added = set(diff.added) | {
-        f"{c.name.rpartition(':')[0]} {c.new} {c.name.rpartition(':')[2]}" for c in diff.changed
-    }
-    removed = set(diff.removed) | {
-        f"{c.name.rpartition(':')[0]} {c.old} {c.name.rpartition(':')[2]}" for c in diff.changed
-    }
-    deltas = {v: d for v, d in deltas.items() if v < version}
-    deltas[version] = (tuple(sorted(added)), tuple(sorted(removed)))
-    lockfile.write_packages(path, line=state.line.name, base=base, deltas=deltas)
+    head = lockfile.read_package_head(path) if version > 1 else None
+    if head is not None and head.version == version - 1:
+        diff = diff_manifests(head.manifest, current)
+        added, removed = delta_of(diff)
+        text = lockfile.append_packages(
+            path, head.text, version, VersionDelta(added=added, removed=removed)
+        )
+    else:
+        diff, text = _record_replaying(
+            state, path, version=version, current=current, parent=parent, images=images
+        )
+    lockfile.write_package_head(path, text, version, current)
     return diff
 
 
-def manifest_of(image: str, *, images: ImageStore) -> tuple[str, ...]:
-    """The image's installed Debian packages; empty for an image without dpkg."""
-    status = images.read_file(image, DPKG_STATUS)
-    return parse_dpkg_status(status.decode(errors="replace")) if status else ()
+def _record_replaying(
+    state: LineState,
+    path: Path,
+    *,
+    version: int,
+    current: Manifest,
+    parent: str,
+    images: ImageStore,
+) -> tuple[PackageDiff, str]:
+    """record_packages without the cached head: read and replay the sidecar, rewrite it."""
+    record = lockfile.read_packages(path).before(version)
+    tracked: tuple[str, ...] = ()
+    baseline: Manifest = ()
+    if version == 1:
+        record = PackageRecord(base=manifest_of(parent, images=images))
+        parent_manifest = record.base
+    elif record.complete(version - 1):
+        parent_manifest = record.manifest(version - 1)
+        tracked = tuple(k for k in KINDS if k not in record.kinds_at(version - 1))
+        if tracked:  # a sidecar from before imagectl read these kinds: start them here
+            baseline = of_kinds(manifest_of(parent, images=images), tracked)
+            parent_manifest = tuple(sorted({*parent_manifest, *baseline}))
+    else:  # versions built before imagectl recorded packages: ask the parent image itself
+        parent_manifest = manifest_of(parent, images=images)
+    diff = diff_manifests(parent_manifest, current)
+    added, removed = delta_of(diff)
+    delta = VersionDelta(added=added, removed=removed, tracked=tracked, baseline=baseline)
+    text = lockfile.write_packages(
+        path, line=state.line.name, record=record.with_version(version, delta)
+    )
+    return diff, text
+
+
+def manifest_of(image: str, *, images: ImageStore) -> Manifest:
+    """The image's debs, pip distributions and conda packages, read from its files in one
+    pass; empty for an image with none of them."""
+    return manifest_from_files(images.read_files(image, wanted_file))

@@ -14,7 +14,7 @@ class TreeDiff:
 
     missing: tuple[str, ...] = ()  # in the old tree only
     extra: tuple[str, ...] = ()  # in the new tree only
-    different: tuple[tuple[str, str], ...] = ()  # (path, content|mode|owner|link|type)
+    different: tuple[tuple[str, str], ...] = ()  # (path, type|content|mode|owner|link|xattr)
 
     @property
     def empty(self) -> bool:

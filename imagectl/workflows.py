@@ -39,7 +39,7 @@ from imagectl.model import (
     Lock,
     LockedVersion,
 )
-from imagectl.packages import PackageDiff, diff_manifests, replay
+from imagectl.packages import PackageDiff, diff_manifests
 from imagectl.parents import locate_version
 from imagectl.planner import deleted_tests, pending_publication, plan_line
 from imagectl.ports import Say
@@ -424,9 +424,9 @@ def diff_versions(project: Project, name: str, old: int, new: int) -> VersionDif
                 hint=f"Compare v{version - 1} or v{version + 1}.",
             )
     path = lockfile.packages_path(project.layout.lock_path(line.name))
-    base, deltas = lockfile.read_packages(path)
-    if all(v in deltas for v in range(1, max(old, new) + 1)):
-        packages = diff_manifests(replay(base, deltas, old), replay(base, deltas, new))
+    record = lockfile.read_packages(path)
+    if record.complete(max(old, new)):
+        packages = record.diff(old, new)
     else:
         # Versions built before imagectl recorded packages: read both images, if still here.
         packages = _diff_images(project, _image_of(lock, old), _image_of(lock, new), path)
@@ -517,10 +517,8 @@ class History:
 def read_history(project: Project, name: str) -> History:
     """A line's lock and package deltas (no drift check: history must work on a drifted tree)."""
     line = project.line(name)
-    _, deltas = lockfile.read_packages(lockfile.packages_path(project.layout.lock_path(line.name)))
-    packages = {
-        version: diff_manifests(removed, added) for version, (added, removed) in deltas.items()
-    }
+    record = lockfile.read_packages(lockfile.packages_path(project.layout.lock_path(line.name)))
+    packages = {version: delta.diff() for version, delta in record.versions.items()}
     return History(lock=_line_lock(project, line), packages=packages)
 
 

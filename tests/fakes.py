@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -79,11 +79,14 @@ class FakeImages:
         self.calls.append(f"tag {ref}")
         self.tags[ref] = image_id
 
-    def read_file(self, image: str, path: str) -> bytes | None:
-        return None
+    def read_files(self, image: str, wanted: Callable[[str], bool]) -> dict[str, bytes]:
+        return {}
 
     def file_tree(self, image: str) -> dict[str, FileEntry]:
         return {}
+
+    def apply_config(self, image: str, *, instructions: list[str], tag: str) -> str:
+        raise NotImplementedError
 
     def import_rootfs(self, source: str, *, changes: list[str], tag: str) -> str:
         raise NotImplementedError

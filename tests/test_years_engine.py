@@ -9,7 +9,7 @@ import pytest
 
 from imagectl import lockfile
 from imagectl.labels import LABEL_KEYS
-from imagectl.packages import replay
+from imagectl.packages import of_kinds
 
 from .conftest import docker, image_id, imagectl
 from .engine_helpers import busybox_repo, file_tree, read_lock
@@ -34,12 +34,17 @@ def test_package_manifests_and_diff_on_the_debian_line(example_repo: Path) -> No
     result = imagectl(example_repo, "build", "next", "--all", "-q", "pod-bookworm")
     assert result.code == 0, result.stderr
     history = json.loads(imagectl(example_repo, "history", "pod-bookworm", "--json").stdout)
+    none = {"added": 0, "removed": 0, "changed": 0}
+    tree = {**none, "added": 1}
+    less = {**none, "removed": 1}
     assert [row["packages"] for row in history][1:] == [
-        {"added": 0, "removed": 0, "changed": 0},
-        {"added": 0, "removed": 0, "changed": 0},
-        {"added": 1, "removed": 0, "changed": 0},
-        {"added": 0, "removed": 1, "changed": 0},
+        {**none, "by_kind": {}},
+        {**none, "by_kind": {}},
+        {**tree, "by_kind": {"deb": tree}},
+        {**less, "by_kind": {"deb": less}},
     ]
+    added = history[3]["package_changes"]["added"]
+    assert [(e["name"], e["kind"]) for e in added] == [("tree", "deb")]
     first = history[0]["packages"]
     assert first["added"] > 0
     table = imagectl(example_repo, "history", "pod-bookworm").stdout
@@ -48,7 +53,8 @@ def test_package_manifests_and_diff_on_the_debian_line(example_repo: Path) -> No
 
     installs = json.loads(imagectl(example_repo, "diff", "pod-bookworm", "3", "4", "--json").stdout)
     assert [entry["name"] for entry in installs["added"]] == ["tree"]
-    assert set(installs["added"][0]) == {"name", "version", "arch"}
+    assert set(installs["added"][0]) == {"name", "version", "kind", "arch"}
+    assert installs["added"][0]["kind"] == "deb"
     assert (installs["removed"], installs["changed"]) == ([], [])
     assert [inc["summary"] for inc in installs["increments"]] == ["Install tree"]
     from_base = json.loads(
@@ -71,8 +77,8 @@ def test_package_manifests_and_diff_on_the_debian_line(example_repo: Path) -> No
         "-f",
         "${Package} ${Version} ${Architecture}\\n",
     )
-    base, deltas = lockfile.read_packages(example_repo / "lock" / "pod-bookworm.packages.toml")
-    assert set(replay(base, deltas, 5)) == set(dpkg.splitlines())
+    record = lockfile.read_packages(example_repo / "lock" / "pod-bookworm.packages.toml")
+    assert set(of_kinds(record.manifest(5), ["deb"])) == set(dpkg.splitlines())
 
 
 def test_busybox_has_an_empty_manifest_and_diff_names_the_increments(
@@ -81,7 +87,8 @@ def test_busybox_has_an_empty_manifest_and_diff_names_the_increments(
     root = busybox_repo(tmp_path, repo_name)
     assert imagectl(root, "build", "next", "--all", "-q").code == 0
     rows = json.loads(imagectl(root, "history", "line", "--json").stdout)
-    assert [row["packages"] for row in rows] == [{"added": 0, "removed": 0, "changed": 0}] * 3
+    empty = {"added": 0, "removed": 0, "changed": 0, "by_kind": {}}
+    assert [row["packages"] for row in rows] == [empty] * 3
     result = imagectl(root, "diff", "line", "1", "3")
     assert "packages +0 -0 ~0" in result.stdout
     assert "v2  0002-two.Dockerfile.j2  Write two" in result.stdout

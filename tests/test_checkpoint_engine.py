@@ -1,0 +1,127 @@
+"""Checkpoints without a dead end, on the real engine: SHELL, HEALTHCHECK, STOPSIGNAL and
+ONBUILD are kept in one layer; device nodes, hard links, setuid bits and xattrs survive."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from .conftest import docker, imagectl
+from .engine_helpers import busybox_repo, layers, read_lock
+from .helpers import git_commit_all, write
+
+pytestmark = pytest.mark.engine
+
+
+def config_of(ref: str) -> dict[str, object]:
+    return dict(json.loads(docker("image", "inspect", "--format", "{{json .Config}}", ref)))
+
+
+def test_shell_healthcheck_and_stopsignal_checkpoint_to_one_layer(
+    tmp_path: Path, repo_name: str
+) -> None:
+    root = busybox_repo(
+        tmp_path,
+        repo_name,
+        {
+            "0001-config": "# Config docker import cannot set\n"
+            'SHELL ["/bin/sh", "-eu", "-c"]\n'
+            "HEALTHCHECK --interval=45s --timeout=4s --start-period=9s --retries=2 "
+            'CMD test "$(cat /proc/1/oom_score_adj)" = 900\n'
+            "STOPSIGNAL SIGINT\nWORKDIR /srv\nENV GREETING=hello\n",
+            "0002-more": "# More config\nRUN echo two > /two\n"
+            'ENTRYPOINT ["/bin/sh", "-c"]\nCMD ["echo $GREETING"]\nONBUILD RUN echo child\n',
+        },
+    )
+    assert imagectl(root, "build", "next", "--all", "-q").code == 0
+    result = imagectl(root, "checkpoint", "line")
+    assert result.code == 0, result.stderr
+    head = read_lock(root, repo_name).versions[-1]
+    assert (head.version, head.checkpoint, head.layers) == (3, True, 1)
+    assert len(layers(f"{repo_name}:v3")) == 1
+    ours, theirs = config_of(f"{repo_name}:v3"), config_of(f"{repo_name}:v2")
+    assert ours["Shell"] == ["/bin/sh", "-eu", "-c"]
+    assert ours["StopSignal"] == "SIGINT"
+    assert ours["Healthcheck"] == {
+        "Test": ["CMD-SHELL", 'test "$(cat /proc/1/oom_score_adj)" = 900'],
+        "Interval": 45_000_000_000,
+        "Timeout": 4_000_000_000,
+        "StartPeriod": 9_000_000_000,
+        "Retries": 2,
+    }
+    for key in ("Env", "Cmd", "Entrypoint", "WorkingDir", "User", "Labels", "OnBuild",
+                "Healthcheck", "Shell", "StopSignal", "ExposedPorts", "Volumes"):  # fmt: skip
+        assert ours.get(key) == theirs.get(key), key
+    assert docker("run", "--rm", f"{repo_name}:v3") == "hello"
+    assert "(checkpoint)" in imagectl(root, "history", "line").stdout
+    assert docker("image", "ls", "-q", "imagectl-checkpoint/*") == ""  # no scratch left
+
+
+def test_device_nodes_hardlinks_setuid_and_xattrs_survive_a_checkpoint(
+    tmp_path: Path, repo_name: str
+) -> None:
+    root = busybox_repo(
+        tmp_path,
+        repo_name,
+        {
+            "0001-special": "# Special files\n"
+            "RUN mkdir -p /opt/special && cd /opt/special && mknod null c 1 3 "
+            "&& mknod disk b 7 0 && mkfifo fifo && echo x > one && ln one two "
+            "&& cp /bin/busybox suid && chmod 4755 suid && chmod 2755 /opt/special\n",
+        },
+    )
+    folder = root / "increments" / "line" / "0002-xattr"
+    marked = write(folder / "marked", "marked\n")
+    os.setxattr(marked, "user.pod", b"kept")
+    write(
+        folder / "Dockerfile.j2", "# A file with an extended attribute\nCOPY marked /opt/marked\n"
+    )
+    git_commit_all(root, "xattr")
+    assert imagectl(root, "build", "next", "--all", "-q").code == 0
+    result = imagectl(root, "checkpoint", "line")
+    assert result.code == 0, result.stderr
+    assert read_lock(root, repo_name).versions[-1].layers == 1
+
+    def listing(ref: str) -> str:
+        # never mtimes: a tar round trip keeps whole seconds only
+        return docker("run", "--rm", ref, "sh", "-c",
+                      "cd /opt/special && stat -c '%n %a %F %t:%T %u:%g links=%h' * "
+                      "&& ls -i one two | sed 's/ .*//' | uniq | wc -l")  # fmt: skip
+
+    before, after = listing(f"{repo_name}:v2"), listing(f"{repo_name}:v3")
+    assert after == before
+    assert "suid 4755 regular file" in after  # setuid
+    assert "2755" in docker("run", "--rm", f"{repo_name}:v3", "stat", "-c", "%a", "/opt/special")
+    assert "null 644 character special file 1:3" in after
+    assert "disk 644 block special file 7:0" in after
+    assert "fifo 644 fifo" in after
+    assert "one 644 regular file 0:0 0:0 links=2" in after
+    assert after.endswith("\n1")  # one and two: one inode, a hard link
+    assert xattrs_of(f"{repo_name}:v2", "opt/marked", tmp_path) == {"user.pod": "kept"}
+    assert xattrs_of(f"{repo_name}:v3", "opt/marked", tmp_path) == {"user.pod": "kept"}
+
+
+def xattrs_of(ref: str, path: str, tmp_path: Path) -> dict[str, str]:
+    """A file's extended attributes as BuildKit's tar export of `ref` carries them (`docker cp`
+    and `docker export` keep security.capability only)."""
+    context = tmp_path / f"export-{ref.rpartition(':')[2]}"
+    write(context / "Dockerfile", f"FROM {ref}\n")
+    command = ["docker", "buildx", "build", "-q", "--output", "type=tar,dest=-", str(context)]
+    with subprocess.Popen(command, stdout=subprocess.PIPE) as proc:
+        assert proc.stdout is not None
+        found: dict[str, str] = {}
+        with tarfile.open(fileobj=proc.stdout, mode="r|") as archive:
+            for member in archive:
+                if member.name.removeprefix("./") == path:
+                    found = {
+                        key.removeprefix("SCHILY.xattr."): value
+                        for key, value in member.pax_headers.items()
+                        if key.startswith("SCHILY.xattr.")
+                    }
+    assert proc.returncode == 0
+    return found
