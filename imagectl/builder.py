@@ -53,15 +53,17 @@ def build_line(
     say: Say,
     output: Say,
     options: BuildOptions,
+    built: list[BuiltVersion] | None = None,
 ) -> tuple[BuiltVersion, ...]:
-    """Carry out the line's plan: the next step, or every pending one with `all_versions`."""
+    """Carry out the line's plan: the next step, or every pending one with `all_versions`.
+    Each version is appended to `built` as it is recorded, so a later failure keeps them."""
     plan = plan_line(state.line, state.lock, state.increments, all_versions=all_versions)
     for name in plan.deleted_tests:
         say(f"{state.line.name}: warning: {name} ran on a built version and no longer exists.")
     if plan.steps:
         warn_if_base_moved(state, registry=adapters.registry, say=say)
         warn_if_parent_tag_moved(state, registry=adapters.registry, say=say)
-    built: list[BuiltVersion] = []
+    built = [] if built is None else built
     for step in plan.steps:
         result, state = build_step(
             layout, state, step, adapters=adapters, say=say, output=output, options=options

@@ -117,6 +117,8 @@ def build_next(
         adapters.builder.check()
         say(adapters.builder.describe())
         options = build_options(project)
+        # What each line recorded, kept when a later version of that line fails.
+        done: dict[str, list[BuiltVersion]] = {line.name: [] for line in lines}
 
         def build_one(line: ImageLine) -> tuple[BuiltVersion, ...]:
             return build_line(
@@ -127,12 +129,11 @@ def build_next(
                 say=say,
                 output=_prefixed(output, line.name, jobs),
                 options=options,
+                built=done[line.name],
             )
 
         outcomes = _each_line(build_one, lines, jobs=jobs)
-    built = [
-        b for outcome in outcomes.values() if not isinstance(outcome, Exception) for b in outcome
-    ]
+    built = [b for line in lines for b in done[line.name]]
     failures = tuple((n, o) for n, o in outcomes.items() if isinstance(o, ImagectlError))
     return BuildResult(
         lines=tuple(line.name for line in lines), built=tuple(built), failures=failures

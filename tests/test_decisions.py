@@ -3,6 +3,7 @@ existing tag, the publish race, and the CI job's retries (milliseconds, no engin
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -333,3 +334,14 @@ def test_plan_says_per_line_what_to_build_and_to_publish(tmp_path: Path) -> None
     assert again.up_to_date
     text = output.plans(output.Plans(plans=(again,)))
     assert text == "line: up to date (v2)"
+
+
+def test_a_line_failing_later_keeps_the_versions_it_built_in_the_result(tmp_path: Path) -> None:
+    project, _, registry = setup(tmp_path)
+    registry.tags[f"{REPO}:v2"] = RemoteImage(digest=fake_id("m"), config_digest=fake_id("i"))
+    result = build(project)
+    assert [b.version for b in result.built] == [1]  # v1 was recorded before v2 failed
+    assert [name for name, _ in result.failures] == ["line"]
+    (row,) = json.loads(json.dumps(result.to_json()))["lines"]
+    assert row["status"] == "failed"
+    assert [b["version"] for b in row["built"]] == [1]
