@@ -10,7 +10,7 @@ import pytest
 from imagectl import lockfile, output, workflows
 from imagectl.ci_job import JobResult, run_publish_job
 from imagectl.errors import ConfigError, GitError, RegistryError, TagConflictError
-from imagectl.model import LockedVersion
+from imagectl.model import LinePlan, LockedVersion
 from imagectl.ports import RemoteImage
 from imagectl.project import Project, open_project
 from imagectl.publisher import publish_version
@@ -282,3 +282,10 @@ def test_plan_says_per_line_what_to_build_and_to_publish(tmp_path: Path) -> None
     assert again.up_to_date
     text = output.plans(output.Plans(plans=(again,)))
     assert text == "line: up to date (v2)"
+
+
+def test_plan_text_shows_versions_to_publish_as_runs() -> None:
+    plan = LinePlan(line="l", built=9, available=9, pending=0, unpublished=(1, 2, 3, 5, 7, 8, 9))
+    assert output.plans(output.Plans(plans=(plan,))) == (
+        "l: nothing to build (v9); to publish: v1-v3, v5, v7-v9"
+    )
