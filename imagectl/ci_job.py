@@ -104,8 +104,9 @@ def run_publish_job(
             return JobResult(lines=names, tags=tuple(tags), commit=pushed, attempts=attempt)
     raise GitError(
         f"gave up after {attempts} attempts: {upstream} kept moving while this job ran.",
-        hint="Serialize publish jobs (one CI concurrency group) and run the job again; "
-        "everything published so far is recorded in the registry and is adopted on the rerun.",
+        hint="Run the job again (with more --attempts when many shards push at once; one "
+        "CI concurrency group per line keeps jobs of one line apart); everything published so "
+        "far is recorded in the registry and is adopted on the rerun.",
     )
 
 

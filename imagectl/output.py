@@ -75,8 +75,8 @@ def plans(result: Plans) -> str:
             f"  ! test {name} ran on a built version and no longer exists"
             for name in line_plan.deleted_tests
         ]
-        unpublished = ", ".join(f"v{v}" for v in line_plan.unpublished)
-        to_publish = f"; to publish: {unpublished}" if unpublished else ""
+        unpublished = line_plan.unpublished
+        to_publish = f"; to publish: {_versions(unpublished)}" if unpublished else ""
         if not line_plan.steps:
             state = "up to date" if line_plan.up_to_date else "nothing to build"
             out += [f"{line_plan.line}: {state} (v{line_plan.built}){to_publish}", *deleted]
@@ -91,6 +91,18 @@ def plans(result: Plans) -> str:
                 f"  v{step.version}  {step.increment.path.as_posix()}  FROM {step.parent}{summary}"
             )
     return "\n".join(out)
+
+
+def _versions(versions: tuple[int, ...]) -> str:
+    """Versions as runs: "v1-v200", "v3, v5-v7" (a line of 200 unpublished versions is one
+    short line, not 200 entries)."""
+    runs: list[list[int]] = []
+    for version in versions:
+        if runs and version == runs[-1][-1] + 1:
+            runs[-1].append(version)
+        else:
+            runs.append([version])
+    return ", ".join(f"v{r[0]}" if len(r) == 1 else f"v{r[0]}-v{r[-1]}" for r in runs)
 
 
 def build(result: BuildResult) -> str:

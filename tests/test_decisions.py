@@ -11,7 +11,7 @@ import pytest
 from imagectl import lockfile, output, workflows
 from imagectl.ci_job import JobResult, run_publish_job
 from imagectl.errors import ConfigError, GitError, PlanError, RegistryError, TagConflictError
-from imagectl.model import LockedVersion
+from imagectl.model import LinePlan, LockedVersion
 from imagectl.ports import RemoteImage
 from imagectl.project import Project, open_project
 from imagectl.publisher import publish_version
@@ -345,3 +345,10 @@ def test_a_line_failing_later_keeps_the_versions_it_built_in_the_result(tmp_path
     (row,) = json.loads(json.dumps(result.to_json()))["lines"]
     assert row["status"] == "failed"
     assert [b["version"] for b in row["built"]] == [1]
+
+
+def test_plan_text_shows_versions_to_publish_as_runs() -> None:
+    plan = LinePlan(line="l", built=9, available=9, pending=0, unpublished=(1, 2, 3, 5, 7, 8, 9))
+    assert output.plans(output.Plans(plans=(plan,))) == (
+        "l: nothing to build (v9); to publish: v1-v3, v5, v7-v9"
+    )
