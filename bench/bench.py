@@ -1357,11 +1357,12 @@ class DpkgLine:
     """A line on the Debian base whose every increment installs one (fake) dpkg package: the
     sidecar grows by one package per version, as on a real apt line, in seconds per build."""
 
-    def __init__(self, session: Session) -> None:
-        self.repository = session.repository("dpkg")
-        self.root = session.work / "dpkg"
+    def __init__(self, session: Session, name: str) -> None:
+        self.name = name
+        self.repository = session.repository(name)
+        self.root = session.work / name
         write(
-            self.root / "images" / "dpkg.toml",
+            self.root / "images" / f"{name}.toml",
             f'repository = "{self.repository}"\nbase = "{DEBIAN}"\n[vars]\n',
         )
         (self.root / "lock").mkdir(parents=True, exist_ok=True)
@@ -1372,14 +1373,16 @@ class DpkgLine:
 
     @property
     def sidecar(self) -> Path:
-        return self.root / "lock" / "dpkg.packages.toml"
+        return self.root / "lock" / f"{self.name}.packages.toml"
+
+    def lock(self) -> Lock:
+        return lockfile.read_lock(
+            self.root / "lock" / f"{self.name}.lock.toml", line=self.name,
+            repository=self.repository, base=DEBIAN,
+        )  # fmt: skip
 
     def versions(self) -> int:
-        lock = lockfile.read_lock(
-            self.root / "lock" / "dpkg.lock.toml", line="dpkg", repository=self.repository,
-            base=DEBIAN,
-        )  # fmt: skip
-        return len(lock.versions)
+        return len(self.lock().versions)
 
     def write_increments(self, count: int) -> None:
         for i in range(self.written + 1, count + 1):
@@ -1388,7 +1391,7 @@ class DpkgLine:
                 f"\\nVersion: 1.0-{self.nonce}\\n\\n"
             )
             write(
-                self.root / "increments" / "dpkg" / f"{i:04d}-pkg.Dockerfile.j2",
+                self.root / "increments" / self.name / f"{i:04d}-pkg.Dockerfile.j2",
                 f"# package {i}\nRUN printf '{stanza}' >> /var/lib/dpkg/status\n",
             )
         self.written = max(self.written, count)
@@ -1397,15 +1400,15 @@ class DpkgLine:
     def grow_to(self, versions: int) -> None:
         """Build (not timed) until the line has `versions` versions, checkpointing at Docker's
         layer limit as a long line must."""
-        while self.versions() < versions:
-            self.write_increments(self.written + versions - self.versions())
-            done = run(
-                [IMAGECTL, "-C", str(self.root), "build", "next", "--all", "-q"], check=False
-            )
+        while (have := self.versions()) < versions:
+            built = sum(1 for version in self.lock().versions if not version.checkpoint)
+            self.write_increments(built + versions - have)  # never more than the target needs
+            build = [IMAGECTL, "-C", str(self.root), "build", "next", "--all", "-q"]
+            done = run(build, check=False)
             if done.returncode != 0:
                 if "checkpoint" not in done.stderr:
                     raise CommandFailedError(done.stderr[-3000:])
-                run([IMAGECTL, "-C", str(self.root), "checkpoint", "dpkg"])
+                run([IMAGECTL, "-C", str(self.root), "checkpoint", self.name])
 
     def build_next(self) -> float:
         self.write_increments(self.written + 1)
@@ -1413,7 +1416,7 @@ class DpkgLine:
 
     def raw(self, label: str) -> float:
         """A raw `buildx build --load` of the same kind of step on the line's head."""
-        context = self.root.parent / "dpkg-raw"
+        context = self.root.parent / f"{self.name}-raw"
         write(
             context / f"Dockerfile.{label}",
             f"FROM {self.repository}:v{self.versions()}\n"
@@ -1429,11 +1432,7 @@ class DpkgLine:
         return timed([*command, str(context)])
 
     def checkpoints(self) -> int:
-        lock = lockfile.read_lock(
-            self.root / "lock" / "dpkg.lock.toml", line="dpkg", repository=self.repository,
-            base=DEBIAN,
-        )  # fmt: skip
-        return sum(1 for version in lock.versions if version.checkpoint)
+        return sum(1 for version in self.lock().versions if version.checkpoint)
 
 
 @dataclass(slots=True)
@@ -1456,26 +1455,33 @@ def bench_dpkg(session: Session) -> Section:
         8,
         "Flat cost on a dpkg line",
         f"one `build next` on a Debian line (`{DEBIAN}`) whose every increment adds a package "
-        f"to dpkg's status, at n = {', '.join(map(str, points))} versions, beside a raw "
+        f"to dpkg's status, at n = {', '.join(map(str, points))} versions (one line each, "
+        "builds taken in turns), beside a raw "
         "`buildx build` of the same step on the head; then the package sidecar's size at "
         f"{sizes.dpkg_sidecar} versions (checkpoints at the layer limit)",
         f"build next at n={last} <= 1.5 x at n={first}",
     )
-    line, samples = DpkgLine(session), DpkgSamples()
-    for n in points:
-        say(f"8 dpkg: growing the line to {n} versions (not timed)")
+    # One line per length, the timed builds taken in turns (n=1, 50, 100, n=1, ...): a machine
+    # that slows down or speeds up during the run weighs on every length alike.
+    lines = {n: DpkgLine(session, f"dpkg{n}") for n in points}
+    samples = DpkgSamples()
+    for n, line in lines.items():
+        say(f"8 dpkg: growing a line to {n} versions (not timed)")
         line.grow_to(n)
         samples.times[n], samples.raw[n] = [], []
-        for rep in range(sizes.dpkg_reps):
-            samples.sidecar.setdefault(line.versions(), line.sidecar.stat().st_size)
-            samples.raw[n].append(line.raw(f"n{n}-{rep}"))
+        samples.sidecar[n] = line.sidecar.stat().st_size
+    for rep in range(sizes.dpkg_reps):
+        for n, line in lines.items():
+            samples.raw[n].append(line.raw(f"r{rep}"))
             samples.times[n].append(line.build_next())
-        timings = f"build next {fmt_times(samples.times[n])} s; raw {fmt_times(samples.raw[n])} s"
-        say(f"8 dpkg: n={n}: {timings}")
+        say(f"8 dpkg: round {rep + 1}: " + ", ".join(
+            f"n={n} {samples.times[n][-1]:.3f} s (raw {samples.raw[n][-1]:.3f} s)" for n in points
+        ))  # fmt: skip
+    line = lines[last]
     line.write_increments(line.written + 1)
     at = line.versions()
     parts = breakdown(session, ["build", "next", "-q"], line.root)
-    say(f"8 dpkg: growing the line to {sizes.dpkg_sidecar} versions (not timed)")
+    say(f"8 dpkg: growing the n={last} line to {sizes.dpkg_sidecar} versions (not timed)")
     line.grow_to(sizes.dpkg_sidecar)
     _dpkg_report(section, sizes, samples, line)
     section.details += _dpkg_explained(sizes, samples, parts, at)
@@ -1529,9 +1535,10 @@ def _dpkg_report(section: Section, sizes: Sizes, samples: DpkgSamples, line: Dpk
         ),
     ]
     section.details += [
-        "n = versions when the timed `build next` starts (it builds v(n+1)); raw = a `buildx "
-        "build --load` of the same kind of step FROM the line's head, just before it; sidecar = "
-        "its size when the timed builds start.",
+        "One line per n, the timed builds taken in turns across them; n = versions when the "
+        "timed builds start (the first builds v(n+1)); raw = a `buildx build --load` of the same "
+        "kind of step FROM that line's head, just before each; sidecar = its size when the timed "
+        "builds start.",
         "",
         "| n | build next (s) | median | ratio | raw (s) | median | ratio "
         "| imagectl beyond raw (s) | sidecar (bytes) |",
