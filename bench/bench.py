@@ -329,17 +329,27 @@ class Breakdown:
     top_imports: tuple[tuple[str, float], ...]
     calls: tuple[ToolCall, ...]
 
+    @property
+    def active(self) -> tuple[ToolCall, ...]:
+        """The calls, without long-lived helpers (GitPython's `git cat-file --batch`, which
+        lives through the whole run and sits idle between requests)."""
+        return tuple(c for c in self.calls if "--batch" not in c.argv)
+
+    @property
+    def helpers(self) -> int:
+        return len(self.calls) - len(self.active)
+
     def spent(self, tool: str) -> float:
         """Time while at least one call of `tool` ran (= their sum when sequential)."""
-        return union_length([(c.begin, c.end) for c in self.calls if c.tool == tool])
+        return union_length([(c.begin, c.end) for c in self.active if c.tool == tool])
 
     def count(self, tool: str) -> int:
-        return sum(1 for call in self.calls if call.tool == tool)
+        return sum(1 for call in self.active if call.tool == tool)
 
     @property
     def rest(self) -> float:
         """Wall time with no docker or git call running, beyond start-up and imports."""
-        busy = union_length([(c.begin, c.end) for c in self.calls])
+        busy = union_length([(c.begin, c.end) for c in self.active])
         return self.wall - self.interpreter - self.imports - busy
 
     def in_flight(self, kind: str) -> tuple[float, float]:
@@ -356,10 +366,11 @@ class Breakdown:
 
     def explain(self, *, skip: str = "docker buildx build") -> str:
         """Where the wall time of this run went, in words, from the measured parts."""
-        others = [c for c in self.calls if c.tool == "docker" and c.kind != skip]
+        others = [c for c in self.active if c.tool == "docker" and c.kind != skip]
         other_busy = union_length([(c.begin, c.end) for c in others])
         skipped, skipped_busy = self.in_flight(skip)
         kinds = [(k, n, s) for k, n, s in self.by_kind() if k.startswith("docker") and k != skip]
+        kinds = [row for row in kinds if row[0] != "git cat-file"]
         top = ", ".join(f"{n} x `{k}` {s:.3f} s" for k, n, s in kinds[:4])
         text = f"Of one run's {self.wall:.3f} s wall (breakdown below): "
         if skipped:
@@ -380,9 +391,11 @@ class Breakdown:
 
     def fixed(self, *, skip: str = "docker buildx build") -> tuple[float, int, float, float]:
         """(seconds in docker calls other than `skip`, their count, start-up + imports, rest)."""
-        others = [c for c in self.calls if c.tool == "docker" and c.kind != skip]
+        others = [c for c in self.active if c.tool == "docker" and c.kind != skip]
         busy = union_length([(c.begin, c.end) for c in others])
-        return busy, len(others), self.interpreter + self.imports, self.rest + self.spent("git")
+        docker = union_length([(c.begin, c.end) for c in self.active if c.tool == "docker"])
+        startup = self.interpreter + self.imports
+        return busy, len(others), startup, self.wall - startup - docker
 
     def markdown(self, title: str, *, each_call: bool) -> list[str]:
         out = [
@@ -404,6 +417,13 @@ class Breakdown:
         out.append(f"| **wall** | **{self.wall:.3f}** | 100 % |")
         out += ["", "| call | count | seconds |", "|---|---|---|"]
         out += [f"| `{kind}` | {n} | {s:.3f} |" for kind, n, s in self.by_kind()]
+        if self.helpers:
+            out += [
+                "",
+                f"({self.helpers} long-lived `--batch` helper process(es), GitPython's `git "
+                "cat-file`, live through the run and sit idle between requests: listed above, "
+                "left out of the parts.)",
+            ]
         summed, busy = self.in_flight("docker buildx build")
         if busy and summed > 1.05 * busy:
             out += [
@@ -624,8 +644,8 @@ def _fixed_cost_why(label: str, target: str, pair: OverheadPair, parts: Breakdow
         f"{pair.fixed:.3f} s per version (median `build next` {median(pair.tool):.3f} s minus "
         f"median raw build {median(pair.raw):.3f} s). In the breakdown run, besides the build, "
         f"{docker:.3f} s went to {calls} other docker CLI calls, {startup:.3f} s to Python "
-        f"start-up and imports, and {rest:.3f} s to git calls and imagectl's own Python work. "
-        + parts.explain()
+        f"start-up and imports, and {rest:.3f} s to everything outside docker calls and start-up "
+        "(git calls and imagectl's own Python work). " + parts.explain()
     )
 
 
