@@ -1101,11 +1101,15 @@ def _cli_why(
         ):
             if value <= limit or (name == "`imagectl --help`" and label == "cold"):
                 continue
-            if label == "cold":
-                shutil.rmtree(state, ignore_errors=True)
+            # Warm: fill the caches first (a cold measurement before may have left them
+            # partial); cold: none.
+            shutil.rmtree(state, ignore_errors=True)
+            if label == "warm":
+                run(command, env=env)
             parts = breakdown(session, args, root, base_env=env)
-            if label == "cold":
-                shutil.rmtree(state, ignore_errors=True)
+            shutil.rmtree(state, ignore_errors=True)
+            if label == "warm":
+                run(command, env=env)
             lines_out, top = profile_summary(
                 args, root, env, session.work / f"profile-{args[0]}-{label}.prof", label=label
             )
