@@ -50,30 +50,16 @@ DEBIAN = f"{REGISTRY}/debian:bookworm"
 NOWHERE = "unix:///nonexistent.sock"  # DOCKER_HOST for the engine-free CLI benchmark
 OOM_FIX = ROOT / "increments" / "_shared" / "oom-score-adj.Dockerfile.j2"
 GIT_ID = ["-c", "user.name=bench", "-c", "user.email=bench@example.invalid"]
-CLI_TARGET = 0.30  # s, absolute, Python start-up included
-
-
-# Why the targets this suite reports as missed are missed (the measured breakdowns follow in
-# "Details"); kept here so every regenerated RESULTS.md says it.
-WHY_MISSED = """## Targets missed, and why
-
-- **1 overhead (target <= 1.10).** The build inside `build next` takes as long as the raw
-  build; the extra ~0.35 s is Python start-up and imports (~0.15 s) and ten short docker CLI
-  calls (~0.17 s, 11-19 ms each): the registry check that the new tag is free, the layer-prefix
-  proof, the tag-free check in the engine, tagging, and the package manifest read from a
-  created container, plus the git commit of the increment. Each is something the tool promises;
-  the fixed cost is about 0.35 s per version, which is ~2x a 0.35 s busybox step but under 5 %
-  of a typical apt increment (10 s or more). Going to the engine API and registry over HTTP
-  instead of the CLI would save ~0.15 s; 1.10 is reachable only for builds of a few seconds.
-- **3 plan (target < 0.30 s on 50 lines x 200 versions).** `plan` proves that none of 10,000
-  built increments drifted: it hashes every increment file and checks every render. Warm
-  (render cache in .imagectl/) it takes ~0.43 s, mostly file hashing and per-version Python
-  work; cold (a fresh clone) it renders all 10,000 templates, ~7 s. `history` and `resolve` meet
-  the target. A stat-keyed file-hash cache (like git's index) would be the next step.
-- **5 publish (target <= 1.5, set by this suite).** Per tag imagectl looks the tag up before the
-  push and reads it back after (two `docker manifest inspect`, ~55 ms), and writes the lock
-  after every push so a crash loses nothing; `docker push` alone does none of that.
-"""
+OVERHEAD_TARGET = 1.5  # 1: build next / raw buildx, trivial step
+WORK_TARGET = 1.05  # 1: the same on a step with a few seconds of work
+WORK_RUN = "sleep 2"  # that work
+# 3: absolute seconds, Python start-up included: (warm, cold); cold = no .imagectl/ (CI)
+CLI_TARGETS = {
+    "plan": (0.30, 1.0),
+    "history": (0.15, 0.15),
+    "resolve": (0.15, 0.15),
+    "--help": (0.15, 0.15),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +145,7 @@ class Section:
     target: str
     rows: list[Row] = field(default_factory=list)
     details: list[str] = field(default_factory=list)
+    why: list[str] = field(default_factory=list)  # computed from the measured figures
     seconds: float = 0.0
 
     @property
@@ -342,17 +329,27 @@ class Breakdown:
     top_imports: tuple[tuple[str, float], ...]
     calls: tuple[ToolCall, ...]
 
+    @property
+    def active(self) -> tuple[ToolCall, ...]:
+        """The calls, without long-lived helpers (GitPython's `git cat-file --batch`, which
+        lives through the whole run and sits idle between requests)."""
+        return tuple(c for c in self.calls if "--batch" not in c.argv)
+
+    @property
+    def helpers(self) -> int:
+        return len(self.calls) - len(self.active)
+
     def spent(self, tool: str) -> float:
         """Time while at least one call of `tool` ran (= their sum when sequential)."""
-        return union_length([(c.begin, c.end) for c in self.calls if c.tool == tool])
+        return union_length([(c.begin, c.end) for c in self.active if c.tool == tool])
 
     def count(self, tool: str) -> int:
-        return sum(1 for call in self.calls if call.tool == tool)
+        return sum(1 for call in self.active if call.tool == tool)
 
     @property
     def rest(self) -> float:
         """Wall time with no docker or git call running, beyond start-up and imports."""
-        busy = union_length([(c.begin, c.end) for c in self.calls])
+        busy = union_length([(c.begin, c.end) for c in self.active])
         return self.wall - self.interpreter - self.imports - busy
 
     def in_flight(self, kind: str) -> tuple[float, float]:
@@ -366,6 +363,39 @@ class Breakdown:
             kinds.setdefault(call.kind, []).append(call.seconds)
         rows = [(kind, len(times), sum(times)) for kind, times in kinds.items()]
         return sorted(rows, key=lambda row: -row[2])
+
+    def explain(self, *, skip: str = "docker buildx build") -> str:
+        """Where the wall time of this run went, in words, from the measured parts."""
+        others = [c for c in self.active if c.tool == "docker" and c.kind != skip]
+        other_busy = union_length([(c.begin, c.end) for c in others])
+        skipped, skipped_busy = self.in_flight(skip)
+        kinds = [(k, n, s) for k, n, s in self.by_kind() if k.startswith("docker") and k != skip]
+        kinds = [row for row in kinds if row[0] != "git cat-file"]
+        top = ", ".join(f"{n} x `{k}` {s:.3f} s" for k, n, s in kinds[:4])
+        text = f"Of one run's {self.wall:.3f} s wall (breakdown below): "
+        if skipped:
+            count = sum(1 for c in self.calls if c.kind == skip)
+            text += f"{skipped_busy:.3f} s in {count} `{skip}`; "
+        text += (
+            f"{other_busy:.3f} s in {len(others)} other docker calls"
+            + (f" ({top})" if top else "")
+            + f"; {self.spent('git'):.3f} s in {self.count('git')} git calls; "
+            f"{self.interpreter + self.imports:.3f} s Python start-up and imports "
+            f"({self.interpreter:.3f} s interpreter, {self.imports:.3f} s imports"
+        )
+        if self.top_imports:
+            name, seconds = self.top_imports[0]
+            text += f", the largest `{name}` {seconds:.3f} s"
+        text += f"); {self.rest:.3f} s the rest (imagectl's own Python work, spawning)."
+        return text
+
+    def fixed(self, *, skip: str = "docker buildx build") -> tuple[float, int, float, float]:
+        """(seconds in docker calls other than `skip`, their count, start-up + imports, rest)."""
+        others = [c for c in self.active if c.tool == "docker" and c.kind != skip]
+        busy = union_length([(c.begin, c.end) for c in others])
+        docker = union_length([(c.begin, c.end) for c in self.active if c.tool == "docker"])
+        startup = self.interpreter + self.imports
+        return busy, len(others), startup, self.wall - startup - docker
 
     def markdown(self, title: str, *, each_call: bool) -> list[str]:
         out = [
@@ -387,6 +417,13 @@ class Breakdown:
         out.append(f"| **wall** | **{self.wall:.3f}** | 100 % |")
         out += ["", "| call | count | seconds |", "|---|---|---|"]
         out += [f"| `{kind}` | {n} | {s:.3f} |" for kind, n, s in self.by_kind()]
+        if self.helpers:
+            out += [
+                "",
+                f"({self.helpers} long-lived `--batch` helper process(es), GitPython's `git "
+                "cat-file`, live through the run and sit idle between requests: listed above, "
+                "left out of the parts.)",
+            ]
         summed, busy = self.in_flight("docker buildx build")
         if busy and summed > 1.05 * busy:
             out += [
@@ -427,7 +464,9 @@ def _import_times(stderr: str) -> dict[str, float]:
     return tops
 
 
-def breakdown(session: Session, args: Sequence[str], root: Path) -> Breakdown:
+def breakdown(
+    session: Session, args: Sequence[str], root: Path, *, base_env: dict[str, str] | None = None
+) -> Breakdown:
     """Run `imagectl -C root ARGS` once with the docker and git shims and -X importtime."""
     shim_dir = session.work / "shim"
     for tool in SHIMMED:
@@ -435,9 +474,10 @@ def breakdown(session: Session, args: Sequence[str], root: Path) -> Breakdown:
             real = shutil.which(tool) or tool
             write(shim_dir / tool, SHIM.format(real=real, tool=tool), mode=0o755)
     log = session.work / f"calls-{nonce()}.log"
+    base = dict(os.environ) if base_env is None else base_env
     env = {
-        **os.environ,
-        "PATH": f"{shim_dir}:{os.environ.get('PATH', '')}",
+        **base,
+        "PATH": f"{shim_dir}:{base.get('PATH', '')}",
         "BENCH_CALL_LOG": str(log),
     }
     bare = [timed([PYTHON, "-c", "pass"]) for _ in range(5)]
@@ -467,8 +507,9 @@ def breakdown(session: Session, args: Sequence[str], root: Path) -> Breakdown:
 
 def profile_summary(
     args: Sequence[str], root: Path, env: dict[str, str], out: Path, *, label: str
-) -> list[str]:
-    """cProfile of `python -m imagectl -C root ARGS`: tottime grouped by module, top functions."""
+) -> tuple[list[str], list[tuple[str, float]]]:
+    """cProfile of `python -m imagectl -C root ARGS`: tottime grouped by module, top functions;
+    and the top module groups as (name, share of the function time)."""
     run(
         [PYTHON, "-m", "cProfile", "-o", str(out), "-m", "imagectl", "-C", str(root), *args],
         env=env,
@@ -501,7 +542,8 @@ def profile_summary(
     for cumtime, _tottime, calls, name in sorted(own, reverse=True)[:20]:
         out_lines.append(f"- `{name}`: {cumtime:.3f} s cumulative, {calls} calls")
     out_lines.append("")
-    return out_lines
+    top = sorted(groups.items(), key=lambda item: -item[1])[:4]
+    return out_lines, [(group, seconds / total) for group, seconds in top]
 
 
 STDLIB = sysconfig.get_paths()["stdlib"]
@@ -523,30 +565,43 @@ def _module_group(filename: str, function: str) -> str:
 # -- 1. tool overhead --------------------------------------------------------------------------
 
 
-def bench_overhead(session: Session) -> Section:
-    section = Section(
-        1,
-        "Tool overhead",
-        "`imagectl build next` of one small increment (`RUN echo <nonce> > /f` on a busybox "
-        "line) vs `docker buildx build --load` of the same Dockerfile text with another nonce, "
-        "alternated",
-        "imagectl / raw <= 1.10",
-    )
-    reps = session.sizes.overhead_reps
-    repository = session.repository("overhead")
-    root = new_repo(session.work / "overhead", {"ovh": repository})
-    steps = root / "increments" / "ovh"
+@dataclass(slots=True)
+class OverheadPair:
+    """imagectl `build next` and raw buildx builds of the same step, alternated."""
+
+    tool: list[float]
+    raw: list[float]
+    root: Path
+    add: Callable[[], None]  # writes and commits one more increment
+
+    @property
+    def ratio(self) -> float:
+        return median(self.tool) / median(self.raw)
+
+    @property
+    def fixed(self) -> float:
+        return median(self.tool) - median(self.raw)
+
+
+def _overhead_pair(session: Session, name: str, body: str, reps: int) -> OverheadPair:
+    """`reps` timed `build next` of one increment `RUN <body> && echo <nonce> > /f` on a busybox
+    line vs raw `buildx build --load` of the same Dockerfile text (another nonce), alternated:
+    odd reps imagectl first, even reps raw first."""
+    repository = session.repository(name)
+    root = new_repo(session.work / name, {name: repository})
+    steps = root / "increments" / name
     count = 0
 
     def add_increment() -> None:
         nonlocal count
         count += 1
         write(
-            steps / f"{count:04d}-step.Dockerfile.j2", f"# step {count}\nRUN echo {nonce()} > /f\n"
+            steps / f"{count:04d}-step.Dockerfile.j2",
+            f"# step {count}\nRUN {body}echo {nonce()} > /f\n",
         )
         git_commit(root, f"step {count}")
 
-    raw_dir = session.work / "overhead-raw"
+    raw_dir = session.work / f"{name}-raw"
     (raw_dir / "context").mkdir(parents=True)
 
     def raw_build(index: int) -> float:
@@ -554,8 +609,8 @@ def bench_overhead(session: Session) -> Section:
         dockerfile = raw_dir / f"Dockerfile.{index}"
         write(
             dockerfile,
-            f"# Generated by imagectl: line ovh, version v{count + 1}, increment raw\n"
-            f"FROM {repository}:v{count}\nRUN echo {nonce()} > /f\n",
+            f"# Generated by imagectl: line {name}, version v{count + 1}, increment raw\n"
+            f"FROM {repository}:v{count}\nRUN {body}echo {nonce()} > /f\n",
         )
         command = ["docker", "buildx", "build", "--progress=plain", "--load"]
         command += ["--iidfile", str(raw_dir / f"iid.{index}"), "-t", f"{repository}-raw:{index}"]
@@ -569,45 +624,96 @@ def bench_overhead(session: Session) -> Section:
     imagectl(root, "build", "next", "-q")  # v1 from the base: not timed
     imagectl_build()  # warm-up of both paths, not timed
     raw_build(0)
-    tool: list[float] = []
-    raw: list[float] = []
+    pair = OverheadPair([], [], root, add_increment)
     for index in range(1, reps + 1):
         if index % 2:
-            tool.append(imagectl_build())
-            raw.append(raw_build(index))
+            pair.tool.append(imagectl_build())
+            pair.raw.append(raw_build(index))
         else:
-            raw.append(raw_build(index))
-            tool.append(imagectl_build())
-        say(f"1 overhead: imagectl {tool[-1]:.3f} s, raw {raw[-1]:.3f} s")
-    ratio = median(tool) / median(raw)
-    section.rows.append(
-        Row(
-            "1 overhead",
-            f"`build next` / raw `buildx build --load` (median of {reps})",
-            f"**{ratio:.2f}** ({median(tool):.3f} s / {median(raw):.3f} s)",
-            "<= 1.10",
-            ratio <= 1.10,
+            pair.raw.append(raw_build(index))
+            pair.tool.append(imagectl_build())
+        say(f"1 overhead ({name}): imagectl {pair.tool[-1]:.3f} s, raw {pair.raw[-1]:.3f} s")
+    add_increment()  # the next build (breakdown, profile) has an increment to build
+    return pair
+
+
+def _fixed_cost_why(label: str, target: str, pair: OverheadPair, parts: Breakdown) -> str:
+    docker, calls, startup, rest = parts.fixed()
+    return (
+        f"**{label} (target {target}): {pair.ratio:.2f}.** imagectl's fixed cost is "
+        f"{pair.fixed:.3f} s per version (median `build next` {median(pair.tool):.3f} s minus "
+        f"median raw build {median(pair.raw):.3f} s). In the breakdown run, besides the build, "
+        f"{docker:.3f} s went to {calls} other docker CLI calls, {startup:.3f} s to Python "
+        f"start-up and imports, and {rest:.3f} s to everything outside docker calls and start-up "
+        "(git calls and imagectl's own Python work). " + parts.explain()
+    )
+
+
+def bench_overhead(session: Session) -> Section:
+    reps = session.sizes.overhead_reps
+    section = Section(
+        1,
+        "Tool overhead",
+        "`imagectl build next` of one increment on a busybox line vs `docker buildx build "
+        "--load` of the same Dockerfile text with another nonce, alternated (odd reps imagectl "
+        f"first): a trivial step (`RUN echo <nonce> > /f`) and a step with a few seconds of "
+        f"work (`RUN {WORK_RUN} && echo <nonce> > /f`)",
+        f"trivial: imagectl / raw <= {OVERHEAD_TARGET}; few seconds of work: <= {WORK_TARGET}",
+    )
+    trivial = _overhead_pair(session, "overhead", "", reps)
+    work = _overhead_pair(session, "overwork", f"{WORK_RUN} && ", reps)
+    for pair, label, target in (
+        (trivial, "trivial step", OVERHEAD_TARGET),
+        (work, f"`RUN {WORK_RUN}` step", WORK_TARGET),
+    ):
+        section.rows.append(
+            Row(
+                "1 overhead",
+                f"{label}: `build next` / raw `buildx build --load` (median of {reps})",
+                f"**{pair.ratio:.2f}** ({median(pair.tool):.3f} s / {median(pair.raw):.3f} s)",
+                f"<= {target}",
+                pair.ratio <= target,
+            )
         )
+    for pair, label in ((trivial, "trivial step"), (work, f"`RUN {WORK_RUN}` step")):
+        section.details += [
+            f"{label}: imagectl build next (s): {fmt_times(pair.tool)}; median "
+            f"{median(pair.tool):.3f}",
+            f"{label}: raw docker buildx build --load (s): {fmt_times(pair.raw)}; median "
+            f"{median(pair.raw):.3f}",
+            f"{label}: difference of medians: {pair.fixed:.3f} s per build",
+            "",
+        ]
+    parts = breakdown(session, ["build", "next", "-q"], trivial.root)
+    section.details += parts.markdown(
+        "Where one `build next` (trivial step) spends its time", each_call=True
     )
-    section.details += [
-        f"imagectl build next (s): {fmt_times(tool)}; median {median(tool):.3f}",
-        f"raw docker buildx build --load (s): {fmt_times(raw)}; median {median(raw):.3f}",
-        f"difference of medians: {median(tool) - median(raw):.3f} s per build",
-        "",
-    ]
-    add_increment()
-    section.details += breakdown(session, ["build", "next", "-q"], root).markdown(
-        "Where one `build next` spends its time", each_call=True
+    work_parts = breakdown(session, ["build", "next", "-q"], work.root)
+    section.details += work_parts.markdown(
+        f"Where one `build next` (`RUN {WORK_RUN}` step) spends its time", each_call=False
     )
-    if section.rows[0].met is False:
-        add_increment()
+    if not section.rows[0].met:
+        section.why.append(
+            _fixed_cost_why("1 overhead, trivial step", f"<= {OVERHEAD_TARGET}", trivial, parts)
+        )
+    if not section.rows[1].met:
+        section.why.append(
+            _fixed_cost_why(
+                f"1 overhead, `RUN {WORK_RUN}` step", f"<= {WORK_TARGET}", work, work_parts
+            )
+            + f" The fixed cost is {100 * work.fixed / median(work.raw):.1f} % of this "
+            f"{median(work.raw):.2f} s build; {WORK_TARGET} allows "
+            f"{(WORK_TARGET - 1) * median(work.raw):.3f} s."
+        )
+    if section.met is False:
+        trivial.add()
         section.details += profile_summary(
             ["build", "next", "-q"],
-            root,
+            trivial.root,
             dict(os.environ),
             session.work / "profile-overhead.prof",
-            label=f"at n={count - 1}",
-        )
+            label="trivial step",
+        )[0]
     return section
 
 
@@ -721,6 +827,15 @@ def bench_flat(session: Session) -> Section:
         f"Where one `build next` at n={line.built - 1} spends its time", each_call=False
     )
     if section.rows[0].met is False:
+        over = samples.overhead(points[-1]) - samples.overhead(points[0])
+        raw_growth = median(samples.raw_head[points[-1]]) - median(samples.raw_head[points[0]])
+        section.why.append(
+            f"**2 flat (target n={points[-1]} <= 1.5 x n={points[0]}).** From n={points[0]} to "
+            f"n={points[-1]} `build next` grew by "
+            f"{samples.overhead(points[-1]) + raw_growth - samples.overhead(points[0]):.3f}"
+            f" s: the raw build FROM the head by {raw_growth:.3f} s (Docker's own cost of depth) "
+            f"and imagectl's time beyond it by {over:.3f} s. " + parts.explain()
+        )
         line.write_up_to(line.built + 1)
         section.details += profile_summary(
             ["build", "next", "-q"],
@@ -728,7 +843,7 @@ def bench_flat(session: Session) -> Section:
             dict(os.environ),
             session.work / "profile-flat.prof",
             label=f"at n={line.built}",
-        )
+        )[0]
     return section
 
 
@@ -870,7 +985,9 @@ def bench_cli(session: Session) -> Section:
         f"`--help`, `history`, `plan` (all lines) and `resolve` on a synthetic repository of "
         f"{lines} lines x {versions} built versions (valid locks, no drift), DOCKER_HOST "
         f"pointing nowhere; `git log -1` in the same repository as the floor",
-        f"each < {CLI_TARGET:.2f} s absolute (Python start-up included)",
+        "absolute, Python start-up included: `plan` <= "
+        f"{CLI_TARGETS['plan'][0]} s warm and <= {CLI_TARGETS['plan'][1]} s cold; `history`, "
+        f"`resolve` (and `--help`) <= {CLI_TARGETS['history'][0]} s",
     )
     root = session.work / "synthetic"
     say(f"3 cli: generating {lines} lines x {versions} versions through imagectl's own code")
@@ -882,13 +999,19 @@ def bench_cli(session: Session) -> Section:
     query = f"{session.repository('synthetic')}/{middle}:v{versions // 2}"
     newest = f"{session.repository('synthetic')}/{middle}:v{versions}"
     # Prove the repository is what it should be before timing anything.
-    planned = run([IMAGECTL, "-C", str(root), "plan"], env=env).stdout
-    # Built, never published: nothing to build (and every version to publish).
-    if planned.count("nothing to build") + planned.count("up to date") != lines:
-        raise CommandFailedError(f"synthetic repository is not up to date:\n{planned[:2000]}")
+    # (nothing to build; every version is pending publication, as nothing was pushed)
+    planned = json.loads(run([IMAGECTL, "-C", str(root), "plan", "--json"], env=env).stdout)
+    if len(planned) != lines or any(entry["to_build"] for entry in planned):
+        raise CommandFailedError(f"synthetic repository is not built:\n{str(planned)[:2000]}")
     resolved = run([IMAGECTL, "-C", str(root), "resolve", query], env=env).stdout.strip()
     if resolved != newest:
         raise CommandFailedError(f"resolve {query} gave {resolved!r}, expected {newest!r}")
+    keys = {
+        "`imagectl --help`": "--help",
+        f"`imagectl history {middle}`": "history",
+        "`imagectl plan`": "plan",
+        "`imagectl resolve <tag>`": "resolve",
+    }
     commands: list[tuple[str, list[str]]] = [
         ("`git log -1` (floor)", ["git", "-C", str(root), "log", "-1"]),
         ("`imagectl --help`", [IMAGECTL, "--help"]),
@@ -935,32 +1058,77 @@ def bench_cli(session: Session) -> Section:
             f"| {name} | {fmt_times(cold[name])} | {c:.3f} | {c / floor:.1f} | "
             f"{fmt_times(warm[name])} | {w:.3f} | {w / floor:.1f} |"
         )
-        for label, value in (("warm", w), ("cold", c)):
+        target = CLI_TARGETS[keys[name]]
+        for label, value, limit in (("warm", w, target[0]), ("cold", c, target[1])):
             if name == "`imagectl --help`" and label == "cold":
                 continue  # --help reads no repository: cold and warm are the same thing
             section.rows.append(
                 Row(
                     "3 cli",
-                    f"{name} {label} / `git log -1` ({lines}x{versions})",
-                    f"{value / floor:.1f} (**{value:.3f} s**)",
-                    f"< {CLI_TARGET:.2f} s",
-                    value < CLI_TARGET,
+                    f"{name} {label} ({lines}x{versions}; / `git log -1`)",
+                    f"**{value:.3f} s** ({value / floor:.0f}x)",
+                    f"<= {limit} s",
+                    value <= limit,
                 )
             )
         say(f"3 cli: {name}: cold {c:.3f} s, warm {w:.3f} s")
     section.details.append("")
-    for name, command in commands[2:]:
-        args = command[3:]
-        if median(warm[name]) >= CLI_TARGET:
-            section.details += profile_summary(
-                args, root, env, session.work / f"profile-{args[0]}.prof", label="warm"
-            )
-        if median(cold[name]) >= CLI_TARGET:
-            shutil.rmtree(state, ignore_errors=True)
-            section.details += profile_summary(
-                args, root, env, session.work / f"profile-{args[0]}-cold.prof", label="cold"
-            )
+    _cli_why(
+        section, session, root=root, env=env, commands=commands[1:], keys=keys, times=(warm, cold)
+    )
     return section
+
+
+def _cli_why(
+    section: Section,
+    session: Session,
+    *,
+    root: Path,
+    env: dict[str, str],
+    commands: Sequence[tuple[str, list[str]]],
+    keys: dict[str, str],
+    times: tuple[dict[str, list[float]], dict[str, list[float]]],
+) -> None:
+    """For each missed CLI target: a breakdown, a profile and the sentence they give."""
+    warm, cold = times
+    state = root / ".imagectl"
+    for name, command in commands:
+        args = command[3:] if command[1] == "-C" else command[1:]
+        target = CLI_TARGETS[keys[name]]
+        for label, value, limit in (
+            ("warm", median(warm[name]), target[0]),
+            ("cold", median(cold[name]), target[1]),
+        ):
+            if value <= limit or (name == "`imagectl --help`" and label == "cold"):
+                continue
+            # Warm: fill the caches first (a cold measurement before may have left them
+            # partial); cold: none.
+            shutil.rmtree(state, ignore_errors=True)
+            if label == "warm":
+                run(command, env=env)
+            parts = breakdown(session, args, root, base_env=env)
+            shutil.rmtree(state, ignore_errors=True)
+            if label == "warm":
+                run(command, env=env)
+            lines_out, top = profile_summary(
+                args, root, env, session.work / f"profile-{args[0]}-{label}.prof", label=label
+            )
+            section.details += parts.markdown(
+                f"Where `imagectl {' '.join(args)}` ({label}) spends its time", each_call=False
+            )
+            section.details += lines_out
+            startup = parts.interpreter + parts.imports
+            own = parts.wall - startup
+            shares = ", ".join(f"{group} {100 * share:.0f} %" for group, share in top)
+            section.why.append(
+                f"**3 {name} {label} (target <= {limit} s): {value:.3f} s.** In one run of "
+                f"{parts.wall:.3f} s (breakdown below), Python start-up and imports took "
+                f"{startup:.3f} s ({parts.interpreter:.3f} s interpreter, {parts.imports:.3f} s "
+                f"imports) and imagectl's own work {own:.3f} s, with {parts.count('docker')} "
+                f"docker and {parts.count('git')} git calls; that work alone is "
+                f"{100 * own / limit:.0f} % of the target. By cProfile, the function time "
+                f"went to: {shares}."
+            )
 
 
 # -- 4. fan-out --------------------------------------------------------------------------------
@@ -1020,6 +1188,7 @@ def bench_fanout(session: Session) -> Section:
         run([IMAGECTL, "-C", str(root), "build", "next", "--all", "-q", "--jobs", "2"])
     tool: dict[int, list[float]] = {n: [] for n in FAN_JOBS}
     raw: dict[int, list[float]] = {n: [] for n in FAN_JOBS}
+    orders: list[str] = []
     for round_index in range(sizes.fan_rounds + 1):  # the last round is the breakdown
         if round_index == 0:
             fix = f"increments/_shared/{OOM_FIX.name}"
@@ -1033,13 +1202,32 @@ def bench_fanout(session: Session) -> Section:
             git_commit(root, f"backport {fix}")
         if round_index == sizes.fan_rounds:
             break
-        for index, jobs in enumerate(FAN_JOBS):
-            label = labels[(index + round_index) % len(FAN_JOBS)]
-            tool[jobs].append(
-                imagectl(sets[label], "build", "next", "--all", "-q", "--jobs", str(jobs))
-            )
-        for jobs in FAN_JOBS:
-            raw[jobs].append(raw_fanout(session, count, jobs, f"r{round_index}j{jobs}"))
+        # The order alternates: even rounds imagectl --jobs 1, 2, 4 then raw 1, 2, 4; odd rounds
+        # raw 4, 2, 1 then imagectl 4, 2, 1 (so drift in machine load hits both alike).
+        order = list(enumerate(FAN_JOBS))
+        if round_index % 2:
+            order.reverse()
+
+        def measure_tool(order: list[tuple[int, int]] = order, r: int = round_index) -> None:
+            for index, jobs in order:
+                label = labels[(index + r) % len(FAN_JOBS)]
+                tool[jobs].append(
+                    imagectl(sets[label], "build", "next", "--all", "-q", "--jobs", str(jobs))
+                )
+
+        def measure_raw(order: list[tuple[int, int]] = order, r: int = round_index) -> None:
+            for _, jobs in order:
+                raw[jobs].append(raw_fanout(session, count, jobs, f"r{r}j{jobs}"))
+
+        for measure in (
+            (measure_raw, measure_tool) if round_index % 2 else (measure_tool, measure_raw)
+        ):
+            measure()
+        orders.append(
+            ("raw then imagectl" if round_index % 2 else "imagectl then raw")
+            + ", N = "
+            + ", ".join(str(jobs) for _, jobs in order)
+        )
         say(
             f"4 fan-out: round {round_index + 1}: imagectl "
             + ", ".join(f"--jobs {n} {tool[n][-1]:.2f} s" for n in FAN_JOBS)
@@ -1078,6 +1266,8 @@ def bench_fanout(session: Session) -> Section:
         )
     section.details += [
         "",
+        "Order of the runs per round: " + "; ".join(orders) + ".",
+        "",
         f"The machine has {os.cpu_count()} cores: beyond that many builds at a time, neither "
         "imagectl nor raw buildx can gain much; the comparison that matters is imagectl's "
         "speed-up against raw buildx's at the same N.",
@@ -1090,6 +1280,15 @@ def bench_fanout(session: Session) -> Section:
         "spends its time",
         each_call=False,
     )
+    for row, jobs in zip(section.rows, FAN_JOBS[1:], strict=False):
+        if row.met is False:
+            section.why.append(
+                f"**4 fan-out at --jobs {jobs} ({row.value}; target {row.target}).** Per line "
+                f"imagectl took {median(tool[1]) / count:.3f} s at --jobs 1 and "
+                f"{median(tool[jobs]) / count:.3f} s at --jobs {jobs}; raw buildx "
+                f"{median(raw[1]) / count:.3f} s and {median(raw[jobs]) / count:.3f} s. "
+                + parts.explain()
+            )
     return section
 
 
@@ -1276,9 +1475,22 @@ def bench_publish(session: Session) -> Section:
         f"per tag: imagectl {median(tool) / count:.3f} s, docker push {median(raw) / count:.3f} s",
         "",
     ]
-    section.details += breakdown(session, ["publish", "-q", "pubx"], root).markdown(
+    parts = breakdown(session, ["publish", "-q", "pubx"], root)
+    section.details += parts.markdown(
         f"Where `publish` of {min(count, 5)} versions spends its time", each_call=False
     )
+    if section.rows[0].met is False:
+        pushes, _ = parts.in_flight("docker push")
+        docker, calls, startup, rest = parts.fixed(skip="docker push")
+        section.why.append(
+            f"**5 publish (target <= 1.5): {ratio:.2f}.** Per tag imagectl took "
+            f"{median(tool) / count:.3f} s and `docker push` {median(raw) / count:.3f} s. In "
+            f"the breakdown run of {min(count, 5)} versions, the pushes themselves took "
+            f"{pushes:.3f} s; {calls} other docker calls {docker:.3f} s "
+            f"({calls / min(count, 5):.1f} per tag), Python start-up and imports "
+            f"{startup:.3f} s, and imagectl's own work and git {rest:.3f} s. "
+            + parts.explain(skip="docker push")
+        )
     return section
 
 
@@ -1342,6 +1554,12 @@ def bench_audit(session: Session) -> Section:
             best <= 5.0,
         )
     )
+    if best > 5.0:
+        section.why.append(
+            f"**7 audit (target <= 5 s): {best:.2f} s.** {count / best:.0f} tags/s; one HEAD per "
+            "tag, 16 at a time, so each look-up took about "
+            f"{16 * best / count * 1000:.0f} ms of registry round trip (no breakdown measured)."
+        )
     section.details += [
         f"audit runs (s): {fmt_times(times)}; putting the {count} tags in place took "
         f"{tagging:.2f} s",
@@ -1484,7 +1702,12 @@ def bench_dpkg(session: Session) -> Section:
     say(f"8 dpkg: growing the n={last} line to {sizes.dpkg_sidecar} versions (not timed)")
     line.grow_to(sizes.dpkg_sidecar)
     _dpkg_report(section, sizes, samples, line)
-    section.details += _dpkg_explained(sizes, samples, parts, at)
+    explained = _dpkg_explained(sizes, samples, parts, at)
+    section.details += explained
+    if section.rows[0].met is False:
+        section.why.append(
+            f"**8 dpkg ({section.rows[0].value}).** {explained[0]} {parts.explain()}"
+        )
     section.details += parts.markdown(
         f"Where one `build next` at n={at} spends its time", each_call=False
     )
@@ -1660,8 +1883,24 @@ def results_markdown(
             f"{section.number}. **{section.title}**: {section.what}. Target: {section.target}. "
             f"Met: **{verdict(section.met)}**. ({section.seconds:.0f} s)"
         )
-    out += ["", WHY_MISSED]
-    out.append("")
+    out += ["", "## Targets missed, and why", ""]
+    missed = [s for s in sections if s.met is False]
+    if not missed:
+        out.append("Every target is met.")
+    for section in missed:
+        if section.why:
+            out += [f"- {text}" for text in section.why]
+        else:
+            out.append(
+                f"- **{section.number} {section.title.lower()}**: no breakdown was measured for "
+                "this benchmark; see its details."
+            )
+    out += [
+        "",
+        "(Every sentence above is computed from this run's figures: the medians in the table "
+        "and the breakdowns and profiles under Details.)",
+        "",
+    ]
     out.append("## Details")
     for section in sections:
         out += ["", f"### {section.number}. {section.title}", "", *section.details]
@@ -1704,16 +1943,33 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _command(argv: Sequence[str] | None) -> str:
+    return "bench/run" + "".join(f" {a}" for a in (argv if argv is not None else sys.argv[1:]))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    chosen = sorted({int(x) for x in args.only.split(",") if x.strip()}) or sorted(BENCHMARKS)
+    # In the order given (the most wanted first when time is short), each once.
+    chosen = list(dict.fromkeys(int(x) for x in args.only.split(",") if x.strip()))
+    chosen = chosen or sorted(BENCHMARKS)
     sizes = QUICK if args.quick else FULL
     results = args.results or ROOT / "bench" / ("RESULTS.quick.md" if args.quick else "RESULTS.md")
     work = Path(tempfile.mkdtemp(prefix="imagectl-bench-"))
     session = Session(work, sizes, quick=args.quick)
     say(f"work dir {work}, repositories {session.prefix}/...")
+    # imagectl/ compiled to bytecode up front, as an installed package is: with
+    # PYTHONDONTWRITEBYTECODE set (as on this machine's test shells) every timed run would
+    # otherwise compile all of imagectl's sources again.
+    run([PYTHON, "-m", "compileall", "-q", str(ROOT / "imagectl")])
     start_load = loadavg()
     facts = machine()
+    facts.append(
+        (
+            "bytecode",
+            "imagectl/ precompiled (compileall); PYTHONDONTWRITEBYTECODE="
+            + os.environ.get("PYTHONDONTWRITEBYTECODE", "(unset)"),
+        )
+    )
     sections: list[Section] = []
     started = time.perf_counter()
     try:
@@ -1728,6 +1984,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             section.seconds = time.perf_counter() - began
             sections.append(section)
             say(f"   done in {section.seconds:.0f} s (load {loadavg()})")
+            pending = [n for n in chosen if n not in {s.number for s in sections}]
+            if pending:  # a partial report, so a run cut short still leaves its figures
+                partial = results_markdown(
+                    sections,
+                    [*facts, ("PARTIAL", f"run still going; not yet run: {pending}")],
+                    command=_command(argv),
+                    elapsed=time.perf_counter() - started,
+                    loads=(start_load, loadavg()),
+                )
+                results.write_text(partial, encoding="utf-8")
     finally:
         removed = session.cleanup()
         say(f"removed {removed} local tags under {session.prefix}/")
@@ -1737,13 +2003,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             shutil.rmtree(work, ignore_errors=True)
     elapsed = time.perf_counter() - started
     content = imagectl_content()
+    started_with = dict(facts)["imagectl/*.py content hash (start)"]
     facts.append(("imagectl/*.py content hash (end)", content))
-    if content != facts[-2][1]:
+    if content != started_with:
         say("warning: imagectl/ changed during the run; results mix two versions of it")
         facts.append(("warning", "imagectl/ changed during the run: results mix two versions"))
-    command = "bench/run" + "".join(f" {a}" for a in (argv if argv is not None else sys.argv[1:]))
     text = results_markdown(
-        sections, facts, command=command, elapsed=elapsed, loads=(start_load, loadavg())
+        sections, facts, command=_command(argv), elapsed=elapsed, loads=(start_load, loadavg())
     )
     results.write_text(text, encoding="utf-8")
     print(table(sections))
