@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from imagectl.labels import LABEL_KEYS
+
 from .conftest import docker, imagectl
 from .engine_helpers import busybox_repo, layers, read_lock
 from .helpers import git_commit_all, write
@@ -54,9 +56,15 @@ def test_shell_healthcheck_and_stopsignal_checkpoint_to_one_layer(
         "StartPeriod": 9_000_000_000,
         "Retries": 2,
     }
-    for key in ("Env", "Cmd", "Entrypoint", "WorkingDir", "User", "Labels", "OnBuild",
+    for key in ("Env", "Cmd", "Entrypoint", "WorkingDir", "User", "OnBuild",
                 "Healthcheck", "Shell", "StopSignal", "ExposedPorts", "Volumes"):  # fmt: skip
         assert ours.get(key) == theirs.get(key), key
+    # Labels: the increment's own are kept; imagectl's and OCI's are the checkpoint's own (v3)
+    our_labels: dict[str, str] = dict(ours.get("Labels") or {})  # type: ignore[call-overload]
+    their_labels: dict[str, str] = dict(theirs.get("Labels") or {})  # type: ignore[call-overload]
+    own = {k: v for k, v in our_labels.items() if k not in LABEL_KEYS}
+    assert own == {k: v for k, v in their_labels.items() if k not in LABEL_KEYS}
+    assert our_labels["org.opencontainers.image.version"] == "v3"
     assert docker("run", "--rm", f"{repo_name}:v3") == "hello"
     assert "(checkpoint)" in imagectl(root, "history", "line").stdout
     assert docker("image", "ls", "-q", "imagectl-checkpoint/*") == ""  # no scratch left
