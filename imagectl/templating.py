@@ -102,9 +102,8 @@ def _environment(increments_dir: str) -> SandboxedEnvironment:
     )
 
 
-def render_template(increments_dir: Path, template: Path, variables: Mapping[str, object]) -> str:
-    """Render `template` (a path under increments_dir); errors name the file and line."""
-    env = make_environment(increments_dir)
+def _name_under(increments_dir: Path, template: Path) -> str:
+    """The template's name for the loader; a template outside increments/ is refused."""
     if not template.is_relative_to(increments_dir):
         raise TemplateError(
             "is outside increments/ (a symlink leading out of it?); imagectl renders only "
@@ -112,7 +111,13 @@ def render_template(increments_dir: Path, template: Path, variables: Mapping[str
             hint="Copy the file into increments/ instead of linking it.",
             path=template,
         )
-    name = template.relative_to(increments_dir).as_posix()
+    return template.relative_to(increments_dir).as_posix()
+
+
+def render_template(increments_dir: Path, template: Path, variables: Mapping[str, object]) -> str:
+    """Render `template` (a path under increments_dir); errors name the file and line."""
+    env = make_environment(increments_dir)
+    name = _name_under(increments_dir, template)
     shown = Path("increments") / name
     try:
         return _render_limited(env.get_template(name), variables, shown)

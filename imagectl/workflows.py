@@ -99,13 +99,7 @@ def build_next(
 ) -> BuildResult:
     """Build the next version (or all pending ones) of each selected line."""
     layout, adapters = project.layout, project.adapters
-    lines = project.select(names)
-    if not lines:
-        raise ConfigError(
-            "this repository has no image lines yet.",
-            hint="Add images/<line>.toml and increments/<line>/0001-*.Dockerfile.j2.",
-            path=layout.images_dir,
-        )
+    lines = _some_lines(project, names)
     with repository_lock(layout, wait=wait):
         # Validate every selected line, and render every pending increment, before building any:
         # a typo in the last increment fails before the first version is built.
@@ -138,6 +132,17 @@ def build_next(
     return BuildResult(
         lines=tuple(line.name for line in lines), built=tuple(built), failures=failures
     )
+
+
+def _some_lines(project: Project, names: Sequence[str]) -> tuple[ImageLine, ...]:
+    lines = project.select(names)
+    if not lines:
+        raise ConfigError(
+            "this repository has no image lines yet.",
+            hint="Add images/<line>.toml and increments/<line>/0001-*.Dockerfile.j2.",
+            path=project.layout.images_dir,
+        )
+    return lines
 
 
 def build_options(project: Project) -> BuildOptions:
