@@ -41,7 +41,7 @@ from imagectl.parents import (
 from imagectl.planner import plan_line
 from imagectl.ports import Adapters, Git, ImageBuilder, ImageStore, RemoteImage, Say
 from imagectl.recipe import ComposedDockerfile, increment_line
-from imagectl.recording import record_version
+from imagectl.recording import Parent, record_version
 
 
 def build_line(
@@ -119,7 +119,8 @@ def build_step(
         candidate, request, adopted=adopted, builder=adapters.builder, tests=tests
     )
     new_lock = record_version(
-        layout, state, version, parent_image=parent.info.image_id, images=adapters.images,
+        layout, state, version, images=adapters.images,
+        parent=Parent(image_id=parent.info.image_id, layers=len(parent.info.layers)),
         base=_pinned_base(parent) if step.parent_is_base else None,
     )  # fmt: skip
     short, done = image_id.removeprefix("sha256:")[:12], "adopted" if adopted else "tagged"

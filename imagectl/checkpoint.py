@@ -31,7 +31,7 @@ from imagectl.model import (
 )
 from imagectl.parents import ResolvedParent, locate_head
 from imagectl.ports import Adapters, Git, Healthcheck, ImageConfig, ImageStore, Say
-from imagectl.recording import record_version
+from imagectl.recording import Parent, record_version
 from imagectl.trees import tree_differences
 
 
@@ -161,7 +161,10 @@ def checkpoint_line(
         engine=adapters.builder.engine_version,
     )  # fmt: skip
     recorded = replace(recorded, tests=tests)
-    record_version(layout, state, recorded, parent_image=head.image_id, images=images)
+    record_version(
+        layout, state, recorded, parent=Parent(image_id=head.image_id, layers=None),
+        images=images,
+    )  # fmt: skip
     say(f"{line.name}: tagged {tag} ({image_id.removeprefix('sha256:')[:12]}, 1 layer)")
     return BuiltVersion(line=line.name, version=version, tag=tag, image_id=image_id, adopted=False)
 

@@ -111,6 +111,12 @@ class RegistryError(ProcessError):
     kind = "registry error"
 
 
+class RegistryAuthError(RegistryError):
+    """The registry answered 401 or 403: not logged in, wrong or expired credentials."""
+
+    kind = "registry refused access"
+
+
 class TagImmutableError(RegistryError):
     """The registry refused a push because the tag is immutable (ECR, Harbor)."""
 

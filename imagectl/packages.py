@@ -16,6 +16,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
+from imagectl.ports import FileSelection, LayerChange
+
 Kind = Literal["deb", "pip", "conda"]
 KINDS: tuple[Kind, ...] = ("deb", "pip", "conda")
 Manifest = tuple[str, ...]  # sorted entries
@@ -209,14 +211,175 @@ def wanted_file(path: str) -> bool:
     return found["file"] in (None, "/PKG-INFO")  # an .egg-info file, or its folder's PKG-INFO
 
 
+# `find -path` patterns selecting at least every file `wanted_file` takes (a `*` of find
+# matches across folders, so these select more; `wanted_file` decides).
+PACKAGE_GLOBS = (
+    f"/{DPKG_STATUS}",
+    "/var/lib/dpkg/info/*.list",
+    "*-packages/*.dist-info/METADATA",
+    "*-packages/*.egg-info",
+    "*-packages/*.egg-info/PKG-INFO",
+    "*/conda-meta/*.json",
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FileFacts:
+    """What one package database file says: packages it lists (dpkg's status: debs; a conda
+    record: its package), distribution folders it says apt or conda installed, or (a pip
+    distribution's metadata) the distribution and its folder."""
+
+    entries: tuple[str, ...] = ()
+    owns: tuple[str, ...] = ()  # distribution folders, paths from the root
+    folder: str = ""  # a pip distribution's .dist-info or .egg-info, from the root
+    pip: str = ""  # its entry
+
+    def to_json(self) -> list[object]:
+        return [list(self.entries), list(self.owns), self.folder, self.pip]
+
+    @classmethod
+    def from_json(cls, raw: object) -> FileFacts:
+        """The cached form; anything else raises ValueError (the cache is then not used)."""
+        if not isinstance(raw, list) or len(raw) != 4:
+            raise ValueError("not file facts")
+        entries, owns, folder, pip = raw
+        if not (
+            isinstance(entries, list)
+            and isinstance(owns, list)
+            and isinstance(folder, str)
+            and isinstance(pip, str)
+            and all(isinstance(e, str) for e in (*entries, *owns))
+        ):
+            raise ValueError("not file facts")
+        return cls(entries=tuple(entries), owns=tuple(owns), folder=folder, pip=pip)
+
+
+Sources = Mapping[str, FileFacts]  # every package database file of an image, by path
+
+
+def facts_of(path: str, content: bytes) -> FileFacts | None:
+    """What the database file at `path` says; None for a file that says nothing (a record
+    that is not JSON, metadata without a name)."""
+    if path == DPKG_STATUS:
+        return FileFacts(entries=parse_dpkg_status(content.decode(errors="replace")))
+    if DPKG_LISTS.fullmatch(path):
+        lines = content.decode(errors="replace").splitlines()
+        owns = tuple(line.lstrip("/") for line in lines if line.endswith(DIST_SUFFIXES))
+        return FileFacts(owns=owns) if owns else None
+    conda = CONDA_META.fullmatch(path)
+    if conda is not None:
+        return _conda_facts(conda["prefix"].rstrip("/"), content)
+    found = DISTRIBUTION.fullmatch(path)
+    if found is not None:
+        name, version = _name_and_version(content.decode(errors="replace"))
+        if name:
+            site = found["site"]
+            package = Package(
+                kind="pip", name=canonical_name(name), version=version, location=f"/{site}"
+            )
+            return FileFacts(folder=f"{site}/{found['dist']}", pip=package.entry)
+    return None
+
+
+DIST_SUFFIXES = (".dist-info", ".egg-info")
+
+
+def _conda_facts(prefix: str, content: bytes) -> FileFacts | None:
+    """A conda-meta/*.json record: its package, and the distribution folders it installed."""
+    try:
+        meta = json.loads(content)
+    except ValueError:
+        return None
+    if not isinstance(meta, dict) or not meta.get("name"):
+        return None
+    package = Package(
+        kind="conda",
+        name=str(meta["name"]),
+        version=str(meta.get("version", "")),
+        location=f"/{prefix}",
+    )
+    owns = set()
+    for name in meta.get("files") or ():
+        dist = re.search(r"^(.*?\.(?:dist-info|egg-info))(?:/|$)", str(name))
+        if dist:
+            owns.add(f"{prefix}/{dist[1]}".lstrip("/"))
+    return FileFacts(entries=(package.entry,), owns=tuple(sorted(owns)))
+
+
+def sources_from_files(files: Mapping[str, bytes]) -> dict[str, FileFacts]:
+    """The facts of every database file among `files` (an image's wanted files)."""
+    found = {}
+    for path, content in files.items():
+        facts = facts_of(path, content)
+        if facts is not None:
+            found[path] = facts
+    return found
+
+
+def manifest_from_sources(sources: Sources) -> Manifest:
+    """Every deb, conda package and pip distribution the files say; a distribution that apt
+    or conda installed is theirs, listed once as a deb or conda package, never as pip."""
+    owned = {folder for facts in sources.values() for folder in facts.owns}
+    entries = {entry for facts in sources.values() for entry in facts.entries}
+    pips = {f.pip for f in sources.values() if f.pip and f.folder not in owned}
+    return tuple(sorted(entries | pips))
+
+
 def manifest_from_files(files: Mapping[str, bytes]) -> Manifest:
     """Every deb, pip distribution and conda package these files of an image describe."""
-    status = files.get(DPKG_STATUS)
-    debs = parse_dpkg_status(status.decode(errors="replace")) if status else ()
-    owned = _dpkg_owned(files)
-    conda, conda_owned = _conda_packages(files)
-    pips = _pip_distributions(files, owned | conda_owned)
-    return tuple(sorted({*debs, *pips, *conda}))
+    return manifest_from_sources(sources_from_files(files))
+
+
+def apply_layers(sources: Sources, changes: Iterable[LayerChange]) -> dict[str, FileFacts]:
+    """The sources after each layer (bottom first), as an overlay merges them: a whiteout
+    removes a path and all below it, an opaque folder hides what the layers below had in it,
+    then the layer's own files replace or add theirs."""
+    result = dict(sources)
+    for change in changes:
+        gone = [*change.deleted, *change.opaque]
+        if gone:
+            for path in [p for p in result if _under_any(p, change.deleted, change.opaque)]:
+                del result[path]
+        for path, content in change.files.items():
+            facts = facts_of(path, content)
+            if facts is None:
+                result.pop(path, None)
+            else:
+                result[path] = facts
+    return result
+
+
+def _under_any(path: str, deleted: tuple[str, ...], opaque: tuple[str, ...]) -> bool:
+    return any(path == d or path.startswith(f"{d}/") for d in deleted) or any(
+        path.startswith(f"{o}/") for o in opaque
+    )
+
+
+def changes_packages(changes: Iterable[LayerChange], manifest: Manifest) -> bool:
+    """Whether layers could change the packages of an image whose manifest is `manifest`,
+    known without the image's database files: they add or replace a database file, or they
+    delete (or hide) something at, above or below a place packages are recorded (dpkg's
+    folder, a pip entry's site-packages, a conda environment). Deleting anything else (a
+    cache, /tmp) changes no package."""
+    roots = {"var/lib/dpkg"} | {
+        package.location.strip("/")
+        for package in map(parse_entry, manifest)
+        if package.kind != "deb"
+    }
+    for change in changes:
+        if change.files:
+            return True
+        for path in (*change.deleted, *change.opaque):
+            if any(_related(path, root) for root in roots):
+                return True
+    return False
+
+
+def _related(path: str, root: str) -> bool:
+    """`path` is `root`, above it or below it ("" is the file system's root)."""
+    if not root:
+        return True
+    return path == root or root.startswith(f"{path}/") or path.startswith(f"{root}/")
 
 
 def parse_dpkg_status(text: str) -> Manifest:
@@ -237,61 +400,6 @@ def parse_dpkg_status(text: str) -> Manifest:
     return tuple(sorted(set(entries)))
 
 
-def _dpkg_owned(files: Mapping[str, bytes]) -> set[str]:
-    """The distribution folders and files dpkg installed (its info/*.list files name them)."""
-    owned = set()
-    for path, content in files.items():
-        if DPKG_LISTS.fullmatch(path):
-            for line in content.decode(errors="replace").splitlines():
-                if line.endswith((".dist-info", ".egg-info")):
-                    owned.add(line.lstrip("/"))
-    return owned
-
-
-def _conda_packages(files: Mapping[str, bytes]) -> tuple[set[str], set[str]]:
-    """conda's packages (conda-meta/*.json of each environment) and the distribution folders
-    they installed."""
-    entries, owned = set(), set()
-    for path, content in files.items():
-        found = CONDA_META.fullmatch(path)
-        if found is None:
-            continue
-        try:
-            meta = json.loads(content)
-        except ValueError:
-            continue
-        if not isinstance(meta, dict) or not meta.get("name"):
-            continue
-        prefix = found["prefix"].rstrip("/")
-        package = Package(
-            kind="conda",
-            name=str(meta["name"]),
-            version=str(meta.get("version", "")),
-            location=f"/{prefix}",
-        )
-        entries.add(package.entry)
-        for name in meta.get("files") or ():
-            dist = re.search(r"^(.*?\.(?:dist-info|egg-info))(?:/|$)", str(name))
-            if dist:
-                owned.add(f"{prefix}/{dist[1]}".lstrip("/"))
-    return entries, owned
-
-
-def _pip_distributions(files: Mapping[str, bytes], owned: set[str]) -> set[str]:
-    entries = set()
-    for path, content in files.items():
-        found = DISTRIBUTION.fullmatch(path)
-        if found is None or f"{found['site']}/{found['dist']}" in owned:
-            continue
-        name, version = _name_and_version(content.decode(errors="replace"))
-        if name:
-            package = Package(
-                kind="pip", name=canonical_name(name), version=version, location=f"/{found['site']}"
-            )
-            entries.add(package.entry)
-    return entries
-
-
 def _name_and_version(metadata: str) -> tuple[str, str]:
     """Name and Version from the headers of a METADATA or PKG-INFO file."""
     fields: dict[str, str] = {}
@@ -302,6 +410,9 @@ def _name_and_version(metadata: str) -> tuple[str, str]:
         if colon and key.strip().lower() in ("name", "version"):
             fields.setdefault(key.strip().lower(), value.strip())
     return fields.get("name", ""), fields.get("version", "")
+
+
+PACKAGE_FILES = FileSelection(match=wanted_file, globs=PACKAGE_GLOBS)
 
 
 def canonical_name(name: str) -> str:

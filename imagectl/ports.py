@@ -139,6 +139,29 @@ class FileEntry:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class FileSelection:
+    """Which files of an image a reader wants: `match` decides for a path from the root (no
+    leading /); `globs` are `find -path` patterns that select at least those (a reader that
+    runs inside a container narrows its walk with them)."""
+
+    match: Callable[[str], bool]
+    globs: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LayerChange:
+    """What one layer changes among the files of a selection (paths from the root)."""
+
+    deleted: tuple[str, ...] = ()  # whiteouts: the path and everything below it are gone
+    opaque: tuple[str, ...] = ()  # folders whose contents in the layers below are hidden
+    files: Mapping[str, bytes] = field(default_factory=dict)  # selected files it adds or replaces
+
+    @property
+    def empty(self) -> bool:
+        return not (self.deleted or self.opaque or self.files)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TestRun:
     """What one test script gave in a container of an image."""
 
@@ -196,8 +219,17 @@ class ImageStore(Protocol):
 
     def tag(self, image_id: str, ref: str) -> None: ...
 
-    def read_files(self, image: str, wanted: Callable[[str], bool]) -> dict[str, bytes]:
-        """The regular files of `image` whose path (from the root, no leading /) is `wanted`."""
+    def read_files(self, image: str, wanted: FileSelection) -> dict[str, bytes]:
+        """The selected regular files of `image` as its containers see them (every layer
+        merged). Never the whole image: only the selected files are read."""
+        ...
+
+    def layer_changes(
+        self, image: str, wanted: FileSelection, *, above: int
+    ) -> tuple[LayerChange, ...] | None:
+        """What each layer of `image` above its first `above` layers changes among the
+        selected files, bottom first; None when this engine's layers cannot be read one by
+        one from here (a remote engine, another storage driver)."""
         ...
 
     def file_tree(self, image: str) -> dict[str, FileEntry]: ...

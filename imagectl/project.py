@@ -165,9 +165,10 @@ def _adapters(
     from imagectl.registry import RegistryClient  # noqa: PLC0415
 
     docker_builder = DockerBuilder(named=named, origin=origin)
+    docker_images = DockerImages(docker_builder)
     return Adapters(
         builder=builder or docker_builder,
-        images=images or DockerImages(docker_builder),
-        registry=registry or RegistryClient(),
+        images=images or docker_images,
+        registry=registry or RegistryClient(push=docker_images.push),
         git=git or GitRepository(root),
     )

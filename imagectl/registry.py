@@ -1,30 +1,24 @@
-"""The registry adapter: look-ups over the registry's HTTP API, pushes through `docker push`.
+"""The registry adapter: look-ups over the registry's HTTP API; pushes are the engine's.
 
 A look-up asks for the manifest with the proper Accept headers (so distribution never converts
 it to a schema 1 manifest with another digest) and reads the manifest digest and the config
 digest (the image id) from the answer. What the registry says is read from its HTTP status and
 error code: 404 MANIFEST_UNKNOWN is "absent", 401/403 is an auth failure and stops the command,
-never "absent". A push goes through docker, which uploads the layers with docker's own
-credentials; its failures are read from docker's text with the image's names cut out first.
+never "absent". A push goes through the engine (`docker_engine`), which uploads the layers
+with docker's own credentials.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import re
+from typing import Protocol
 
-from imagectl.errors import EngineError, RegistryError, TagImmutableError
+from imagectl.errors import RegistryAuthError, RegistryError
 from imagectl.ports import RemoteImage, Say
-from imagectl.process import last_line, stream, without_names
-from imagectl.registry_http import (
-    Reference,
-    RegistryAuthError,
-    RegistryTransport,
-    Response,
-    parse_reference,
-)
+from imagectl.references import ImageRef as Reference
+from imagectl.references import split_reference as parse_reference
+from imagectl.registry_http import RegistryTransport, Response
 
 MANIFEST_TYPES = (
     "application/vnd.oci.image.manifest.v1+json",
@@ -36,24 +30,25 @@ INDEX_TYPES = (
 )
 ACCEPT = ", ".join((*MANIFEST_TYPES, *INDEX_TYPES))
 ABSENT_CODES = {"MANIFEST_UNKNOWN", "NAME_UNKNOWN", "BLOB_UNKNOWN"}
-PUSHED_DIGEST = re.compile(r"digest: (sha256:[0-9a-f]{64})")
-DAEMON_DOWN = ("cannot connect to the docker daemon", "is the docker daemon running")
-# docker's wording for a push refused by an immutable tag (ECR's TAG_INVALID prints as "tag
-# invalid", Harbor's 412 as "unknown: ..."), read with names cut out. Only for the message:
-# publish decides by looking the tag up again after any failed push.
-IMMUTABLE = ("immutable", "imagetagalreadyexists", "tag invalid", "412 precondition")
-PUSH_AUTH = ("unauthorized", "denied", "authentication required", "no basic auth credentials")
 REGISTRY_HINT = (
     "Start it (scripts/engine up starts the local one on 127.0.0.1:5000) or check "
     "the repository name; nothing was changed."
 )
 
 
-class RegistryClient:
-    """Look-ups over HTTP (docker's credential store, docker's TLS rules), pushes via docker."""
+class Pusher(Protocol):
+    def __call__(self, ref: str, *, on_output: Say) -> str: ...
 
-    def __init__(self, transport: RegistryTransport | None = None) -> None:
+
+class RegistryClient:
+    """Look-ups over HTTP (docker's credential store, docker's TLS rules); pushes are the
+    engine's (the Engine API's push, which uploads with docker's credentials)."""
+
+    def __init__(
+        self, transport: RegistryTransport | None = None, *, push: Pusher | None = None
+    ) -> None:
         self._transport = transport or RegistryTransport()
+        self._push = push  # the engine's push: images go to a registry from the engine
 
     def lookup(self, ref: str) -> RemoteImage | None:
         """What `ref` names (tag or digest) in its registry, or None when it is absent."""
@@ -71,7 +66,7 @@ class RegistryClient:
         return response.headers.get("docker-content-digest") or None
 
     def _manifest(self, ref: Reference, method: str) -> Response | None:
-        path = f"/v2/{ref.path}/manifests/{ref.digest or ref.tag}"
+        path = f"/v2/{ref.path}/manifests/{ref.digest or ref.tag or 'latest'}"
         response = self._transport.get(ref, path, accept=ACCEPT, method=method)
         if response.status == 200:
             return response
@@ -82,24 +77,11 @@ class RegistryClient:
         raise status_error(ref, response)
 
     def push(self, ref: str, *, on_output: Say) -> str:
-        """Push `ref` and return the manifest digest docker reports for it."""
-        command = ("docker", "push", ref)
-        code, output = stream(command, env=dict(os.environ), on_output=on_output)
-        if code != 0:
-            text = without_names(output, names_in(ref))
-            if any(marker in text for marker in DAEMON_DOWN):
-                raise EngineError(
-                    f"the Docker engine does not answer while pushing {ref}.",
-                    hint="Start it, or check DOCKER_HOST; nothing was changed.",
-                    command=command,
-                    exit_code=code,
-                    stderr=output,
-                )
-            raise push_failure(ref, text, last_line(output), command=command, code=code)
-        match = PUSHED_DIGEST.search(output)
-        if match is None:
-            raise RegistryError(f"docker pushed {ref} but reported no digest.", details=output)
-        return match.group(1)
+        """Push the local `ref` (the engine uploads it) and return the manifest digest the
+        registry stored."""
+        if self._push is None:
+            raise RegistryError(f"no engine to push {ref} from.")
+        return self._push(ref, on_output=on_output)
 
 
 def status_error(ref: Reference, response: Response) -> RegistryError:
@@ -124,43 +106,6 @@ def status_error(ref: Reference, response: Response) -> RegistryError:
         f"the registry {ref.host} answered HTTP {response.status} ({codes}) looking up {where}.",
         hint=REGISTRY_HINT,
     )
-
-
-def push_failure(
-    ref: str, text: str, reason: str, *, command: tuple[str, ...], code: int
-) -> RegistryError:
-    """What docker's complaint about a push amounts to (`text` has the names cut out)."""
-    error: RegistryError
-    if any(marker in text for marker in IMMUTABLE):
-        error = TagImmutableError(
-            f"the registry refused to change the immutable tag {ref} ({reason}).",
-            hint="An immutable tag cannot be pushed again; imagectl checks what it names.",
-        )
-    elif any(marker in text for marker in PUSH_AUTH):
-        host = parse_reference(ref).host
-        error = RegistryAuthError(
-            f"the registry refused the push of {ref} ({reason}).",
-            hint=f"Log in with `docker login {host}`; imagectl uses docker's credential store.",
-        )
-    else:
-        error = RegistryError(
-            f"docker could not push {ref} ({reason}).",
-            hint="Check the registry's health and logs, then run again; the lock records "
-            "nothing that was not pushed.",
-        )
-    error.command, error.exit_code, error.stderr = command, code, reason
-    return error
-
-
-def names_in(ref: str) -> tuple[str, ...]:
-    """Every form in which docker or a registry echoes `ref`: whole, without digest, without
-    tag, and the path without the host (Harbor's messages). Never a bare word: cutting "tls" out
-    of the text would cut docker's own "tls:" too."""
-    plain = ref.split("@", 1)[0]
-    head, _, tail = plain.rpartition("/")
-    repository = f"{head}/{tail.split(':', 1)[0]}" if head else tail.split(":", 1)[0]
-    path = repository.split("/", 1)[1] if "/" in repository else ""
-    return (ref, plain, repository, *([path] if "/" in path else []))
 
 
 def remote_image_from(response: Response, ref: str) -> RemoteImage:

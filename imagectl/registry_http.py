@@ -2,8 +2,9 @@
 TLS as docker does it, and failures classified by HTTP status, error code or exception type,
 never by searching text (which would contain the image's own name).
 
-Credentials come from docker's own store (`docker login`): its config.json or the credential
-helper it names. They stay in memory: never logged, printed, written or put on a command line.
+Credentials come from docker's own store (`docker_config`). They stay in memory: never logged,
+printed, written or put on a command line. Requests go through `http_client` on connections
+kept per registry and thread, through HTTPS_PROXY/HTTP_PROXY when set (NO_PROXY honoured).
 """
 
 from __future__ import annotations
@@ -11,64 +12,34 @@ from __future__ import annotations
 import base64
 import contextlib
 import functools
-import http.client
 import json
 import os
 import re
 import socket
-import ssl
-import subprocess
 import threading
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from imagectl.docker_config import docker_credentials
 from imagectl.errors import RegistryError
+from imagectl.http_client import (
+    Connection,
+    Opener,
+    ProtocolError,
+    tcp_opener,
+    tls_opener,
+    tunnel_opener,
+)
+from imagectl.references import ImageRef
 
 # Registries docker itself treats as insecure (HTTPS without verification, then plain HTTP).
 LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 CERTS_DIR = Path("/etc/docker/certs.d")  # docker's per-registry CA folder
 CHALLENGE = re.compile(r'(\w+)="([^"]*)"')
 Credentials = Callable[[str], tuple[str, str] | None]
-
-
-class RegistryAuthError(RegistryError):
-    """The registry answered 401 or 403: not logged in, wrong or expired credentials."""
-
-    kind = "registry refused access"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Reference:
-    """An image reference split the way the registry API addresses it."""
-
-    host: str  # with port, as docker names it (the key of docker's credential store)
-    path: str  # the repository inside the registry, e.g. pods/noble
-    tag: str = ""
-    digest: str = ""
-
-    @property
-    def api_host(self) -> str:
-        return "registry-1.docker.io" if self.host == "docker.io" else self.host
-
-
-def parse_reference(ref: str) -> Reference:
-    """`host:5000/a/b:v3@sha256:...` -> Reference; names without a host are Docker Hub's."""
-    name, _, digest = ref.partition("@")
-    head, slash, last = name.rpartition("/")
-    repository, _, tag = last.partition(":")
-    full = f"{head}{slash}{repository}"
-    first = full.split("/", 1)[0]
-    if "/" in full and ("." in first or ":" in first or first == "localhost"):
-        host, path = full.split("/", 1)
-    else:
-        host, path = "docker.io", full if "/" in full else f"library/{full}"
-    if not tag and not digest:
-        tag = "latest"
-    return Reference(host=host, path=path, tag=tag, digest=digest)
+Reference = ImageRef  # what the registry API addresses
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -85,51 +56,6 @@ class Response:
         return ()
 
 
-def docker_credentials(host: str) -> tuple[str, str] | None:
-    """(user, secret) for `host` from docker's config: its credential helper, else `auths`."""
-    folder = Path(os.environ.get("DOCKER_CONFIG") or Path.home() / ".docker")
-    try:
-        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(config, dict):
-        return None
-    helper = (config.get("credHelpers") or {}).get(host) or config.get("credsStore")
-    if helper:
-        found = _from_helper(str(helper), host)
-        if found is not None:
-            return found
-    for key in (host, f"https://{host}", f"http://{host}", f"https://{host}/v1/"):
-        entry = (config.get("auths") or {}).get(key) or {}
-        encoded = entry.get("auth") if isinstance(entry, dict) else None
-        if encoded:
-            user, _, secret = base64.b64decode(encoded).decode().partition(":")
-            return user, secret
-    return None
-
-
-def _from_helper(helper: str, host: str) -> tuple[str, str] | None:
-    """Ask `docker-credential-<helper> get`: the host goes in on stdin, the secret comes back
-    on stdout; neither is ever on a command line."""
-    try:
-        done = subprocess.run(
-            [f"docker-credential-{helper}", "get"],
-            input=host,
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=30,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    if done.returncode != 0:
-        return None
-    with contextlib.suppress(ValueError, AttributeError):
-        answer = json.loads(done.stdout)
-        return str(answer["Username"]), str(answer["Secret"])
-    return None
-
-
 @dataclass
 class RegistryTransport:
     """HTTP to registries, with docker's TLS rules and the token or basic auth handshake."""
@@ -139,6 +65,7 @@ class RegistryTransport:
     _schemes: dict[str, str] = field(default_factory=dict)  # host -> the scheme that answered
     _auth: dict[tuple[str, str], str] = field(default_factory=dict)  # (host, scope) -> header
     _guard: threading.Lock = field(default_factory=threading.Lock)
+    _local: Any = field(default_factory=threading.local)  # this thread's connections
 
     def get(self, ref: Reference, path: str, *, accept: str, method: str = "GET") -> Response:
         """Request `path` of `ref`'s registry, authenticating for pulls of its repository."""
@@ -170,14 +97,17 @@ class RegistryTransport:
         params = dict(CHALLENGE.findall(challenge))
         if not params.get("realm"):
             return ""
-        query = urllib.parse.urlencode(
-            {"service": params.get("service", ""), "scope": params.get("scope", scope)}
-        )
+        query = "&".join(
+            f"{key}={_quote(value)}"
+            for key, value in (("service", params.get("service", "")),
+                               ("scope", params.get("scope", scope)))
+        )  # fmt: skip
         headers = {"Authorization": _basic(creds)} if creds else {}
+        realm = params["realm"]
         try:
-            reply = _open(f"{params['realm']}?{query}", "GET", headers, ref.api_host, self.timeout)
+            reply = self._open(f"{realm}{'&' if '?' in realm else '?'}{query}", "GET", headers)
             token = json.loads(reply.body).get("token") or ""
-        except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException):
+        except (OSError, ProtocolError, ValueError, AttributeError):
             return ""  # the retry without a token answers 401 again, which says what to do
         return f"Bearer {token}" if reply.status == 200 and token else ""
 
@@ -186,8 +116,8 @@ class RegistryTransport:
         failure: BaseException | None = None
         for scheme in schemes:
             try:
-                response = _open(f"{scheme}://{host}{path}", method, headers, host, self.timeout)
-            except (urllib.error.URLError, OSError, http.client.HTTPException) as error:
+                response = self._open(f"{scheme}://{host}{path}", method, headers)
+            except (OSError, ProtocolError) as error:
                 failure = error
                 continue
             with self._guard:
@@ -195,23 +125,77 @@ class RegistryTransport:
             return response
         raise _unreachable(host, failure)
 
+    def _open(self, url: str, method: str, headers: Mapping[str, str]) -> Response:
+        """One HTTP(S) request on this thread's connection to that server; an HTTP error
+        status is an answer, not an exception."""
+        scheme, _, rest = url.partition("://")
+        if scheme not in ("http", "https"):
+            raise ProtocolError(f"not an http(s) URL: {scheme}")
+        host, slash, path = rest.partition("/")
+        connections: dict[str, Connection] = self._local.__dict__.setdefault("connections", {})
+        key = f"{scheme}://{host}"
+        connection = connections.get(key)
+        if connection is None:
+            connection = Connection(_opener(scheme, host, self.timeout), host=host)
+            connections[key] = connection
+        target = slash + path if slash else "/"
+        if _proxy(scheme, host) and scheme == "http":
+            target = url  # a plain-HTTP proxy takes the absolute URL
+        try:
+            answer = connection.request(method, target, headers=dict(headers), timeout=self.timeout)
+        except BaseException:
+            connection.close()
+            raise
+        return Response(status=answer.status, headers=answer.headers, body=answer.body)
 
-def _open(url: str, method: str, headers: Mapping[str, str], host: str, timeout: float) -> Response:
-    """One HTTP(S) request; an HTTP error status is an answer, not an exception."""
-    if not url.startswith(("https://", "http://")):
-        raise urllib.error.URLError(f"not an http(s) URL: {url.split(':', 1)[0]}")
-    request = urllib.request.Request(url, method=method, headers=dict(headers))  # noqa: S310
-    try:
-        context = _tls(host) if url.startswith("https://") else None
-        with urllib.request.urlopen(request, timeout=timeout, context=context) as reply:  # noqa: S310
-            return Response(status=reply.status, headers=_lower(reply.headers), body=reply.read())
-    except urllib.error.HTTPError as error:
-        return Response(status=error.code, headers=_lower(error.headers), body=error.read())
+
+def _opener(scheme: str, host: str, timeout: float) -> Opener:
+    name, port = _split_host(host, 443 if scheme == "https" else 80)
+    proxy = _proxy(scheme, host)
+    if proxy:
+        proxy_name, proxy_port = _split_host(proxy.split("://", 1)[-1].rstrip("/"), 3128)
+        via = tcp_opener(proxy_name, proxy_port, timeout=timeout)
+        if scheme == "http":
+            return via
+        plain = tunnel_opener(via, target=f"{name}:{port}")
+    else:
+        plain = tcp_opener(name, port, timeout=timeout)
+    if scheme == "http":
+        return plain
+    return tls_opener(plain, server_name=name, context_factory=lambda: _tls(host))
+
+
+def _split_host(host: str, default: int) -> tuple[str, int]:
+    if host.startswith("["):
+        name, _, rest = host[1:].partition("]")
+        return name, int(rest.lstrip(":") or default)
+    name, _, port = host.partition(":")
+    return name, int(port or default)
+
+
+def _proxy(scheme: str, host: str) -> str:
+    """The proxy the environment names for this scheme and host ("" for none)."""
+    found = os.environ.get(f"{scheme}_proxy") or os.environ.get(f"{scheme.upper()}_PROXY") or ""
+    if not found:
+        return ""
+    name = _split_host(host, 0)[0]
+    excluded = os.environ.get("no_proxy") or os.environ.get("NO_PROXY") or ""
+    for entry in (e.strip().lstrip(".") for e in excluded.split(",")):
+        if entry == "*" or (entry and (name == entry or name.endswith(f".{entry}"))):
+            return ""
+    return found
+
+
+def _quote(text: str) -> str:
+    safe = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
+    return "".join(chr(b) if b in safe else f"%{b:02X}" for b in text.encode())
 
 
 def _schemes_for(host: str) -> list[str]:
-    """HTTPS first; plain HTTP only where docker would fall back to it (insecure registries)."""
-    return ["https", "http"] if insecure(host) else ["https"]
+    """HTTPS; plain HTTP too only where docker would fall back to it (insecure registries),
+    tried first there: a registry answers on one of the two, credentials are only ever sent
+    on the one that answered, and the usual local registry then costs no TLS handshake."""
+    return ["http", "https"] if insecure(host) else ["https"]
 
 
 def insecure(host: str) -> bool:
@@ -221,15 +205,18 @@ def insecure(host: str) -> bool:
 
 
 @functools.lru_cache(maxsize=64)
-def _tls(host: str) -> ssl.SSLContext:
+def _tls(host: str) -> Any:
     """Docker's rules: system CAs plus /etc/docker/certs.d/<host>/*.crt; insecure registries
     are not verified (docker does not verify them either). One context per host: loading the
     system CAs costs ~15 ms."""
-    context = ssl.create_default_context()
+    import ssl  # noqa: PLC0415 - only HTTPS registries pay its import
+
     if insecure(host):
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        return context
+        unverified = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # no CAs to load
+        unverified.check_hostname = False
+        unverified.verify_mode = ssl.CERT_NONE
+        return unverified
+    context = ssl.create_default_context()
     folder = CERTS_DIR / host
     if folder.is_dir():
         for ca in sorted(folder.glob("*.crt")):
@@ -240,21 +227,22 @@ def _tls(host: str) -> ssl.SSLContext:
 
 def _unreachable(host: str, failure: BaseException | None) -> RegistryError:
     """A transport failure, classified by its exception type."""
-    reason = getattr(failure, "reason", failure)
-    if isinstance(reason, ssl.SSLCertVerificationError | ssl.SSLError):
+    import ssl  # noqa: PLC0415
+
+    if isinstance(failure, ssl.SSLCertVerificationError | ssl.SSLError):
         return RegistryError(
-            f"TLS failed talking to the registry {host} ({type(reason).__name__}).",
+            f"TLS failed talking to the registry {host} ({type(failure).__name__}).",
             hint=f"Give docker the registry's CA certificate ({CERTS_DIR}/{host}/ca.crt), or "
             "add the host to IMAGECTL_INSECURE_REGISTRIES if it speaks plain HTTP.",
         )
-    if isinstance(reason, TimeoutError | socket.timeout):
+    if isinstance(failure, TimeoutError):
         what = "did not answer in time"
-    elif isinstance(reason, socket.gaierror):
+    elif isinstance(failure, socket.gaierror):
         what = "has a name that does not resolve"
-    elif isinstance(reason, ConnectionRefusedError):
+    elif isinstance(failure, ConnectionRefusedError):
         what = "refused the connection"
     else:
-        what = f"is unreachable ({type(reason).__name__})"
+        what = f"is unreachable ({type(failure).__name__})"
     return RegistryError(
         f"the registry {host} {what}.",
         hint="Start it (scripts/engine up starts the local one on 127.0.0.1:5000) or check "
@@ -264,8 +252,3 @@ def _unreachable(host: str, failure: BaseException | None) -> RegistryError:
 
 def _basic(creds: tuple[str, str]) -> str:
     return "Basic " + base64.b64encode(f"{creds[0]}:{creds[1]}".encode()).decode()
-
-
-def _lower(headers: object) -> dict[str, str]:
-    items = headers.items() if hasattr(headers, "items") else []
-    return {str(k).lower(): str(v) for k, v in items}

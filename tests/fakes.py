@@ -6,13 +6,22 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from imagectl.errors import GitError, TagImmutableError
 from imagectl.model import Builder
-from imagectl.ports import FileEntry, ImageConfig, ImageInfo, RemoteImage, Say, TestRun
+from imagectl.ports import (
+    FileEntry,
+    FileSelection,
+    ImageConfig,
+    ImageInfo,
+    LayerChange,
+    RemoteImage,
+    Say,
+    TestRun,
+)
 
 _ids = itertools.count(1)
 
@@ -79,8 +88,13 @@ class FakeImages:
         self.calls.append(f"tag {ref}")
         self.tags[ref] = image_id
 
-    def read_files(self, image: str, wanted: Callable[[str], bool]) -> dict[str, bytes]:
+    def read_files(self, image: str, wanted: FileSelection) -> dict[str, bytes]:
         return {}
+
+    def layer_changes(
+        self, image: str, wanted: FileSelection, *, above: int
+    ) -> tuple[LayerChange, ...] | None:
+        return None  # a store whose layers cannot be read one by one
 
     def file_tree(self, image: str) -> dict[str, FileEntry]:
         return {}

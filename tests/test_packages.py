@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 from imagectl import lockfile
@@ -17,7 +16,8 @@ from imagectl.packages import (
     parse_entry,
     wanted_file,
 )
-from imagectl.recording import record_packages
+from imagectl.ports import FileSelection
+from imagectl.recording import Parent, record_packages
 
 from .fakes import FakeImages
 
@@ -161,9 +161,14 @@ class FilesImages(FakeImages):
         self.files = files
         self.read: list[str] = []
 
-    def read_files(self, image: str, wanted: Callable[[str], bool]) -> dict[str, bytes]:
+    def read_files(self, image: str, wanted: FileSelection) -> dict[str, bytes]:
         self.read.append(image)
-        return {path: data for path, data in self.files[image].items() if wanted(path)}
+        return {path: data for path, data in self.files[image].items() if wanted.match(path)}
+
+
+def whole(image: str) -> Parent:
+    """A parent whose layers the fake cannot read one by one: every image is read whole."""
+    return Parent(image_id=image, layers=None)
 
 
 def status(*packages: str) -> dict[str, bytes]:
@@ -200,7 +205,9 @@ def test_recording_appends_from_the_cached_head(tmp_path: Path) -> None:
     for version, parent in ((1, "base"), (2, "v1"), (3, "v2")):
         before = path.read_text() if path.exists() else ""
         images.read.clear()
-        record_packages(state, version=version, image=f"v{version}", parent=parent, images=images)
+        record_packages(
+            state, version=version, image=f"v{version}", parent=whole(parent), images=images
+        )
         if version > 1:  # the parent's manifest came from the cache, the old text was kept
             assert images.read == [f"v{version}"]
             assert path.read_text().startswith(before.rstrip("\n"))
@@ -218,10 +225,10 @@ def test_an_entry_left_by_an_interrupted_build_is_replaced(tmp_path: Path) -> No
     )
     state = state_in(tmp_path)
     path = tmp_path / "lock" / "line.packages.toml"
-    record_packages(state, version=1, image="v1", parent="base", images=images)
-    record_packages(state, version=2, image="v2", parent="v1", images=images)
+    record_packages(state, version=1, image="v1", parent=whole("base"), images=images)
+    record_packages(state, version=2, image="v2", parent=whole("v1"), images=images)
     # the lock never recorded v2; the rerun builds another v2 and records it again
-    record_packages(state, version=2, image="v2b", parent="v1", images=images)
+    record_packages(state, version=2, image="v2b", parent=whole("v1"), images=images)
     record = lockfile.read_packages(path)
     assert sorted(record.versions) == [1, 2]
     assert record.versions[2] == VersionDelta(removed=("b 1 amd64",))
@@ -244,7 +251,7 @@ def test_an_older_sidecar_starts_pip_at_the_next_version(tmp_path: Path) -> None
         'schema = 1\nline = "line"\n\n[base]\npackages = []\n\n'
         '[[versions]]\nversion = 1\nadded = ["a 1 amd64"]\nremoved = []\n'
     )
-    diff = record_packages(state, version=2, image="v2", parent="v1", images=images)
+    diff = record_packages(state, version=2, image="v2", parent=whole("v1"), images=images)
     assert diff.summary == "+0 -0 ~1 (pip ~1)"  # not "+1": v1's six was there before
     record = lockfile.read_packages(path)
     assert record.versions[2].tracked == ("pip", "conda")
