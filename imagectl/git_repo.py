@@ -1,8 +1,10 @@
-"""The git adapter (GitPython): commits of increments, and what the CI job needs of git.
+"""The git adapter: commits of increments, and what the CI job needs of git.
 
-GitPython's object API answers the questions (which commit last touched a path, is it dirty,
-what is staged) and makes the lock commit; push results are read from its PushInfo flags, never
-from git's text. Rebase has no API in GitPython; it runs through the one runner, `_git`.
+The questions every build asks (which commit last touched an increment, is it dirty, when was
+that commit, which remote) are answered by one `git` process each through the one runner,
+`_git`: GitPython costs ~50 ms to import and runs three processes to tell whether one path is
+dirty. GitPython's object API makes the CI job's lock commit, reads what is staged, and reads
+push results from its PushInfo flags, never from git's text.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from imagectl.errors import GitError
+from imagectl.process import last_line, run
 
 DEFAULT_AUTHOR = ("imagectl", "imagectl@localhost")
 
@@ -47,6 +50,7 @@ class GitRepository:
         self._repo: Any = None
         self._opened = False
         self._lock = threading.RLock()
+        self._times: dict[str, int] = {}  # commit -> its committer time, as commit_of saw it
 
     def _open(self) -> Any:
         if not self._opened:
@@ -68,56 +72,59 @@ class GitRepository:
             )
         return repo
 
-    def _git(self, *args: str) -> str:
-        """The runner: one git command; a failure is a GitError with command, code, stderr."""
-        import git  # noqa: PLC0415
-
+    def _git(self, *args: str, ok: tuple[int, ...] = (0,)) -> str:
+        """The runner: one git command in the repository; a failure is a GitError with the
+        command, exit code and stderr."""
         command = ("git", *args)
         try:
-            return str(self._require().git.execute(list(command)))
-        except git.GitCommandError as exc:
-            stderr = str(exc.stderr or "").strip()
+            done = run(command, cwd=self._root)
+        except OSError as exc:
+            raise GitError(f"git cannot be run ({type(exc).__name__}).", command=command) from exc
+        if done.returncode not in ok:
+            stderr = done.stderr.strip()
             raise GitError(
-                f"`{' '.join(command)}` failed: {stderr or exc}",
+                f"`{' '.join(command)}` failed: {last_line(stderr)}",
                 command=command,
-                exit_code=exc.status if isinstance(exc.status, int) else None,
+                exit_code=done.returncode,
                 stderr=stderr,
-            ) from exc
+            )
+        return done.stdout
 
-    def _relative(self, path: Path) -> str:
-        repo = self._require()
-        return (
-            (self._root / path)
-            .resolve()
-            .relative_to(Path(repo.working_tree_dir).resolve())
-            .as_posix()
-        )
+    def _asked(self, *args: str) -> str | None:
+        """What a read-only question answers; None outside git (or without git at all)."""
+        try:
+            return self._git(*args)
+        except GitError:
+            return None
 
-    @_serialized
     def commit_of(self, path: Path) -> str:
-        repo = self._open()
-        if repo is None or not repo.head.is_valid():
-            return "uncommitted"
-        target = self._relative(path)
-        if repo.is_dirty(path=target, untracked_files=True):
-            return "uncommitted"
-        last = next(repo.iter_commits(paths=target, max_count=1), None)
-        return str(last.hexsha) if last is not None else "uncommitted"
+        target = path.as_posix()
+        changed = self._asked("status", "--porcelain", "--untracked-files=all", "--", target)
+        if changed is None or changed.strip():
+            return "uncommitted"  # outside git, or changed since its last commit
+        last = self._asked("log", "-1", "--format=%H %ct", "--", target)
+        if not last or not last.strip():
+            return "uncommitted"  # never committed (or no commit at all yet)
+        commit, _, seconds = last.strip().partition(" ")
+        self._times[commit] = int(seconds)
+        return commit
 
-    @_serialized
     def commit_time(self, commit: str) -> str:
-        seconds = int(self._require().commit(commit).committed_date)
+        seconds = self._times.get(commit)
+        if seconds is None:
+            seconds = int(self._git("log", "-1", "--format=%ct", commit, "--").strip())
         moment = datetime.fromtimestamp(seconds, UTC).replace(tzinfo=None)
         return moment.isoformat(timespec="seconds") + "Z"
 
-    @_serialized
     def remote_url(self) -> str:
-        repo = self._open()
-        if repo is None or not repo.remotes:
+        found = self._asked("config", "--get-regexp", r"^remote\..*\.url$")
+        urls = {}
+        for line in (found or "").splitlines():
+            key, _, url = line.partition(" ")
+            urls[key.removeprefix("remote.").removesuffix(".url")] = url.strip()
+        if not urls:
             return ""
-        names = [remote.name for remote in repo.remotes]
-        chosen = "origin" if "origin" in names else names[0]
-        return str(repo.remote(chosen).url)
+        return urls.get("origin") or next(iter(urls.values()))
 
     @_serialized
     def dirty_paths(self) -> tuple[str, ...]:

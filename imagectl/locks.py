@@ -4,8 +4,11 @@ on this host."""
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
+import os
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,22 +16,30 @@ from imagectl.config import RepositoryLayout
 from imagectl.errors import BusyError
 
 HOST_LOCK_WAIT = 900.0  # s; a push of a large image may take minutes
+POLL = 0.05  # s between tries while another process holds a lock
 
 
 @contextlib.contextmanager
 def held(path: Path, *, wait: float, busy: BusyError) -> Iterator[None]:
-    """Hold the lock file `path`, waiting up to `wait` seconds; raise `busy` when it stays taken."""
-    from filelock import FileLock, Timeout  # noqa: PLC0415 - only commands that lock pay it
-
-    lock = FileLock(str(path))
+    """Hold the lock file `path` (flock: the kernel drops it when its holder dies, even by
+    SIGKILL), waiting up to `wait` seconds; raise `busy` when it stays taken."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
     try:
-        lock.acquire(timeout=wait)
-    except Timeout as exc:
-        raise busy from exc
-    try:
-        yield
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise busy from None
+                time.sleep(min(POLL, max(0.0, deadline - time.monotonic())))
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
-        lock.release()
+        os.close(fd)
 
 
 def repository_lock(

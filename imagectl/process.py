@@ -9,12 +9,13 @@ from __future__ import annotations
 import collections
 import subprocess
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 FAILURE_TAIL = 40  # lines of a long command's output kept for the error message
 
 
 def run(
-    command: Sequence[str], *, timeout: float | None = None
+    command: Sequence[str], *, timeout: float | None = None, cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
     """Run `command` with its output captured and no stdin; the caller judges the exit code."""
     return subprocess.run(
@@ -24,6 +25,7 @@ def run(
         check=False,
         stdin=subprocess.DEVNULL,
         timeout=timeout,
+        cwd=cwd,
     )
 
 

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import os
+import random
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import tomlkit
+from tomlkit.items import AoT
 
 from imagectl import lockfile
 from imagectl.errors import LockfileError
-from imagectl.model import LOCK_SCHEMA, Lock, RecordedTest
+from imagectl.lockfile import _fill_version_table, version_text
+from imagectl.model import LOCK_SCHEMA, Lock, LockedVersion, RecordedTest
 
 from .helpers import sample_lock
 
@@ -210,3 +214,24 @@ def test_a_hand_edited_test_record_is_refused(tmp_path: Path, entry: str, messag
     path.write_text(path.read_text() + f"tests = [{entry}]\n")
     with pytest.raises(LockfileError, match=message):
         read(path)
+
+
+def test_an_appended_version_is_written_exactly_as_tomlkit_writes_it() -> None:
+    """The build path appends a version without tomlkit; its text must be tomlkit's to the
+    byte, for strings with every kind of character a summary or path may hold."""
+    rng = random.Random(7)
+    alphabet = [chr(i) for i in range(0x80)] + list("éü€😀\u2028\u0085")
+    for n in range(200):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))
+        version = LockedVersion(
+            version=n + 1, tag="r:v1", increment="i", summary=text, increment_hash="h",
+            dockerfile_hash="d", parent=f"p{text}", parent_digest="x", image_id="y", layers=2,
+            size=3, builder="buildx", built_at="b", commit="c", images=(text, "a"),
+            tests=(RecordedTest(name=text, hash="h", result="passed"),) if n % 2 else (),
+            checkpoint=n % 3 == 0, skipped=n % 5 == 0, reason=text if n % 5 == 0 else "",
+        )  # fmt: skip
+        table = tomlkit.table()
+        _fill_version_table(table, version)
+        document = tomlkit.document()
+        document.append("versions", AoT([table]))
+        assert version_text(version) == tomlkit.dumps(document), repr(text)
