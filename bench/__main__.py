@@ -20,6 +20,7 @@ from bench.dpkg import bench_dpkg
 from bench.fanout import bench_fanout
 from bench.flat import bench_flat
 from bench.overhead import bench_overhead
+from bench.podsized import bench_podsized
 from bench.publish import bench_publish
 from bench.report import (
     Section,
@@ -42,6 +43,7 @@ BENCHMARKS: dict[int, Callable[[Session], Section]] = {
     6: bench_shards,
     7: bench_audit,
     8: bench_dpkg,
+    9: bench_podsized,
 }
 
 

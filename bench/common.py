@@ -19,6 +19,7 @@ PYTHON = str(VENV_BIN / "python")
 REGISTRY = "localhost:5000"
 BUSYBOX = f"{REGISTRY}/busybox:latest"
 DEBIAN = f"{REGISTRY}/debian:bookworm"
+UBUNTU = f"{REGISTRY}/ubuntu:noble"
 GIT_ID = ["-c", "user.name=bench", "-c", "user.email=bench@example.invalid"]
 
 
@@ -42,6 +43,9 @@ class Sizes:
     dpkg_points: tuple[int, ...] = (1, 50, 100)  # 8: line lengths on the Debian base
     dpkg_reps: int = 5  # 8: timed builds per length
     dpkg_sidecar: int = 300  # 8: versions at which the sidecar's size is given
+    pod_bytes: int = 3 << 30  # 9: data generated on top of the noble rootfs
+    pod_files: int = 50_000  # 9: data files generated (package metadata comes on top)
+    pod_reps: int = 5  # 9: imagectl and raw builds each (each one exports the whole image today)
 
 
 FULL = Sizes(
@@ -80,6 +84,9 @@ QUICK = Sizes(
     dpkg_points=(1, 10),
     dpkg_reps=2,
     dpkg_sidecar=20,
+    pod_bytes=300 << 20,
+    pod_files=5_000,
+    pod_reps=3,
 )
 
 
