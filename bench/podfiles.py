@@ -47,7 +47,6 @@ class File:
 class Layer:
     name: str
     files: list[File] = field(default_factory=list)
-    data_files: int = 0  # of which data files (the rest: package metadata)
 
     def text(self, path: str, content: str) -> None:
         data = content.encode()
@@ -98,7 +97,6 @@ def _spread(layer: Layer, budget: Budget, folders: list[str], big: Callable[[int
         layer.files.append(File(path, size, seed=budget.rng.getrandbits(64)))
     for index, size in enumerate(large):
         layer.files.append(File(big(index), size, seed=budget.rng.getrandbits(64)))
-    layer.data_files += len(small) + len(large)
 
 
 def _folders(package: Callable[[int], str], count: int, budget: Budget) -> list[str]:

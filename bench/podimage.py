@@ -180,6 +180,10 @@ def _make(work: Path, spec: PodSpec, recipe: str) -> None:
         _archive(load.stdin, base, layers, labels, spec.tag)
     except BrokenPipeError:
         pass  # docker load stopped reading: its exit code and message say why
+    except BaseException:
+        load.kill()  # a half-written archive must not be loaded
+        load.wait()
+        raise
     finally:
         with contextlib.suppress(BrokenPipeError):
             load.stdin.close()
@@ -220,8 +224,8 @@ def _archive(
         )
     config = _config(base, layers, labels, diff_ids)
     _member(out, "config.json", len(config), [config])
-    manifest = json.dumps([{"Config": "config.json", "RepoTags": [tag], "Layers": paths}])
-    _member(out, "manifest.json", len(manifest), [manifest.encode()])
+    manifest = json.dumps([{"Config": "config.json", "RepoTags": [tag], "Layers": paths}]).encode()
+    _member(out, "manifest.json", len(manifest), [manifest])
     out.write(b"\0" * (2 * BLOCK))
 
 

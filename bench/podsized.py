@@ -59,7 +59,7 @@ def _image_details(image: PodImage) -> list[str]:
         f"all; the generator wrote {image.generated_files:,} files "
         f"({image.generated_bytes:,} bytes) on top of the rootfs. Not pushed: the lines' "
         "v1 is built FROM the local tag, later versions FROM the line's own head as in "
-        f"benchmark 1. Raw builds and both lines use `RUN {WORK_RUN}` and trivial steps as "
-        "there.",
+        f"benchmark 1, with its steps: `RUN echo <nonce> > /f` and `RUN {WORK_RUN} && echo "
+        "<nonce> > /f`.",
         "",
     ]
