@@ -1,0 +1,114 @@
+"""The one bench module that imports imagectl's internal modules (they are reorganised from
+time to time: keep every such import here). Synthetic repositories of built versions without
+building anything, and what the benchmarks read back from locks and package sidecars."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from bench.common import BUSYBOX, git_init, write
+from imagectl import lockfile
+from imagectl.config import RepositoryLayout, load_lines
+from imagectl.increments import discover_increments, hash_increment
+from imagectl.linestate import render_step
+from imagectl.model import Lock, LockedVersion
+from imagectl.planner import pinned_base
+
+
+def fake_digest(*parts: object) -> str:
+    return "sha256:" + hashlib.sha256("/".join(map(str, parts)).encode()).hexdigest()
+
+
+def make_synthetic(root: Path, prefix: str, lines: int, versions: int) -> None:
+    """lines x versions built versions, valid for imagectl (no drift), without building."""
+    # The line files and increments are plain files; only the locks need imagectl's hashes.
+    for index in range(lines):
+        name = f"line{index:03d}"
+        write(
+            root / "images" / f"{name}.toml",
+            f'repository = "{prefix}/{name}"\nbase = "{BUSYBOX}"\n[vars]\nflavour = "{index}"\n',
+        )
+        for n in range(1, versions + 1):
+            write(
+                root / "increments" / name / f"{n:04d}-step.Dockerfile.j2",
+                f"# step {n}\nRUN echo {{{{ line }}}} {{{{ version }}}}\n",
+            )
+    write(root / ".gitignore", ".imagectl/\n")
+    _write_locks(root)
+    git_init(root)
+
+
+def _write_locks(root: Path) -> None:
+    """A lock per line recording every increment as built, with the hashes imagectl checks."""
+    layout = RepositoryLayout(root=root)
+    for line in load_lines(layout):
+        lock = Lock(
+            line=line.name,
+            repository=line.repository,
+            base=line.base,
+            base_digest=fake_digest("base-digest"),
+            base_image_id=fake_digest("base-id"),
+        )
+        recorded: list[LockedVersion] = []
+        for increment in discover_increments(layout, line.name):
+            n = increment.number
+            parent = pinned_base(line, lock) if n == 1 else line.tag_for(n - 1)
+            rendered = render_step(layout, line, increment, version=n, parent=parent)
+            recorded.append(
+                LockedVersion(
+                    version=n,
+                    tag=line.tag_for(n),
+                    increment=increment.path.as_posix(),
+                    summary=increment.summary,
+                    increment_hash=hash_increment(root / increment.path),
+                    dockerfile_hash=rendered.dockerfile_hash,
+                    parent=parent,
+                    parent_digest=(
+                        lock.base_digest if n == 1 else fake_digest(line.name, "id", n - 1)
+                    ),
+                    image_id=fake_digest(line.name, "id", n),
+                    layers=n + 1,
+                    size=2_000_000 + n,
+                    builder="buildx",
+                    built_at="2026-01-01T00:00:00Z",
+                    commit="0" * 40,
+                    digest="",
+                )
+            )
+        lockfile.write_lock(layout.lock_path(line.name), replace(lock, versions=tuple(recorded)))
+
+
+def record_published(root: Path, digest: str) -> None:
+    """Record every version of the repository's one line as published under `digest`."""
+    layout = RepositoryLayout(root=root)
+    (line,) = load_lines(layout)
+    path = layout.lock_path(line.name)
+    lock = lockfile.read_lock(path, line=line.name, repository=line.repository, base=line.base)
+    published = tuple(replace(v, digest=digest) for v in lock.versions)
+    lockfile.write_lock(path, replace(lock, versions=published))
+
+
+@dataclass(frozen=True, slots=True)
+class LockCounts:
+    versions: int  # every version in the lock
+    checkpoints: int  # of which checkpoints (the rest were built from increments)
+
+
+def lock_counts(path: Path, *, line: str, repository: str, base: str) -> LockCounts:
+    lock = lockfile.read_lock(path, line=line, repository=repository, base=base)
+    return LockCounts(
+        versions=len(lock.versions),
+        checkpoints=sum(1 for version in lock.versions if version.checkpoint),
+    )
+
+
+def replay_sidecar(path: Path) -> tuple[float, int]:
+    """Seconds to parse a package sidecar and replay it to its newest version, as each build
+    did before the cached head; and the number of packages of its base."""
+    start = time.perf_counter()
+    record = lockfile.read_packages(path)
+    record.manifest(max(record.versions))
+    return time.perf_counter() - start, len(record.base)
