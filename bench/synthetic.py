@@ -65,6 +65,9 @@ def _write_locks(root: Path) -> None:
                     summary=increment.summary,
                     increment_hash=hash_increment(root / increment.path),
                     dockerfile_hash=rendered.dockerfile_hash,
+                    instructions_hash=rendered.instructions_hash,
+                    inputs_hash=rendered.inputs,
+                    includes=rendered.includes,
                     parent=parent,
                     parent_digest=(
                         lock.base_digest if n == 1 else fake_digest(line.name, "id", n - 1)

@@ -219,6 +219,8 @@ def _locked_version(
         dockerfile_hash=rendered.dockerfile_hash,
         instructions_hash=rendered.instructions_hash,
         context_hash=step.increment.context_hash,
+        inputs_hash=rendered.inputs,
+        includes=rendered.includes,
         parent=candidate.parent.ref,
         parent_digest=candidate.parent.digest,
         images=tuple(request.pins[image] for image in rendered.recipe.images),

@@ -21,12 +21,13 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from imagectl.docker_engine import api_failure, calling
 from imagectl.engine_api import (
     ApiError,
     EngineApi,
     EngineUnreachableError,
     MultiplexedStream,
+    api_failure,
+    calling,
     demultiplexed,
 )
 from imagectl.errors import EngineError

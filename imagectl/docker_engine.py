@@ -24,7 +24,16 @@ from typing import Any
 
 from imagectl import docker_layers
 from imagectl.docker_config import engine_endpoint, registry_auth_header
-from imagectl.engine_api import ApiError, EngineApi, EngineUnreachableError, query, quote
+from imagectl.engine_api import (
+    ApiError,
+    EngineApi,
+    EngineUnreachableError,
+    api_failure,
+    calling,
+    engine_hint,
+    query,
+    quote,
+)
 from imagectl.errors import BuildError, EngineError, RegistryError
 from imagectl.model import Builder
 from imagectl.ports import (
@@ -49,46 +58,6 @@ DAEMON_DOWN = ("cannot connect to the docker daemon", "is the docker daemon runn
 # publish decides by looking the tag up again after any failed push.
 IMMUTABLE = ("immutable", "imagetagalreadyexists", "tag invalid", "412 precondition")
 PUSH_AUTH = ("unauthorized", "denied", "authentication required", "no basic auth credentials")
-
-
-def engine_hint() -> str:
-    """What to do when the engine does not answer; `scripts/engine` only for the local one."""
-    endpoint = engine_endpoint()
-    if endpoint.is_default:
-        return (
-            "Start it (in imagectl's own checkout: `scripts/engine up`), then run the command "
-            "again."
-        )
-    return f"Check that the engine at {endpoint.describe()} runs and answers, then run again."
-
-
-def api_failure(exc: ApiError | EngineUnreachableError, *, doing: str) -> EngineError:
-    """The EngineError of a failed API call: "does not answer" (the connection failed) or what
-    the engine said, with method, path, status and message as fields."""
-    command = (exc.method, exc.path)
-    if isinstance(exc, EngineUnreachableError):
-        return EngineError(
-            f"the Docker engine ({engine_endpoint().describe()}) does not answer while {doing}.",
-            hint=engine_hint(),
-            command=command,
-            stderr=type(exc.cause).__name__,
-        )
-    return EngineError(
-        f"the Docker engine refused {doing} (HTTP {exc.status}): {exc.message}.",
-        command=command,
-        exit_code=exc.status,
-        stderr=exc.message,
-    )
-
-
-@contextmanager
-def calling(doing: str) -> Iterator[None]:
-    """API failures inside become EngineErrors saying what imagectl was doing. The decision
-    (absent, refused, unreachable) is the caller's, by status: never by the engine's text."""
-    try:
-        yield
-    except (ApiError, EngineUnreachableError) as exc:
-        raise api_failure(exc, doing=doing) from exc
 
 
 class DockerBuilder:

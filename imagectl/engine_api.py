@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from typing import Any, BinaryIO
 
 from imagectl.docker_config import EngineEndpoint, TlsFiles, engine_endpoint
+from imagectl.errors import EngineError
 from imagectl.http_client import (
     Connection,
     Opener,
@@ -217,6 +218,46 @@ def _message(body: bytes) -> str:
         return str(json.loads(body).get("message") or "").strip()
     except (ValueError, AttributeError):
         return body.decode(errors="replace").strip()[:500]
+
+
+def engine_hint() -> str:
+    """What to do when the engine does not answer; `scripts/engine` only for the local one."""
+    endpoint = engine_endpoint()
+    if endpoint.is_default:
+        return (
+            "Start it (in imagectl's own checkout: `scripts/engine up`), then run the command "
+            "again."
+        )
+    return f"Check that the engine at {endpoint.describe()} runs and answers, then run again."
+
+
+def api_failure(exc: ApiError | EngineUnreachableError, *, doing: str) -> EngineError:
+    """The EngineError of a failed API call: "does not answer" (the connection failed) or what
+    the engine said, with method, path, status and message as fields."""
+    command = (exc.method, exc.path)
+    if isinstance(exc, EngineUnreachableError):
+        return EngineError(
+            f"the Docker engine ({engine_endpoint().describe()}) does not answer while {doing}.",
+            hint=engine_hint(),
+            command=command,
+            stderr=type(exc.cause).__name__,
+        )
+    return EngineError(
+        f"the Docker engine refused {doing} (HTTP {exc.status}): {exc.message}.",
+        command=command,
+        exit_code=exc.status,
+        stderr=exc.message,
+    )
+
+
+@contextmanager
+def calling(doing: str) -> Iterator[None]:
+    """API failures inside become EngineErrors saying what imagectl was doing. The decision
+    (absent, refused, unreachable) is the caller's, by status: never by the engine's text."""
+    try:
+        yield
+    except (ApiError, EngineUnreachableError) as exc:
+        raise api_failure(exc, doing=doing) from exc
 
 
 # -- reaching the engine ---------------------------------------------------------------------

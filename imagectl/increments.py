@@ -70,7 +70,8 @@ def discover_increments(layout: RepositoryLayout, line: str) -> tuple[Increment,
                     )
                 continue  # README files and the like live beside increments
             rel = prefix / entry.name
-            _check_inside(Path(entry.path), rel, root)
+            if entry.is_symlink():  # d_type: no system call for the usual plain file
+                _check_inside(Path(entry.path), rel, root)
             found.append(
                 _read_increment(Path(entry.path), rel, is_folder=entry.is_dir(), root=root)
             )
@@ -206,17 +207,27 @@ def _folder_tests(entry: Path, rel: Path, root: Path) -> tuple[IncrementTest, ..
 
 
 def _template_bytes(template: Path, shown: Path) -> bytes:
+    """The file's bytes, in one open: non-blocking, so that a FIFO is refused, not waited on."""
     try:
-        mode = template.stat().st_mode
-        if not stat.S_ISREG(mode):  # a FIFO would block the read
+        fd = os.open(template, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        raise ConfigError(f"cannot be read ({exc.strerror}).", path=shown) from exc
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
             raise ConfigError(
-                f"is {_kind(mode)}, not a regular file.",
+                f"is {_kind(info.st_mode)}, not a regular file.",
                 hint="A template is a text file; remove what is there and write one.",
                 path=shown,
             )
-        return template.read_bytes()
+        chunks = []
+        while chunk := os.read(fd, max(info.st_size, 1) + 1):
+            chunks.append(chunk)
+        return b"".join(chunks)
     except OSError as exc:
         raise ConfigError(f"cannot be read ({exc.strerror}).", path=shown) from exc
+    finally:
+        os.close(fd)
 
 
 def _hash_file_bytes(raw: bytes) -> str:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import stat
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from imagectl import lockfile
@@ -25,9 +26,15 @@ from imagectl.recipe import (
     instructions_hash,
     rendered_line,
 )
-from imagectl.rendercache import render_cache, shared_hash
+from imagectl.rendercache import line_inputs, render_cache, shared_hash
 from imagectl.squash import SquashEntry, squash
-from imagectl.templating import decode_template, describe_line, render_template, template_lines
+from imagectl.templating import (
+    decode_template,
+    describe_line,
+    render_template,
+    render_tracked,
+    template_lines,
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -51,6 +58,8 @@ class RenderedStep:
     version: int
     line: str
     increment: Path  # relative to the repository root
+    includes: tuple[str, ...] = ()  # the snippets the render loaded (names under increments/)
+    inputs: str = ""  # inputs_hash() of this render; "" when answered from the render cache
 
     def pinned(self, pins: Mapping[str, str]) -> ComposedDockerfile:
         """The Dockerfile that is built: the images the increment names, by digest."""
@@ -97,6 +106,11 @@ def load_state(layout: RepositoryLayout, line: ImageLine) -> LineState:
         edited = current.source_hash != version.increment_hash
         if edited and not version.instructions_hash:
             continue  # recorded before instructions were hashed: any edit is drift
+        if not edited and version.inputs_hash and version.inputs_hash == inputs_hash(
+            layout, line, current, version=version.version, parent=version.parent,
+            includes=version.includes,
+        ):  # fmt: skip
+            continue  # every input as recorded: it renders as it did, no need to render
         key = cache.key(
             line, current, version=version.version, parent=version.parent, shared=shared
         )
@@ -142,8 +156,8 @@ def render_step(
     variables = template_variables(line, version=version, parent=parent)
     increments_dir = layout.increments_dir.resolve()
     template = (layout.root / increment.template).resolve()
-    text = render_template(increments_dir, template, variables)
-    return _checked(
+    text, includes = render_tracked(increments_dir, template, variables)
+    step = _checked(
         line,
         increment,
         text,
@@ -151,6 +165,49 @@ def render_step(
         parent=parent,
         where=_where(increments_dir, template, increment.template, variables),
     )
+    inputs = inputs_hash(layout, line, increment, version=version, parent=parent, includes=includes)
+    return replace(step, includes=includes, inputs=inputs)
+
+
+def inputs_hash(
+    layout: RepositoryLayout,
+    line: ImageLine,
+    increment: Increment,
+    *,
+    version: int,
+    parent: str,
+    includes: tuple[str, ...],
+) -> str:
+    """One hash over everything a render of `increment` depends on: its files (the source
+    hash), the line's settings and vars, version and parent, and each snippet it loaded (a
+    missing one as missing). Equal hashes mean an equal render, so a built increment whose
+    recorded hash still holds needs no render to prove it did not drift."""
+    digest = hashlib.sha256(b"imagectl inputs 1\0")
+    for part in (line_inputs(line), increment.source_hash, str(version), parent):
+        digest.update(part.encode() + b"\0")
+    for name in includes:
+        digest.update(f"{name}\0{_snippet_digest(layout.increments_dir / name)}\0".encode())
+    return f"sha256:{digest.hexdigest()}"
+
+
+_SNIPPETS: dict[tuple[str, int, int, int], str] = {}  # (path, inode, size, mtime) -> digest
+
+
+def _snippet_digest(path: Path) -> str:
+    """A snippet's content hash, remembered per file version within the process."""
+    try:
+        info = path.stat()
+    except OSError:
+        return "missing"
+    key = (str(path), info.st_ino, info.st_size, info.st_mtime_ns)
+    found = _SNIPPETS.get(key)
+    if found is None:
+        try:
+            found = hashlib.sha256(path.read_bytes()).hexdigest()
+        except OSError:
+            found = "unreadable"
+        _SNIPPETS[key] = found
+    return found
 
 
 def _where(

@@ -36,6 +36,8 @@ VERSION_FIELDS: tuple[tuple[str, type], ...] = (
     ("dockerfile_hash", str),
     ("instructions_hash", str),
     ("context_hash", str),
+    ("inputs_hash", str),
+    ("includes", tuple),
     ("parent", str),
     ("parent_digest", str),
     ("images", tuple),
@@ -56,6 +58,8 @@ VERSION_FIELDS: tuple[tuple[str, type], ...] = (
 # Fields added after schema 1 was first written are optional, so older lockfiles still read.
 OPTIONAL_FIELDS = {
     "digest",
+    "inputs_hash",
+    "includes",
     "checkpoint",
     "instructions_hash",
     "context_hash",
@@ -79,6 +83,7 @@ DIGEST_FIELDS = (
     "dockerfile_hash",
     "instructions_hash",
     "context_hash",
+    "inputs_hash",
     "parent_digest",
     "image_id",
     "digest",
@@ -152,8 +157,12 @@ def _parse_cached(path: Path, raw: bytes) -> dict[str, Any]:
                 data = json.loads(body)
                 if isinstance(data, dict):
                     return data
-    # tomllib reads several times faster than tomlkit; tomlkit is only needed to write.
-    data = tomllib.loads(raw.decode("utf-8"))
+    text = raw.decode("utf-8")
+    # The form imagectl writes, read line by line; anything else (a hand edit, another tool's
+    # formatting) by tomllib, which reads any TOML, three times slower.
+    data = parse_generated(text)
+    if data is None:
+        data = tomllib.loads(text)
     with contextlib.suppress(OSError, TypeError, ValueError):
         body = json.dumps(data)
         header = json.dumps({"sha256": digest, "data_sha256": _text_digest(body)})
@@ -163,6 +172,87 @@ def _parse_cached(path: Path, raw: bytes) -> dict[str, Any]:
             handle.write(f"{header}\n{body}")
         os.replace(tmp, cache)
     return data
+
+
+JSON_ONLY_ESCAPES = re.compile(r"\\(?:U|/|u[dD][89a-fA-F])")
+GENERATED_TEST = re.compile(
+    r'\s*\{name = ("(?:[^"\\]|\\.)*"), hash = ("(?:[^"\\]|\\.)*"), '
+    r'result = ("(?:[^"\\]|\\.)*")\},\s*$'
+)
+
+
+def parse_generated(text: str) -> dict[str, Any] | None:
+    """A lockfile in exactly the form imagectl writes it (version_text, render_lock), parsed as
+    tomllib would; None for anything this reader does not know, which tomllib then reads.
+    Its strings are TOML basic strings of the kind JSON reads the same."""
+    top: dict[str, Any] = {}
+    table = top
+    versions: list[dict[str, Any]] = []
+    lines = text.split("\n")
+    index = 0
+    while index < len(lines):
+        line = lines[index]
+        index += 1
+        if not line or line[0] == "#":
+            continue
+        if line == "[[versions]]":
+            table = {}
+            versions.append(table)
+            continue
+        key, sep, raw = line.partition(" = ")
+        if not sep or not key.isidentifier() or key in table:
+            return None
+        if raw == "[":  # a version's tests, one inline table a line
+            items, index = _generated_tests(lines, index)
+            if items is None:
+                return None
+            table[key] = items
+            continue
+        value = _generated_value(raw)
+        if value is None:
+            return None
+        table[key] = value
+    if versions:
+        if "versions" in top:
+            return None
+        top["versions"] = versions
+    return top
+
+
+def _generated_value(raw: str) -> object:
+    first = raw[:1]
+    if first in ('"', "["):
+        if "\\" in raw and JSON_ONLY_ESCAPES.search(raw):
+            return None  # TOML's \U........, or escapes JSON takes and TOML refuses
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            return None
+        if isinstance(value, str):
+            return value if first == '"' else None
+        if isinstance(value, list) and all(isinstance(item, str) for item in value):
+            return value
+        return None
+    if raw.isdigit() and (raw == "0" or raw[0] != "0"):
+        return int(raw)
+    return {"true": True, "false": False}.get(raw)
+
+
+def _generated_tests(lines: list[str], index: int) -> tuple[list[dict[str, str]] | None, int]:
+    items = []
+    while index < len(lines) and lines[index] != "]":
+        found = GENERATED_TEST.match(lines[index])
+        index += 1
+        if found is None:
+            return None, index
+        try:
+            name, digest, result = (json.loads(found[n]) for n in (1, 2, 3))
+        except ValueError:
+            return None, index
+        items.append({"name": name, "hash": digest, "result": result})
+    if index >= len(lines):
+        return None, index
+    return items, index + 1
 
 
 def _text_digest(text: str) -> str:

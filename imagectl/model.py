@@ -106,6 +106,11 @@ class LockedVersion:
     # of a built increment keeps it, so it is not drift. "" for versions built before.
     instructions_hash: str = ""
     context_hash: str = ""  # a folder increment's files besides its template; "" for a file
+    # Everything its render depended on (template, snippets, variables, version, parent), and
+    # the snippets it loaded: while the hash is the same, so is the render, and drift is
+    # decided without rendering. "" and () for versions built before.
+    inputs_hash: str = ""
+    includes: tuple[str, ...] = ()
     parent: str  # the reference the Dockerfile's FROM named
     parent_digest: str  # image id or registry digest of that parent
     images: tuple[str, ...] = ()  # other images the increment named, pinned: "ref@sha256:..."

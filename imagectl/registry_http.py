@@ -192,10 +192,9 @@ def _quote(text: str) -> str:
 
 
 def _schemes_for(host: str) -> list[str]:
-    """HTTPS; plain HTTP too only where docker would fall back to it (insecure registries),
-    tried first there: a registry answers on one of the two, credentials are only ever sent
-    on the one that answered, and the usual local registry then costs no TLS handshake."""
-    return ["http", "https"] if insecure(host) else ["https"]
+    """HTTPS first; plain HTTP only where docker would fall back to it (insecure registries).
+    (Not HTTP first: a TLS registry answers a plain request with HTTP 400, an answer.)"""
+    return ["https", "http"] if insecure(host) else ["https"]
 
 
 def insecure(host: str) -> bool:

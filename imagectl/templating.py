@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import contextvars
 import functools
 import os
 import re
@@ -10,6 +11,7 @@ import stat
 import traceback
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import jinja2
 from jinja2.exceptions import SecurityError
@@ -90,10 +92,25 @@ def make_environment(increments_dir: Path) -> SandboxedEnvironment:
     return _environment(str(increments_dir))
 
 
+# The templates a render loads (its own, every include and import, also one that is missing):
+# what its text depends on besides the variables. Per render, so threads never mix them up.
+_LOADED: contextvars.ContextVar[set[str] | None] = contextvars.ContextVar("loaded", default=None)
+
+
+class _TrackingEnvironment(SandboxedEnvironment):
+    """Notes the name of every template a render loads, compiled before or not."""
+
+    def _load_template(self, name: str, globals: Any) -> jinja2.Template:
+        loaded = _LOADED.get()
+        if loaded is not None:
+            loaded.add(name)
+        return super()._load_template(name, globals)
+
+
 @functools.lru_cache(maxsize=8)
 def _environment(increments_dir: str) -> SandboxedEnvironment:
     # One per process: compiled templates are reused; the loader re-checks files' mtimes.
-    return SandboxedEnvironment(
+    return _TrackingEnvironment(
         loader=IncrementsLoader(increments_dir),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
@@ -116,8 +133,26 @@ def _name_under(increments_dir: Path, template: Path) -> str:
 
 def render_template(increments_dir: Path, template: Path, variables: Mapping[str, object]) -> str:
     """Render `template` (a path under increments_dir); errors name the file and line."""
-    env = make_environment(increments_dir)
+    return render_tracked(increments_dir, template, variables)[0]
+
+
+def render_tracked(
+    increments_dir: Path, template: Path, variables: Mapping[str, object]
+) -> tuple[str, tuple[str, ...]]:
+    """The rendered text, and the names (under increments/) of every other template the render
+    loaded: the snippets it includes or imports, directly or through others."""
     name = _name_under(increments_dir, template)
+    loaded: set[str] = set()
+    token = _LOADED.set(loaded)
+    try:
+        text = _render(increments_dir, name, variables)
+    finally:
+        _LOADED.reset(token)
+    return text, tuple(sorted(loaded - {name}))
+
+
+def _render(increments_dir: Path, name: str, variables: Mapping[str, object]) -> str:
+    env = make_environment(increments_dir)
     shown = Path("increments") / name
     try:
         return _render_limited(env.get_template(name), variables, shown)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import tomllib
 from dataclasses import replace
 from pathlib import Path
 
@@ -235,3 +236,71 @@ def test_an_appended_version_is_written_exactly_as_tomlkit_writes_it() -> None:
         document = tomlkit.document()
         document.append("versions", AoT([table]))
         assert version_text(version) == tomlkit.dumps(document), repr(text)
+
+
+def test_the_fast_reader_reads_what_imagectl_writes_as_tomllib_does() -> None:
+    rng = random.Random(11)
+    alphabet = [chr(i) for i in range(0x80)] + list("éü€😀\u2028")
+    for _ in range(60):
+        versions = []
+        for number in range(1, 6):
+            text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 10)))
+            versions.append(
+                LockedVersion(
+                    version=number,
+                    tag="r:v1",
+                    increment="i",
+                    summary=text,
+                    increment_hash="h",
+                    dockerfile_hash="d",
+                    parent=f"p{text}",
+                    parent_digest="x",
+                    image_id="y",
+                    layers=2,
+                    size=number * 3,
+                    builder="buildx",
+                    built_at="b",
+                    commit="c",
+                    images=(text,),
+                    includes=(text,) if number % 2 else (),
+                    tests=(RecordedTest(name=text, hash="h", result="passed"),) * (number % 3),
+                    checkpoint=number == 3,
+                    skipped=number == 4,
+                    reason=text,
+                )
+            )
+        written = lockfile.render_lock(Lock(line="l", repository="r", base="b", versions=()))
+        whole = lockfile.render_lock(
+            Lock(line="l", repository="r", base="b", versions=tuple(versions))
+        )
+        appended = written.rstrip("\n") + "\n\n" + "\n".join(map(version_text, versions))
+        for text in (whole, appended):
+            assert lockfile.parse_generated(text) == tomllib.loads(text)
+
+
+@pytest.mark.parametrize(
+    "edited",
+    [
+        "schema = 1 # a comment at the end of a line\n",
+        "schema=1\n",
+        'line = """a\nb"""\n',
+        "line = 'literal'\n",
+        'line = "a\\/b"\n',
+        'line = "\\ud83d\\ude00"\n',
+        'line = "\\U0001F600"\n',
+        "size = 1_000\n",
+        "size = +1\n",
+        "size = 01\n",
+        "ratio = 1.5\n",
+        "a.b = 1\n",
+        "[versions]\nversion = 1\n",
+        'tests = [{name = "n", hash = "h", result = "passed"}]\n',
+        'tests = [\n    {name = "n", hash = "h", result = "passed"}\n]\n',
+        'line = "a"\nline = "b"\n',
+        'images = ["a", 1]\n',
+    ],
+)
+def test_anything_else_is_left_to_tomllib(edited: str) -> None:
+    """The fast reader never answers differently from tomllib: what it does not know it hands
+    over (None), so a hand-edited lock is read, or refused, exactly as before."""
+    assert lockfile.parse_generated(edited) is None

@@ -251,10 +251,12 @@ def test_no_secret_leaks_into_output_files_or_command_lines(
             results.append((args, result))
         results.append((("publish",), imagectl(root, "publish", env=bad)))  # nothing to do
 
-    # the watch saw the runs: imagectl itself, its builds and its pushes
+    # the watch saw the runs: imagectl itself and its builds; its pushes are Engine API
+    # requests of imagectl's own process (the credentials travel in the request header on the
+    # engine's socket), so no process exists whose command line could hold them
     assert watch.samples > 100, watch.samples
     assert watch.saw("-m imagectl -C")
-    assert watch.saw("docker push")
+    assert not watch.saw("docker push")
     assert watch.saw("docker buildx build") or watch.saw("docker build")
     assert watch.hits() == []
 

@@ -83,7 +83,9 @@ def test_a_stamp_is_drift_even_with_every_layer_in_the_local_cache(
     tmp_path: Path, repo_name: str
 ) -> None:
     root = busybox_repo(
-        tmp_path, repo_name, {"0001-stamp": "# Stamp the build\nRUN date +%s%N > /stamp\n"}
+        tmp_path,
+        repo_name,
+        {"0001-stamp": "# Stamp the build\nRUN cat /proc/sys/kernel/random/uuid > /stamp\n"},
     )
     assert imagectl(root, "build", "next", "-q").code == 0
     # The reference built the way a cache-using verify would: BuildKit takes v1's layer.
@@ -107,7 +109,10 @@ def test_a_stamp_is_drift_even_with_every_layer_in_the_local_cache(
 def test_sixty_differences_are_all_listed_and_ignore_silences_them(
     tmp_path: Path, repo_name: str
 ) -> None:
-    generate = "RUN mkdir /gen && for i in $(seq 1 60); do date +%s%N > /gen/f$i; done\n"
+    generate = (
+        "RUN mkdir /gen && for i in $(seq 1 60); do "
+        "cat /proc/sys/kernel/random/uuid > /gen/f$i; done\n"
+    )
     root = busybox_repo(tmp_path, repo_name, {"0001-generated": f"# Generated\n{generate}"})
     assert imagectl(root, "build", "next", "-q").code == 0
     result = imagectl(root, "verify", "line", "-q", "--json")
@@ -155,7 +160,7 @@ def run_the_scheduled_job(tmp_path: Path, repo_name: str) -> None:
         "stamped",
         repository=f"{repo_name}/stamped",
         base=BUSYBOX,
-        increments={"0001-stamp": "# Stamp\nRUN date +%s%N > /stamp\n"},
+        increments={"0001-stamp": "# Stamp\nRUN cat /proc/sys/kernel/random/uuid > /stamp\n"},
     )
     make_line(root, "unbuilt", repository=f"{repo_name}/unbuilt", base=BUSYBOX)
     git_commit_all(root, "more lines")

@@ -114,7 +114,7 @@ def test_verify_reports_no_drift_then_drift(tmp_path: Path, repo_name: str) -> N
     assert "matches v2" in same.stdout
     write(
         root / "increments" / "line" / "0003-clock.Dockerfile.j2",
-        "# Record the build time\nRUN date +%s%N > /built-at\n",
+        "# Record the build time\nRUN cat /proc/sys/kernel/random/uuid > /built-at\n",
     )
     git_commit_all(root, "clock")
     assert imagectl(root, "build", "next", "-q").code == 0
