@@ -1,9 +1,11 @@
 """The command line: parse, resolve the project once, dispatch, print. The only place that
-prints or exits; what each command shows lives in `output`, what it does in `workflows`."""
+prints or exits; each command's module under `commands` says what it shows and which use
+case it runs."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -23,10 +25,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     as_json = bool(getattr(args, "json", False))
     try:
         # Imported here, so that --help and usage errors never load the core.
-        from imagectl import commands  # noqa: PLC0415
+        from imagectl.commands import MODULES  # noqa: PLC0415
         from imagectl.project import open_project  # noqa: PLC0415
 
-        run: Callable[..., Outcome] = getattr(commands, args.run)
+        module = importlib.import_module(f"imagectl.commands.{MODULES[args.run]}")
+        run: Callable[..., Outcome] = getattr(module, args.run)
         outcome = run(
             args, open_project(args.directory, builder_name=getattr(args, "builder", None))
         )

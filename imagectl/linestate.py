@@ -333,6 +333,7 @@ def reference_text(layout: RepositoryLayout, state: LineState) -> str:
                 labels=recorded_labels(line.name, recorded) if recorded else {},
             )
         )
+    render_cache(layout).save()  # the next reference reads its renders back, not the templates
     return squash(
         line=line.name,
         path=reference_path(layout, line.name).relative_to(layout.root).as_posix(),

@@ -12,10 +12,9 @@ from imagectl import lockfile
 from imagectl.audit import AuditReport, audit_locks
 from imagectl.backport import BackportPlan, plan_backport, shared_name, shared_tests
 from imagectl.builder import build_line
-from imagectl.config import check_secret_sources, repository_of
-from imagectl.errors import ConfigError, ImagectlError, PlanError
+from imagectl.config import check_secret_sources
+from imagectl.errors import ConfigError, ImagectlError
 from imagectl.gate import TestReport, built_owners, prepare_suite, run_suite
-from imagectl.history import history_records
 from imagectl.increments import summarize
 from imagectl.labels import source_url
 from imagectl.linestate import (
@@ -31,37 +30,28 @@ from imagectl.linestate import (
 )
 from imagectl.lockfile import write_atomic
 from imagectl.locks import repository_lock
+from imagectl.lookups import line_lock
 from imagectl.model import (
     BuildOptions,
     BuiltVersion,
     ImageLine,
-    LinePlan,
     Lock,
     LockedVersion,
 )
 from imagectl.packages import PackageDiff, diff_manifests
 from imagectl.parents import locate_version
-from imagectl.planner import deleted_tests, pending_publication, plan_line
+from imagectl.planner import deleted_tests, pending_publication
 from imagectl.ports import Say
 from imagectl.project import Project
 from imagectl.publisher import PublishedVersion, publish_line
 from imagectl.recording import manifest_of, record_skip
-from imagectl.resolver import Resolution, resolve_ref
-from imagectl.skips import burned_version, unknown_digest
+from imagectl.skips import burned_version
 from imagectl.templating import render_template
 
 if TYPE_CHECKING:
     from imagectl.verifier import VerifyReport
 
 Failures = tuple[tuple[str, ImagectlError], ...]  # (line, why): the other lines went on
-
-
-def plan(project: Project, names: Sequence[str], *, all_versions: bool) -> tuple[LinePlan, ...]:
-    """What `build next` would build for each selected line; reads files only."""
-    states = [load_state(project.layout, line) for line in project.select(names)]
-    for state in states:
-        render_pending(project.layout, state)  # a typo in any pending increment fails the plan
-    return tuple(plan_line(s.line, s.lock, s.increments, all_versions=all_versions) for s in states)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -271,25 +261,9 @@ def squash_lines(
     return tuple(results)
 
 
-def resolve(project: Project, ref: str) -> Resolution:
-    """The newest version of the line that built `ref`, from the lockfiles; a digest no lock
-    knows is looked up in the registry to say which tag, if any, was overwritten with it."""
-    # A repo:vN or repo@digest reference can only come from the line of that repository:
-    # read just its lock (an image id needs them all).
-    named = repository_of(ref) if "/" in ref else ""
-    candidates = [line for line in project.lines if line.repository == named] or list(project.lines)
-    locks = [_line_lock(project, line) for line in candidates]
-    try:
-        return resolve_ref(ref, locks)
-    except PlanError:
-        if "@sha256:" in ref and named:
-            raise unknown_digest(ref, locks, registry=project.adapters.registry) from None
-        raise
-
-
 def audit(project: Project, names: Sequence[str]) -> AuditReport:
     """What the registry serves now for every published version of the selected lines."""
-    locks = [_line_lock(project, line) for line in project.select(names)]
+    locks = [line_lock(project, line) for line in project.select(names)]
     return audit_locks(locks, registry=project.adapters.registry)
 
 
@@ -416,7 +390,7 @@ class VersionDiff:
 def diff_versions(project: Project, name: str, old: int, new: int) -> VersionDiff:
     """Packages added, removed and changed from version `old` to `new`, and what came between."""
     line = project.line(name)
-    lock = _line_lock(project, line)
+    lock = line_lock(project, line)
     count = len(lock.versions)
     for version in (old, new):
         if not 0 <= version <= count:
@@ -509,29 +483,3 @@ def test_version(project: Project, name: str, version: int | None) -> TestReport
         line=name, version=wanted, tag=recorded.tag, image_id=image, outcomes=outcomes,
         deleted=gone,
     )  # fmt: skip
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class History:
-    lock: Lock
-    packages: dict[int, PackageDiff]  # what each version with a manifest changed
-
-    def to_json(self) -> list[dict[str, object]]:
-        return history_records(self.lock, self.packages)
-
-
-def read_history(project: Project, name: str) -> History:
-    """A line's lock and package deltas (no drift check: history must work on a drifted tree)."""
-    line = project.line(name)
-    record = lockfile.read_packages(lockfile.packages_path(project.layout.lock_path(line.name)))
-    packages = {version: delta.diff() for version, delta in record.versions.items()}
-    return History(lock=_line_lock(project, line), packages=packages)
-
-
-def _line_lock(project: Project, line: ImageLine) -> Lock:
-    return lockfile.read_lock(
-        project.layout.lock_path(line.name),
-        line=line.name,
-        repository=line.repository,
-        base=line.base,
-    )

@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from imagectl import lockfile, output, workflows
+from imagectl import lockfile, lookups, workflows
 from imagectl.ci_job import JobResult, run_publish_job
+from imagectl.commands.plan import Plans, plans_text
 from imagectl.errors import ConfigError, GitError, PlanError, RegistryError, TagConflictError
 from imagectl.model import LinePlan, LockedVersion
+from imagectl.plans import plan_lines
 from imagectl.ports import RemoteImage
 from imagectl.project import Project, open_project
 from imagectl.publisher import publish_version
@@ -116,7 +118,7 @@ def test_a_skipped_version_is_passed_over(tmp_path: Path) -> None:
     assert registry.tags[f"{REPO}:v2"] == foreign  # never touched
     published = workflows.publish(project, [], wait=0, say=print, output=print)
     assert [p.tag for p in published.published] == [f"{REPO}:v1", f"{REPO}:v3"]
-    assert workflows.resolve(project, f"{REPO}:v1").newest.version == 3
+    assert lookups.resolve(project, f"{REPO}:v1").newest.version == 3
 
 
 def test_skip_refuses_a_free_tag_and_our_own_image(tmp_path: Path) -> None:
@@ -319,8 +321,8 @@ def test_plan_says_per_line_what_to_build_and_to_publish(tmp_path: Path) -> None
     build(project, all_versions=False)
     make_line(project.root, "idle", repository=f"{REPO}-idle", base=BASE, increments={})
     project = project.reopened()
-    rows = {row["line"]: row for row in output.Plans(
-        plans=workflows.plan(project, [], all_versions=True)
+    rows = {row["line"]: row for row in Plans(
+        plans=plan_lines(project, [], all_versions=True)
     ).to_json()}  # fmt: skip
     line = rows["line"]
     assert (line["up_to_date"], line["to_build"], line["to_publish"]) == (False, [2], [1])
@@ -330,9 +332,9 @@ def test_plan_says_per_line_what_to_build_and_to_publish(tmp_path: Path) -> None
     assert (rows["idle"]["to_build"], rows["idle"]["to_publish"]) == ([], [])
     build(project)
     workflows.publish(project, ["line"], wait=0, say=print, output=print)
-    (again,) = workflows.plan(project, ["line"], all_versions=True)
+    (again,) = plan_lines(project, ["line"], all_versions=True)
     assert again.up_to_date
-    text = output.plans(output.Plans(plans=(again,)))
+    text = plans_text(Plans(plans=(again,)))
     assert text == "line: up to date (v2)"
 
 
@@ -349,6 +351,6 @@ def test_a_line_failing_later_keeps_the_versions_it_built_in_the_result(tmp_path
 
 def test_plan_text_shows_versions_to_publish_as_runs() -> None:
     plan = LinePlan(line="l", built=9, available=9, pending=0, unpublished=(1, 2, 3, 5, 7, 8, 9))
-    assert output.plans(output.Plans(plans=(plan,))) == (
+    assert plans_text(Plans(plans=(plan,))) == (
         "l: nothing to build (v9); to publish: v1-v3, v5, v7-v9"
     )

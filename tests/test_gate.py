@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from imagectl import lockfile, output, workflows
+from imagectl import lockfile, workflows
+from imagectl.commands.build import outcomes_text
 from imagectl.errors import ConfigError, TestFailedError
 from imagectl.model import LockedVersion
+from imagectl.plans import plan_lines
 from imagectl.ports import RemoteImage, TestRun
 from imagectl.project import Project, open_project
 from imagectl.recipe import hash_text
@@ -170,7 +172,7 @@ def test_a_deleted_test_is_reported_by_plan(tmp_path: Path) -> None:
     write(line_dir(project) / "0001-one.test.sh", "true\n")
     assert build(project).failures == ()
     (line_dir(project) / "0001-one.test.sh").unlink()
-    (plan,) = workflows.plan(project, [], all_versions=True)
+    (plan,) = plan_lines(project, [], all_versions=True)
     assert plan.deleted_tests == ("increments/line/0001-one.test.sh",)
     assert plan.to_json()["deleted_tests"] == ["increments/line/0001-one.test.sh"]
 
@@ -238,7 +240,7 @@ def test_imagectl_test_runs_the_tests_up_to_a_built_version_and_changes_no_file(
     assert [(t["name"], t["result"], t["exit_code"]) for t in data["tests"]] == [  # type: ignore[attr-defined]
         ("increments/line/0001-one.test.sh", "failed", 2)
     ]
-    text = output.test_report(older)
+    text = outcomes_text(older)
     assert "line v2 (localhost:5000/t/line:v2, " in text
     assert "1 test, 1 FAILED" in text
     assert "  FAILED     v1  increments/line/0001-one.test.sh  (exit code 2, " in text

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from imagectl import output
+from imagectl.commands.build import verify_text
 from imagectl.config import RepositoryLayout, load_lines
 from imagectl.errors import ConfigError, PlanError
 from imagectl.ignores import DEFAULT_IGNORE, Ignored, check_pattern, matching, split_ignored
@@ -153,7 +153,7 @@ def report(files: TreeDiff, ignored: Ignored | None = None) -> VerifyReport:
 def test_output_shows_20_of_each_kind_and_json_all_of_them() -> None:
     different = tuple((f"srv/f{n:02d}", "content") for n in range(60))
     found = report(TreeDiff(different=different), Ignored(counts=(("/**/__pycache__", 2358),)))
-    text = output.verify(found)
+    text = verify_text(found)
     assert "different 60" in text
     assert "2,358 differences ignored, not drift (/**/__pycache__ 2,358)" in text
     assert text.count(" ! /srv/f") == 20
@@ -168,11 +168,11 @@ def test_output_shows_20_of_each_kind_and_json_all_of_them() -> None:
 def test_a_match_says_how_much_was_ignored() -> None:
     clean = report(TreeDiff(), Ignored(counts=(("/var/log/dpkg.log", 1),)))
     assert not clean.drift
-    assert output.verify(clean) == (
+    assert verify_text(clean) == (
         "x: the reference rebuilt from scratch matches v4; 1 difference ignored, not drift "
         "(/var/log/dpkg.log 1)"
     )
-    assert output.verify(report(TreeDiff())) == "x: the reference rebuilt from scratch matches v4"
+    assert verify_text(report(TreeDiff())) == "x: the reference rebuilt from scratch matches v4"
 
 
 def test_a_reference_on_the_line_itself_is_not_from_scratch(tmp_path: Path) -> None:

@@ -1,0 +1,56 @@
+"""One short function per subcommand: call the use case, pair its result with what a person
+sees and the exit code. The CLI parses before and prints after.
+
+Each command's module imports only what that command needs, so that `plan`, `history` and
+`resolve` never load the engine, registry or build code; this module stays import-free."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from imagectl.ports import Say
+
+# The module under imagectl.commands that holds each command's function (named as in cli).
+MODULES: dict[str, str] = {
+    "plan": "plan",
+    "build_next": "build",
+    "checkpoint": "build",
+    "verify": "build",
+    "test": "build",
+    "skip": "build",
+    "publish": "publish",
+    "ci_publish": "publish",
+    "audit": "publish",
+    "backport": "backport",
+    "squash": "reference",
+    "render": "reference",
+    "diff": "reference",
+    "resolve": "lookup",
+    "history": "lookup",
+}
+
+
+def say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def streamed(args: argparse.Namespace) -> Say:
+    """Build and push output, streamed to stderr unless --quiet (or --json, which keeps stdout)."""
+
+    def show(line: str) -> None:
+        print(f"  | {line}", file=sys.stderr, flush=True)
+
+    return (lambda _line: None) if args.quiet else show
+
+
+def versions_text(versions: tuple[int, ...]) -> str:
+    """Versions as runs: "v1-v200", "v3, v5-v7" (a line of 200 unpublished versions is one
+    short line, not 200 entries)."""
+    runs: list[list[int]] = []
+    for version in versions:
+        if runs and version == runs[-1][-1] + 1:
+            runs[-1].append(version)
+        else:
+            runs.append([version])
+    return ", ".join(f"v{r[0]}" if len(r) == 1 else f"v{r[0]}-v{r[-1]}" for r in runs)

@@ -1,0 +1,29 @@
+"""`imagectl backport`: one new increment including a shared fix, in every selected line."""
+
+from __future__ import annotations
+
+import argparse
+
+from imagectl import workflows
+from imagectl.backport import BackportPlan
+from imagectl.outcome import EXIT_ERROR, EXIT_OK, Outcome
+from imagectl.project import Project
+
+
+def backport(args: argparse.Namespace, project: Project) -> Outcome:
+    plan = workflows.backport(project, args.fix, pattern=args.lines, dry_run=args.dry_run)
+    return Outcome(plan, backport_text(plan), EXIT_ERROR if plan.failures else EXIT_OK)
+
+
+def backport_text(plan: BackportPlan) -> str:
+    verb = "would add" if plan.dry_run else "added"
+    failed = dict(plan.failures)
+    out = []
+    for step in plan.steps:
+        state = f" -- FAILS: {failed[step.line]}" if step.line in failed else ""
+        tests = "".join(f" and {path.name}" for path, _ in step.tests)
+        out.append(f"{step.line}: {verb} {step.path}{tests}{state}")
+    out += [f"{line}: includes {plan.fix} already" for line in plan.already]
+    if plan.steps and not plan.dry_run:
+        out.append("next: imagectl build next --all [--jobs N]")
+    return "\n".join(out)

@@ -1,0 +1,27 @@
+"""`imagectl resolve` and `imagectl history`: answers from the locks, without the engine."""
+
+from __future__ import annotations
+
+import argparse
+
+from imagectl.history import history_table
+from imagectl.lookups import History, read_history
+from imagectl.lookups import resolve as resolve_reference
+from imagectl.outcome import Outcome
+from imagectl.project import Project
+
+
+def resolve(args: argparse.Namespace, project: Project) -> Outcome:
+    found = resolve_reference(project, args.ref)
+    return Outcome(found, found.reference)
+
+
+def history(args: argparse.Namespace, project: Project) -> Outcome:
+    found = read_history(project, args.line)
+    return Outcome(found, history_text(found, args.line))
+
+
+def history_text(found: History, line: str) -> str:
+    if not found.lock.versions:
+        return f"{line}: no versions built yet"
+    return history_table(found.lock, found.packages)

@@ -1,0 +1,70 @@
+"""`publish`, `ci-publish` and `audit`: the commands that talk to the registry."""
+
+from __future__ import annotations
+
+import argparse
+
+from imagectl import workflows
+from imagectl.audit import AuditReport
+from imagectl.commands import say, streamed
+from imagectl.outcome import EXIT_CHECK, EXIT_ERROR, EXIT_OK, Outcome
+from imagectl.project import Project
+
+
+def publish(args: argparse.Namespace, project: Project) -> Outcome:
+    if args.dry_run:
+        planned = workflows.publish_plan(project, args.lines)
+        return Outcome(planned, publish_text(planned))
+    result = workflows.publish(project, args.lines, wait=args.wait, say=say, output=streamed(args))
+    errors = tuple(exc for _, exc in result.failures)
+    return Outcome(result, publish_text(result), EXIT_ERROR if errors else EXIT_OK, errors)
+
+
+def publish_text(result: workflows.PublishResult) -> str:
+    if result.dry_run:
+        by_line: dict[str, list[str]] = {}
+        for item in result.published:
+            by_line.setdefault(item.line, []).append(item.tag)
+        return "\n".join(f"{line}: {', '.join(tags)}" for line, tags in by_line.items()) or (
+            "nothing to publish"
+        )
+    out = [f"{item.line}: {item.action} {item.tag}@{item.digest}" for item in result.published]
+    if not result.published and not result.failures:
+        out.append("nothing to publish")
+    return "\n".join(out)
+
+
+def ci_publish(args: argparse.Namespace, project: Project) -> Outcome:
+    from imagectl.ci_job import run_publish_job  # noqa: PLC0415 (GitPython: this command only)
+
+    result = run_publish_job(
+        project, remote=args.remote, branch=args.branch, attempts=args.attempts, say=say,
+        output=streamed(args), lines=args.lines,
+    )  # fmt: skip
+    if result.commit:
+        text = f"pushed lock commit {result.commit[:12]} with {len(result.tags)} new tag(s)"
+    else:
+        text = "nothing to publish"
+    return Outcome(result, text)
+
+
+def audit(args: argparse.Namespace, project: Project) -> Outcome:
+    report = workflows.audit(project, args.lines)
+    return Outcome(report, audit_text(report), EXIT_CHECK if report.problems else EXIT_OK)
+
+
+def audit_text(report: AuditReport) -> str:
+    out = []
+    for f in report.problems:
+        if f.status == "tampered":
+            out.append(
+                f"{f.line}: TAMPERED {f.tag} names {f.served}, the lock records {f.recorded}"
+            )
+        elif f.status == "missing":
+            out.append(f"{f.line}: MISSING {f.tag} is gone ({f.recorded} is still there by digest)")
+        else:
+            out.append(f"{f.line}: DELETED {f.tag}: {f.recorded} is gone from the registry")
+    out.append(
+        f"{len(report.findings)} published versions checked, {len(report.problems)} problems"
+    )
+    return "\n".join(out)

@@ -1,0 +1,66 @@
+"""`squash`, `render` and `diff`: a line's reference Dockerfile, one version's exact
+Dockerfile, and what changed between two versions."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+
+from imagectl import workflows
+from imagectl.outcome import EXIT_CHECK, EXIT_OK, Outcome
+from imagectl.packages import display
+from imagectl.project import Project
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class References:
+    references: tuple[workflows.ReferenceStatus, ...]
+
+    def to_json(self) -> dict[str, object]:
+        return {"references": [r.to_json() for r in self.references]}
+
+
+def squash(args: argparse.Namespace, project: Project) -> Outcome:
+    found = References(references=workflows.squash_lines(project, args.lines, check=args.check))
+    stale = any(r.state == "stale" for r in found.references)
+    return Outcome(found, references_text(found), EXIT_CHECK if stale else EXIT_OK)
+
+
+def references_text(result: References) -> str:
+    def what(item: workflows.ReferenceStatus) -> str:
+        return "stale: run `imagectl squash`" if item.state == "stale" else item.state
+
+    return "\n".join(f"{r.line}: {r.path} {what(r)}" for r in result.references)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Rendered:
+    line: str
+    version: int | None
+    dockerfile: str
+
+    def to_json(self) -> dict[str, object]:
+        return {"line": self.line, "version": self.version, "dockerfile": self.dockerfile}
+
+
+def render(args: argparse.Namespace, project: Project) -> Outcome:
+    text = workflows.render_version(project, args.line, args.version)
+    found = Rendered(line=args.line, version=args.version, dockerfile=text)
+    return Outcome(found, found.dockerfile.rstrip("\n"))
+
+
+def diff(args: argparse.Namespace, project: Project) -> Outcome:
+    found = workflows.diff_versions(project, args.line, args.old, args.new)
+    return Outcome(found, diff_text(found))
+
+
+def diff_text(found: workflows.VersionDiff) -> str:
+    pkgs = found.packages
+    out = [f"{found.line}: v{found.old} -> v{found.new}: packages {pkgs.summary}"]
+    out += [f"  + {display(entry)}" for entry in pkgs.added]
+    out += [f"  - {display(entry)}" for entry in pkgs.removed]
+    out += [f"  ~ {change.name} {change.old} -> {change.new}" for change in pkgs.changed]
+    for version in found.between:
+        what = version.increment.rsplit("/", 1)[-1] or "(checkpoint)"
+        out.append(f"  v{version.version}  {what}  {version.summary}")
+    return "\n".join(out)
