@@ -10,11 +10,14 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from imagectl import __version__
 from imagectl.errors import ImagectlError
-from imagectl.outcome import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, Outcome
+from imagectl.exits import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE
+
+if TYPE_CHECKING:
+    from imagectl.outcome import Outcome
 
 
 def main(argv: Sequence[str] | None = None) -> int:

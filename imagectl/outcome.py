@@ -6,9 +6,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from imagectl.errors import ImagectlError
-
-# The one table of exit codes.
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_CHECK, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+from imagectl.exits import EXIT_OK
 
 
 class JsonResult(Protocol):

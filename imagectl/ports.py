@@ -281,11 +281,14 @@ class Git(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Adapters:
+class Adapters(Protocol):
     """The outside systems a command talks to, one adapter each."""
 
-    builder: ImageBuilder
-    images: ImageStore
-    registry: Registry
-    git: Git
+    @property
+    def builder(self) -> ImageBuilder: ...
+    @property
+    def images(self) -> ImageStore: ...
+    @property
+    def registry(self) -> Registry: ...
+    @property
+    def git(self) -> Git: ...

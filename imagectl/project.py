@@ -4,16 +4,21 @@ registry and git. The CLI builds one Project; every workflow receives it."""
 
 from __future__ import annotations
 
+import functools
 import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from imagectl.config import RepositoryLayout, find_repository, load_lines, select_lines
 from imagectl.errors import ConfigError
 from imagectl.model import ImageLine
 from imagectl.ports import Adapters, Git, ImageBuilder, ImageStore, Registry
+
+if TYPE_CHECKING:
+    from imagectl.docker_engine import DockerBuilder, DockerImages
 
 SETTINGS_FILE = "imagectl.toml"
 # table -> key -> (type, what it is, the Settings field): everything imagectl.toml may set.
@@ -94,7 +99,7 @@ def open_project(
         named, origin = builder_name, "--builder"
     else:
         named, origin = settings.builder, f"[build] builder in {SETTINGS_FILE}"
-    adapters = _adapters(
+    adapters = _Adapters(
         layout.root, named, origin, builder=builder, images=images, registry=registry, git=git
     )
     return Project(layout=layout, settings=settings, lines=load_lines(layout), adapters=adapters)
@@ -149,26 +154,52 @@ def _setting(where: str, value: object, kind: type, what: str, *, path: Path) ->
     return value
 
 
-def _adapters(
-    root: Path,
-    named: str,
-    origin: str,
-    *,
-    builder: ImageBuilder | None,
-    images: ImageStore | None,
-    registry: Registry | None,
-    git: Git | None,
-) -> Adapters:
-    # Imported here: the adapters' modules are only loaded by commands that build a Project.
-    from imagectl.docker_engine import DockerBuilder, DockerImages  # noqa: PLC0415
-    from imagectl.git_repo import GitRepository  # noqa: PLC0415
-    from imagectl.registry import RegistryClient  # noqa: PLC0415
+class _Adapters:
+    """The adapters, each made on first use: a command that reads files only (plan, history,
+    resolve) never loads the engine, registry or git modules. Given ones (tests) win."""
 
-    docker_builder = DockerBuilder(named=named, origin=origin)
-    docker_images = DockerImages(docker_builder)
-    return Adapters(
-        builder=builder or docker_builder,
-        images=images or docker_images,
-        registry=registry or RegistryClient(push=docker_images.push),
-        git=git or GitRepository(root),
-    )
+    def __init__(
+        self,
+        root: Path,
+        named: str,
+        origin: str,
+        *,
+        builder: ImageBuilder | None,
+        images: ImageStore | None,
+        registry: Registry | None,
+        git: Git | None,
+    ) -> None:
+        self._root, self._named, self._origin = root, named, origin
+        self._given_builder, self._given_images = builder, images
+        self._given_registry, self._given_git = registry, git
+
+    @functools.cached_property
+    def _docker(self) -> tuple[DockerBuilder, DockerImages]:
+        from imagectl.docker_engine import DockerBuilder, DockerImages  # noqa: PLC0415
+
+        docker_builder = DockerBuilder(named=self._named, origin=self._origin)
+        return docker_builder, DockerImages(docker_builder)
+
+    @functools.cached_property
+    def builder(self) -> ImageBuilder:
+        return self._given_builder or self._docker[0]
+
+    @functools.cached_property
+    def images(self) -> ImageStore:
+        return self._given_images or self._docker[1]
+
+    @functools.cached_property
+    def registry(self) -> Registry:
+        if self._given_registry is not None:
+            return self._given_registry
+        from imagectl.registry import RegistryClient  # noqa: PLC0415
+
+        return RegistryClient(push=self._docker[1].push)
+
+    @functools.cached_property
+    def git(self) -> Git:
+        if self._given_git is not None:
+            return self._given_git
+        from imagectl.git_repo import GitRepository  # noqa: PLC0415
+
+        return GitRepository(self._root)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import bisect
+import contextlib
 import contextvars
 import functools
 import os
 import re
 import stat
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -94,17 +95,28 @@ def make_environment(increments_dir: Path) -> SandboxedEnvironment:
 
 # The templates a render loads (its own, every include and import, also one that is missing):
 # what its text depends on besides the variables. Per render, so threads never mix them up.
-_LOADED: contextvars.ContextVar[set[str] | None] = contextvars.ContextVar("loaded", default=None)
+# The sets that note every template loaded now: one per render_tracked or tracking() around it.
+_LOADED: contextvars.ContextVar[tuple[set[str], ...]] = contextvars.ContextVar("loaded", default=())
 
 
 class _TrackingEnvironment(SandboxedEnvironment):
     """Notes the name of every template a render loads, compiled before or not."""
 
     def _load_template(self, name: str, globals: Any) -> jinja2.Template:
-        loaded = _LOADED.get()
-        if loaded is not None:
+        for loaded in _LOADED.get():
             loaded.add(name)
         return super()._load_template(name, globals)
+
+
+@contextlib.contextmanager
+def tracking() -> Iterator[set[str]]:
+    """The names (under increments/) of every template rendered or loaded within."""
+    loaded: set[str] = set()
+    token = _LOADED.set((*_LOADED.get(), loaded))
+    try:
+        yield loaded
+    finally:
+        _LOADED.reset(token)
 
 
 @functools.lru_cache(maxsize=8)
@@ -142,12 +154,8 @@ def render_tracked(
     """The rendered text, and the names (under increments/) of every other template the render
     loaded: the snippets it includes or imports, directly or through others."""
     name = _name_under(increments_dir, template)
-    loaded: set[str] = set()
-    token = _LOADED.set(loaded)
-    try:
+    with tracking() as loaded:
         text = _render(increments_dir, name, variables)
-    finally:
-        _LOADED.reset(token)
     return text, tuple(sorted(loaded - {name}))
 
 

@@ -6,7 +6,8 @@ import argparse
 
 from imagectl import workflows
 from imagectl.backport import BackportPlan
-from imagectl.outcome import EXIT_ERROR, EXIT_OK, Outcome
+from imagectl.exits import EXIT_ERROR, EXIT_OK
+from imagectl.outcome import Outcome
 from imagectl.project import Project
 
 

@@ -9,9 +9,10 @@ from dataclasses import dataclass
 from imagectl import workflows
 from imagectl.commands import say, streamed
 from imagectl.commands.plan import planned
+from imagectl.exits import EXIT_CHECK, EXIT_ERROR, EXIT_OK
 from imagectl.gate import TestReport, count
 from imagectl.model import BuiltVersion, LockedVersion
-from imagectl.outcome import EXIT_CHECK, EXIT_ERROR, EXIT_OK, Outcome
+from imagectl.outcome import Outcome
 from imagectl.packages import display
 from imagectl.project import Project
 from imagectl.verifier import VerifyReport

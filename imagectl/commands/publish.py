@@ -7,7 +7,8 @@ import argparse
 from imagectl import workflows
 from imagectl.audit import AuditReport
 from imagectl.commands import say, streamed
-from imagectl.outcome import EXIT_CHECK, EXIT_ERROR, EXIT_OK, Outcome
+from imagectl.exits import EXIT_CHECK, EXIT_ERROR, EXIT_OK
+from imagectl.outcome import Outcome
 from imagectl.project import Project
 
 

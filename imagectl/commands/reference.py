@@ -7,7 +7,8 @@ import argparse
 from dataclasses import dataclass
 
 from imagectl import workflows
-from imagectl.outcome import EXIT_CHECK, EXIT_OK, Outcome
+from imagectl.exits import EXIT_CHECK, EXIT_OK
+from imagectl.outcome import Outcome
 from imagectl.packages import display
 from imagectl.project import Project
 

@@ -1,0 +1,3 @@
+"""The one table of exit codes (no imports: the CLI reads it before anything else loads)."""
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_CHECK, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
