@@ -10,6 +10,7 @@ made it, and is removed when its work ends.
 from __future__ import annotations
 
 import io
+import json
 import os
 import socket
 import tarfile
@@ -20,6 +21,7 @@ from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from imagectl.engine_api import (
     ApiError,
@@ -31,6 +33,7 @@ from imagectl.engine_api import (
     demultiplexed,
 )
 from imagectl.errors import EngineError
+from imagectl.faults import pause_point
 from imagectl.ports import FileSelection, TestRun
 
 TEST_MOUNT = "/imagectl-test"  # where a test script is mounted, read-only, in its container
@@ -39,13 +42,61 @@ BUSYBOX_PLACES = ("/bin/busybox", "/usr/bin/busybox", "/usr/local/bin/busybox")
 ELF_MACHINES = {62: "x86_64", 183: "aarch64", 40: "arm", 3: "i386", 21: "ppc64", 22: "s390x"}
 
 
-def labels(purpose: str) -> dict[str, str]:
+def labels(purpose: str, image: str) -> dict[str, str]:
     return {
         "imagectl": "1",
         "imagectl.purpose": purpose,
-        "imagectl.owner": f"{socket.gethostname()}:{os.getpid()}",
+        "imagectl.image": image,
+        "imagectl.owner": owner_of(os.getpid()),
         **({"imagectl.test": "1"} if purpose.endswith("test") else {}),
     }
+
+
+def owner_of(pid: int) -> str:
+    """host:pid:start, the start being the process's start time in clock ticks since boot
+    (/proc/PID/stat): a pid reused by another process later has another start."""
+    return f"{socket.gethostname()}:{pid}:{_started(pid)}"
+
+
+def _started(pid: int) -> str:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return ""
+    # The command name (field 2) is in parentheses and may hold spaces: count after its end.
+    fields = stat[stat.rfind(b")") + 2 :].split()
+    return fields[19].decode() if len(fields) > 19 else ""
+
+
+def owner_gone(owner: str) -> bool:
+    """Whether the process that made a container is gone: only this host's can be told."""
+    host, _, rest = owner.partition(":")
+    pid_text, _, start = rest.partition(":")
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    if not Path(f"/proc/{pid_text}").exists():
+        return True
+    return bool(start) and _started(int(pid_text)) != start
+
+
+def remove_leftovers(api: EngineApi) -> tuple[str, ...]:
+    """Remove the containers whose owning imagectl process on this host is gone (killed while
+    it read packages or ran a test: its `finally` never ran); say what each one was."""
+    query = json.dumps({"label": ["imagectl.owner"]})
+    with calling("listing imagectl's containers"):
+        found = api.json("GET", f"/containers/json?all=1&filters={quote(query)}")
+    removed = []
+    for entry in found if isinstance(found, list) else []:
+        names = entry.get("Labels") or {}
+        if not owner_gone(str(names.get("imagectl.owner", ""))):
+            continue
+        remove_container(api, str(entry["Id"]))
+        what = names.get("imagectl.purpose", "container")
+        image = names.get("imagectl.image") or entry.get("Image", "")
+        removed.append(
+            f"{what} container {str(entry['Id'])[:12]} of {image} ({entry.get('State')})"
+        )
+    return tuple(removed)
 
 
 @contextmanager
@@ -53,7 +104,7 @@ def created(
     api: EngineApi, image: str, *, purpose: str, name: str = "", **config: Any
 ) -> Iterator[str]:
     """A created (not started) container of `image`, removed afterwards whatever happened."""
-    body = {"Image": image, "Labels": labels(purpose), **config}
+    body = {"Image": image, "Labels": labels(purpose, image), **config}
     path = f"/containers/create?name={name}" if name else "/containers/create"
     with calling(f"creating a container of {image}"):
         container = str(api.json("POST", path, body=body)["Id"])
@@ -96,6 +147,7 @@ def read_in_container(api: EngineApi, image: str, wanted: FileSelection) -> dict
                 body=_reader_archive(busybox),
                 headers={"Content-Type": "application/x-tar"},
             )
+        pause_point("in-package-reader")  # a kill here leaves the created container
         code, out, err, _ = _run_attached(api, container, timeout=600.0)
     if code != 0:
         raise EngineError(
@@ -294,6 +346,7 @@ def _started_test(
         return int(state.get("ExitCode") or 125), f"the pod did not start: {exc.message}\n"
     except EngineUnreachableError as exc:
         raise api_failure(exc, doing="starting a pod for its start-up test") from exc
+    pause_point("in-start-test")  # a kill here leaves the pod running
     exec_body = {"AttachStdout": True, "AttachStderr": True, "Cmd": ["/bin/sh", inside]}
     try:
         made = api.json("POST", f"/containers/{container}/exec", body=exec_body)

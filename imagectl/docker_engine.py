@@ -291,6 +291,14 @@ class DockerImages:
         with calling(f"tagging {image_id} as {ref}"):
             self.api.call("POST", path)
 
+    def remove_leftovers(self) -> tuple[str, ...]:
+        from imagectl.docker_containers import remove_leftovers  # noqa: PLC0415
+
+        try:
+            return remove_leftovers(self.api)
+        except EngineError:
+            return ()  # best effort: the command itself names the engine's fault if it needs it
+
     def remove_image(self, ref: str) -> None:
         """Remove a tag (or an untagged image); one that is gone or in use is left as it is."""
         with calling(f"removing {ref}"):

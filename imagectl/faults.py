@@ -11,7 +11,9 @@ import os
 import sys
 import time
 
-POINTS = ("after-tag", "after-push", "after-packages")
+POINTS = (
+    "after-tag", "after-push", "after-packages", "in-package-reader", "in-start-test",
+)  # fmt: skip
 
 
 def pause_point(point: str) -> None:

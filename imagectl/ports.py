@@ -245,6 +245,11 @@ class ImageStore(Protocol):
 
     def remove_image(self, ref: str) -> None: ...
 
+    def remove_leftovers(self) -> tuple[str, ...]:
+        """Remove the containers imagectl processes on this host made and left behind when
+        they were killed; say what each was. An engine that is not there has none."""
+        ...
+
     def run_test(self, image: str, script: Path, *, start: bool, timeout: float) -> TestRun:
         """Run the shell script `script` (a file on this host, mounted read-only) with /bin/sh
         in a new container of `image` as its default user; with `start`, in a container started

@@ -15,10 +15,10 @@ from urllib.parse import urlsplit
 from imagectl.config import RepositoryLayout, find_repository, load_lines, select_lines
 from imagectl.errors import ConfigError
 from imagectl.model import ImageLine
-from imagectl.ports import Adapters, Git, ImageBuilder, ImageStore, Registry
 
 if TYPE_CHECKING:
     from imagectl.docker_engine import DockerBuilder, DockerImages
+    from imagectl.ports import Adapters, Git, ImageBuilder, ImageStore, Registry
 
 SETTINGS_FILE = "imagectl.toml"
 # table -> key -> (type, what it is, the Settings field): everything imagectl.toml may set.

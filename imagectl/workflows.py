@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -90,7 +91,7 @@ def build_next(
     """Build the next version (or all pending ones) of each selected line."""
     layout, adapters = project.layout, project.adapters
     lines = _some_lines(project, names)
-    with repository_lock(layout, wait=wait):
+    with _locked(project, wait=wait, say=say):
         # Validate every selected line, and render every pending increment, before building any:
         # a typo in the last increment fails before the first version is built.
         states = {line.name: load_state(layout, line) for line in lines}
@@ -133,6 +134,16 @@ def _some_lines(project: Project, names: Sequence[str]) -> tuple[ImageLine, ...]
             path=project.layout.images_dir,
         )
     return lines
+
+
+@contextlib.contextmanager
+def _locked(project: Project, *, wait: float, say: Say) -> Iterator[None]:
+    """The repository's lock, and then the containers of imagectl processes that were killed
+    (a SIGKILL skips every `finally`) removed: no rerun leaves them behind."""
+    with repository_lock(project.layout, wait=wait):
+        for what in project.adapters.images.remove_leftovers():
+            say(f"imagectl: removed a leftover {what}: the process that made it is gone")
+        yield
 
 
 def build_options(project: Project) -> BuildOptions:
@@ -203,7 +214,7 @@ def publish(
     lines = project.select(names)
     published: list[PublishedVersion] = []
     failures: list[tuple[str, ImagectlError]] = []
-    with repository_lock(layout, wait=wait):
+    with _locked(project, wait=wait, say=say):
         for line in lines:
             load_state(layout, line)  # every line valid before anything is pushed
         lockfile.ensure_writable(layout.lock_dir)
@@ -267,10 +278,12 @@ def audit(project: Project, names: Sequence[str]) -> AuditReport:
     return audit_locks(locks, registry=project.adapters.registry)
 
 
-def skip(project: Project, name: str, version: int, *, reason: str, wait: float) -> LockedVersion:
+def skip(
+    project: Project, name: str, version: int, *, reason: str, wait: float, say: Say
+) -> LockedVersion:
     """Record `version` of line `name` as skipped: its tag is burned by someone else's image."""
     line = project.line(name)
-    with repository_lock(project.layout, wait=wait):
+    with _locked(project, wait=wait, say=say):
         state = load_state(project.layout, line)
         skipped = burned_version(
             state, version, reason=reason, registry=project.adapters.registry,
@@ -436,7 +449,7 @@ def checkpoint(project: Project, name: str, *, wait: float, say: Say) -> BuiltVe
     from imagectl.checkpoint import checkpoint_line  # noqa: PLC0415
 
     adapters = project.adapters
-    with repository_lock(project.layout, wait=wait):
+    with _locked(project, wait=wait, say=say):
         adapters.builder.check()
         say(adapters.builder.describe())
         return checkpoint_line(

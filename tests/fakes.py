@@ -105,6 +105,9 @@ class FakeImages:
     def import_rootfs(self, source: str, *, changes: list[str], tag: str) -> str:
         raise NotImplementedError
 
+    def remove_leftovers(self) -> tuple[str, ...]:
+        return ()
+
     def remove_image(self, ref: str) -> None:
         self.tags.pop(ref, None)
 

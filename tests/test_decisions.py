@@ -107,7 +107,7 @@ def test_a_skipped_version_is_passed_over(tmp_path: Path) -> None:
     build(project, all_versions=False)  # v1
     foreign = RemoteImage(digest=fake_id("m"), config_digest=fake_id("i"))
     registry.tags[f"{REPO}:v2"] = foreign
-    workflows.skip(project, "line", 2, reason="pushed by hand in 2025", wait=0)
+    workflows.skip(project, "line", 2, reason="pushed by hand in 2025", wait=0, say=print)
     result = build(project)
     assert [(b.version, b.tag) for b in result.built] == [(3, f"{REPO}:v3")]
     versions = lock_of(project)
@@ -124,14 +124,14 @@ def test_a_skipped_version_is_passed_over(tmp_path: Path) -> None:
 def test_skip_refuses_a_free_tag_and_our_own_image(tmp_path: Path) -> None:
     project, images, registry = setup(tmp_path)
     with pytest.raises(PlanError, match="nothing to skip"):
-        workflows.skip(project, "line", 1, reason="x", wait=0)
+        workflows.skip(project, "line", 1, reason="x", wait=0, say=print)
     build(project, all_versions=False)
     project.layout.lock_path("line").unlink()  # a crash: tagged and pushed, not recorded
     registry.tags[f"{REPO}:v1"] = RemoteImage(
         digest=fake_id("m"), config_digest=images.tags[f"{REPO}:v1"]
     )
     with pytest.raises(PlanError, match="not burned"):
-        workflows.skip(project, "line", 1, reason="x", wait=0)
+        workflows.skip(project, "line", 1, reason="x", wait=0, say=print)
 
 
 def test_audit_finds_tampered_missing_and_deleted_tags(tmp_path: Path) -> None:

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
-from imagectl.ports import Say
+if TYPE_CHECKING:
+    from imagectl.ports import Say
 
 # The module under imagectl.commands that holds each command's function (named as in cli).
 MODULES: dict[str, str] = {

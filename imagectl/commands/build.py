@@ -135,7 +135,9 @@ class Skipped:
 
 
 def skip(args: argparse.Namespace, project: Project) -> Outcome:
-    skipped = workflows.skip(project, args.line, args.version, reason=args.reason, wait=args.wait)
+    skipped = workflows.skip(
+        project, args.line, args.version, reason=args.reason, wait=args.wait, say=say
+    )
     return Outcome(Skipped(line=args.line, version=skipped), skipped_text(args.line, skipped))
 
 
