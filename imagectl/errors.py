@@ -19,16 +19,27 @@ class ImagectlError(Exception):
         self.hint = hint
         self.path = str(path) if path is not None else ""
         self.details = details
+        # What the command had done before it failed, one sentence each ("v1 of x was built
+        # and recorded; v2 was not recorded"); set by the workflow that knows it.
+        self.done: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, object]:
         """The error as `--json` prints it (on stdout, instead of the result)."""
-        return {"error": self.message, "kind": self.kind, "hint": self.hint, "path": self.path}
+        return {
+            "error": self.message,
+            "kind": self.kind,
+            "hint": self.hint,
+            "path": self.path,
+            "done": list(self.done),
+        }
 
     def __str__(self) -> str:
         where = f"{self.path}: " if self.path else ""
         text = f"{where}{self.message}"
         if self.hint:
             text += f" {self.hint}"
+        if self.done:
+            text += f" So far: {'; '.join(self.done)}."
         return text
 
 

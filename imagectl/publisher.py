@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from imagectl import lockfile
 from imagectl.config import RepositoryLayout
-from imagectl.errors import PlanError, RegistryError, TagConflictError
+from imagectl.errors import ImagectlError, PlanError, RegistryError, TagConflictError
 from imagectl.faults import pause_point
 from imagectl.linestate import load_state
 from imagectl.locks import publish_lock
@@ -51,10 +51,14 @@ def publish_line(
     lock = state.lock
     results: list[PublishedVersion] = []
     for version in pending_publication(lock):
-        with publish_lock(line.repository):
-            digest, action = publish_version(
-                version, images=images, registry=registry, say=say, output=output
-            )
+        try:
+            with publish_lock(line.repository):
+                digest, action = publish_version(
+                    version, images=images, registry=registry, say=say, output=output
+                )
+        except ImagectlError as exc:
+            exc.done = (published_so_far(line.name, results, version.version), *exc.done)
+            raise
         pause_point("after-push")  # pushed, the lock does not have the digest yet
         lock = lock.with_published(version.version, digest)
         lockfile.write_lock(state.lock_path, lock)  # at once: a crash after this loses nothing
@@ -69,6 +73,14 @@ def publish_line(
             )
         )
     return tuple(results)
+
+
+def published_so_far(line: str, results: list[PublishedVersion], failed: int) -> str:
+    """What a publish of `line` had done when v`failed` failed, as the error's hint says it."""
+    if not results:
+        return f"nothing of {line} was pushed or recorded before v{failed}"
+    versions = ", ".join(f"v{r.version}" for r in results)
+    return f"{versions} of {line} {'were' if len(results) > 1 else 'was'} published and recorded"
 
 
 def publish_version(
@@ -93,7 +105,15 @@ def publish_version(
         if again is not None:
             raise _foreign_tag(version, again.digest, again.config_digest) from None
         raise
-    back = registry.lookup(tag)
+    try:
+        back = registry.lookup(tag)
+    except ImagectlError as exc:
+        exc.done = (
+            *exc.done,
+            f"{tag} was pushed and the registry may serve it now, but its digest is not "
+            "recorded yet: `imagectl publish` again reads it back and records it",
+        )
+        raise
     if back is None or back.digest != pushed or back.config_digest != version.image_id:
         found = f"{back.digest} (image {back.config_digest})" if back else "nothing"
         raise RegistryError(

@@ -18,7 +18,7 @@ from imagectl.errors import RegistryAuthError, RegistryError
 from imagectl.ports import RemoteImage, Say
 from imagectl.references import ImageRef as Reference
 from imagectl.references import split_reference as parse_reference
-from imagectl.registry_http import RegistryTransport, Response
+from imagectl.registry_http import RegistryTransport, Response, registry_hint
 
 MANIFEST_TYPES = (
     "application/vnd.oci.image.manifest.v1+json",
@@ -30,10 +30,6 @@ INDEX_TYPES = (
 )
 ACCEPT = ", ".join((*MANIFEST_TYPES, *INDEX_TYPES))
 ABSENT_CODES = {"MANIFEST_UNKNOWN", "NAME_UNKNOWN", "BLOB_UNKNOWN"}
-REGISTRY_HINT = (
-    "Start it (scripts/engine up starts the local one on 127.0.0.1:5000) or check "
-    "the repository name; nothing was changed."
-)
 
 
 class Pusher(Protocol):
@@ -91,8 +87,7 @@ def status_error(ref: Reference, response: Response) -> RegistryError:
     if response.status in (401, 403):
         return RegistryAuthError(
             f"the registry {ref.host} refused access to {where} (HTTP {response.status}, "
-            f"{codes}): not logged in, or the credentials are wrong or expired. Nothing was "
-            "built, pushed or recorded.",
+            f"{codes}): not logged in, or the credentials are wrong or expired.",
             hint=f"Log in with `docker login {ref.host}` and run again; imagectl reads docker's "
             "credential store and never prints, logs or records credentials.",
         )
@@ -100,11 +95,11 @@ def status_error(ref: Reference, response: Response) -> RegistryError:
         return RegistryError(
             f"the registry {ref.host} failed with a server error (HTTP {response.status}) "
             f"looking up {where}.",
-            hint="Check the registry's health and logs, then run again; nothing was changed.",
+            hint="Check the registry's health and logs, then run again.",
         )
     return RegistryError(
         f"the registry {ref.host} answered HTTP {response.status} ({codes}) looking up {where}.",
-        hint=REGISTRY_HINT,
+        hint=registry_hint(ref.host),
     )
 
 

@@ -224,6 +224,20 @@ def _tls(host: str) -> Any:
     return context
 
 
+LOCAL_REGISTRIES = ("localhost:5000", "127.0.0.1:5000")  # what scripts/engine up starts
+
+
+def registry_hint(host: str) -> str:
+    """What to do about a registry that did not answer as expected: starting the local one is
+    advice only for this machine's own registry."""
+    if host in LOCAL_REGISTRIES:
+        return (
+            "Start it (in imagectl's checkout, scripts/engine up starts this machine's registry "
+            "on 127.0.0.1:5000) or check the repository name."
+        )
+    return f"Check that {host} runs and is reachable from here, or check the repository name."
+
+
 def _unreachable(host: str, failure: BaseException | None) -> RegistryError:
     """A transport failure, classified by its exception type."""
     import ssl  # noqa: PLC0415
@@ -244,8 +258,7 @@ def _unreachable(host: str, failure: BaseException | None) -> RegistryError:
         what = f"is unreachable ({type(failure).__name__})"
     return RegistryError(
         f"the registry {host} {what}.",
-        hint="Start it (scripts/engine up starts the local one on 127.0.0.1:5000) or check "
-        "the repository name; nothing was changed.",
+        hint=registry_hint(host),
     )
 
 

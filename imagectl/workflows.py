@@ -120,9 +120,21 @@ def build_next(
         outcomes = _each_line(build_one, lines, jobs=jobs)
     built = [b for line in lines for b in done[line.name]]
     failures = tuple((n, o) for n, o in outcomes.items() if isinstance(o, ImagectlError))
+    for name, exc in failures:
+        exc.done = (built_so_far(name, done[name], states[name].lock), *exc.done)
     return BuildResult(
         lines=tuple(line.name for line in lines), built=tuple(built), failures=failures
     )
+
+
+def built_so_far(line: str, built: list[BuiltVersion], lock: Lock) -> str:
+    """What a build of `line` had done when it failed, as the error's hint says it."""
+    failed = (built[-1].version if built else len(lock.versions)) + 1
+    if not built:
+        return f"no version of {line} was built by this command; v{failed} was not recorded"
+    versions = ", ".join(f"v{b.version}" for b in built)
+    were = "were" if len(built) > 1 else "was"
+    return f"{versions} of {line} {were} built and recorded; v{failed} was not recorded"
 
 
 def _some_lines(project: Project, names: Sequence[str]) -> tuple[ImageLine, ...]:

@@ -262,6 +262,10 @@ class ProxyPolicy:
     # tag -> other tag: once a PUT of the tag succeeded, reads of it serve the other tag's
     # manifest (someone overwrote it right after our push)
     read_back: dict[str, str] = field(default_factory=dict)
+    # tag -> HTTP status answered to every read of its manifest (a registry failing there)
+    failing_reads: dict[str, int] = field(default_factory=dict)
+    # tag -> HTTP status answered to reads of its manifest once a PUT of it went through
+    failing_reads_after_put: dict[str, int] = field(default_factory=dict)
     # (method, path, status) of every request answered
     events: list[tuple[str, str, int]] = field(default_factory=list)
     put_done: set[str] = field(default_factory=set)
@@ -312,6 +316,12 @@ class ProxyHandler(http.server.BaseHTTPRequestHandler):
             with policy.guard:
                 hidden = tag in policy.hidden_until_put and tag not in policy.put_done
                 other = policy.read_back.get(tag) if tag in policy.put_done else None
+                failing = policy.failing_reads.get(tag) or (
+                    policy.failing_reads_after_put.get(tag) if tag in policy.put_done else None
+                )
+            if failing:
+                self.answer(failing, {"Content-Type": "text/plain"}, b"injected failure\n")
+                return
             if hidden:
                 self.answer(404, {"Content-Type": "application/json"}, unknown_manifest(tag))
                 return

@@ -354,3 +354,23 @@ def test_plan_text_shows_versions_to_publish_as_runs() -> None:
     assert plans_text(Plans(plans=(plan,))) == (
         "l: nothing to build (v9); to publish: v1-v3, v5, v7-v9"
     )
+
+
+def test_only_this_machines_registry_gets_the_advice_to_start_it() -> None:
+    from imagectl.registry_http import registry_hint  # noqa: PLC0415
+
+    assert "scripts/engine up" in registry_hint("localhost:5000")
+    assert "scripts/engine up" in registry_hint("127.0.0.1:5000")
+    other = registry_hint("registry.example.com:5000")
+    assert "scripts/engine up" not in other
+    assert "registry.example.com:5000 runs and is reachable" in other
+
+
+def test_an_error_says_what_was_done_before_it_in_text_and_json() -> None:
+    error = RegistryError("the registry failed.", hint="Check it.")
+    assert str(error) == "the registry failed. Check it."
+    error.done = ("v1 of x was built and recorded; v2 was not recorded",)
+    assert str(error).endswith(
+        "Check it. So far: v1 of x was built and recorded; v2 was not recorded."
+    )
+    assert error.to_json()["done"] == ["v1 of x was built and recorded; v2 was not recorded"]

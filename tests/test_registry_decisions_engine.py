@@ -8,6 +8,7 @@ that do not sit on their parent's layers, and real images 98 to 125 layers deep,
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -202,6 +203,54 @@ def test_read_back_naming_another_image_is_not_recorded(
     assert (root / "lock" / "line.lock.toml").read_bytes() == before
     assert [v.digest for v in read_lock(root, repo).versions] == ["", ""]
     assert tag_digest(backend, repository_path(repo), "v2") is None  # the line stopped
+
+
+# -- errors that say what the command had done ---------------------------------------------------
+
+
+def test_a_registry_failure_at_v2_says_v1_was_built_and_recorded(
+    tmp_path: Path, proxy: Proxy, names: Callable[[str], str]
+) -> None:
+    """The registry fails (503) looking up v2's tag after v1 was built, tagged and recorded.
+    Protection: the hint is built from what the command did; a fixed "nothing was changed"
+    would be false here. The local registry's start-up advice is not given for this one."""
+    repo = names("proxy")
+    root = busybox_repo(tmp_path, repo, TWO_STEPS)
+    proxy.policy.failing_reads = {"v2": 503}
+    result = imagectl(root, "build", "next", "--all")
+    assert result.code == 1
+    assert [v.version for v in read_lock(root, repo).versions] == [1]
+    assert "So far: v1 of line was built and recorded; v2 was not recorded." in result.stderr
+    assert "nothing was changed" not in result.stderr.lower()
+    assert "scripts/engine up" not in result.stderr
+    as_json = imagectl(root, "build", "next", "--all", "--json")
+    (row,) = json.loads(as_json.stdout)["lines"]
+    assert row["error"]["done"] == [  # the second run built nothing before v2 failed again
+        "no version of line was built by this command; v2 was not recorded"
+    ]
+
+
+def test_a_failed_read_back_after_a_push_says_the_tag_was_pushed(
+    tmp_path: Path, backend: OwnRegistry, proxy: Proxy, names: Callable[[str], str]
+) -> None:
+    """The push of v1 reached the registry, then its read-back failed (500): the registry
+    serves v1 while the lock does not record it. The error says so, and a rerun records it."""
+    repo = names("proxy")
+    root = busybox_repo(tmp_path, repo, TWO_STEPS)
+    assert imagectl(root, "build", "next", "--all", "-q").code == 0
+    proxy.policy.failing_reads_after_put = {"v1": 500}
+    result = imagectl(root, "publish")
+    assert result.code == 1
+    served = tag_digest(backend, repository_path(repo), "v1")
+    assert served is not None  # the registry does serve it
+    assert f"{repo}:v1 was pushed and the registry may serve it now" in result.stderr
+    assert "So far: nothing of line was pushed or recorded before v1; " in result.stderr
+    assert "nothing was changed" not in result.stderr.lower()
+    proxy.policy.failing_reads_after_put = {}
+    again = imagectl(root, "publish")
+    assert again.code == 0, again.stderr
+    assert [v.digest for v in read_lock(root, repo).versions] == [served, tag_digest(
+        backend, repository_path(repo), "v2")]  # fmt: skip
 
 
 # -- a built image that does not sit on its parent's layers -------------------------------------
