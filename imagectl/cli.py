@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from imagectl import __version__
 from imagectl.errors import ImagectlError
-from imagectl.exits import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE
+from imagectl.exits import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USAGE
 
 if TYPE_CHECKING:
     from imagectl.outcome import Outcome
@@ -26,6 +27,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         build_parser().print_help()
         return EXIT_USAGE
     as_json = bool(getattr(args, "json", False))
+    # SIGTERM (a CI job cancelled, `kill`) unwinds like Ctrl-C: every `finally` runs, so the
+    # containers a build or test made are removed and no lock is left half-written.
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         # Imported here, so that --help and usage errors never load the core.
         from imagectl.commands import MODULES  # noqa: PLC0415
@@ -39,12 +43,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ImagectlError as error:
         report_error(error, args.directory, as_json=as_json)
         return EXIT_ERROR
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         print(
-            "imagectl: interrupted; nothing half-recorded (the lock is written last).",
+            f"imagectl: {'terminated' if isinstance(stop, Terminated) else 'interrupted'}; "
+            "nothing half-recorded (the lock is written last).",
             file=sys.stderr,
         )
-        return EXIT_INTERRUPTED
+        return EXIT_TERMINATED if isinstance(stop, Terminated) else EXIT_INTERRUPTED
     if as_json:
         print(json.dumps(outcome.result.to_json(), indent=2))
     else:
@@ -53,6 +58,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         for exc in outcome.errors:
             report_error(exc, args.directory, as_json=False)
     return outcome.code
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the main thread is, as Ctrl-C's KeyboardInterrupt is."""
+
+
+def _terminated(_signum: int, _frame: object) -> None:
+    from imagectl.faults import STOPPING  # noqa: PLC0415
+
+    STOPPING.set()
+    raise Terminated
 
 
 def report_error(exc: ImagectlError, directory: Path, *, as_json: bool) -> None:

@@ -112,3 +112,25 @@ def test_containers_of_a_running_imagectl_are_left_alone(tmp_path: Path, repo_na
     assert again.code == 0, again.stderr
     assert f"removed a leftover start-up test container {running['id'][:12]}" in again.stderr
     assert owned_by(paused.pid) == []
+
+
+def test_sigterm_in_a_start_up_test_removes_the_pod_at_once(tmp_path: Path, repo_name: str) -> None:
+    """A cancelled CI job sends SIGTERM first: imagectl unwinds as on Ctrl-C, its `finally`
+    removes the pod, and it exits 143 with nothing recorded (no rerun needed to clean up)."""
+    root = pod_repo(tmp_path, repo_name)
+    with subprocess.Popen(
+        [sys.executable, "-m", "imagectl", "-C", str(root), "build", "next"],
+        env={**os.environ, "IMAGECTL_PAUSE_AT": "in-start-test"},
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    ) as paused:  # fmt: skip
+        assert paused.stderr is not None
+        for line in paused.stderr:
+            if "imagectl: paused at in-start-test" in line:
+                break
+        assert len(owned_by(paused.pid)) == 1
+        paused.terminate()
+        rest = paused.stderr.read()
+        assert paused.wait(timeout=60) == 143, rest
+    assert "imagectl: terminated; nothing half-recorded" in rest
+    assert owned_by(paused.pid) == []
+    assert not (root / "lock" / "line.lock.toml").exists()
