@@ -31,7 +31,7 @@ from imagectl.recording import manifest_of
 
 from .conftest import ROOT, Result, docker, imagectl
 from .engine_helpers import busybox_repo, local_tags, read_lock
-from .helpers import git_init, write
+from .helpers import git_commit_all, git_init, write
 
 pytestmark = pytest.mark.engine
 
@@ -290,7 +290,8 @@ def build_one(root: Path, repo_name: str, reader: str) -> Result:
     result = imagectl(root, "build", "next", "-q", env=READERS[reader])
     assert "Traceback" not in result.stderr, result.stderr
     if result.code != 0:
-        assert result.stderr.startswith("imagectl: "), result.stderr
+        said = result.stderr.strip().splitlines()
+        assert [line for line in said if line.startswith("imagectl: ")] == said[-1:], said
         assert (lock.read_bytes() if lock.exists() else None) == before
         assert local_tags(repo_name) == tags
     return result
@@ -386,3 +387,25 @@ def test_odd_images_build_with_the_manifest_their_files_say(
     history = imagectl(root, "history", "line", "--json")
     assert history.code == 0, history.stderr
     assert "Traceback" not in history.stderr
+
+
+def test_a_reader_that_fails_leaves_neither_a_lock_entry_nor_a_tag(
+    tmp_path: Path, repo_name: str
+) -> None:
+    """The packages are read after the new version is tagged: when reading fails, the build
+    fails with one paragraph, the lock is as it was and the tag it made is gone again."""
+    root = busybox_repo(tmp_path, repo_name, {"0001-one": "RUN echo one > /one\n"})
+    assert build_one(root, repo_name, "layers").code == 0
+    write(root / "increments" / "line" / "0002-two.Dockerfile.j2", "RUN echo two > /two\n")
+    git_commit_all(root, "two")
+    READERS["broken-container"] = {"IMAGECTL_LAYER_READS": "off", "IMAGECTL_BUSYBOX": "/bin/true"}
+    try:
+        failed = build_one(root, repo_name, "broken-container")
+    finally:
+        del READERS["broken-container"]
+    assert failed.code == 1
+    assert "statically linked busybox" in failed.stderr
+    assert f"{repo_name}:v2" not in local_tags(repo_name)
+    assert [v.version for v in read_lock(root, repo_name).versions] == [1]
+    assert build_one(root, repo_name, "layers").code == 0  # and the next run builds v2
+    assert [v.version for v in read_lock(root, repo_name).versions] == [1, 2]
