@@ -8,6 +8,7 @@ tagged or recorded.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from imagectl.checks import CHECKS, Candidate, check_parent_depth
 from imagectl.config import RepositoryLayout
-from imagectl.errors import BuildError, PlanError, TagConflictError
+from imagectl.errors import BuildError, ImagectlError, PlanError, TagConflictError
 from imagectl.faults import pause_point
 from imagectl.gate import PreparedTest, built_owners, gate, prepare_suite
 from imagectl.increments import ignore_tests
@@ -118,11 +119,20 @@ def build_step(
     version = _locked_version(
         candidate, request, adopted=adopted, builder=adapters.builder, tests=tests
     )
-    new_lock = record_version(
-        layout, state, version, images=adapters.images,
-        parent=Parent(image_id=parent.info.image_id, layers=len(parent.info.layers)),
-        base=_pinned_base(parent) if step.parent_is_base else None,
-    )  # fmt: skip
+    try:
+        new_lock = record_version(
+            layout, state, version, images=adapters.images,
+            parent=Parent(image_id=parent.info.image_id, layers=len(parent.info.layers)),
+            base=_pinned_base(parent) if step.parent_is_base else None,
+        )  # fmt: skip
+    except ImagectlError:
+        # Recording failed cleanly (the package reader, the lock write): the lock has no v(n),
+        # so the tag this run just made must go too, or a later run would adopt it for an
+        # image it never recorded (a crash here still leaves the tag, adopted on a rerun).
+        if not adopted:
+            with contextlib.suppress(ImagectlError):  # the first error is the one to report
+                adapters.images.remove_image(step.tag)
+        raise
     short, done = image_id.removeprefix("sha256:")[:12], "adopted" if adopted else "tagged"
     say(f"{name}: {done} {step.tag} ({short}, {len(info.layers)} layers)")
     built = BuiltVersion(
