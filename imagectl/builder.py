@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from imagectl import lockfile
 from imagectl.checks import CHECKS, Candidate, check_parent_depth
 from imagectl.config import RepositoryLayout
 from imagectl.errors import BuildError, ImagectlError, PlanError, TagConflictError
@@ -126,10 +127,11 @@ def build_step(
             base=_pinned_base(parent) if step.parent_is_base else None,
         )  # fmt: skip
     except ImagectlError:
-        # Recording failed cleanly (the package reader, the lock write): the lock has no v(n),
-        # so the tag this run just made must go too, or a later run would adopt it for an
-        # image it never recorded (a crash here still leaves the tag, adopted on a rerun).
-        if not adopted:
+        # Recording failed cleanly before the lock had v(n) (the package reader, the lock
+        # write): the tag this run just made goes too, so no later run meets a tag the lock
+        # never knew (a crash here still leaves it, adopted on a rerun). Failing after the lock
+        # write (the reference), the version is recorded and its tag stays.
+        if not adopted and not _recorded(state, step.version):
             with contextlib.suppress(ImagectlError):  # the first error is the one to report
                 adapters.images.remove_image(step.tag)
         raise
@@ -317,6 +319,18 @@ def _tag(candidate: Candidate, adapters: Adapters) -> bool:
         adapters.images.tag(info.image_id, step.tag)
     pause_point("after-tag")  # tagged, nothing recorded: a rerun must adopt this tag
     return adopted
+
+
+def _recorded(state: LineState, version: int) -> bool:
+    """Whether the lock on disk records `version` (unreadable: assume it does, keep the tag)."""
+    line = state.line
+    try:
+        lock = lockfile.read_lock(
+            state.lock_path, line=line.name, repository=line.repository, base=line.base
+        )
+    except ImagectlError:
+        return True
+    return len(lock.versions) >= version
 
 
 def _pinned_base(parent: ResolvedParent) -> tuple[str, str]:

@@ -374,3 +374,26 @@ def test_an_error_says_what_was_done_before_it_in_text_and_json() -> None:
         "Check it. So far: v1 of x was built and recorded; v2 was not recorded."
     )
     assert error.to_json()["done"] == ["v1 of x was built and recorded; v2 was not recorded"]
+
+
+@pytest.mark.parametrize("fails", ["packages", "reference"])
+def test_a_version_whose_recording_fails_keeps_its_tag_only_if_the_lock_has_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fails: str
+) -> None:
+    """Before the lock write (the package reader) the new tag is removed: no later run meets a
+    tag the lock never knew. After it (the reference file) the version is recorded: its tag
+    must stay, or the lock would name a version no tag shows."""
+    from imagectl import recording  # noqa: PLC0415
+
+    project, images, _ = setup(tmp_path)
+
+    def broken(*_args: object, **_kwargs: object) -> None:
+        raise ConfigError("cannot be written.", path="x")
+
+    monkeypatch.setattr(recording, "record_packages" if fails == "packages" else "write_reference",
+                        broken)  # fmt: skip
+    result = build(project, all_versions=False)
+    assert [name for name, _ in result.failures] == ["line"]
+    recorded = [v.version for v in lock_of(project)]
+    assert recorded == ([] if fails == "packages" else [1])
+    assert (f"{REPO}:v1" in images.tags) == (fails == "reference")
