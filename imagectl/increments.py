@@ -51,15 +51,16 @@ def discover_increments(layout: RepositoryLayout, line: str) -> tuple[Increment,
         for entry in entries:
             if entry.name.startswith(".") or EDITOR_LEFTOVER.search(entry.name):
                 continue
-            test = _test_beside(entry.name)
-            if test is not None and NUMBERED.match(entry.name):
+            numbered = NUMBERED.match(entry.name)
+            test = None if entry.name.endswith(TEMPLATE_SUFFIX) else _test_beside(entry.name)
+            if test is not None and numbered:
                 rel = prefix / entry.name
                 _check_test_file(Path(entry.path), rel, root)
                 tests.setdefault(test[0], []).append(
                     IncrementTest(path=rel, kind=test[1], template=rel.name.endswith(".j2"))
                 )
                 continue
-            if not NUMBERED.match(entry.name):
+            if not numbered:
                 if entry.name.endswith(TEMPLATE_SUFFIX):
                     raise ConfigError(
                         "is named like an increment but does not start with a number of four "
@@ -72,9 +73,7 @@ def discover_increments(layout: RepositoryLayout, line: str) -> tuple[Increment,
             rel = prefix / entry.name
             if entry.is_symlink():  # d_type: no system call for the usual plain file
                 _check_inside(Path(entry.path), rel, root)
-            found.append(
-                _read_increment(Path(entry.path), rel, is_folder=entry.is_dir(), root=root)
-            )
+            found.append(_read_increment(entry, numbered, rel, root=root))
     return tuple(sorted(_with_tests(found, tests, prefix), key=lambda i: (i.number, i.name)))
 
 
@@ -145,11 +144,15 @@ def _check_inside(path: Path, rel: Path, root: Path) -> None:
         )
 
 
-def _read_increment(entry: Path, rel: Path, *, is_folder: bool, root: Path) -> Increment:
-    match = NUMBERED.match(entry.name)
-    assert match is not None
+def _read_increment(
+    found: os.DirEntry[str], match: re.Match[str], rel: Path, *, root: Path
+) -> Increment:
+    # A plain file is read by its path string: `plan` meets thousands, and a Path each costs.
+    is_folder = found.is_dir()
+    entry = Path(found.path) if is_folder else None
     number = int(match.group(1))
-    if is_folder:
+    template: Path | str
+    if entry is not None:
         stem = match.group(2)
         template, template_rel = entry / FOLDER_TEMPLATE, rel / FOLDER_TEMPLATE
         if not template.is_file():
@@ -158,9 +161,9 @@ def _read_increment(entry: Path, rel: Path, *, is_folder: bool, root: Path) -> I
                 hint=f"Add {rel}/{FOLDER_TEMPLATE} with the increment's instructions.",
                 path=rel,
             )
-    elif entry.name.endswith(TEMPLATE_SUFFIX):
+    elif found.name.endswith(TEMPLATE_SUFFIX):
         stem = match.group(2).removesuffix(TEMPLATE_SUFFIX)
-        template, template_rel = entry, rel
+        template, template_rel = found.path, rel
     else:
         raise ConfigError(
             "is numbered like an increment but is neither a *.Dockerfile.j2 file nor a folder.",
@@ -175,8 +178,8 @@ def _read_increment(entry: Path, rel: Path, *, is_folder: bool, root: Path) -> I
             "number (no spaces), e.g. 0004-my-step.Dockerfile.j2.",
             path=rel,
         )
-    if is_folder:
-        _check_inside(template, template_rel, root)
+    if entry is not None:
+        _check_inside(Path(template), template_rel, root)
     raw = _template_bytes(template, template_rel)
     text = decode_template(raw, template_rel)
     return Increment(
@@ -185,14 +188,14 @@ def _read_increment(entry: Path, rel: Path, *, is_folder: bool, root: Path) -> I
         path=rel,
         template=template_rel,
         is_folder=is_folder,
-        source_hash=hash_increment(entry, skip=FOLDER_TESTS)
-        if is_folder
-        else _hash_file_bytes(raw),
+        source_hash=_hash_file_bytes(raw)
+        if entry is None
+        else hash_increment(entry, skip=FOLDER_TESTS),
         context_hash=(
-            hash_increment(entry, skip={FOLDER_TEMPLATE, *FOLDER_TESTS}) if is_folder else ""
+            "" if entry is None else hash_increment(entry, skip={FOLDER_TEMPLATE, *FOLDER_TESTS})
         ),
         summary=summarize(text),
-        tests=_folder_tests(entry, rel, root) if is_folder else (),
+        tests=() if entry is None else _folder_tests(entry, rel, root),
     )
 
 
@@ -206,7 +209,7 @@ def _folder_tests(entry: Path, rel: Path, root: Path) -> tuple[IncrementTest, ..
     return _ordered(found)
 
 
-def _template_bytes(template: Path, shown: Path) -> bytes:
+def _template_bytes(template: Path | str, shown: Path) -> bytes:
     """The file's bytes, in one open: non-blocking, so that a FIFO is refused, not waited on."""
     try:
         fd = os.open(template, os.O_RDONLY | os.O_NONBLOCK)

@@ -127,10 +127,18 @@ def _line_inputs(name: str, repository: str, base: str, variables: str) -> str:
     return json.dumps([__version__, name, repository, base, variables])
 
 
+_LAST_LINE: list[tuple[ImageLine, str]] = []  # the line asked last, for the next increment
+
+
 def line_inputs(line: ImageLine) -> str:
     """Everything of the line that a render depends on, as one string."""
+    # `plan` asks once per built increment: thousands of times for one line in a row.
+    if _LAST_LINE and _LAST_LINE[0][0] is line:
+        return _LAST_LINE[0][1]
     variables = json.dumps(line.vars, sort_keys=True, default=str)
-    return _line_inputs(line.name, line.repository, line.base, variables)
+    found = _line_inputs(line.name, line.repository, line.base, variables)
+    _LAST_LINE[:] = [(line, found)]
+    return found
 
 
 def render_cache(layout: RepositoryLayout) -> RenderCache:

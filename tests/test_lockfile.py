@@ -12,7 +12,7 @@ import pytest
 import tomlkit
 from tomlkit.items import AoT
 
-from imagectl import lockfile
+from imagectl import lockfile, lockread
 from imagectl.errors import LockfileError
 from imagectl.lockfile import _fill_version_table, version_text
 from imagectl.model import LOCK_SCHEMA, Lock, LockedVersion, RecordedTest
@@ -275,7 +275,114 @@ def test_the_fast_reader_reads_what_imagectl_writes_as_tomllib_does() -> None:
         )
         appended = written.rstrip("\n") + "\n\n" + "\n".join(map(version_text, versions))
         for text in (whole, appended):
-            assert lockfile.parse_generated(text) == tomllib.loads(text)
+            assert lockread.parse_generated(text) == tomllib.loads(text)
+
+
+def _digest(rng: random.Random) -> str:
+    return "sha256:" + "".join(rng.choice("0123456789abcdef") for _ in range(64))
+
+
+def _random_lock(rng: random.Random, alphabet: list[str]) -> Lock:
+    """A lock of valid digests and random text everywhere text is free."""
+
+    def text() -> str:
+        return "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 8)))
+
+    versions = [
+        LockedVersion(
+            version=number,
+            tag=text(),
+            increment=text(),
+            summary=text(),
+            increment_hash=_digest(rng),
+            dockerfile_hash=_digest(rng),
+            instructions_hash=_digest(rng) if number % 2 else "",
+            inputs_hash=_digest(rng) if number % 3 else "",
+            includes=(text(), text()) if number % 2 else (),
+            parent=text(),
+            parent_digest=_digest(rng),
+            images=(f"r{number}@{_digest(rng)}",) * (number % 2),
+            image_id="" if number == 4 else _digest(rng),
+            layers=number,
+            size=number * 1000,
+            builder=text(),
+            engine=text(),
+            built_at=text(),
+            commit=text(),
+            digest=_digest(rng) if number % 2 else "",
+            checkpoint=number == 3,
+            skipped=number == 4,
+            reason=text() if number == 4 else "",
+            foreign_digest=_digest(rng) if number == 4 else "",
+            tests=(RecordedTest(name=text() or "t", hash=_digest(rng), result="passed"),)
+            * (number % 3),
+        )
+        for number in range(1, 7)
+    ]
+    return Lock(
+        line="l", repository="r", base="b", base_digest=_digest(rng),
+        base_image_id=_digest(rng), versions=tuple(versions),
+    )  # fmt: skip
+
+
+def test_the_version_reader_reads_as_the_general_reader_does(tmp_path: Path) -> None:
+    """What lockread takes it reads exactly as tomllib and the field checks do; it takes every
+    lock whose text needs no escapes (so the fast path is the one `plan` meets)."""
+    rng = random.Random(5)
+    plain = [chr(i) for i in range(0x20, 0x7F) if chr(i) not in '"\\'] + list("éü€😀")
+    odd = [*plain, '"', "\\", "\t", "\n", "\x7f"]
+    taken = 0
+    for alphabet in (plain,) * 30 + (odd,) * 30:
+        lock = _random_lock(rng, alphabet)
+        text = lockfile.render_lock(lock)
+        general = lockfile._lock_from_document(tomllib.loads(text), tmp_path)
+        assert general == lock
+        assert lockfile.lock_from_text(text, tmp_path) == lock
+        start = text.index("\n[[versions]]\n") + 1
+        fast = lockread.read_generated_versions(text, start)
+        if alphabet is plain:
+            assert fast == lock.versions
+        taken += fast is not None
+    assert 30 <= taken < 60  # the odd texts have escapes in most locks
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("\nsize = 6000\n", "\nsize = 6000 # hand-written\n"),  # a comment
+        ("\nlayers = 6\n", "\nlayers = 06\n"),  # not an integer TOML takes
+        ("\nversion = 6\n", "\nversion = 7\n"),  # a gap
+        ('\nparent_digest = "sha256:', '\nparent_digest = "SHA256:'),  # no digest
+        ('\ndigest = "sha256:', '\ndigest = "sha256:0'),  # 65 digits
+        ('\nimages = ["r5@', '\nimages = ["r 5@'),  # not pinned
+        ('\nimage_id = "sha256:', '\nimage_id = "'),  # no image id, not skipped
+        ("\nlayers = 6\n", "\n"),  # a required field missing
+        ("\nlayers = 6\n", '\nlayers = "6"\n'),  # of the wrong type
+        ("\nchecked = ", "\nchecked = "),  # placeholder: replaced below
+    ],
+)
+def test_the_version_reader_declines_what_the_general_reader_refuses(
+    tmp_path: Path, old: str, new: str
+) -> None:
+    """An edit the fast reader does not take goes to the general reader, which refuses it
+    (or reads it) as before: lockread never answers for a text it does not know."""
+    lock = _random_lock(random.Random(1), [chr(i) for i in range(0x61, 0x7B)])
+    text = lockfile.render_lock(lock)
+    if old == "\nchecked = ":
+        old, new = "\nskipped = true\n", "\nskipped = true\ncheckpoint = false\n"
+    assert old in text
+    edited = text.replace(old, new)
+    start = edited.index("\n[[versions]]\n") + 1
+    assert lockread.read_generated_versions(edited, start) is None
+    try:
+        expected: Lock | str = lockfile._lock_from_document(tomllib.loads(edited), tmp_path)
+    except (LockfileError, tomllib.TOMLDecodeError) as exc:
+        expected = str(exc)
+    try:
+        got: Lock | str = lockfile.lock_from_text(edited, tmp_path)
+    except (LockfileError, tomllib.TOMLDecodeError) as exc:
+        got = str(exc)
+    assert got == expected
 
 
 @pytest.mark.parametrize(
@@ -303,4 +410,4 @@ def test_the_fast_reader_reads_what_imagectl_writes_as_tomllib_does() -> None:
 def test_anything_else_is_left_to_tomllib(edited: str) -> None:
     """The fast reader never answers differently from tomllib: what it does not know it hands
     over (None), so a hand-edited lock is read, or refused, exactly as before."""
-    assert lockfile.parse_generated(edited) is None
+    assert lockread.parse_generated(edited) is None
