@@ -15,7 +15,8 @@ from imagectl.increments import discover_increments
 from imagectl.labels import recorded_labels
 from imagectl.lockfile import write_atomic
 from imagectl.model import ImageLine, Increment, IncrementTest, Lock, RenderedHashes
-from imagectl.planner import check_drift, check_numbering, pinned_base, plan_line
+from imagectl.planner import check_drift, check_numbering, plan_line
+from imagectl.positions import pinned_base
 from imagectl.recipe import (
     ComposedDockerfile,
     IncrementRecipe,
