@@ -15,7 +15,7 @@ from imagectl.config import RepositoryLayout, load_lines
 from imagectl.increments import discover_increments, hash_increment
 from imagectl.linestate import render_step
 from imagectl.model import Lock, LockedVersion
-from imagectl.planner import pinned_base
+from imagectl.positions import pinned_base
 
 
 def fake_digest(*parts: object) -> str:

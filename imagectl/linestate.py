@@ -15,7 +15,8 @@ from imagectl.increments import discover_increments
 from imagectl.labels import recorded_labels
 from imagectl.lockfile import write_atomic
 from imagectl.model import ImageLine, Increment, IncrementTest, Lock, RenderedHashes
-from imagectl.planner import check_drift, check_numbering, pinned_base, plan_line
+from imagectl.planner import check_drift, check_numbering, plan_line
+from imagectl.positions import pending_positions, pinned_base, position_after
 from imagectl.recipe import (
     ComposedDockerfile,
     IncrementRecipe,
@@ -300,19 +301,16 @@ def reference_text(layout: RepositoryLayout, state: LineState) -> str:
     line, lock = state.line, state.lock
     entries: list[SquashEntry] = []
     built = lock.increment_versions
+    # A pending increment stands where `build next --all` will build it.
+    pending = pending_positions(line, lock, state.increments)
+    planned = {increment.number: position for increment, position in pending}
     shared = shared_hash(layout)
     for increment in state.increments:
         recorded = built[increment.number - 1] if increment.number <= len(built) else None
-        # A pending increment gets the version and parent that `build next --all` would give it.
-        version = (
-            recorded.version if recorded else len(lock.versions) + increment.number - len(built)
-        )
         if recorded:
-            parent = recorded.parent
-        elif version == 1:
-            parent = pinned_base(line, lock)
+            version, parent = recorded.version, recorded.parent
         else:
-            parent = line.tag_for(version - 1)
+            version, parent = planned[increment.number].version, planned[increment.number].parent
         rendered = cached_render(
             layout, line, increment, version=version, parent=parent, shared=shared
         )
@@ -409,16 +407,9 @@ def render_dockerfile(layout: RepositoryLayout, state: LineState, version: int |
 
 def render_shared(layout: RepositoryLayout, state: LineState, fix: str) -> RenderedStep:
     """The shared file `fix` rendered and checked as the line's next increment would be."""
-    line, lock = state.line, state.lock
-    plan = plan_line(line, lock, state.increments, all_versions=True)
-    version = len(lock.versions) + len(plan.steps) + 1
-    if plan.steps:
-        parent = plan.steps[-1].tag
-    elif lock.head is not None:
-        head = lock.head
-        parent = f"{head.tag}@{head.digest}" if head.digest else head.tag
-    else:
-        parent = pinned_base(line, lock)
+    line = state.line
+    position = position_after(line, state.lock, state.increments)
+    version, parent = position.version, position.parent
     variables = template_variables(line, version=version, parent=parent)
     increments_dir = layout.increments_dir.resolve()
     template = (layout.increments_dir / fix).resolve()

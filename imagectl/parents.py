@@ -9,6 +9,7 @@ from imagectl.errors import PlanError, TagConflictError
 from imagectl.linestate import LineState, RenderedStep
 from imagectl.model import BuildStep, LockedVersion
 from imagectl.ports import ImageInfo, ImageStore, Registry, Say
+from imagectl.positions import head_reference
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -39,7 +40,7 @@ def locate_head(state: LineState, *, images: ImageStore) -> ResolvedParent:
     tagged = images.inspect_image(head.tag)
     if tagged is not None and tagged.image_id == head.image_id:
         # The common case in one engine call: the tag still names the locked image.
-        ref = f"{head.tag}@{head.digest}" if head.digest else head.tag
+        ref = head_reference(head)  # as the plan named it (positions): one rule for both
         return ResolvedParent(ref=ref, digest=head.digest or head.image_id, info=tagged)
     info = images.inspect_image(head.image_id)
     if info is None and head.digest:
@@ -56,7 +57,7 @@ def locate_head(state: LineState, *, images: ImageStore) -> ResolvedParent:
             path=state.lock_path,
         )
     if head.digest:
-        return ResolvedParent(ref=f"{head.tag}@{head.digest}", digest=head.digest, info=info)
+        return ResolvedParent(ref=head_reference(head), digest=head.digest, info=info)
     if tagged is None:
         images.tag(head.image_id, head.tag)  # restoring a removed tag is not overwriting one
     elif tagged.image_id != head.image_id:

@@ -14,6 +14,7 @@ from imagectl.model import (
     LockedVersion,
     RenderedHashes,
 )
+from imagectl.positions import pending_positions
 
 
 def check_numbering(line: ImageLine, increments: tuple[Increment, ...]) -> None:
@@ -158,24 +159,24 @@ def _restore(version: LockedVersion) -> str:
 
 def next_step(line: ImageLine, lock: Lock, increments: tuple[Increment, ...]) -> BuildStep | None:
     """The one version `build next` makes now, or None when every increment is built."""
-    built = len(lock.increment_versions)
-    if built >= len(increments):
-        return None
-    version = len(lock.versions) + 1
-    head = lock.head
-    if head is None:
-        parent = pinned_base(line, lock)
-    elif head.digest:
-        parent = f"{head.tag}@{head.digest}"
-    else:
-        parent = head.tag
-    return BuildStep(
-        line=line.name,
-        version=version,
-        tag=line.tag_for(version),
-        increment=increments[built],
-        parent=parent,
-        parent_is_base=head is None,
+    steps = pending_steps(line, lock, increments)
+    return steps[0] if steps else None
+
+
+def pending_steps(
+    line: ImageLine, lock: Lock, increments: tuple[Increment, ...]
+) -> tuple[BuildStep, ...]:
+    """Every version `build next --all` makes, oldest first, each where pending_positions says."""
+    return tuple(
+        BuildStep(
+            line=line.name,
+            version=position.version,
+            tag=position.tag,
+            increment=increment,
+            parent=position.parent,
+            parent_is_base=position.parent_is_base,
+        )
+        for increment, position in pending_positions(line, lock, increments)
     )
 
 
@@ -183,29 +184,13 @@ def plan_line(
     line: ImageLine, lock: Lock, increments: tuple[Increment, ...], *, all_versions: bool
 ) -> LinePlan:
     """Every step `build next` (or `build next --all`) would take, without building."""
-    steps: list[BuildStep] = []
-    first = next_step(line, lock, increments)
-    if first is not None:
-        steps.append(first)
-        if all_versions:
-            for increment in increments[first.increment.number :]:
-                previous = steps[-1]
-                steps.append(
-                    BuildStep(
-                        line=line.name,
-                        version=previous.version + 1,
-                        tag=line.tag_for(previous.version + 1),
-                        increment=increment,
-                        parent=previous.tag,
-                        parent_is_base=False,
-                    )
-                )
+    steps = pending_steps(line, lock, increments)
     return LinePlan(
         line=line.name,
         built=len(lock.versions),
         available=len(increments),
         pending=len(increments) - len(lock.increment_versions),
-        steps=tuple(steps),
+        steps=steps if all_versions else steps[:1],
         deleted_tests=deleted_tests(lock, increments),
         repository=line.repository,
         unpublished=tuple(v.version for v in pending_publication(lock)),
@@ -224,13 +209,6 @@ def pending_publication(lock: Lock) -> tuple[LockedVersion, ...]:
     """The built versions without a registry digest, oldest first (the publish plan); skipped
     versions have nothing to publish."""
     return tuple(version for version in lock.built_versions if not version.digest)
-
-
-def pinned_base(line: ImageLine, lock: Lock) -> str:
-    """The base reference pinned by its recorded registry digest, when there is one."""
-    if "@" in line.base or not lock.base_digest:
-        return line.base
-    return f"{line.base}@{lock.base_digest}"
 
 
 def _short(digest: str) -> str:

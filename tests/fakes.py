@@ -196,6 +196,10 @@ class FakeRegistry:
         digest = fake_id("manifest")
         self.pushes.append(ref)
         self.tags[ref] = RemoteImage(digest=digest, config_digest=image_id)
+        # As the engine does: a pushed image knows its registry digest, so repo:vN@digest finds it.
+        info = self.images.images[image_id]
+        pushed = f"{ref.rsplit(':', 1)[0]}@{digest}"
+        self.images.images[image_id] = replace(info, repo_digests=(*info.repo_digests, pushed))
         if ref in self.after_push:  # someone else pushed the same tag right after us
             self.tags[ref] = self.after_push[ref]
         return digest

@@ -1,0 +1,87 @@
+"""The reference and the build agree on where a pending increment stands: a template's
+`{{ parent }}` renders the same in the reference as in the Dockerfile built (in-memory fakes)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from imagectl import lockfile, workflows
+from imagectl.linestate import load_state, reference_text
+from imagectl.ports import RemoteImage
+from imagectl.project import Project, open_project
+
+from .fakes import FakeBuilder, FakeGit, FakeImages, FakeRegistry, fake_id
+from .helpers import make_line
+
+BASE = "localhost:5000/b:1"
+BASE_DIGEST = "sha256:" + "b" * 64
+REPO = "localhost:5000/t/line"
+ECHO = 'RUN echo "parent='
+SHOWS_PARENT = f'# Two\n{ECHO}{{{{ parent }}}}"\n'
+
+
+def setup(tmp_path: Path) -> tuple[Project, FakeRegistry]:
+    root = tmp_path / "repo"
+    make_line(
+        root, "line", repository=REPO, base=BASE,
+        increments={"0001-one": "# One\nRUN echo one\n", "0002-two": SHOWS_PARENT},
+    )  # fmt: skip
+    images = FakeImages()
+    images.add(layers=("sha256:base-layer",), tag=BASE, digest=BASE_DIGEST)
+    registry = FakeRegistry(images=images)
+    registry.tags[BASE] = RemoteImage(digest=BASE_DIGEST, config_digest=images.tags[BASE])
+    project = open_project(
+        root, builder=FakeBuilder(images), images=images, registry=registry, git=FakeGit()
+    )
+    return project, registry
+
+
+def build(project: Project, *, all_versions: bool) -> None:
+    result = workflows.build_next(
+        project, [], all_versions=all_versions, wait=0, say=print, output=print
+    )
+    assert not result.failures
+
+
+def echoed(text: str) -> list[str]:
+    """The increment's line that shows its parent, as rendered in `text`."""
+    return [line for line in text.splitlines() if line.startswith(ECHO)]
+
+
+def planned_in_reference(project: Project) -> list[str]:
+    layout = project.layout
+    return echoed(reference_text(layout, load_state(layout, project.line("line"))))
+
+
+def built_last(project: Project) -> list[str]:
+    builder = project.adapters.builder
+    assert isinstance(builder, FakeBuilder)
+    return echoed(builder.built[-1])
+
+
+def test_on_a_published_head_the_reference_names_the_parent_by_digest_as_the_build_does(
+    tmp_path: Path,
+) -> None:
+    project, _ = setup(tmp_path)
+    build(project, all_versions=False)  # v1
+    workflows.publish(project, [], wait=0, say=print, output=print)
+    lock = lockfile.read_lock(
+        project.layout.lock_path("line"), line="line", repository=REPO, base=BASE
+    )
+    digest = lock.versions[0].digest
+    assert digest
+    planned = planned_in_reference(project)
+    build(project, all_versions=True)  # v2, on the published v1
+    assert built_last(project) == planned == [f'{ECHO}{REPO}:v1@{digest}"']
+
+
+def test_after_a_skip_the_reference_builds_on_the_version_before_the_burned_one(
+    tmp_path: Path,
+) -> None:
+    project, registry = setup(tmp_path)
+    build(project, all_versions=False)  # v1
+    registry.tags[f"{REPO}:v2"] = RemoteImage(digest=fake_id("m"), config_digest=fake_id("i"))
+    workflows.skip(project, "line", 2, reason="pushed by hand", wait=0, say=print)
+    planned = planned_in_reference(project)
+    build(project, all_versions=True)  # v3, on v1: v2 has no image
+    assert built_last(project) == planned == [f'{ECHO}{REPO}:v1"']
