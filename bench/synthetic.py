@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bench.common import BUSYBOX, git_init, write
-from imagectl import lockfile
+from imagectl import lockfile, sidecar
 from imagectl.config import RepositoryLayout, load_lines
 from imagectl.increments import discover_increments, hash_increment
 from imagectl.linestate import render_step
@@ -112,6 +112,6 @@ def replay_sidecar(path: Path) -> tuple[float, int]:
     """Seconds to parse a package sidecar and replay it to its newest version, as each build
     did before the cached head; and the number of packages of its base."""
     start = time.perf_counter()
-    record = lockfile.read_packages(path)
+    record = sidecar.read_packages(path)
     record.manifest(max(record.versions))
     return time.perf_counter() - start, len(record.base)

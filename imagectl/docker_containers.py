@@ -34,7 +34,8 @@ from imagectl.engine_api import (
 )
 from imagectl.errors import EngineError
 from imagectl.faults import pause_point
-from imagectl.ports import FileSelection, TestRun
+from imagectl.layerfiles import FileSelection
+from imagectl.ports import TestRun
 
 TEST_MOUNT = "/imagectl-test"  # where a test script is mounted, read-only, in its container
 READER_DIR = ".imagectl-reader"  # where the package reader's busybox goes in its container

@@ -35,16 +35,9 @@ from imagectl.engine_api import (
     quote,
 )
 from imagectl.errors import BuildError, EngineError, RegistryError
+from imagectl.layerfiles import FileSelection, LayerChange
 from imagectl.model import Builder
-from imagectl.ports import (
-    FileEntry,
-    FileSelection,
-    ImageConfig,
-    ImageInfo,
-    LayerChange,
-    Say,
-    TestRun,
-)
+from imagectl.ports import FileEntry, ImageConfig, ImageInfo, Say, TestRun
 from imagectl.process import last_line, run, stream, without_names
 from imagectl.references import names_in, split_reference
 

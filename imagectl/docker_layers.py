@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from imagectl.ports import FileSelection, LayerChange
+from imagectl.layerfiles import FileSelection, LayerChange
 
 # overlayfs marks, as root writes them (trusted.*) and as rootless dockerd does (user.*)
 OPAQUE = ("trusted.overlay.opaque", "user.overlay.opaque")

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from imagectl.model import Lock, LockedVersion
-from imagectl.packages import PackageDiff
+
+if TYPE_CHECKING:
+    from imagectl.packages import PackageDiff
 
 JSON_KEYS = (
     "version",

@@ -226,6 +226,8 @@ def _template_bytes(template: Path | str, shown: Path) -> bytes:
         chunks = []
         while chunk := os.read(fd, max(info.st_size, 1) + 1):
             chunks.append(chunk)
+            if len(chunks) == 1 and len(chunk) <= info.st_size:
+                break  # a short read of a regular file is its end: no second read to learn it
         return b"".join(chunks)
     except OSError as exc:
         raise ConfigError(f"cannot be read ({exc.strerror}).", path=shown) from exc

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from imagectl import lockfile
+from imagectl import lockfile, sidecar
 from imagectl.config import RepositoryLayout
 from imagectl.errors import ConfigError, TemplateError
 from imagectl.increments import discover_increments
@@ -354,7 +354,7 @@ def lock_files(layout: RepositoryLayout, line: str) -> tuple[Path, ...]:
     """Every file imagectl writes for `line` in lock/: the lock, its package manifests and its
     reference Dockerfile (what a CI shard of this line commits, and nothing else)."""
     lock = layout.lock_path(line)
-    return (lock, lockfile.packages_path(lock), reference_path(layout, line))
+    return (lock, sidecar.packages_path(lock), reference_path(layout, line))
 
 
 def write_reference(layout: RepositoryLayout, state: LineState) -> bool:

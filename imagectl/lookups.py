@@ -4,15 +4,17 @@ No engine and no build code: these are the commands people run many times a day.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from imagectl import lockfile
 from imagectl.config import repository_of
 from imagectl.errors import PlanError
-from imagectl.history import history_records
 from imagectl.model import ImageLine, Lock
-from imagectl.packages import PackageDiff
 from imagectl.project import Project
 from imagectl.resolver import Resolution, resolve_ref
+
+if TYPE_CHECKING:
+    from imagectl.packages import PackageDiff
 
 
 def line_lock(project: Project, line: ImageLine) -> Lock:
@@ -48,12 +50,16 @@ class History:
     packages: dict[int, PackageDiff]  # what each version with a manifest changed
 
     def to_json(self) -> list[dict[str, object]]:
+        from imagectl.history import history_records  # noqa: PLC0415 (not for resolve)
+
         return history_records(self.lock, self.packages)
 
 
 def read_history(project: Project, name: str) -> History:
     """A line's lock and package deltas (no drift check: history must work on a drifted tree)."""
+    from imagectl import sidecar  # noqa: PLC0415 (not for resolve)
+
     line = project.line(name)
-    record = lockfile.read_packages(lockfile.packages_path(project.layout.lock_path(line.name)))
+    record = sidecar.read_packages(sidecar.packages_path(project.layout.lock_path(line.name)))
     packages = {version: delta.diff() for version, delta in record.versions.items()}
     return History(lock=line_lock(project, line), packages=packages)

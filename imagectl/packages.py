@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from imagectl.ports import FileSelection, LayerChange
+from imagectl.layerfiles import FileSelection, LayerChange
 
 Kind = Literal["deb", "pip", "conda"]
 KINDS: tuple[Kind, ...] = ("deb", "pip", "conda")

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from imagectl.layerfiles import FileSelection, LayerChange
 from imagectl.model import Builder
 
 Say = Callable[[str], None]  # one line of progress or output for the user
@@ -136,29 +137,6 @@ class FileEntry:
         if self.xattrs != other.xattrs:
             return "xattr"
         return ""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class FileSelection:
-    """Which files of an image a reader wants: `match` decides for a path from the root (no
-    leading /); `globs` are `find -path` patterns that select at least those (a reader that
-    runs inside a container narrows its walk with them)."""
-
-    match: Callable[[str], bool]
-    globs: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LayerChange:
-    """What one layer changes among the files of a selection (paths from the root)."""
-
-    deleted: tuple[str, ...] = ()  # whiteouts: the path and everything below it are gone
-    opaque: tuple[str, ...] = ()  # folders whose contents in the layers below are hidden
-    files: Mapping[str, bytes] = field(default_factory=dict)  # selected files it adds or replaces
-
-    @property
-    def empty(self) -> bool:
-        return not (self.deleted or self.opaque or self.files)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from imagectl import lockfile
+from imagectl import lockfile, sidecar
 from imagectl.config import RepositoryLayout
 from imagectl.faults import pause_point
 from imagectl.linestate import LineState, write_reference
@@ -63,18 +63,18 @@ def record_skip(state: LineState, skipped: LockedVersion) -> Lock:
     """Write a skipped version: an empty package delta (its successor's parent is the version
     before it, whose packages it then compares with), then the lock. A skipped v1 gets no
     entry: the base's packages are recorded when the first version is built."""
-    path = lockfile.packages_path(state.lock_path)
+    path = sidecar.packages_path(state.lock_path)
     if skipped.version > 1:
-        head = lockfile.read_package_head(path)
+        head = sidecar.read_package_head(path)
         if head is not None and head.version == skipped.version - 1:
-            text = lockfile.append_packages(path, head.text, skipped.version, VersionDelta())
-            lockfile.write_package_head(
+            text = sidecar.append_packages(path, head.text, skipped.version, VersionDelta())
+            sidecar.write_package_head(
                 path, text, skipped.version, head.manifest, image_id=head.image_id,
                 sources=head.sources,
             )  # fmt: skip
         else:
-            record = lockfile.read_packages(path).before(skipped.version)
-            lockfile.write_packages(
+            record = sidecar.read_packages(path).before(skipped.version)
+            sidecar.write_packages(
                 path,
                 line=state.line.name,
                 record=record.with_version(skipped.version, VersionDelta()),
@@ -103,22 +103,22 @@ def record_packages(
     head, only the version's own new layers are read, and the delta is appended to the
     sidecar. Anything else (a fresh clone, an entry left by an interrupted build, an older
     sidecar) replays the sidecar once."""
-    path = lockfile.packages_path(state.lock_path)
-    head = lockfile.read_package_head(path) if version > 1 else None
+    path = sidecar.packages_path(state.lock_path)
+    head = sidecar.read_package_head(path) if version > 1 else None
     if head is not None and head.version == version - 1:
         sources = head.sources if head.image_id == parent.image_id else None
         known = Known(manifest=head.manifest, sources=sources)
         current, found = read_manifest(image, parent=parent, known=known, images=images)
         diff = diff_manifests(head.manifest, current)
         added, removed = delta_of(diff)
-        text = lockfile.append_packages(
+        text = sidecar.append_packages(
             path, head.text, version, VersionDelta(added=added, removed=removed)
         )
     else:
         diff, text, current, found = _record_replaying(
             state, path, version=version, image=image, parent=parent, images=images
         )
-    lockfile.write_package_head(path, text, version, current, image_id=image, sources=found)
+    sidecar.write_package_head(path, text, version, current, image_id=image, sources=found)
     return diff
 
 
@@ -158,7 +158,7 @@ def _record_replaying(
     images: ImageStore,
 ) -> tuple[PackageDiff, str, Manifest, Sources | None]:
     """record_packages without the cached head: read and replay the sidecar, rewrite it."""
-    record = lockfile.read_packages(path).before(version)
+    record = sidecar.read_packages(path).before(version)
     tracked: tuple[str, ...] = ()
     baseline: Manifest = ()
     known: Known | None = None
@@ -179,7 +179,7 @@ def _record_replaying(
     diff = diff_manifests(parent_manifest, current)
     added, removed = delta_of(diff)
     delta = VersionDelta(added=added, removed=removed, tracked=tracked, baseline=baseline)
-    text = lockfile.write_packages(
+    text = sidecar.write_packages(
         path, line=state.line.name, record=record.with_version(version, delta)
     )
     return diff, text, current, found

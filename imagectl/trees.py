@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from imagectl.ports import FileEntry
+if TYPE_CHECKING:
+    from imagectl.ports import FileEntry
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from imagectl import lockfile
+from imagectl import lockfile, sidecar
 from imagectl.audit import AuditReport, audit_locks
 from imagectl.backport import BackportPlan, plan_backport, shared_name, shared_tests
 from imagectl.builder import build_line
@@ -428,8 +428,8 @@ def diff_versions(project: Project, name: str, old: int, new: int) -> VersionDif
                 f"v{version} of {line.name} was skipped (its tag was burned); it has no image.",
                 hint=f"Compare v{version - 1} or v{version + 1}.",
             )
-    path = lockfile.packages_path(project.layout.lock_path(line.name))
-    record = lockfile.read_packages(path)
+    path = sidecar.packages_path(project.layout.lock_path(line.name))
+    record = sidecar.read_packages(path)
     if record.complete(max(old, new)):
         packages = record.diff(old, new)
     else:

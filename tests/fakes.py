@@ -11,13 +11,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from imagectl.errors import GitError, TagImmutableError
+from imagectl.layerfiles import FileSelection, LayerChange
 from imagectl.model import Builder
 from imagectl.ports import (
     FileEntry,
-    FileSelection,
     ImageConfig,
     ImageInfo,
-    LayerChange,
     RemoteImage,
     Say,
     TestRun,

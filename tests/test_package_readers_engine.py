@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from imagectl import lockfile
+from imagectl import lockfile, sidecar
 from imagectl.docker_engine import DockerImages
 from imagectl.packages import (
     PACKAGE_FILES,
@@ -97,7 +97,7 @@ def container_manifest(ref: str, monkeypatch: pytest.MonkeyPatch) -> Manifest:
 
 def recorded_manifest(root: Path, line: str, version: int) -> Manifest:
     """What `imagectl build` recorded for `version` (0: the base) in the line's sidecar."""
-    record = lockfile.read_packages(root / "lock" / f"{line}.packages.toml")
+    record = sidecar.read_packages(root / "lock" / f"{line}.packages.toml")
     assert record.complete(version)
     return record.manifest(version)
 

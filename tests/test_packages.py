@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from imagectl import lockfile
+from imagectl import sidecar
+from imagectl.layerfiles import FileSelection
 from imagectl.linestate import LineState
 from imagectl.model import ImageLine, Lock
 from imagectl.packages import (
@@ -16,7 +17,6 @@ from imagectl.packages import (
     parse_entry,
     wanted_file,
 )
-from imagectl.ports import FileSelection
 from imagectl.recording import Parent, record_packages
 
 from .fakes import FakeImages
@@ -147,7 +147,7 @@ def test_an_older_sidecar_still_reads_as_debs(tmp_path: Path) -> None:
         'schema = 1\nline = "line"\n\n[base]\npackages = ["a 1 amd64"]\n\n'
         '[[versions]]\nversion = 1\nadded = ["b 1 all"]\nremoved = []\n'
     )
-    record = lockfile.read_packages(path)
+    record = sidecar.read_packages(path)
     assert record.kinds == ("deb",)
     assert record.manifest(1) == ("a 1 amd64", "b 1 all")
     assert parse_entry(record.manifest(1)[1]).to_json()["kind"] == "deb"
@@ -211,12 +211,12 @@ def test_recording_appends_from_the_cached_head(tmp_path: Path) -> None:
         if version > 1:  # the parent's manifest came from the cache, the old text was kept
             assert images.read == [f"v{version}"]
             assert path.read_text().startswith(before.rstrip("\n"))
-    record = lockfile.read_packages(path)
+    record = sidecar.read_packages(path)
     assert record.kinds == ("deb", "pip", "conda")
     assert record.manifest(3) == ("a 2 amd64",)
     assert record.versions[2].diff().summary == "+1 -0 ~1 (deb ~1, pip +1)"
     assert record.diff(1, 3).summary == "+0 -1 ~1"
-    assert lockfile.read_package_head(path) is not None
+    assert sidecar.read_package_head(path) is not None
 
 
 def test_an_entry_left_by_an_interrupted_build_is_replaced(tmp_path: Path) -> None:
@@ -229,12 +229,12 @@ def test_an_entry_left_by_an_interrupted_build_is_replaced(tmp_path: Path) -> No
     record_packages(state, version=2, image="v2", parent=whole("v1"), images=images)
     # the lock never recorded v2; the rerun builds another v2 and records it again
     record_packages(state, version=2, image="v2b", parent=whole("v1"), images=images)
-    record = lockfile.read_packages(path)
+    record = sidecar.read_packages(path)
     assert sorted(record.versions) == [1, 2]
     assert record.versions[2] == VersionDelta(removed=("b 1 amd64",))
     # a cache that does not belong to the sidecar any more is not used
     path.write_text(path.read_text() + "\n# edited\n")
-    assert lockfile.read_package_head(path) is None
+    assert sidecar.read_package_head(path) is None
 
 
 def test_an_older_sidecar_starts_pip_at_the_next_version(tmp_path: Path) -> None:
@@ -253,7 +253,7 @@ def test_an_older_sidecar_starts_pip_at_the_next_version(tmp_path: Path) -> None
     )
     diff = record_packages(state, version=2, image="v2", parent=whole("v1"), images=images)
     assert diff.summary == "+0 -0 ~1 (pip ~1)"  # not "+1": v1's six was there before
-    record = lockfile.read_packages(path)
+    record = sidecar.read_packages(path)
     assert record.versions[2].tracked == ("pip", "conda")
     assert record.manifest(2) == ("a 1 amd64", f"pip:six 1.1 /{VENV}")
     assert record.diff(1, 2).empty  # v1 has no pip record: compared over debs only

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from imagectl import lockfile
+from imagectl import sidecar
 from imagectl.labels import LABEL_KEYS
 from imagectl.packages import of_kinds
 
@@ -77,7 +77,7 @@ def test_package_manifests_and_diff_on_the_debian_line(example_repo: Path) -> No
         "-f",
         "${Package} ${Version} ${Architecture}\\n",
     )
-    record = lockfile.read_packages(example_repo / "lock" / "pod-bookworm.packages.toml")
+    record = sidecar.read_packages(example_repo / "lock" / "pod-bookworm.packages.toml")
     assert set(of_kinds(record.manifest(5), ["deb"])) == set(dpkg.splitlines())
 
 

@@ -1,0 +1,30 @@
+"""What a package reader asks of an image's files and what one layer changes among them: plain
+values shared by the engine adapters and the package records, with no adapter behind them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FileSelection:
+    """Which files of an image a reader wants: `match` decides for a path from the root (no
+    leading /); `globs` are `find -path` patterns that select at least those (a reader that
+    runs inside a container narrows its walk with them)."""
+
+    match: Callable[[str], bool]
+    globs: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LayerChange:
+    """What one layer changes among the files of a selection (paths from the root)."""
+
+    deleted: tuple[str, ...] = ()  # whiteouts: the path and everything below it are gone
+    opaque: tuple[str, ...] = ()  # folders whose contents in the layers below are hidden
+    files: Mapping[str, bytes] = field(default_factory=dict)  # selected files it adds or replaces
+
+    @property
+    def empty(self) -> bool:
+        return not (self.deleted or self.opaque or self.files)
