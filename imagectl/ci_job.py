@@ -18,7 +18,8 @@ from imagectl.errors import GitError, ImagectlError, TagConflictError
 from imagectl.linestate import lock_files
 from imagectl.ports import Say
 from imagectl.project import Project
-from imagectl.workflows import build_next, publish
+from imagectl.publishing import publish
+from imagectl.workflows import build_next
 
 
 class CiGit(Protocol):

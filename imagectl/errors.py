@@ -160,3 +160,6 @@ class BusyError(ImagectlError):
     """Another imagectl process holds the repository's build lock."""
 
     kind = "busy"
+
+
+Failures = tuple[tuple[str, ImagectlError], ...]  # (line, why): the other lines went on

@@ -11,8 +11,13 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from imagectl.config import RepositoryLayout
+
+if TYPE_CHECKING:
+    from imagectl.ports import Say
+    from imagectl.project import Project
 from imagectl.errors import BusyError
 
 HOST_LOCK_WAIT = 900.0  # s; a push of a large image may take minutes
@@ -77,3 +82,13 @@ def publish_lock(
             hint="Wait for it to finish, then run again.",
         ),
     )
+
+
+@contextlib.contextmanager
+def locked_and_swept(project: Project, *, wait: float, say: Say) -> Iterator[None]:
+    """The repository's lock, and then the containers of imagectl processes that were killed
+    (a SIGKILL skips every `finally`) removed: no rerun leaves them behind."""
+    with repository_lock(project.layout, wait=wait):
+        for what in project.adapters.images.remove_leftovers():
+            say(f"imagectl: removed a leftover {what}: the process that made it is gone")
+        yield

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from imagectl import lockfile, sidecar
-from imagectl.audit import AuditReport, audit_locks
 from imagectl.backport import BackportPlan, plan_backport, shared_name, shared_tests
 from imagectl.builder import build_line
 from imagectl.config import check_secret_sources
-from imagectl.errors import ConfigError, ImagectlError
+from imagectl.errors import ConfigError, Failures, ImagectlError
 from imagectl.gate import TestReport, built_owners, prepare_suite, run_suite
 from imagectl.increments import summarize
 from imagectl.labels import source_url
@@ -30,7 +28,7 @@ from imagectl.linestate import (
     write_reference,
 )
 from imagectl.lockfile import write_atomic
-from imagectl.locks import repository_lock
+from imagectl.locks import locked_and_swept
 from imagectl.lookups import line_lock
 from imagectl.model import (
     BuildOptions,
@@ -41,18 +39,15 @@ from imagectl.model import (
 )
 from imagectl.packages import PackageDiff, diff_manifests
 from imagectl.parents import locate_version
-from imagectl.planner import deleted_tests, pending_publication
+from imagectl.planner import deleted_tests
 from imagectl.ports import Say
 from imagectl.project import Project
-from imagectl.publisher import PublishedVersion, publish_line
 from imagectl.recording import manifest_of, record_skip
 from imagectl.skips import burned_version
 from imagectl.templating import render_template
 
 if TYPE_CHECKING:
     from imagectl.verifier import VerifyReport
-
-Failures = tuple[tuple[str, ImagectlError], ...]  # (line, why): the other lines went on
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -91,7 +86,7 @@ def build_next(
     """Build the next version (or all pending ones) of each selected line."""
     layout, adapters = project.layout, project.adapters
     lines = _some_lines(project, names)
-    with _locked(project, wait=wait, say=say):
+    with locked_and_swept(project, wait=wait, say=say):
         # Validate every selected line, and render every pending increment, before building any:
         # a typo in the last increment fails before the first version is built.
         states = {line.name: load_state(layout, line) for line in lines}
@@ -148,16 +143,6 @@ def _some_lines(project: Project, names: Sequence[str]) -> tuple[ImageLine, ...]
     return lines
 
 
-@contextlib.contextmanager
-def _locked(project: Project, *, wait: float, say: Say) -> Iterator[None]:
-    """The repository's lock, and then the containers of imagectl processes that were killed
-    (a SIGKILL skips every `finally`) removed: no rerun leaves them behind."""
-    with repository_lock(project.layout, wait=wait):
-        for what in project.adapters.images.remove_leftovers():
-            say(f"imagectl: removed a leftover {what}: the process that made it is gone")
-        yield
-
-
 def build_options(project: Project) -> BuildOptions:
     """What every build of this command shares: the source label (imagectl.toml, else the git
     remote without credentials) and how many tests run at once."""
@@ -190,59 +175,6 @@ def _prefixed(output: Say, name: str, jobs: int) -> Say:
     if jobs <= 1:
         return output
     return lambda text: output(f"[{name}] {text}")
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PublishResult:
-    published: tuple[PublishedVersion, ...]
-    failures: Failures
-    dry_run: bool = False
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "dry_run": self.dry_run,
-            "published": [p.to_json() for p in self.published],
-            "failures": [{"line": line, **exc.to_json()} for line, exc in self.failures],
-        }
-
-
-def publish_plan(project: Project, names: Sequence[str]) -> PublishResult:
-    """The versions `publish` would push, oldest first, in publish's own shape; reads files only."""
-    planned = [
-        PublishedVersion(
-            line=line.name, version=v.version, tag=v.tag, digest="", action="would push"
-        )
-        for line in project.select(names)
-        for v in pending_publication(load_state(project.layout, line).lock)
-    ]
-    return PublishResult(published=tuple(planned), failures=(), dry_run=True)
-
-
-def publish(
-    project: Project, names: Sequence[str], *, wait: float, say: Say, output: Say
-) -> PublishResult:
-    """Push every built but unpublished version; one line's refusal does not stop the others."""
-    layout, adapters = project.layout, project.adapters
-    lines = project.select(names)
-    published: list[PublishedVersion] = []
-    failures: list[tuple[str, ImagectlError]] = []
-    with _locked(project, wait=wait, say=say):
-        for line in lines:
-            load_state(layout, line)  # every line valid before anything is pushed
-        lockfile.ensure_writable(layout.lock_dir)
-        adapters.builder.check()
-        say(adapters.builder.describe())
-        for line in lines:
-            try:
-                published.extend(
-                    publish_line(
-                        layout, line, images=adapters.images, registry=adapters.registry,
-                        say=say, output=output,
-                    )
-                )  # fmt: skip
-            except ImagectlError as exc:
-                failures.append((line.name, exc))
-    return PublishResult(published=tuple(published), failures=tuple(failures))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -284,18 +216,12 @@ def squash_lines(
     return tuple(results)
 
 
-def audit(project: Project, names: Sequence[str]) -> AuditReport:
-    """What the registry serves now for every published version of the selected lines."""
-    locks = [line_lock(project, line) for line in project.select(names)]
-    return audit_locks(locks, registry=project.adapters.registry)
-
-
 def skip(
     project: Project, name: str, version: int, *, reason: str, wait: float, say: Say
 ) -> LockedVersion:
     """Record `version` of line `name` as skipped: its tag is burned by someone else's image."""
     line = project.line(name)
-    with _locked(project, wait=wait, say=say):
+    with locked_and_swept(project, wait=wait, say=say):
         state = load_state(project.layout, line)
         skipped = burned_version(
             state, version, reason=reason, registry=project.adapters.registry,
@@ -461,7 +387,7 @@ def checkpoint(project: Project, name: str, *, wait: float, say: Say) -> BuiltVe
     from imagectl.checkpoint import checkpoint_line  # noqa: PLC0415
 
     adapters = project.adapters
-    with _locked(project, wait=wait, say=say):
+    with locked_and_swept(project, wait=wait, say=say):
         adapters.builder.check()
         say(adapters.builder.describe())
         return checkpoint_line(

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from imagectl import lockfile, lookups, workflows
+from imagectl import lockfile, lookups, publishing, workflows
 from imagectl.ci_job import JobResult, run_publish_job
 from imagectl.commands.plan import Plans, plans_text
 from imagectl.errors import ConfigError, GitError, PlanError, RegistryError, TagConflictError
@@ -116,7 +116,7 @@ def test_a_skipped_version_is_passed_over(tmp_path: Path) -> None:
     assert versions[1].reason == "pushed by hand in 2025"
     assert versions[2].parent == f"{REPO}:v1"  # v3 sits on v1
     assert registry.tags[f"{REPO}:v2"] == foreign  # never touched
-    published = workflows.publish(project, [], wait=0, say=print, output=print)
+    published = publishing.publish(project, [], wait=0, say=print, output=print)
     assert [p.tag for p in published.published] == [f"{REPO}:v1", f"{REPO}:v3"]
     assert lookups.resolve(project, f"{REPO}:v1").newest.version == 3
 
@@ -137,16 +137,16 @@ def test_skip_refuses_a_free_tag_and_our_own_image(tmp_path: Path) -> None:
 def test_audit_finds_tampered_missing_and_deleted_tags(tmp_path: Path) -> None:
     project, _, registry = setup(tmp_path)
     build(project)
-    workflows.publish(project, [], wait=0, say=print, output=print)
-    assert not workflows.audit(project, []).problems
+    publishing.publish(project, [], wait=0, say=print, output=print)
+    assert not publishing.audit(project, []).problems
     v1, v2 = lock_of(project)
     registry.tags[v1.tag] = RemoteImage(digest=fake_id("m"), config_digest=fake_id("i"))
     del registry.tags[v2.tag]
-    report = workflows.audit(project, [])
+    report = publishing.audit(project, [])
     assert [(f.version, f.status) for f in report.findings] == [(1, "tampered"), (2, "deleted")]
     assert report.findings[0].served == registry.tags[v1.tag].digest
     registry.tags["kept-by-digest"] = RemoteImage(digest=v2.digest, config_digest=v2.image_id)
-    assert workflows.audit(project, []).findings[1].status == "missing"
+    assert publishing.audit(project, []).findings[1].status == "missing"
 
 
 def test_a_registry_tag_naming_the_same_image_is_adopted_as_published(tmp_path: Path) -> None:
@@ -331,7 +331,7 @@ def test_plan_says_per_line_what_to_build_and_to_publish(tmp_path: Path) -> None
     assert rows["idle"]["up_to_date"] is True
     assert (rows["idle"]["to_build"], rows["idle"]["to_publish"]) == ([], [])
     build(project)
-    workflows.publish(project, ["line"], wait=0, say=print, output=print)
+    publishing.publish(project, ["line"], wait=0, say=print, output=print)
     (again,) = plan_lines(project, ["line"], all_versions=True)
     assert again.up_to_date
     text = plans_text(Plans(plans=(again,)))

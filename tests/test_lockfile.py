@@ -411,3 +411,38 @@ def test_anything_else_is_left_to_tomllib(edited: str) -> None:
     """The fast reader never answers differently from tomllib: what it does not know it hands
     over (None), so a hand-edited lock is read, or refused, exactly as before."""
     assert lockread.parse_generated(edited) is None
+
+
+def test_lock_text_is_what_tomlkit_writes() -> None:
+    """The whole lock written without tomlkit (a publish records a digest per tag) is byte for
+    byte what tomlkit writes, control characters and quotes included."""
+    rng = random.Random(3)
+    alphabet = [chr(i) for i in range(0x100)] + list("é€😀\u2028")
+    for _ in range(100):
+        lock = _random_lock(rng, alphabet)
+        assert lockfile.lock_text(lock) == lockfile.render_lock(lock)
+        empty = Lock(line=lock.line, repository='r"x', base="b\\")
+        assert lockfile.lock_text(empty) == lockfile.render_lock(empty)
+
+
+def test_a_digest_is_recorded_without_tomlkit_unless_the_lock_was_hand_edited(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "line.lock.toml"
+    lock = _random_lock(random.Random(2), [chr(i) for i in range(0x61, 0x7B)])
+    lockfile.write_lock(path, lock)
+    published = replace(lock.versions[0], digest=_digest(random.Random(9)))
+    recorded = replace(lock, versions=(published, *lock.versions[1:]))
+
+    def no_tomlkit(*_args: object) -> str:
+        raise AssertionError("tomlkit was used")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(lockfile, "render_lock", no_tomlkit)
+        assert lockfile.write_lock(path, recorded)
+    assert lockfile.lock_from_text(path.read_text(), path) == recorded
+    # A comment of the user's: tomlkit edits the text in place and keeps it.
+    path.write_text(path.read_text().replace("\nlayers = 2\n", "\n# mine\nlayers = 2\n"))
+    assert lockfile.write_lock(path, lock)
+    assert "# mine\n" in path.read_text()
+    assert lockfile.lock_from_text(path.read_text(), path) == lock

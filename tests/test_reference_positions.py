@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from imagectl import lockfile, workflows
+from imagectl import lockfile, publishing, workflows
 from imagectl.linestate import load_state, reference_text
 from imagectl.ports import RemoteImage
 from imagectl.project import Project, open_project
@@ -64,7 +64,7 @@ def test_on_a_published_head_the_reference_names_the_parent_by_digest_as_the_bui
 ) -> None:
     project, _ = setup(tmp_path)
     build(project, all_versions=False)  # v1
-    workflows.publish(project, [], wait=0, say=print, output=print)
+    publishing.publish(project, [], wait=0, say=print, output=print)
     lock = lockfile.read_lock(
         project.layout.lock_path("line"), line="line", repository=REPO, base=BASE
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from imagectl import workflows
+from imagectl import publishing
 from imagectl.audit import AuditReport
 from imagectl.commands import say, streamed
 from imagectl.exits import EXIT_CHECK, EXIT_ERROR, EXIT_OK
@@ -14,14 +14,14 @@ from imagectl.project import Project
 
 def publish(args: argparse.Namespace, project: Project) -> Outcome:
     if args.dry_run:
-        planned = workflows.publish_plan(project, args.lines)
+        planned = publishing.publish_plan(project, args.lines)
         return Outcome(planned, publish_text(planned))
-    result = workflows.publish(project, args.lines, wait=args.wait, say=say, output=streamed(args))
+    result = publishing.publish(project, args.lines, wait=args.wait, say=say, output=streamed(args))
     errors = tuple(exc for _, exc in result.failures)
     return Outcome(result, publish_text(result), EXIT_ERROR if errors else EXIT_OK, errors)
 
 
-def publish_text(result: workflows.PublishResult) -> str:
+def publish_text(result: publishing.PublishResult) -> str:
     if result.dry_run:
         by_line: dict[str, list[str]] = {}
         for item in result.published:
@@ -50,7 +50,7 @@ def ci_publish(args: argparse.Namespace, project: Project) -> Outcome:
 
 
 def audit(args: argparse.Namespace, project: Project) -> Outcome:
-    report = workflows.audit(project, args.lines)
+    report = publishing.audit(project, args.lines)
     return Outcome(report, audit_text(report), EXIT_CHECK if report.problems else EXIT_OK)
 
 
