@@ -118,7 +118,7 @@ def _publish_why(
     pushes, _ = parts.in_flight("docker push")
     docker, calls, startup, rest = parts.fixed(skip="docker push")
     return (
-        f"**5 publish (target <= 1.5): {ratio:.2f}.** Per tag imagectl took "
+        f"**5 publish (target <= 1.2): {ratio:.2f}.** Per tag imagectl took "
         f"{median(tool) / count:.3f} s and `docker push` {median(raw) / count:.3f} s. In "
         f"the breakdown run of {min(count, 5)} versions, the pushes themselves took "
         f"{pushes:.3f} s; {calls} other docker calls {docker:.3f} s "
