@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -166,6 +165,8 @@ def _each_line(
 
     if jobs <= 1:
         return {line.name: captured(line) for line in lines}
+    from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415 (--jobs 2 and more)
+
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         futures = {line.name: pool.submit(captured, line) for line in lines}
         return {name: future.result() for name, future in futures.items()}

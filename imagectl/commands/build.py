@@ -5,23 +5,27 @@ from __future__ import annotations
 import argparse
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from imagectl import workflows
 from imagectl.commands import say, streamed
-from imagectl.commands.plan import planned
 from imagectl.exits import EXIT_CHECK, EXIT_ERROR, EXIT_OK
 from imagectl.gate import TestReport, count
 from imagectl.model import BuiltVersion, LockedVersion
 from imagectl.outcome import Outcome
 from imagectl.packages import display
 from imagectl.project import Project
-from imagectl.verifier import VerifyReport
+
+if TYPE_CHECKING:
+    from imagectl.verifier import VerifyReport
 
 SHOWN = 20  # entries of each kind a person sees; `--json` has them all
 
 
 def build_next(args: argparse.Namespace, project: Project) -> Outcome:
     if args.dry_run:
+        from imagectl.commands.plan import planned  # noqa: PLC0415 (--dry-run only)
+
         return planned(project, args.lines, all_versions=args.all_versions)
     result = workflows.build_next(
         project, args.lines, all_versions=args.all_versions, wait=args.wait, say=say,
