@@ -26,14 +26,15 @@ BASE_DIGEST = "sha256:" + "b" * 64
 REPO = "localhost:5000/t/line"
 
 
+TWO_STEPS = {"0001-one": "# One\nRUN echo one\n", "0002-two": "# Two\nRUN echo two\n"}
+
+
 def setup(
-    tmp_path: Path, *, git: FakeGit | None = None
+    tmp_path: Path, *, git: FakeGit | None = None, increments: dict[str, str] = TWO_STEPS
 ) -> tuple[Project, FakeImages, FakeRegistry]:
+    """A line of two increments on a fake engine and registry that hold its base."""
     root = tmp_path / "repo"
-    make_line(
-        root, "line", repository=REPO, base=BASE,
-        increments={"0001-one": "# One\nRUN echo one\n", "0002-two": "# Two\nRUN echo two\n"},
-    )  # fmt: skip
+    make_line(root, "line", repository=REPO, base=BASE, increments=increments)
     images = FakeImages()
     images.add(layers=("sha256:base-layer",), tag=BASE, digest=BASE_DIGEST)
     registry = FakeRegistry(images=images)

@@ -8,30 +8,19 @@ from pathlib import Path
 from imagectl import lockfile, publishing, workflows
 from imagectl.linestate import load_state, reference_text
 from imagectl.ports import RemoteImage
-from imagectl.project import Project, open_project
+from imagectl.project import Project
 
-from .fakes import FakeBuilder, FakeGit, FakeImages, FakeRegistry, fake_id
-from .helpers import make_line
+from .fakes import FakeBuilder, FakeRegistry, fake_id
+from .test_decisions import BASE, REPO
+from .test_decisions import setup as line_setup
 
-BASE = "localhost:5000/b:1"
-BASE_DIGEST = "sha256:" + "b" * 64
-REPO = "localhost:5000/t/line"
 ECHO = 'RUN echo "parent='
 SHOWS_PARENT = f'# Two\n{ECHO}{{{{ parent }}}}"\n'
 
 
 def setup(tmp_path: Path) -> tuple[Project, FakeRegistry]:
-    root = tmp_path / "repo"
-    make_line(
-        root, "line", repository=REPO, base=BASE,
-        increments={"0001-one": "# One\nRUN echo one\n", "0002-two": SHOWS_PARENT},
-    )  # fmt: skip
-    images = FakeImages()
-    images.add(layers=("sha256:base-layer",), tag=BASE, digest=BASE_DIGEST)
-    registry = FakeRegistry(images=images)
-    registry.tags[BASE] = RemoteImage(digest=BASE_DIGEST, config_digest=images.tags[BASE])
-    project = open_project(
-        root, builder=FakeBuilder(images), images=images, registry=registry, git=FakeGit()
+    project, _images, registry = line_setup(
+        tmp_path, increments={"0001-one": "# One\nRUN echo one\n", "0002-two": SHOWS_PARENT}
     )
     return project, registry
 
