@@ -73,6 +73,9 @@ class DockerBuilder:
     ) -> None:
         self._builder = builder or _builder_from_env()
         self.named = named  # a buildx builder by name (a remote BuildKit, a farm); "" = current
+        # The docker context buildx runs in (after check()): a builder of the docker driver is
+        # a docker context, which `buildx build --builder` accepts only as the current one.
+        self.context = ""
         self.engine_version = ""  # the server's version, known after check()
         self.origin = origin  # where the name was given, for the errors about it
         self.api = api or EngineApi()
@@ -113,20 +116,18 @@ class DockerBuilder:
                 exit_code=found.returncode,
                 stderr=found.stderr,
             )
-        self._check_same_engine(found.stdout)
+        fields = inspected_fields(found.stdout)
+        self._check_same_engine(fields)
+        self.context = builder_context(fields)
 
-    def _check_same_engine(self, inspected: str) -> None:
+    def _check_same_engine(self, fields: Mapping[str, str]) -> None:
         """A builder of the docker driver builds in, and `--load`s into, its own engine. When
         that is not the engine imagectl reads images from (DOCKER_HOST, the docker context),
         every build would land where imagectl never looks: refuse before building."""
-        fields = {
-            key.strip(): value.strip()
-            for key, _, value in (line.partition(":") for line in inspected.splitlines())
-            if value
-        }
-        if fields.get("Driver") != "docker" or not fields.get("Endpoint"):
+        context = builder_context(fields)
+        if not context:
             return  # other drivers --load into the current engine, whichever that is
-        theirs = _engine_host(fields["Endpoint"])
+        theirs = _engine_host(context)
         ours = _engine_host("")
         if theirs and ours and theirs != ours:
             raise EngineError(
@@ -212,9 +213,34 @@ class DockerBuilder:
             env.pop("DOCKER_BUILDKIT", None)
             named = ["--builder", self.named] if self.named else []
             flags = [*named, "--progress=plain", "--load", *_secret_flags(secrets or {})]
-            return ["docker", "buildx", "build", *flags, *common], env
+            return [*buildx_command(self.context), "build", *flags, *common], env
         env["DOCKER_BUILDKIT"] = "0"
         return ["docker", "build", *common], env
+
+
+def inspected_fields(inspected: str) -> dict[str, str]:
+    """`docker buildx inspect`'s "Key: value" lines as a mapping (a key seen twice, such as
+    the builder's and its node's Name, keeps the last value)."""
+    return {
+        key.strip(): value.strip()
+        for key, _, value in (line.partition(":") for line in inspected.splitlines())
+        if value.strip()
+    }
+
+
+def builder_context(fields: Mapping[str, str]) -> str:
+    """The docker context a builder is, from its `docker buildx inspect` fields: a builder of
+    the docker driver is the BuildKit inside a context's engine, its node's endpoint that
+    context's name; "" for every other driver (a BuildKit of its own, reached from any
+    context)."""
+    return fields.get("Endpoint", "") if fields.get("Driver") == "docker" else ""
+
+
+def buildx_command(context: str) -> list[str]:
+    """`docker buildx`, in `context` when one is given: buildx builds with a builder of the
+    docker driver only in its own context, and says "use `docker --context=NAME buildx`"
+    otherwise (even for a context of the very engine imagectl uses)."""
+    return ["docker", *(["--context", context] if context else []), "buildx"]
 
 
 def daemon_down(text: str, names: tuple[str, ...] = ()) -> bool:
