@@ -175,14 +175,13 @@ class DockerBuilder:
                         exit_code=code,
                         stderr=output,
                     )
-                raise BuildError(
-                    f"the {self.builder} build exited with code {code}.",
-                    hint="The failing step's output is shown below; fix the increment (it was "
-                    "never recorded) and build again.",
-                    details=output,
+                raise build_failure(
+                    builder=self.builder,
+                    named=self.named,
                     command=tuple(command),
-                    exit_code=code,
-                    dockerfile_line=_failing_line(output, dockerfile.name),
+                    code=code,
+                    output=output,
+                    dockerfile=dockerfile.name,
                 )
             image_id = iidfile.read_text().strip() if iidfile.exists() else ""
             if not image_id.startswith("sha256:"):
@@ -216,6 +215,45 @@ class DockerBuilder:
             return [*buildx_command(self.context), "build", *flags, *common], env
         env["DOCKER_BUILDKIT"] = "0"
         return ["docker", "build", *common], env
+
+
+def build_failure(
+    *,
+    builder: Builder,
+    named: str,
+    command: tuple[str, ...],
+    code: int,
+    output: str,
+    dockerfile: str,
+) -> EngineError:
+    """What a failed build is blamed on. BuildKit names the Dockerfile line of every failure an
+    instruction causes (a step exiting non-zero, a COPY of a missing file, a FROM it cannot
+    resolve, a syntax error); a buildx build that names none failed in the builder or the
+    engine, and the increment is not to be "fixed" for it. The legacy builder never names a
+    line: its failures stay the increment's, as they always were."""
+    line = _failing_line(output, dockerfile)
+    if builder == "buildx" and line is None:
+        which = f"the builder {named!r}" if named else "the current buildx builder"
+        return EngineError(
+            f"the buildx build exited with code {code} without naming a failing instruction: "
+            f"{which} or the engine failed, not the increment.",
+            hint="Nothing was recorded. buildx's output is shown below; check the builder "
+            f"(`docker buildx inspect{f' {named}' if named else ''}`, `docker buildx ls`) and "
+            "the engine, then build again.",
+            details=output,
+            command=command,
+            exit_code=code,
+            stderr=output,
+        )
+    return BuildError(
+        f"the {builder} build exited with code {code}.",
+        hint="The failing step's output is shown below; fix the increment (it was never "
+        "recorded) and build again.",
+        details=output,
+        command=command,
+        exit_code=code,
+        dockerfile_line=line,
+    )
 
 
 def inspected_fields(inspected: str) -> dict[str, str]:

@@ -135,3 +135,38 @@ def test_an_unknown_builder_is_refused_before_building_and_not_blamed_on_the_inc
     assert "Traceback" not in result.stderr
     assert lock.read_bytes() == before
     assert local_tags(repo_name) == tags
+
+
+def test_a_builder_that_cannot_build_is_blamed_not_the_increment(
+    tmp_path: Path, repo_name: str
+) -> None:
+    """A builder buildx knows (so check() lets it pass) whose BuildKit never answers: a remote
+    driver on a port nothing listens on, made in a docker config of the test's own."""
+    root = busybox_repo(tmp_path, repo_name)
+    assert imagectl(root, "build", "next", "-q").code == 0
+    config = tmp_path / "docker-config"
+    config.mkdir()
+    env = {"DOCKER_CONFIG": str(config)}
+    name = f"imagectl-test-{secrets.token_hex(5)}"
+    subprocess.run(
+        ["docker", "buildx", "create", "--name", name, "--driver", "remote", "tcp://127.0.0.1:9"],
+        check=True, capture_output=True, env={**os.environ, **env},
+    )  # fmt: skip
+    lock = root / "lock" / "line.lock.toml"
+    before, tags = lock.read_bytes(), local_tags(repo_name)
+    try:
+        result = imagectl(root, "build", "next", "-q", "--builder", name, env=env)
+    finally:
+        subprocess.run(
+            ["docker", "buildx", "rm", name],
+            capture_output=True, env={**os.environ, **env}, check=False,
+        )  # fmt: skip
+    assert result.code == 1
+    assert (
+        f"imagectl: engine error: the buildx build exited with code 1 without naming a failing "
+        f"instruction: the builder {name!r} or the engine failed, not the increment."
+    ) in result.stderr, result.stderr
+    assert "fix the increment" not in result.stderr
+    assert "Traceback" not in result.stderr
+    assert lock.read_bytes() == before
+    assert local_tags(repo_name) == tags
