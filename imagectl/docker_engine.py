@@ -23,7 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from imagectl import docker_layers
-from imagectl.docker_config import engine_endpoint, registry_auth_header
+from imagectl.docker_config import (
+    EngineEndpoint,
+    context_endpoint,
+    engine_endpoint,
+    registry_auth_header,
+)
 from imagectl.engine_api import (
     ApiError,
     EngineApi,
@@ -57,6 +62,8 @@ DAEMON_DOWN = ("cannot connect to the docker daemon", "is the docker daemon runn
 # invalid", Harbor's 412 as "unknown: ..."), read with names cut out. Only for the message:
 # publish decides by looking the tag up again after any failed push.
 IMMUTABLE = ("immutable", "imagetagalreadyexists", "tag invalid", "412 precondition")
+# Seconds to wait for a context's engine to say who it is (a tcp engine may not answer at all).
+ENGINE_ID_TIMEOUT = 10
 PUSH_AUTH = ("unauthorized", "denied", "authentication required", "no basic auth credentials")
 
 
@@ -129,7 +136,7 @@ class DockerBuilder:
             return  # other drivers --load into the current engine, whichever that is
         theirs = _engine_host(context)
         ours = _engine_host("")
-        if theirs and ours and theirs != ours:
+        if theirs and ours and theirs != ours and not self._same_engine(context, theirs):
             raise EngineError(
                 f"the builder {self.named!r} builds on the engine at {theirs}, but imagectl "
                 f"works with the engine at {ours}: its images would never reach this one.",
@@ -137,6 +144,20 @@ class DockerBuilder:
                 f"or DOCKER_CONTEXT at {theirs} for the whole command.",
                 command=("docker", "buildx", "inspect", self.named),
             )
+
+    def _same_engine(self, context: str, host: str) -> bool:
+        """Whether the context's engine is this one under another address (unix:///run/...
+        for unix:///var/run/..., a second socket or port of the same daemon): the engines' own
+        IDs say, over the Engine API. One that does not answer is not this one."""
+        endpoint = EngineEndpoint(host=host) if context == "default" else None
+        try:
+            theirs = EngineApi(endpoint or context_endpoint(context)).json(
+                "GET", "/info", timeout=ENGINE_ID_TIMEOUT
+            )
+            ours = self.api.json("GET", "/info", timeout=ENGINE_ID_TIMEOUT)
+        except (ApiError, EngineUnreachableError, EngineError, ValueError):
+            return False
+        return same_engine(theirs, ours)
 
     def build(
         self,
@@ -254,6 +275,13 @@ def build_failure(
         exit_code=code,
         dockerfile_line=line,
     )
+
+
+def same_engine(one: Any, other: Any) -> bool:
+    """Whether two engines' `GET /info` answers are the same daemon: its ID (kept in its data
+    root) is the same; an answer without one proves nothing."""
+    ids = [found.get("ID") if isinstance(found, dict) else None for found in (one, other)]
+    return bool(ids[0]) and ids[0] == ids[1]
 
 
 def inspected_fields(inspected: str) -> dict[str, str]:

@@ -8,6 +8,7 @@ import os
 import secrets
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -79,22 +80,31 @@ def test_an_unknown_builder_is_a_clear_error_naming_it(
     assert f"\"there is no buildx builder named '{missing}'.\"" in as_json.stdout
 
 
-@pytest.fixture
-def same_engine_context(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
-    """A docker context of this engine's own socket, in a docker config of the test's own (the
-    machine's ~/.docker is left alone); buildx lists it as a builder of the docker driver."""
+@contextmanager
+def docker_context(tmp_path: Path, host: str) -> Iterator[tuple[str, dict[str, str]]]:
+    """A docker context of `host`, in a docker config of the test's own (the machine's
+    ~/.docker is left alone); buildx lists it as a builder of the docker driver."""
     config = tmp_path / "docker-config"
     config.mkdir()
     env = {**os.environ, "DOCKER_CONFIG": str(config)}
     name = f"imagectl-test-{secrets.token_hex(5)}"
     subprocess.run(
-        ["docker", "context", "create", name, "--docker", f"host={DEFAULT_HOST}"],
+        ["docker", "context", "create", name, "--docker", f"host={host}"],
         check=True, capture_output=True, env=env,
     )  # fmt: skip
-    yield name, {"DOCKER_CONFIG": str(config)}
-    subprocess.run(
-        ["docker", "context", "rm", "-f", name], capture_output=True, env=env, check=False
-    )
+    try:
+        yield name, {"DOCKER_CONFIG": str(config)}
+    finally:
+        subprocess.run(
+            ["docker", "context", "rm", "-f", name], capture_output=True, env=env, check=False
+        )
+
+
+@pytest.fixture
+def same_engine_context(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
+    """A docker context of this engine's own socket, at the address imagectl uses."""
+    with docker_context(tmp_path, DEFAULT_HOST) as made:
+        yield made
 
 
 def local_tags(repo_name: str) -> list[str]:
@@ -117,6 +127,21 @@ def test_a_docker_context_of_this_engine_is_a_builder_that_builds(
     verified = imagectl(root, "verify", "line", "-q", "--builder", context, env=env)
     assert verified.code == 0, verified.stderr
     assert "matches v1" in verified.stdout
+
+
+def test_a_docker_context_of_this_engine_at_another_address_builds(
+    tmp_path: Path, repo_name: str
+) -> None:
+    """/var/run is a link to /run: unix:///run/docker.sock is this engine under another name.
+    The engine's own ID says so, where comparing addresses refused it as another engine."""
+    socket = Path(DEFAULT_HOST.removeprefix("unix://")).resolve()
+    assert f"unix://{socket}" != DEFAULT_HOST  # the precondition: two names, one engine
+    root = busybox_repo(tmp_path, repo_name)
+    with docker_context(tmp_path, f"unix://{socket}") as (context, env):
+        built = imagectl(root, "build", "next", "-q", "--builder", context, env=env)
+    assert built.code == 0, built.stderr
+    versions = read_lock(root, repo_name).versions
+    assert image_id(versions[0].tag) == versions[0].image_id
 
 
 def test_an_unknown_builder_is_refused_before_building_and_not_blamed_on_the_increment(

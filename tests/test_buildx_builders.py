@@ -11,6 +11,7 @@ from imagectl.docker_engine import (
     builder_context,
     buildx_command,
     inspected_fields,
+    same_engine,
 )
 from imagectl.errors import BuildError, EngineError
 from imagectl.model import Builder
@@ -116,3 +117,10 @@ def test_the_legacy_builder_names_no_line_and_its_failures_stay_the_increments()
     found = failure("The command '/bin/sh -c false' returned a non-zero code: 1", builder="legacy")
     assert isinstance(found, BuildError)
     assert found.dockerfile_line is None
+
+
+def test_engines_are_the_same_when_their_ids_are() -> None:
+    assert same_engine({"ID": "e1", "Name": "a"}, {"ID": "e1", "Name": "b"})
+    assert not same_engine({"ID": "e1"}, {"ID": "e2"})
+    assert not same_engine({}, {})  # no ID proves nothing
+    assert not same_engine(None, {"ID": "e1"})
