@@ -69,7 +69,7 @@ def engine_endpoint() -> EngineEndpoint:
         return EngineEndpoint(host=host, tls=_env_tls() if host.startswith("tcp://") else None)
     context = os.environ.get("DOCKER_CONTEXT") or str(_config().get("currentContext") or "")
     if context and context != "default":
-        return _context_endpoint(context)
+        return context_endpoint(context)
     return EngineEndpoint(host=DEFAULT_HOST)
 
 
@@ -89,7 +89,7 @@ def _tls_in(folder: Path, *, verify: bool) -> TlsFiles:
     return TlsFiles(ca=found("ca.pem"), cert=found("cert.pem"), key=found("key.pem"), verify=verify)
 
 
-def _context_endpoint(name: str) -> EngineEndpoint:
+def context_endpoint(name: str) -> EngineEndpoint:
     """A docker context's engine: contexts/meta/<sha256 of the name>/meta.json, and its TLS
     files in contexts/tls/<the same>/docker/."""
     key = hashlib.sha256(name.encode()).hexdigest()

@@ -23,7 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from imagectl import docker_layers
-from imagectl.docker_config import engine_endpoint, registry_auth_header
+from imagectl.docker_config import (
+    EngineEndpoint,
+    context_endpoint,
+    engine_endpoint,
+    registry_auth_header,
+)
 from imagectl.engine_api import (
     ApiError,
     EngineApi,
@@ -50,6 +55,8 @@ DAEMON_DOWN = ("cannot connect to the docker daemon", "is the docker daemon runn
 # invalid", Harbor's 412 as "unknown: ..."), read with names cut out. Only for the message:
 # publish decides by looking the tag up again after any failed push.
 IMMUTABLE = ("immutable", "imagetagalreadyexists", "tag invalid", "412 precondition")
+# Seconds to wait for a context's engine to say who it is (a tcp engine may not answer at all).
+ENGINE_ID_TIMEOUT = 10
 PUSH_AUTH = ("unauthorized", "denied", "authentication required", "no basic auth credentials")
 
 
@@ -66,6 +73,9 @@ class DockerBuilder:
     ) -> None:
         self._builder = builder or _builder_from_env()
         self.named = named  # a buildx builder by name (a remote BuildKit, a farm); "" = current
+        # The docker context buildx runs in (after check()): a builder of the docker driver is
+        # a docker context, which `buildx build --builder` accepts only as the current one.
+        self.context = ""
         self.engine_version = ""  # the server's version, known after check()
         self.origin = origin  # where the name was given, for the errors about it
         self.api = api or EngineApi()
@@ -106,22 +116,20 @@ class DockerBuilder:
                 exit_code=found.returncode,
                 stderr=found.stderr,
             )
-        self._check_same_engine(found.stdout)
+        fields = inspected_fields(found.stdout)
+        self._check_same_engine(fields)
+        self.context = builder_context(fields)
 
-    def _check_same_engine(self, inspected: str) -> None:
+    def _check_same_engine(self, fields: Mapping[str, str]) -> None:
         """A builder of the docker driver builds in, and `--load`s into, its own engine. When
         that is not the engine imagectl reads images from (DOCKER_HOST, the docker context),
         every build would land where imagectl never looks: refuse before building."""
-        fields = {
-            key.strip(): value.strip()
-            for key, _, value in (line.partition(":") for line in inspected.splitlines())
-            if value
-        }
-        if fields.get("Driver") != "docker" or not fields.get("Endpoint"):
+        context = builder_context(fields)
+        if not context:
             return  # other drivers --load into the current engine, whichever that is
-        theirs = _engine_host(fields["Endpoint"])
+        theirs = _engine_host(context)
         ours = _engine_host("")
-        if theirs and ours and theirs != ours:
+        if theirs and ours and theirs != ours and not self._same_engine(context, theirs):
             raise EngineError(
                 f"the builder {self.named!r} builds on the engine at {theirs}, but imagectl "
                 f"works with the engine at {ours}: its images would never reach this one.",
@@ -129,6 +137,20 @@ class DockerBuilder:
                 f"or DOCKER_CONTEXT at {theirs} for the whole command.",
                 command=("docker", "buildx", "inspect", self.named),
             )
+
+    def _same_engine(self, context: str, host: str) -> bool:
+        """Whether the context's engine is this one under another address (unix:///run/...
+        for unix:///var/run/..., a second socket or port of the same daemon): the engines' own
+        IDs say, over the Engine API. One that does not answer is not this one."""
+        endpoint = EngineEndpoint(host=host) if context == "default" else None
+        try:
+            theirs = EngineApi(endpoint or context_endpoint(context)).json(
+                "GET", "/info", timeout=ENGINE_ID_TIMEOUT
+            )
+            ours = self.api.json("GET", "/info", timeout=ENGINE_ID_TIMEOUT)
+        except (ApiError, EngineUnreachableError, EngineError, ValueError):
+            return False
+        return same_engine(theirs, ours)
 
     def build(
         self,
@@ -167,14 +189,13 @@ class DockerBuilder:
                         exit_code=code,
                         stderr=output,
                     )
-                raise BuildError(
-                    f"the {self.builder} build exited with code {code}.",
-                    hint="The failing step's output is shown below; fix the increment (it was "
-                    "never recorded) and build again.",
-                    details=output,
+                raise build_failure(
+                    builder=self.builder,
+                    named=self.named,
                     command=tuple(command),
-                    exit_code=code,
-                    dockerfile_line=_failing_line(output, dockerfile.name),
+                    code=code,
+                    output=output,
+                    dockerfile=dockerfile.name,
                 )
             image_id = iidfile.read_text().strip() if iidfile.exists() else ""
             if not image_id.startswith("sha256:"):
@@ -205,9 +226,80 @@ class DockerBuilder:
             env.pop("DOCKER_BUILDKIT", None)
             named = ["--builder", self.named] if self.named else []
             flags = [*named, "--progress=plain", "--load", *_secret_flags(secrets or {})]
-            return ["docker", "buildx", "build", *flags, *common], env
+            return [*buildx_command(self.context), "build", *flags, *common], env
         env["DOCKER_BUILDKIT"] = "0"
         return ["docker", "build", *common], env
+
+
+def build_failure(
+    *,
+    builder: Builder,
+    named: str,
+    command: tuple[str, ...],
+    code: int,
+    output: str,
+    dockerfile: str,
+) -> EngineError:
+    """What a failed build is blamed on. BuildKit names the Dockerfile line of every failure an
+    instruction causes (a step exiting non-zero, a COPY of a missing file, a FROM it cannot
+    resolve, a syntax error); a buildx build that names none failed in the builder or the
+    engine, and the increment is not to be "fixed" for it. The legacy builder never names a
+    line: its failures stay the increment's, as they always were."""
+    line = _failing_line(output, dockerfile)
+    if builder == "buildx" and line is None:
+        which = f"the builder {named!r}" if named else "the current buildx builder"
+        return EngineError(
+            f"the buildx build exited with code {code} without naming a failing instruction: "
+            f"{which} or the engine failed, not the increment.",
+            hint="Nothing was recorded. buildx's output is shown below; check the builder "
+            f"(`docker buildx inspect{f' {named}' if named else ''}`, `docker buildx ls`) and "
+            "the engine, then build again.",
+            details=output,
+            command=command,
+            exit_code=code,
+            stderr=output,
+        )
+    return BuildError(
+        f"the {builder} build exited with code {code}.",
+        hint="The failing step's output is shown below; fix the increment (it was never "
+        "recorded) and build again.",
+        details=output,
+        command=command,
+        exit_code=code,
+        dockerfile_line=line,
+    )
+
+
+def same_engine(one: Any, other: Any) -> bool:
+    """Whether two engines' `GET /info` answers are the same daemon: its ID (kept in its data
+    root) is the same; an answer without one proves nothing."""
+    ids = [found.get("ID") if isinstance(found, dict) else None for found in (one, other)]
+    return bool(ids[0]) and ids[0] == ids[1]
+
+
+def inspected_fields(inspected: str) -> dict[str, str]:
+    """`docker buildx inspect`'s "Key: value" lines as a mapping (a key seen twice, such as
+    the builder's and its node's Name, keeps the last value)."""
+    return {
+        key.strip(): value.strip()
+        for key, _, value in (line.partition(":") for line in inspected.splitlines())
+        if value.strip()
+    }
+
+
+def builder_context(fields: Mapping[str, str]) -> str:
+    """The docker context a builder is, from its `docker buildx inspect` fields: a builder of
+    the docker driver is the BuildKit inside a context's engine, its node's endpoint that
+    context's name; "" for every other driver (a BuildKit of its own, reached from any
+    context)."""
+    return fields.get("Endpoint", "") if fields.get("Driver") == "docker" else ""
+
+
+def buildx_command(context: str) -> list[str]:
+    """`docker buildx`, in `context` when one is given: buildx builds with a builder of the
+    docker driver only in its own context, and says "use `docker --context=NAME buildx`"
+    otherwise (even for a context of the very engine imagectl uses)."""
+    return ["docker", *(["--context", context] if context else []), "buildx"]
 
 
 def daemon_down(text: str, names: tuple[str, ...] = ()) -> bool:
