@@ -16,10 +16,22 @@ import os
 from collections.abc import Callable
 from dataclasses import fields, replace
 
+from imagectl.checks import taken_in_engine, taken_in_registry
 from imagectl.config import RepositoryLayout
-from imagectl.errors import PlanError, TagConflictError
+from imagectl.errors import PlanError
+from imagectl.faults import pause_point
 from imagectl.gate import built_owners, gate, prepare_suite
-from imagectl.labels import CREATED, EPOCH, LINE, REVISION, revision_of, version_labels
+from imagectl.labels import (
+    BASE_DIGEST,
+    BASE_NAME,
+    CREATED,
+    EPOCH,
+    LINE,
+    LINE_VERSION,
+    REVISION,
+    revision_of,
+    version_labels,
+)
 from imagectl.linestate import load_state
 from imagectl.model import (
     BuildOptions,
@@ -29,8 +41,9 @@ from imagectl.model import (
     RecordedTest,
     utc_now,
 )
+from imagectl.owners import SCRATCH, owner_tag
 from imagectl.parents import ResolvedParent, locate_head
-from imagectl.ports import Adapters, Git, Healthcheck, ImageConfig, ImageStore, Say
+from imagectl.ports import Adapters, Git, Healthcheck, ImageConfig, ImageInfo, ImageStore, Say
 from imagectl.recording import Parent, record_version
 from imagectl.trees import tree_differences
 
@@ -134,16 +147,12 @@ def checkpoint_line(
     assert head is not None  # locate_head found it
     version = len(state.lock.versions) + 1
     tag = line.tag_for(version)
-    if adapters.registry.lookup(tag) is not None or images.inspect_image(tag) is not None:
-        raise TagConflictError(
-            f"the tag {tag} already exists; a checkpoint never overwrites a tag.",
-            hint="Pull the lockfile that records it (git pull), then run again.",
-        )
     config = parent.info.config
     labels = _labels(
         line, head, parent, version=version, tag=tag, git=adapters.git, source=options.source
     )
     target = replace(config, labels={**config.labels, **labels})
+    leftover = _leftover(tag, target, adapters=adapters)
     suite = prepare_suite(layout, line, built_owners(state, len(state.lock.versions)))
 
     def tested(image: str) -> tuple[RecordedTest, ...]:
@@ -152,10 +161,18 @@ def checkpoint_line(
             say=say,
         )  # fmt: skip
 
-    say(f"{line.name}: flattening v{head.version} ({head.layers} layers) into one layer")
-    image_id, size, tests = _flattened(
-        parent.ref, head.version, target, tag=tag, images=images, tested=tested
-    )
+    if leftover is not None:  # tagged by a checkpoint of this head that was killed after
+        say(f"{line.name}: adopting {tag}, a checkpoint of v{head.version} never recorded")
+        info, tests = _proven(
+            parent.ref, tag, image_id=leftover, version=head.version, config=target,
+            images=images, tested=tested,
+        )  # fmt: skip
+        image_id, size = info.image_id, info.size
+    else:
+        say(f"{line.name}: flattening v{head.version} ({head.layers} layers) into one layer")
+        image_id, size, tests = _flattened(
+            parent.ref, head.version, target, tag=tag, images=images, tested=tested
+        )
     recorded = _checkpoint_version(
         head, parent, version=version, tag=tag, image_id=image_id, size=size,
         engine=adapters.builder.engine_version,
@@ -166,7 +183,27 @@ def checkpoint_line(
         images=images,
     )  # fmt: skip
     say(f"{line.name}: tagged {tag} ({image_id.removeprefix('sha256:')[:12]}, 1 layer)")
-    return BuiltVersion(line=line.name, version=version, tag=tag, image_id=image_id, adopted=False)
+    return BuiltVersion(
+        line=line.name, version=version, tag=tag, image_id=image_id, adopted=leftover is not None
+    )
+
+
+def _leftover(tag: str, target: ImageConfig, *, adapters: Adapters) -> str | None:
+    """The image id under `tag` when it is this very checkpoint left unrecorded by a killed
+    run (in the engine only, one layer, with exactly the labels this checkpoint sets: line,
+    version, and the head it flattens as its base); None when the tag is free. Anything else
+    under the tag is refused: a checkpoint never overwrites a tag."""
+    made = "a checkpoint never overwrites a tag"
+    remote = adapters.registry.lookup(tag)
+    if remote is not None:
+        raise taken_in_registry(tag, remote, made=made)
+    local = adapters.images.inspect_image(tag)
+    if local is None:
+        return None
+    own = {key: target.labels[key] for key in (LINE, LINE_VERSION, BASE_DIGEST, BASE_NAME)}
+    if len(local.layers) != 1 or any(local.config.labels.get(k) != v for k, v in own.items()):
+        raise taken_in_engine(tag, local.image_id, made=made)
+    return local.image_id
 
 
 def _labels(
@@ -240,7 +277,8 @@ def _flattened(
 ) -> tuple[str, int, tuple[RecordedTest, ...]]:
     """Import `source` as one layer, apply its config, prove files and config equal, run the
     tests, tag it; (image id, size, the tests that ran)."""
-    scratch = f"imagectl-checkpoint/{tag.rpartition('/')[2].replace(':', '-')}:pid{os.getpid()}"
+    # Named by its owner, so that the next command removes it if this process is killed.
+    scratch = f"{SCRATCH}/{tag.rpartition('/')[2].replace(':', '-')}:{owner_tag(os.getpid())}"
     configured = f"{scratch}-config"
     instructions = config_instructions(config)  # refuses what cannot be written, first
     image_id = images.import_rootfs(source, changes=import_changes(config), tag=scratch)
@@ -249,27 +287,47 @@ def _flattened(
         if instructions:
             image_id = images.apply_config(scratch, instructions=instructions, tag=configured)
             copy = configured
-        info = images.inspect_image(image_id)
-        if info is None or len(info.layers) != 1:
-            raise PlanError(f"the flattened image {image_id} does not have exactly one layer.")
-        diff = tree_differences(images.file_tree(source), images.file_tree(copy))
-        if not diff.empty:
-            raise PlanError(
-                f"the one-layer copy of v{version} differs from it (missing "
-                f"{list(diff.missing[:3])}, extra {list(diff.extra[:3])}, different "
-                f"{list(diff.different[:3])}); nothing was tagged or recorded.",
-                hint="Report this; the line can keep building until its layer limit.",
-            )
-        lost = config_differences(info.config, config)
-        if lost:
-            raise PlanError(
-                f"the one-layer copy of v{version} has another {', '.join(lost)} in its config; "
-                "nothing was tagged or recorded.",
-                hint="Report this; the line can keep building until its layer limit.",
-            )
-        tests = tested(image_id)  # raises when one fails: nothing is tagged
+        info, tests = _proven(
+            source, copy, image_id=image_id, version=version, config=config, images=images,
+            tested=tested,
+        )  # fmt: skip
         images.tag(image_id, tag)
+        pause_point("after-tag")  # tagged, nothing recorded: a rerun must adopt this tag
     finally:
         images.remove_image(configured)
         images.remove_image(scratch)
     return image_id, info.size, tests
+
+
+def _proven(
+    source: str,
+    copy: str,
+    *,
+    image_id: str,
+    version: int,
+    config: ImageConfig,
+    images: ImageStore,
+    tested: Callable[[str], tuple[RecordedTest, ...]],
+) -> tuple[ImageInfo, tuple[RecordedTest, ...]]:
+    """The one-layer copy (`copy`, image `image_id`) has the files and config of `source` and
+    passes the line's tests, or nothing is tagged or recorded; its facts and tests."""
+    info = images.inspect_image(image_id)
+    if info is None or len(info.layers) != 1:
+        raise PlanError(f"the flattened image {image_id} does not have exactly one layer.")
+    diff = tree_differences(images.file_tree(source), images.file_tree(copy))
+    if not diff.empty:
+        raise PlanError(
+            f"the one-layer copy of v{version} differs from it (missing "
+            f"{list(diff.missing[:3])}, extra {list(diff.extra[:3])}, different "
+            f"{list(diff.different[:3])}); nothing was tagged or recorded.",
+            hint="Report this; the line can keep building until its layer limit.",
+        )
+    lost = config_differences(info.config, config)
+    if lost:
+        raise PlanError(
+            f"the one-layer copy of v{version} has another {', '.join(lost)} in its config; "
+            "nothing was tagged or recorded.",
+            hint="Report this; the line can keep building until its layer limit.",
+        )
+    tests = tested(image_id)  # raises when one fails: nothing is tagged
+    return info, tests

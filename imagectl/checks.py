@@ -73,20 +73,31 @@ def check_tag_free(candidate: Candidate, images: ImageStore, _say: Say) -> None:
     step, info, remote = candidate.step, candidate.info, candidate.remote
     local = images.inspect_image(step.tag)
     if local is not None and local.image_id != info.image_id:
-        raise TagConflictError(
-            f"the tag {step.tag} already exists in the engine as {local.image_id}; the image "
-            f"just built is {info.image_id}. Nothing was re-tagged and the lock is unchanged.",
-            hint="imagectl never overwrites a tag. If it was left by an interrupted build, "
-            f"remove it (docker rmi {step.tag}) and build again; otherwise find out who made it.",
+        raise taken_in_engine(
+            step.tag, local.image_id, made=f"the image just built is {info.image_id}"
         )
     if remote is not None and remote.config_digest != info.image_id:
-        raise TagConflictError(
-            f"the tag {step.tag} already exists in the registry as {remote.digest} (image "
-            f"{remote.config_digest}); the image just built is {info.image_id}. Nothing was "
-            "tagged and the lock is unchanged.",
-            hint="imagectl never overwrites a tag. Someone published this version: pull the "
-            "lockfile that records it (git pull) before building.",
-        )
+        raise taken_in_registry(step.tag, remote, made=f"the image just built is {info.image_id}")
+
+
+# The two refusals of a tag that names another image, shared by every command that tags
+# (build next, checkpoint): where the tag is decides what the user should do about it.
+def taken_in_engine(tag: str, image_id: str, *, made: str) -> TagConflictError:
+    return TagConflictError(
+        f"the tag {tag} already exists in the engine as {image_id}; {made}. Nothing was "
+        "re-tagged and the lock is unchanged.",
+        hint="imagectl never overwrites a tag. If it was left by an interrupted run, remove it "
+        f"(docker rmi {tag}) and run again; otherwise find out who made it.",
+    )
+
+
+def taken_in_registry(tag: str, remote: RemoteImage, *, made: str) -> TagConflictError:
+    return TagConflictError(
+        f"the tag {tag} already exists in the registry as {remote.digest} (image "
+        f"{remote.config_digest}); {made}. Nothing was tagged and the lock is unchanged.",
+        hint="imagectl never overwrites a tag. Someone published this version: pull the "
+        "lockfile that records it (git pull) and run again.",
+    )
 
 
 # Run in order on every built image before it is tagged; a new gate is one more entry.

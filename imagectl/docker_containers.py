@@ -12,7 +12,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import socket
 import tarfile
 import time
 import uuid
@@ -35,6 +34,7 @@ from imagectl.engine_api import (
 from imagectl.errors import EngineError
 from imagectl.faults import pause_point
 from imagectl.layerfiles import FileSelection
+from imagectl.owners import owner_gone, owner_of, tag_owner_gone
 from imagectl.ports import TestRun
 
 TEST_MOUNT = "/imagectl-test"  # where a test script is mounted, read-only, in its container
@@ -53,31 +53,20 @@ def labels(purpose: str, image: str) -> dict[str, str]:
     }
 
 
-def owner_of(pid: int) -> str:
-    """host:pid:start, the start being the process's start time in clock ticks since boot
-    (/proc/PID/stat): a pid reused by another process later has another start."""
-    return f"{socket.gethostname()}:{pid}:{_started(pid)}"
-
-
-def _started(pid: int) -> str:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_bytes()
-    except OSError:
-        return ""
-    # The command name (field 2) is in parentheses and may hold spaces: count after its end.
-    fields = stat[stat.rfind(b")") + 2 :].split()
-    return fields[19].decode() if len(fields) > 19 else ""
-
-
-def owner_gone(owner: str) -> bool:
-    """Whether the process that made a container is gone: only this host's can be told."""
-    host, _, rest = owner.partition(":")
-    pid_text, _, start = rest.partition(":")
-    if host != socket.gethostname() or not pid_text.isdigit():
-        return False
-    if not Path(f"/proc/{pid_text}").exists():
-        return True
-    return bool(start) and _started(int(pid_text)) != start
+def remove_scratch_images(api: EngineApi, repository: str) -> tuple[str, ...]:
+    """Remove the images tagged `repository/...:owner_tag()` whose owner on this host is gone
+    (a checkpoint killed before its `finally` removed its scratch images)."""
+    query = json.dumps({"reference": [f"{repository}/*"]})
+    with calling("listing imagectl's scratch images"):
+        found = api.json("GET", f"/images/json?filters={quote(query)}")
+    removed = []
+    for entry in found if isinstance(found, list) else []:
+        for ref in entry.get("RepoTags") or ():
+            if tag_owner_gone(str(ref).rpartition(":")[2]):
+                with calling(f"removing {ref}"):
+                    api.call("DELETE", f"/images/{quote(str(ref))}", ok=(404, 409))
+                removed.append(f"scratch image {ref}")
+    return tuple(removed)
 
 
 def remove_leftovers(api: EngineApi) -> tuple[str, ...]:

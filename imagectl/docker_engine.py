@@ -377,10 +377,11 @@ class DockerImages:
             self.api.call("POST", path)
 
     def remove_leftovers(self) -> tuple[str, ...]:
-        from imagectl.docker_containers import remove_leftovers  # noqa: PLC0415
+        from imagectl.docker_containers import remove_leftovers, remove_scratch_images  # noqa: PLC0415
+        from imagectl.owners import SCRATCH  # noqa: PLC0415
 
         try:
-            return remove_leftovers(self.api)
+            return remove_leftovers(self.api) + remove_scratch_images(self.api, SCRATCH)
         except EngineError:
             return ()  # best effort: the command itself names the engine's fault if it needs it
 

@@ -1,5 +1,6 @@
 """Checkpoints without a dead end, on the real engine: SHELL, HEALTHCHECK, STOPSIGNAL and
-ONBUILD are kept in one layer; device nodes, hard links, setuid bits and xattrs survive."""
+ONBUILD are kept in one layer; device nodes, hard links, setuid bits and xattrs survive; a
+checkpoint killed after its tag is adopted by the rerun, and a tag of another image refused."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ import pytest
 
 from imagectl.labels import LABEL_KEYS
 
-from .conftest import docker, imagectl
-from .engine_helpers import busybox_repo, layers, read_lock
+from .conftest import docker, image_id, imagectl
+from .engine_helpers import busybox_repo, kill_when_paused, layers, read_lock
 from .helpers import git_commit_all, write
 
 pytestmark = pytest.mark.engine
@@ -133,3 +134,43 @@ def xattrs_of(ref: str, path: str, tmp_path: Path) -> dict[str, str]:
                     }
     assert proc.returncode == 0
     return found
+
+
+def test_a_checkpoint_killed_after_its_tag_is_adopted_by_the_rerun(
+    tmp_path: Path, repo_name: str
+) -> None:
+    """The tag-to-lock window of a checkpoint: the kill leaves v2 tagged and unrecorded. The
+    rerun proves that image (one layer, files, config, tests) and records it, instead of
+    refusing its own tag forever or making a second image under it."""
+    root = busybox_repo(tmp_path, repo_name, {"0001-one": "# One\nRUN echo one > /one\n"})
+    assert imagectl(root, "build", "next", "-q").code == 0
+    before = (root / "lock" / "line.lock.toml").read_text()
+    kill_when_paused(root, ("checkpoint", "line"), "after-tag")
+    left = image_id(f"{repo_name}:v2")
+    assert (root / "lock" / "line.lock.toml").read_text() == before  # tagged, not recorded
+    scratch = docker("image", "ls", "--format", "{{.Repository}}:{{.Tag}}", "imagectl-checkpoint/*")
+    assert scratch  # the killed run's `finally` never removed its scratch images
+    rerun = imagectl(root, "checkpoint", "line")
+    assert rerun.code == 0, rerun.stderr
+    assert f"adopting {repo_name}:v2" in rerun.stderr
+    for ref in scratch.split():  # the rerun removed them, and said so
+        assert f"removed a leftover scratch image {ref}" in rerun.stderr
+        assert docker("image", "ls", "-q", ref) == ""
+    head = read_lock(root, repo_name).versions[-1]
+    assert (head.version, head.checkpoint, head.image_id) == (2, True, left)
+    assert image_id(f"{repo_name}:v2") == left  # the tag never moved
+
+
+def test_a_checkpoint_refuses_a_tag_of_another_image_with_what_to_do(
+    tmp_path: Path, repo_name: str
+) -> None:
+    root = busybox_repo(tmp_path, repo_name, {"0001-one": "# One\nRUN echo one > /one\n"})
+    assert imagectl(root, "build", "next", "-q").code == 0
+    before = (root / "lock" / "line.lock.toml").read_text()
+    docker("tag", f"{repo_name}:v1", f"{repo_name}:v2")  # someone's image under the next tag
+    refused = imagectl(root, "checkpoint", "line")
+    assert refused.code == 1
+    assert f"the tag {repo_name}:v2 already exists in the engine" in refused.stderr
+    assert f"docker rmi {repo_name}:v2" in refused.stderr  # not `git pull`: nothing was pushed
+    assert (root / "lock" / "line.lock.toml").read_text() == before
+    assert image_id(f"{repo_name}:v2") == image_id(f"{repo_name}:v1")
