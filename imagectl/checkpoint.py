@@ -41,7 +41,7 @@ from imagectl.model import (
     RecordedTest,
     utc_now,
 )
-from imagectl.owners import SCRATCH, owner_tag
+from imagectl.owners import owner_tag, scratch_repository
 from imagectl.parents import ResolvedParent, locate_head
 from imagectl.ports import Adapters, Git, Healthcheck, ImageConfig, ImageInfo, ImageStore, Say
 from imagectl.recording import Parent, record_version
@@ -278,7 +278,7 @@ def _flattened(
     """Import `source` as one layer, apply its config, prove files and config equal, run the
     tests, tag it; (image id, size, the tests that ran)."""
     # Named by its owner, so that the next command removes it if this process is killed.
-    scratch = f"{SCRATCH}/{tag.rpartition('/')[2].replace(':', '-')}:{owner_tag(os.getpid())}"
+    scratch = f"{scratch_repository(tag)}:{owner_tag(os.getpid())}"
     configured = f"{scratch}-config"
     instructions = config_instructions(config)  # refuses what cannot be written, first
     image_id = images.import_rootfs(source, changes=import_changes(config), tag=scratch)

@@ -3,6 +3,7 @@ process's start time, so that a later command can remove what a killed one left 
 
 from __future__ import annotations
 
+import hashlib
 import re
 import socket
 from pathlib import Path
@@ -35,6 +36,13 @@ def owner_gone(owner: str) -> bool:
     if not Path(f"/proc/{pid_text}").exists():
         return True
     return bool(start) and _started(int(pid_text)) != start
+
+
+def scratch_repository(tag: str) -> str:
+    """Where a checkpoint of `tag` keeps its images until it tags one: readable, and its own
+    (two lines of two repositories both named `line` never share it)."""
+    name = tag.rpartition("/")[2].replace(":", "-")
+    return f"{SCRATCH}/{name}-{hashlib.sha256(tag.encode()).hexdigest()[:12]}"
 
 
 def owner_tag(pid: int) -> str:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from imagectl.labels import LABEL_KEYS
+from imagectl.owners import scratch_repository
 
 from .conftest import docker, image_id, imagectl
 from .engine_helpers import busybox_repo, kill_when_paused, layers, read_lock
@@ -68,7 +69,7 @@ def test_shell_healthcheck_and_stopsignal_checkpoint_to_one_layer(
     assert our_labels["org.opencontainers.image.version"] == "v3"
     assert docker("run", "--rm", f"{repo_name}:v3") == "hello"
     assert "(checkpoint)" in imagectl(root, "history", "line").stdout
-    assert docker("image", "ls", "-q", "imagectl-checkpoint/*") == ""  # no scratch left
+    assert docker("image", "ls", "-q", scratch_repository(f"{repo_name}:v3")) == ""  # none left
 
 
 def test_device_nodes_hardlinks_setuid_and_xattrs_survive_a_checkpoint(
@@ -148,7 +149,8 @@ def test_a_checkpoint_killed_after_its_tag_is_adopted_by_the_rerun(
     kill_when_paused(root, ("checkpoint", "line"), "after-tag")
     left = image_id(f"{repo_name}:v2")
     assert (root / "lock" / "line.lock.toml").read_text() == before  # tagged, not recorded
-    scratch = docker("image", "ls", "--format", "{{.Repository}}:{{.Tag}}", "imagectl-checkpoint/*")
+    ours = scratch_repository(f"{repo_name}:v2")
+    scratch = docker("image", "ls", "--format", "{{.Repository}}:{{.Tag}}", ours)
     assert scratch  # the killed run's `finally` never removed its scratch images
     rerun = imagectl(root, "checkpoint", "line")
     assert rerun.code == 0, rerun.stderr
