@@ -10,12 +10,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bench.common import BUSYBOX, git_init, write
-from imagectl import lockfile, sidecar
-from imagectl.config import RepositoryLayout, load_lines
-from imagectl.increments import discover_increments, hash_increment
-from imagectl.linestate import render_step
-from imagectl.model import Lock, LockedVersion
-from imagectl.positions import pinned_base
+from imagectl.core import lockfile, sidecar
+from imagectl.core.config import RepositoryLayout, load_lines
+from imagectl.core.increments import discover_increments, hash_increment
+from imagectl.core.linestate import render_step
+from imagectl.core.model import Lock, LockedVersion
+from imagectl.core.positions import pinned_base
 
 
 def fake_digest(*parts: object) -> str:

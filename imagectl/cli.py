@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from imagectl import __version__
-from imagectl.errors import ImagectlError
-from imagectl.exits import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USAGE
+from imagectl.commands.exits import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USAGE
+from imagectl.core.errors import ImagectlError
 
 if TYPE_CHECKING:
-    from imagectl.outcome import Outcome
+    from imagectl.commands.outcome import Outcome
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -32,8 +32,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminated)
     try:
         # Imported here, so that --help and usage errors never load the core.
+        from imagectl.app.project import open_project  # noqa: PLC0415
         from imagectl.commands import MODULES  # noqa: PLC0415
-        from imagectl.project import open_project  # noqa: PLC0415
 
         module = importlib.import_module(f"imagectl.commands.{MODULES[args.run]}")
         run: Callable[..., Outcome] = getattr(module, args.run)
@@ -65,7 +65,7 @@ class Terminated(KeyboardInterrupt):
 
 
 def _terminated(_signum: int, _frame: object) -> None:
-    from imagectl.faults import STOPPING  # noqa: PLC0415
+    from imagectl.core.faults import STOPPING  # noqa: PLC0415
 
     STOPPING.set()
     raise Terminated
@@ -86,7 +86,7 @@ def _relative_to_repository(exc: ImagectlError, directory: Path) -> ImagectlErro
     """Name files as the user sees them in the repository, not by absolute path."""
     if not exc.path or not Path(exc.path).is_absolute():
         return exc
-    from imagectl.config import find_repository  # noqa: PLC0415
+    from imagectl.core.config import find_repository  # noqa: PLC0415
 
     try:
         root = find_repository(directory).root

@@ -15,8 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from imagectl import lockfile
-from imagectl.model import Lock
+from imagectl.core import lockfile
+from imagectl.core.model import Lock
 
 from .conftest import BUSYBOX, docker, image_id
 from .helpers import git_init, make_line

@@ -10,10 +10,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from imagectl.errors import GitError, TagImmutableError
-from imagectl.layerfiles import FileSelection, LayerChange
-from imagectl.model import Builder
-from imagectl.ports import (
+from imagectl.core.errors import GitError, TagImmutableError
+from imagectl.core.layerfiles import FileSelection, LayerChange
+from imagectl.core.model import Builder
+from imagectl.core.ports import (
     FileEntry,
     ImageConfig,
     ImageInfo,

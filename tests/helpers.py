@@ -5,8 +5,8 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from imagectl.config import RepositoryLayout
-from imagectl.model import Lock, LockedVersion
+from imagectl.core.config import RepositoryLayout
+from imagectl.core.model import Lock, LockedVersion
 
 
 def write(path: Path, text: str) -> Path:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from imagectl.docker_config import DEFAULT_HOST
+from imagectl.adapters.docker_config import DEFAULT_HOST
 
 from .conftest import docker, image_id, imagectl
 from .engine_helpers import busybox_repo, read_lock

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from imagectl.docker_engine import (
+from imagectl.adapters.docker_engine import (
     DockerBuilder,
     build_failure,
     builder_context,
@@ -13,8 +13,8 @@ from imagectl.docker_engine import (
     inspected_fields,
     same_engine,
 )
-from imagectl.errors import BuildError, EngineError
-from imagectl.model import Builder
+from imagectl.core.errors import BuildError, EngineError
+from imagectl.core.model import Builder
 
 # `docker buildx inspect NAME` (buildx 0.13) for a docker context, and for a builder of its own
 CONTEXT_BUILDER = """Name:   ctx

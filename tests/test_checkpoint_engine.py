@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from imagectl.labels import LABEL_KEYS
-from imagectl.owners import scratch_repository
+from imagectl.core.labels import LABEL_KEYS
+from imagectl.core.owners import scratch_repository
 
 from .conftest import docker, image_id, imagectl
 from .engine_helpers import busybox_repo, kill_when_paused, layers, read_lock

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from imagectl.config import RepositoryLayout, find_repository, load_lines, select_lines
-from imagectl.errors import ConfigError, DriftError
-from imagectl.increments import discover_increments, hash_increment, summarize
-from imagectl.linestate import load_state, render_step
-from imagectl.lockfile import write_lock
-from imagectl.model import Lock
-from imagectl.project import read_settings
+from imagectl.app.project import read_settings
+from imagectl.core.config import RepositoryLayout, find_repository, load_lines, select_lines
+from imagectl.core.errors import ConfigError, DriftError
+from imagectl.core.increments import discover_increments, hash_increment, summarize
+from imagectl.core.linestate import load_state, render_step
+from imagectl.core.lockfile import write_lock
+from imagectl.core.model import Lock
 
 from .helpers import locked_version, make_line, write
 

@@ -8,15 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from imagectl import lockfile, lookups, publishing, workflows
-from imagectl.ci_job import JobResult, run_publish_job
+from imagectl.app import lookups, publishing, workflows
+from imagectl.app.ci_job import JobResult, run_publish_job
+from imagectl.app.plans import plan_lines
+from imagectl.app.project import Project, open_project
+from imagectl.app.publisher import publish_version
 from imagectl.commands.plan import Plans, plans_text
-from imagectl.errors import ConfigError, GitError, PlanError, RegistryError, TagConflictError
-from imagectl.model import LinePlan, LockedVersion
-from imagectl.plans import plan_lines
-from imagectl.ports import RemoteImage
-from imagectl.project import Project, open_project
-from imagectl.publisher import publish_version
+from imagectl.core import lockfile
+from imagectl.core.errors import ConfigError, GitError, PlanError, RegistryError, TagConflictError
+from imagectl.core.model import LinePlan, LockedVersion
+from imagectl.core.ports import RemoteImage
 
 from .fakes import FakeBuilder, FakeGit, FakeImages, FakeRegistry, fake_id
 from .helpers import make_line
@@ -358,7 +359,7 @@ def test_plan_text_shows_versions_to_publish_as_runs() -> None:
 
 
 def test_only_this_machines_registry_gets_the_advice_to_start_it() -> None:
-    from imagectl.registry_http import registry_hint  # noqa: PLC0415
+    from imagectl.adapters.registry_http import registry_hint  # noqa: PLC0415
 
     assert "scripts/engine up" in registry_hint("localhost:5000")
     assert "scripts/engine up" in registry_hint("127.0.0.1:5000")
@@ -384,7 +385,7 @@ def test_a_version_whose_recording_fails_keeps_its_tag_only_if_the_lock_has_it(
     """Before the lock write (the package reader) the new tag is removed: no later run meets a
     tag the lock never knew. After it (the reference file) the version is recorded: its tag
     must stay, or the lock would name a version no tag shows."""
-    from imagectl import recording  # noqa: PLC0415
+    from imagectl.app import recording  # noqa: PLC0415
 
     project, images, _ = setup(tmp_path)
 

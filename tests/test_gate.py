@@ -9,14 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from imagectl import lockfile, workflows
+from imagectl.app import workflows
+from imagectl.app.plans import plan_lines
+from imagectl.app.project import Project, open_project
 from imagectl.commands.build import outcomes_text
-from imagectl.errors import ConfigError, TestFailedError
-from imagectl.model import LockedVersion
-from imagectl.plans import plan_lines
-from imagectl.ports import RemoteImage, TestRun
-from imagectl.project import Project, open_project
-from imagectl.recipe import hash_text
+from imagectl.core import lockfile
+from imagectl.core.errors import ConfigError, TestFailedError
+from imagectl.core.model import LockedVersion
+from imagectl.core.ports import RemoteImage, TestRun
+from imagectl.core.recipe import hash_text
 
 from .fakes import FakeBuilder, FakeGit, FakeImages, FakeRegistry
 from .helpers import make_line, write

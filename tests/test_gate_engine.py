@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from imagectl.labels import LABEL_KEYS
+from imagectl.core.labels import LABEL_KEYS
 
 from .conftest import BUSYBOX, ROOT, docker, imagectl
 from .engine_helpers import busybox_repo, read_lock

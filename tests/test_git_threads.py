@@ -6,7 +6,7 @@ import subprocess
 import threading
 from pathlib import Path
 
-from imagectl.git_repo import GitRepository
+from imagectl.adapters.git_repo import GitRepository
 
 from .helpers import git_commit_all, git_init, write
 

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from imagectl.config import RepositoryLayout, load_lines
-from imagectl.errors import TemplateError
-from imagectl.gate import prepare_suite
-from imagectl.git_repo import GitRepository
-from imagectl.increments import discover_increments
-from imagectl.recipe import (
+from imagectl.adapters.git_repo import GitRepository
+from imagectl.app.gate import prepare_suite
+from imagectl.core.config import RepositoryLayout, load_lines
+from imagectl.core.errors import TemplateError
+from imagectl.core.increments import discover_increments
+from imagectl.core.recipe import (
     IncrementRecipe,
     check_increment,
     compose_dockerfile,
@@ -23,7 +23,7 @@ from imagectl.recipe import (
     instructions_hash,
     rendered_line,
 )
-from imagectl.squash import SquashEntry, squash
+from imagectl.core.squash import SquashEntry, squash
 
 from .conftest import imagectl
 from .helpers import make_line, write

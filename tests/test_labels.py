@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from imagectl import workflows
-from imagectl.errors import ConfigError
-from imagectl.labels import EPOCH, LABEL_KEYS, source_url
-from imagectl.linestate import load_state, reference_text
-from imagectl.ports import ImageConfig, ImageInfo, RemoteImage
-from imagectl.project import Project, open_project
+from imagectl.app import workflows
+from imagectl.app.project import Project, open_project
+from imagectl.core.errors import ConfigError
+from imagectl.core.labels import EPOCH, LABEL_KEYS, source_url
+from imagectl.core.linestate import load_state, reference_text
+from imagectl.core.ports import ImageConfig, ImageInfo, RemoteImage
 
 from .fakes import FakeBuilder, FakeGit, FakeImages, FakeRegistry
 from .helpers import make_line, write

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from imagectl.owners import owner_gone, owner_of
+from imagectl.core.owners import owner_gone, owner_of
 
 from .conftest import docker, imagectl
 from .engine_helpers import busybox_repo, kill_when_paused

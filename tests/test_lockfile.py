@@ -12,10 +12,10 @@ import pytest
 import tomlkit
 from tomlkit.items import AoT
 
-from imagectl import lockfile, lockread
-from imagectl.errors import LockfileError
-from imagectl.lockfile import _fill_version_table, version_text
-from imagectl.model import LOCK_SCHEMA, Lock, LockedVersion, RecordedTest
+from imagectl.core import lockfile, lockread
+from imagectl.core.errors import LockfileError
+from imagectl.core.lockfile import _fill_version_table, version_text
+from imagectl.core.model import LOCK_SCHEMA, Lock, LockedVersion, RecordedTest
 
 from .helpers import sample_lock
 
@@ -91,7 +91,7 @@ def test_unwritable_folder_is_a_clear_error(
     def refuse(**_: object) -> tuple[int, str]:
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr("imagectl.lockfile.tempfile.mkstemp", refuse)
+    monkeypatch.setattr("imagectl.core.lockfile.tempfile.mkstemp", refuse)
     with pytest.raises(LockfileError, match="Permission denied") as info:
         lockfile.write_lock(path, sample_lock(2))
     assert "lock/ folder is writable" in str(info.value)
@@ -108,7 +108,7 @@ def test_failed_rename_leaves_old_file_and_no_temp(
     def refuse(src: str, dst: str) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("imagectl.lockfile.os.replace", refuse)
+    monkeypatch.setattr("imagectl.core.lockfile.os.replace", refuse)
     with pytest.raises(LockfileError, match="No space left"):
         lockfile.write_lock(path, sample_lock(2))
     assert path.read_text() == before

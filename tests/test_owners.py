@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 
-from imagectl.owners import owner_tag, tag_owner_gone
+from imagectl.core.owners import owner_tag, tag_owner_gone
 
 
 def test_a_tag_of_a_running_process_is_not_gone_and_one_of_an_ended_process_is() -> None:

@@ -17,9 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from imagectl import lockfile, sidecar
-from imagectl.docker_engine import DockerImages
-from imagectl.packages import (
+from imagectl.adapters.docker_engine import DockerImages
+from imagectl.app.recording import manifest_of
+from imagectl.core import lockfile, sidecar
+from imagectl.core.packages import (
     PACKAGE_FILES,
     Manifest,
     manifest_from_sources,
@@ -27,7 +28,6 @@ from imagectl.packages import (
     sources_from_files,
     wanted_file,
 )
-from imagectl.recording import manifest_of
 
 from .conftest import ROOT, Result, docker, imagectl
 from .engine_helpers import busybox_repo, local_tags, read_lock

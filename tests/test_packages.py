@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from imagectl import sidecar
-from imagectl.layerfiles import FileSelection
-from imagectl.linestate import LineState
-from imagectl.model import ImageLine, Lock
-from imagectl.packages import (
+from imagectl.app.recording import Parent, record_packages
+from imagectl.core import sidecar
+from imagectl.core.layerfiles import FileSelection
+from imagectl.core.linestate import LineState
+from imagectl.core.model import ImageLine, Lock
+from imagectl.core.packages import (
     PackageRecord,
     VersionDelta,
     diff_manifests,
@@ -17,7 +18,6 @@ from imagectl.packages import (
     parse_entry,
     wanted_file,
 )
-from imagectl.recording import Parent, record_packages
 
 from .fakes import FakeImages
 

@@ -6,17 +6,17 @@ from pathlib import Path
 
 import pytest
 
-from imagectl import sidecar
-from imagectl.checkpoint import (
+from imagectl.app.checkpoint import (
     config_differences,
     config_instructions,
     healthcheck_instruction,
     import_changes,
 )
-from imagectl.errors import PlanError
-from imagectl.packages import PackageRecord, VersionDelta, diff_manifests, parse_dpkg_status
-from imagectl.ports import FileEntry, Healthcheck, ImageConfig
-from imagectl.trees import TreeDiff, tree_differences
+from imagectl.core import sidecar
+from imagectl.core.errors import PlanError
+from imagectl.core.packages import PackageRecord, VersionDelta, diff_manifests, parse_dpkg_status
+from imagectl.core.ports import FileEntry, Healthcheck, ImageConfig
+from imagectl.core.trees import TreeDiff, tree_differences
 
 STATUS = """Package: less
 Status: install ok installed

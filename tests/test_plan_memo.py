@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 
 from bench.synthetic import make_synthetic
-from imagectl import linestate, planmemo
-from imagectl.errors import DriftError, ImagectlError
-from imagectl.model import LinePlan
-from imagectl.plans import plan_lines
-from imagectl.project import open_project
+from imagectl.app import planmemo
+from imagectl.app.plans import plan_lines
+from imagectl.app.project import open_project
+from imagectl.core import linestate
+from imagectl.core.errors import DriftError, ImagectlError
+from imagectl.core.model import LinePlan
 from tests.fakes import FakeBuilder, FakeGit, FakeImages, FakeRegistry
 from tests.helpers import write
 

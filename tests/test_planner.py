@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from imagectl.errors import ConfigError, DriftError
-from imagectl.model import ImageLine, Increment, Lock, RenderedHashes
-from imagectl.planner import check_drift, check_numbering, next_step, plan_line
+from imagectl.core.errors import ConfigError, DriftError
+from imagectl.core.model import ImageLine, Increment, Lock, RenderedHashes
+from imagectl.core.planner import check_drift, check_numbering, next_step, plan_line
 
 from .helpers import locked_version
 

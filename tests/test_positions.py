@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from imagectl.model import ImageLine, Increment, Lock, LockedVersion
-from imagectl.positions import pending_positions, position_after
+from imagectl.core.model import ImageLine, Increment, Lock, LockedVersion
+from imagectl.core.positions import pending_positions, position_after
 
 from .helpers import locked_version
 

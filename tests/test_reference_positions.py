@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from imagectl import lockfile, publishing, workflows
-from imagectl.linestate import load_state, reference_text
-from imagectl.ports import RemoteImage
-from imagectl.project import Project
+from imagectl.app import publishing, workflows
+from imagectl.app.project import Project
+from imagectl.core import lockfile
+from imagectl.core.linestate import load_state, reference_text
+from imagectl.core.ports import RemoteImage
 
 from .fakes import FakeBuilder, FakeRegistry, fake_id
 from .test_decisions import BASE, REPO

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from imagectl.errors import LockfileError
+from imagectl.core.errors import LockfileError
 
 from .conftest import REGISTRY, docker, image_id, imagectl
 from .engine_helpers import (

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from imagectl import lockfile
+from imagectl.core import lockfile
 
 from .conftest import BUSYBOX, ROOT, docker, imagectl
 from .engine_helpers import STEPS, remote

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from imagectl.backport import plan_backport
-from imagectl.config import RepositoryLayout, load_lines
-from imagectl.errors import PlanError
-from imagectl.increments import discover_increments
-from imagectl.linestate import load_state, reference_text
-from imagectl.model import Lock
-from imagectl.resolver import resolve_ref
+from imagectl.core.backport import plan_backport
+from imagectl.core.config import RepositoryLayout, load_lines
+from imagectl.core.errors import PlanError
+from imagectl.core.increments import discover_increments
+from imagectl.core.linestate import load_state, reference_text
+from imagectl.core.model import Lock
+from imagectl.core.resolver import resolve_ref
 
 from .conftest import imagectl
 from .helpers import locked_version, make_line, write

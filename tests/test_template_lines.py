@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from imagectl.templating import (
+from imagectl.core.templating import (
     _MARKER,
     _mark_source,
     describe_line,

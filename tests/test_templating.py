@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from imagectl.errors import TemplateError
-from imagectl.recipe import IncrementRecipe, check_increment, compose_dockerfile, rendered_line
-from imagectl.templating import render_template
+from imagectl.core.errors import TemplateError
+from imagectl.core.recipe import IncrementRecipe, check_increment, compose_dockerfile, rendered_line
+from imagectl.core.templating import render_template
 
 from .helpers import write
 

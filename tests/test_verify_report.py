@@ -6,16 +6,16 @@ from pathlib import Path
 
 import pytest
 
+from imagectl.app.verifier import VerifyReport, check_from_scratch, ignore_patterns
 from imagectl.commands.build import verify_text
-from imagectl.config import RepositoryLayout, load_lines
-from imagectl.errors import ConfigError, PlanError
-from imagectl.ignores import DEFAULT_IGNORE, Ignored, check_pattern, matching, split_ignored
-from imagectl.linestate import LineState
-from imagectl.model import Lock
-from imagectl.packages import diff_manifests
-from imagectl.rendercache import line_inputs
-from imagectl.trees import TreeDiff
-from imagectl.verifier import VerifyReport, check_from_scratch, ignore_patterns
+from imagectl.core.config import RepositoryLayout, load_lines
+from imagectl.core.errors import ConfigError, PlanError
+from imagectl.core.ignores import DEFAULT_IGNORE, Ignored, check_pattern, matching, split_ignored
+from imagectl.core.linestate import LineState
+from imagectl.core.model import Lock
+from imagectl.core.packages import diff_manifests
+from imagectl.core.rendercache import line_inputs
+from imagectl.core.trees import TreeDiff
 
 from .helpers import locked_version, write
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from imagectl import sidecar
-from imagectl.labels import LABEL_KEYS
-from imagectl.packages import of_kinds
+from imagectl.core import sidecar
+from imagectl.core.labels import LABEL_KEYS
+from imagectl.core.packages import of_kinds
 
 from .conftest import docker, image_id, imagectl
 from .engine_helpers import busybox_repo, file_tree, read_lock

@@ -11,7 +11,7 @@ import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from imagectl.ports import Say
+    from imagectl.core.ports import Say
 
 # The module under imagectl.commands that holds each command's function (named as in cli).
 MODULES: dict[str, str] = {

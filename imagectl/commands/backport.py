@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-from imagectl import workflows
-from imagectl.backport import BackportPlan
-from imagectl.exits import EXIT_ERROR, EXIT_OK
-from imagectl.outcome import Outcome
-from imagectl.project import Project
+from imagectl.app import workflows
+from imagectl.app.project import Project
+from imagectl.commands.exits import EXIT_ERROR, EXIT_OK
+from imagectl.commands.outcome import Outcome
+from imagectl.core.backport import BackportPlan
 
 
 def backport(args: argparse.Namespace, project: Project) -> Outcome:

@@ -7,17 +7,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from imagectl import workflows
+from imagectl.app import workflows
+from imagectl.app.gate import TestReport, count
+from imagectl.app.project import Project
 from imagectl.commands import say, streamed
-from imagectl.exits import EXIT_CHECK, EXIT_ERROR, EXIT_OK
-from imagectl.gate import TestReport, count
-from imagectl.model import BuiltVersion, LockedVersion
-from imagectl.outcome import Outcome
-from imagectl.packages import display
-from imagectl.project import Project
+from imagectl.commands.exits import EXIT_CHECK, EXIT_ERROR, EXIT_OK
+from imagectl.commands.outcome import Outcome
+from imagectl.core.model import BuiltVersion, LockedVersion
+from imagectl.core.packages import display
 
 if TYPE_CHECKING:
-    from imagectl.verifier import VerifyReport
+    from imagectl.app.verifier import VerifyReport
 
 SHOWN = 20  # entries of each kind a person sees; `--json` has them all
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from imagectl.lookups import History, read_history
-from imagectl.lookups import resolve as resolve_reference
-from imagectl.outcome import Outcome
-from imagectl.project import Project
+from imagectl.app.lookups import History, read_history
+from imagectl.app.lookups import resolve as resolve_reference
+from imagectl.app.project import Project
+from imagectl.commands.outcome import Outcome
 
 
 def resolve(args: argparse.Namespace, project: Project) -> Outcome:
@@ -23,6 +23,6 @@ def history(args: argparse.Namespace, project: Project) -> Outcome:
 def history_text(found: History, line: str) -> str:
     if not found.lock.versions:
         return f"{line}: no versions built yet"
-    from imagectl.history import history_table  # noqa: PLC0415 (not for resolve)
+    from imagectl.core.history import history_table  # noqa: PLC0415 (not for resolve)
 
     return history_table(found.lock, found.packages)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 
+from imagectl.app.plans import plan_lines
+from imagectl.app.project import Project
 from imagectl.commands import versions_text
-from imagectl.model import LinePlan
-from imagectl.outcome import Outcome
-from imagectl.plans import plan_lines
-from imagectl.project import Project
+from imagectl.commands.outcome import Outcome
+from imagectl.core.model import LinePlan
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from imagectl import publishing
-from imagectl.audit import AuditReport
+from imagectl.app import publishing
+from imagectl.app.audit import AuditReport
+from imagectl.app.project import Project
 from imagectl.commands import say, streamed
-from imagectl.exits import EXIT_CHECK, EXIT_ERROR, EXIT_OK
-from imagectl.outcome import Outcome
-from imagectl.project import Project
+from imagectl.commands.exits import EXIT_CHECK, EXIT_ERROR, EXIT_OK
+from imagectl.commands.outcome import Outcome
 
 
 def publish(args: argparse.Namespace, project: Project) -> Outcome:
@@ -36,7 +36,7 @@ def publish_text(result: publishing.PublishResult) -> str:
 
 
 def ci_publish(args: argparse.Namespace, project: Project) -> Outcome:
-    from imagectl.ci_job import run_publish_job  # noqa: PLC0415 (GitPython: this command only)
+    from imagectl.app.ci_job import run_publish_job  # noqa: PLC0415 (GitPython: this command only)
 
     result = run_publish_job(
         project, remote=args.remote, branch=args.branch, attempts=args.attempts, say=say,

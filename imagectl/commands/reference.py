@@ -6,11 +6,11 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 
-from imagectl import workflows
-from imagectl.exits import EXIT_CHECK, EXIT_OK
-from imagectl.outcome import Outcome
-from imagectl.packages import display
-from imagectl.project import Project
+from imagectl.app import workflows
+from imagectl.app.project import Project
+from imagectl.commands.exits import EXIT_CHECK, EXIT_OK
+from imagectl.commands.outcome import Outcome
+from imagectl.core.packages import display
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

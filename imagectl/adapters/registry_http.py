@@ -1,0 +1,266 @@
+"""The registry's HTTP API (OCI distribution) for look-ups: one request, its auth handshake,
+TLS as docker does it, and failures classified by HTTP status, error code or exception type,
+never by searching text (which would contain the image's own name).
+
+Credentials come from docker's own store (`docker_config`). They stay in memory: never logged,
+printed, written or put on a command line. Requests go through `http_client` on connections
+kept per registry and thread, through HTTPS_PROXY/HTTP_PROXY when set (NO_PROXY honoured).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import functools
+import json
+import os
+import re
+import socket
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from imagectl.adapters.docker_config import docker_credentials
+from imagectl.adapters.http_client import (
+    Connection,
+    Opener,
+    ProtocolError,
+    tcp_opener,
+    tls_opener,
+    tunnel_opener,
+)
+from imagectl.core.errors import RegistryError
+from imagectl.core.references import ImageRef
+
+# Registries docker itself treats as insecure (HTTPS without verification, then plain HTTP).
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]")
+CERTS_DIR = Path("/etc/docker/certs.d")  # docker's per-registry CA folder
+CHALLENGE = re.compile(r'(\w+)="([^"]*)"')
+Credentials = Callable[[str], tuple[str, str] | None]
+Reference = ImageRef  # what the registry API addresses
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Response:
+    status: int
+    headers: Mapping[str, str]  # names lowercased
+    body: bytes = b""
+
+    def error_codes(self) -> tuple[str, ...]:
+        """The distribution error codes of the body (`{"errors": [{"code": ...}]}`)."""
+        with contextlib.suppress(ValueError, AttributeError, TypeError):
+            errors = json.loads(self.body or b"{}").get("errors") or []
+            return tuple(str(error.get("code", "")) for error in errors)
+        return ()
+
+
+@dataclass
+class RegistryTransport:
+    """HTTP to registries, with docker's TLS rules and the token or basic auth handshake."""
+
+    credentials: Credentials = docker_credentials
+    timeout: float = 30.0
+    _schemes: dict[str, str] = field(default_factory=dict)  # host -> the scheme that answered
+    _auth: dict[tuple[str, str], str] = field(default_factory=dict)  # (host, scope) -> header
+    _guard: threading.Lock = field(default_factory=threading.Lock)
+    _local: Any = field(default_factory=threading.local)  # this thread's connections
+
+    def get(self, ref: Reference, path: str, *, accept: str, method: str = "GET") -> Response:
+        """Request `path` of `ref`'s registry, authenticating for pulls of its repository."""
+        scope = f"repository:{ref.path}:pull"
+        headers = {"Accept": accept}
+        with self._guard:
+            known = self._auth.get((ref.api_host, scope))
+        if known:
+            headers["Authorization"] = known
+        response = self._send(method, ref.api_host, path, headers)
+        if response.status == 401 and "Authorization" not in headers:
+            header = self._authorize(ref, response.headers.get("www-authenticate", ""), scope)
+            if header:
+                with self._guard:
+                    self._auth[(ref.api_host, scope)] = header
+                response = self._send(
+                    method, ref.api_host, path, {**headers, "Authorization": header}
+                )
+        return response
+
+    def _authorize(self, ref: Reference, challenge: str, scope: str) -> str:
+        """The Authorization header the challenge asks for, or "" when none can be made."""
+        creds = self.credentials(ref.host)
+        scheme = challenge.split(" ", 1)[0].lower()
+        if scheme == "basic":
+            return _basic(creds) if creds else ""
+        if scheme != "bearer":
+            return ""
+        params = dict(CHALLENGE.findall(challenge))
+        if not params.get("realm"):
+            return ""
+        query = "&".join(
+            f"{key}={_quote(value)}"
+            for key, value in (("service", params.get("service", "")),
+                               ("scope", params.get("scope", scope)))
+        )  # fmt: skip
+        headers = {"Authorization": _basic(creds)} if creds else {}
+        realm = params["realm"]
+        try:
+            reply = self._open(f"{realm}{'&' if '?' in realm else '?'}{query}", "GET", headers)
+            token = json.loads(reply.body).get("token") or ""
+        except (OSError, ProtocolError, ValueError, AttributeError):
+            return ""  # the retry without a token answers 401 again, which says what to do
+        return f"Bearer {token}" if reply.status == 200 and token else ""
+
+    def _send(self, method: str, host: str, path: str, headers: Mapping[str, str]) -> Response:
+        schemes = [self._schemes[host]] if host in self._schemes else _schemes_for(host)
+        failure: BaseException | None = None
+        for scheme in schemes:
+            try:
+                response = self._open(f"{scheme}://{host}{path}", method, headers)
+            except (OSError, ProtocolError) as error:
+                failure = error
+                continue
+            with self._guard:
+                self._schemes[host] = scheme
+            return response
+        raise _unreachable(host, failure)
+
+    def _open(self, url: str, method: str, headers: Mapping[str, str]) -> Response:
+        """One HTTP(S) request on this thread's connection to that server; an HTTP error
+        status is an answer, not an exception."""
+        scheme, _, rest = url.partition("://")
+        if scheme not in ("http", "https"):
+            raise ProtocolError(f"not an http(s) URL: {scheme}")
+        host, slash, path = rest.partition("/")
+        connections: dict[str, Connection] = self._local.__dict__.setdefault("connections", {})
+        key = f"{scheme}://{host}"
+        connection = connections.get(key)
+        if connection is None:
+            connection = Connection(_opener(scheme, host, self.timeout), host=host)
+            connections[key] = connection
+        target = slash + path if slash else "/"
+        if _proxy(scheme, host) and scheme == "http":
+            target = url  # a plain-HTTP proxy takes the absolute URL
+        try:
+            answer = connection.request(method, target, headers=dict(headers), timeout=self.timeout)
+        except BaseException:
+            connection.close()
+            raise
+        return Response(status=answer.status, headers=answer.headers, body=answer.body)
+
+
+def _opener(scheme: str, host: str, timeout: float) -> Opener:
+    name, port = _split_host(host, 443 if scheme == "https" else 80)
+    proxy = _proxy(scheme, host)
+    if proxy:
+        proxy_name, proxy_port = _split_host(proxy.split("://", 1)[-1].rstrip("/"), 3128)
+        via = tcp_opener(proxy_name, proxy_port, timeout=timeout)
+        if scheme == "http":
+            return via
+        plain = tunnel_opener(via, target=f"{name}:{port}")
+    else:
+        plain = tcp_opener(name, port, timeout=timeout)
+    if scheme == "http":
+        return plain
+    return tls_opener(plain, server_name=name, context_factory=lambda: _tls(host))
+
+
+def _split_host(host: str, default: int) -> tuple[str, int]:
+    if host.startswith("["):
+        name, _, rest = host[1:].partition("]")
+        return name, int(rest.lstrip(":") or default)
+    name, _, port = host.partition(":")
+    return name, int(port or default)
+
+
+def _proxy(scheme: str, host: str) -> str:
+    """The proxy the environment names for this scheme and host ("" for none)."""
+    found = os.environ.get(f"{scheme}_proxy") or os.environ.get(f"{scheme.upper()}_PROXY") or ""
+    if not found:
+        return ""
+    name = _split_host(host, 0)[0]
+    excluded = os.environ.get("no_proxy") or os.environ.get("NO_PROXY") or ""
+    for entry in (e.strip().lstrip(".") for e in excluded.split(",")):
+        if entry == "*" or (entry and (name == entry or name.endswith(f".{entry}"))):
+            return ""
+    return found
+
+
+def _quote(text: str) -> str:
+    safe = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
+    return "".join(chr(b) if b in safe else f"%{b:02X}" for b in text.encode())
+
+
+def _schemes_for(host: str) -> list[str]:
+    """HTTPS first; plain HTTP only where docker would fall back to it (insecure registries).
+    (Not HTTP first: a TLS registry answers a plain request with HTTP 400, an answer.)"""
+    return ["https", "http"] if insecure(host) else ["https"]
+
+
+def insecure(host: str) -> bool:
+    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    extra = [e.strip() for e in os.environ.get("IMAGECTL_INSECURE_REGISTRIES", "").split(",")]
+    return name in LOCAL_HOSTS or name.startswith("127.") or host in extra
+
+
+@functools.lru_cache(maxsize=64)
+def _tls(host: str) -> Any:
+    """Docker's rules: system CAs plus /etc/docker/certs.d/<host>/*.crt; insecure registries
+    are not verified (docker does not verify them either). One context per host: loading the
+    system CAs costs ~15 ms."""
+    import ssl  # noqa: PLC0415 - only HTTPS registries pay its import
+
+    if insecure(host):
+        unverified = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # no CAs to load
+        unverified.check_hostname = False
+        unverified.verify_mode = ssl.CERT_NONE
+        return unverified
+    context = ssl.create_default_context()
+    folder = CERTS_DIR / host
+    if folder.is_dir():
+        for ca in sorted(folder.glob("*.crt")):
+            with contextlib.suppress(OSError, ssl.SSLError):
+                context.load_verify_locations(cafile=str(ca))
+    return context
+
+
+LOCAL_REGISTRIES = ("localhost:5000", "127.0.0.1:5000")  # what scripts/engine up starts
+
+
+def registry_hint(host: str) -> str:
+    """What to do about a registry that did not answer as expected: starting the local one is
+    advice only for this machine's own registry."""
+    if host in LOCAL_REGISTRIES:
+        return (
+            "Start it (in imagectl's checkout, scripts/engine up starts this machine's registry "
+            "on 127.0.0.1:5000) or check the repository name."
+        )
+    return f"Check that {host} runs and is reachable from here, or check the repository name."
+
+
+def _unreachable(host: str, failure: BaseException | None) -> RegistryError:
+    """A transport failure, classified by its exception type."""
+    import ssl  # noqa: PLC0415
+
+    if isinstance(failure, ssl.SSLCertVerificationError | ssl.SSLError):
+        return RegistryError(
+            f"TLS failed talking to the registry {host} ({type(failure).__name__}).",
+            hint=f"Give docker the registry's CA certificate ({CERTS_DIR}/{host}/ca.crt), or "
+            "add the host to IMAGECTL_INSECURE_REGISTRIES if it speaks plain HTTP.",
+        )
+    if isinstance(failure, TimeoutError):
+        what = "did not answer in time"
+    elif isinstance(failure, socket.gaierror):
+        what = "has a name that does not resolve"
+    elif isinstance(failure, ConnectionRefusedError):
+        what = "refused the connection"
+    else:
+        what = f"is unreachable ({type(failure).__name__})"
+    return RegistryError(
+        f"the registry {host} {what}.",
+        hint=registry_hint(host),
+    )
+
+
+def _basic(creds: tuple[str, str]) -> str:
+    return "Basic " + base64.b64encode(f"{creds[0]}:{creds[1]}".encode()).decode()

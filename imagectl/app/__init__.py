@@ -1,0 +1,1 @@
+"""The use cases: what each command carries out, over the core and through the adapters."""

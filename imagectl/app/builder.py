@@ -1,0 +1,339 @@
+"""Carrying out `build next`: each planned step as a pipeline of named stages.
+
+request (the Dockerfile with its images pinned, the context, secrets, labels, the rendered
+tests) -> build -> checks (each a function run before the tag) -> the test gate (every test up to
+this increment's, on the new image) -> tag -> record. A failing check or test leaves nothing
+tagged or recorded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from imagectl.app.checks import CHECKS, Candidate, check_parent_depth
+from imagectl.app.gate import PreparedTest, built_owners, gate, prepare_suite
+from imagectl.app.parents import (
+    ResolvedParent,
+    pin_images,
+    resolve_parent,
+    warn_if_base_moved,
+    warn_if_parent_tag_moved,
+)
+from imagectl.app.recording import Parent, record_version
+from imagectl.core import lockfile
+from imagectl.core.config import RepositoryLayout
+from imagectl.core.errors import BuildError, ImagectlError, PlanError, TagConflictError
+from imagectl.core.faults import pause_point
+from imagectl.core.increments import ignore_tests
+from imagectl.core.labels import EPOCH, revision_of, version_labels
+from imagectl.core.linestate import LineState, RenderedStep, render_step
+from imagectl.core.model import (
+    BuildOptions,
+    BuildStep,
+    BuiltVersion,
+    LockedVersion,
+    RecordedTest,
+    utc_now,
+)
+from imagectl.core.planner import plan_line
+from imagectl.core.ports import Adapters, Git, ImageBuilder, ImageStore, RemoteImage, Say
+from imagectl.core.recipe import ComposedDockerfile, increment_line
+
+
+def build_line(
+    layout: RepositoryLayout,
+    state: LineState,
+    *,
+    all_versions: bool,
+    adapters: Adapters,
+    say: Say,
+    output: Say,
+    options: BuildOptions,
+    built: list[BuiltVersion] | None = None,
+) -> tuple[BuiltVersion, ...]:
+    """Carry out the line's plan: the next step, or every pending one with `all_versions`.
+    Each version is appended to `built` as it is recorded, so a later failure keeps them."""
+    plan = plan_line(state.line, state.lock, state.increments, all_versions=all_versions)
+    for name in plan.deleted_tests:
+        say(f"{state.line.name}: warning: {name} ran on a built version and no longer exists.")
+    if plan.steps:
+        warn_if_base_moved(state, registry=adapters.registry, say=say)
+        warn_if_parent_tag_moved(state, registry=adapters.registry, say=say)
+    built = [] if built is None else built
+    for step in plan.steps:
+        result, state = build_step(
+            layout, state, step, adapters=adapters, say=say, output=output, options=options
+        )
+        built.append(result)
+    return tuple(built)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Request:
+    """What one build is asked to do: the rendered increment, its images pinned, where the
+    tag stood in the registry before, and the commit the increment comes from."""
+
+    rendered: RenderedStep
+    pins: dict[str, str]
+    remote: RemoteImage | None
+    commit: str
+    suite: tuple[PreparedTest, ...]  # every test up to this increment's, rendered
+    labels: dict[str, str]  # set with --label, never written into the increment
+
+
+def build_step(
+    layout: RepositoryLayout,
+    state: LineState,
+    step: BuildStep,
+    *,
+    adapters: Adapters,
+    say: Say,
+    output: Say,
+    options: BuildOptions,
+) -> tuple[BuiltVersion, LineState]:
+    """Build one planned version; returns it and the line's state with it recorded."""
+    name = state.line.name
+    parent = resolve_parent(
+        state, step, images=adapters.images, registry=adapters.registry, say=say
+    )
+    check_parent_depth(step, parent)
+    request = _request(layout, state, step, parent, adapters=adapters, say=say, options=options)
+    say(f"{name}: building v{step.version} from {step.increment.path.as_posix()} FROM {parent.ref}")
+    image_id = _build(layout, state, step, request, adapters=adapters, output=output)
+    info = adapters.images.inspect_image(image_id)
+    if info is None:
+        raise PlanError(f"the image {image_id} just built has vanished from the engine.")
+    candidate = Candidate(step=step, parent=parent, info=info, remote=request.remote)
+    for check in CHECKS:
+        check(candidate, adapters.images, say)
+    tests = gate(
+        state.line, request.suite, version=step.version, image=image_id,
+        images=adapters.images, jobs=options.test_jobs, say=say,
+    )  # fmt: skip
+    adopted = _tag(candidate, adapters)
+    version = _locked_version(
+        candidate, request, adopted=adopted, builder=adapters.builder, tests=tests
+    )
+    try:
+        new_lock = record_version(
+            layout, state, version, images=adapters.images,
+            parent=Parent(image_id=parent.info.image_id, layers=len(parent.info.layers)),
+            base=_pinned_base(parent) if step.parent_is_base else None,
+        )  # fmt: skip
+    except ImagectlError:
+        # Recording failed cleanly before the lock had v(n) (the package reader, the lock
+        # write): the tag this run just made goes too, so no later run meets a tag the lock
+        # never knew (a crash here still leaves it, adopted on a rerun). Failing after the lock
+        # write (the reference), the version is recorded and its tag stays.
+        if not adopted and not _recorded(state, step.version):
+            with contextlib.suppress(ImagectlError):  # the first error is the one to report
+                adapters.images.remove_image(step.tag)
+        raise
+    short, done = image_id.removeprefix("sha256:")[:12], "adopted" if adopted else "tagged"
+    say(f"{name}: {done} {step.tag} ({short}, {len(info.layers)} layers)")
+    built = BuiltVersion(
+        line=name, version=step.version, tag=step.tag, image_id=image_id, adopted=adopted
+    )
+    return built, replace(state, lock=new_lock)
+
+
+def _request(
+    layout: RepositoryLayout,
+    state: LineState,
+    step: BuildStep,
+    parent: ResolvedParent,
+    *,
+    adapters: Adapters,
+    say: Say,
+    options: BuildOptions,
+) -> Request:
+    rendered = render_step(
+        layout, state.line, step.increment, version=step.version, parent=parent.ref
+    )
+    pins = pin_images(rendered, images=adapters.images, registry=adapters.registry)
+    remote = adapters.registry.lookup(step.tag)  # also proves the registry answers, first
+    if remote is not None:
+        _refuse_foreign_tag(step, remote, adapters.images)
+    commit = adapters.git.commit_of(step.increment.path)
+    if commit == "uncommitted":
+        say(
+            f"{state.line.name}: warning: {step.increment.path.as_posix()} is not committed; the "
+            f'lock records commit = "uncommitted" for v{step.version}. Commit increments before '
+            "building them, so that the lock names the commit they were built from."
+        )
+    # Rendered before the build: a typo in a test template stops it before anything is built.
+    owners = [
+        *built_owners(state, len(state.lock.versions)),
+        (step.increment, step.version, parent.ref),
+    ]
+    suite = prepare_suite(layout, state.line, owners)
+    return Request(
+        rendered=rendered, pins=pins, remote=remote, commit=commit, suite=suite,
+        labels=_labels(state, step, parent, commit, git=adapters.git, source=options.source),
+    )  # fmt: skip
+
+
+def _labels(
+    state: LineState, step: BuildStep, parent: ResolvedParent, commit: str, *, git: Git, source: str
+) -> dict[str, str]:
+    """The version's labels: the same on a rerun, so that BuildKit gives the same image."""
+    revision = revision_of(commit)
+    return version_labels(
+        line=state.line.name,
+        version=step.version,
+        tag=step.tag,
+        increment=step.increment.path.as_posix(),
+        revision=revision,
+        created=git.commit_time(revision) if revision else EPOCH,
+        source=source,
+        base_name=parent.ref,
+        base_digest=parent.digest,
+    )
+
+
+def _refuse_foreign_tag(step: BuildStep, remote: RemoteImage, images: ImageStore) -> None:
+    """Before building: a registry tag for this version is only ours when this engine holds it
+    as the same image (a rerun after a crash, adopted after the build); else it is burned."""
+    local = images.inspect_image(step.tag)
+    if local is not None and local.image_id == remote.config_digest:
+        return
+    raise TagConflictError(
+        f"the registry already holds {step.tag} as {remote.digest} (image "
+        f"{remote.config_digest}), which this lock does not record; nothing was built.",
+        hint="If a colleague published it, pull the lockfile that records it (git pull). If "
+        "someone else's image burned the tag, pass over it: `imagectl skip "
+        f"{step.line} {step.version} --reason '...'` records v{step.version} as skipped and "
+        f"builds v{step.version + 1} next.",
+    )
+
+
+def _locked_version(
+    candidate: Candidate,
+    request: Request,
+    *,
+    adopted: bool,
+    builder: ImageBuilder,
+    tests: tuple[RecordedTest, ...],
+) -> LockedVersion:
+    step, info, rendered, remote = candidate.step, candidate.info, request.rendered, request.remote
+    return LockedVersion(
+        version=step.version,
+        tag=step.tag,
+        increment=step.increment.path.as_posix(),
+        summary=step.increment.summary,
+        increment_hash=step.increment.source_hash,
+        dockerfile_hash=rendered.dockerfile_hash,
+        instructions_hash=rendered.instructions_hash,
+        context_hash=step.increment.context_hash,
+        inputs_hash=rendered.inputs,
+        includes=rendered.includes,
+        parent=candidate.parent.ref,
+        parent_digest=candidate.parent.digest,
+        images=tuple(request.pins[image] for image in rendered.recipe.images),
+        image_id=info.image_id,
+        layers=len(info.layers),
+        size=info.size,
+        builder=builder.builder,
+        engine=builder.engine_version,
+        built_at=utc_now(),
+        commit=request.commit,
+        # A tag already in the registry with this very image counts as published.
+        digest=remote.digest if remote is not None and adopted else "",
+        tests=tests,
+    )
+
+
+def _build(
+    layout: RepositoryLayout,
+    state: LineState,
+    step: BuildStep,
+    request: Request,
+    *,
+    adapters: Adapters,
+    output: Say,
+) -> str:
+    """The request (Dockerfile with pinned images, context, secrets), built; the image id."""
+    rendered = request.rendered
+    built = rendered.pinned(request.pins)
+    with _context(layout, step, built) as (dockerfile, context):
+        try:
+            return adapters.builder.build(
+                dockerfile=dockerfile, context=context, on_output=output,
+                secrets=state.line.secrets, labels=request.labels,
+            )  # fmt: skip
+        except BuildError as exc:
+            raise _in_template(exc, rendered, built) from exc
+
+
+@contextmanager
+def _context(
+    layout: RepositoryLayout, step: BuildStep, built: ComposedDockerfile
+) -> Iterator[tuple[Path, Path]]:
+    """The Dockerfile in a temporary folder, and the build context: the increment's folder
+    (copied without its tests, when it has any), or an empty one for a file increment (nothing
+    of the repository is sent)."""
+    with tempfile.TemporaryDirectory(prefix="imagectl-build-") as tmp:
+        dockerfile = Path(tmp) / "Dockerfile"
+        dockerfile.write_text(built.text, encoding="utf-8")
+        folder = layout.root / step.increment.path
+        if step.increment.is_folder and not step.increment.tests:
+            context = folder
+        elif step.increment.is_folder:
+            context = Path(tmp) / "context"
+            shutil.copytree(folder, context, symlinks=True, ignore=ignore_tests([folder]))
+        else:
+            context = Path(tmp) / "context"
+            context.mkdir()
+        yield dockerfile, context
+
+
+def _in_template(exc: BuildError, rendered: RenderedStep, built: ComposedDockerfile) -> BuildError:
+    """The build error, naming the template line of the failing instruction when BuildKit said
+    which Dockerfile line failed."""
+    line = increment_line(built, exc.dockerfile_line) if exc.dockerfile_line else None
+    if line is None:
+        return exc
+    return BuildError(
+        f"{rendered.where(line)}: {exc.message}",
+        hint=exc.hint,
+        path=rendered.template,
+        details=exc.details,
+        command=exc.command,
+        exit_code=exc.exit_code,
+        dockerfile_line=exc.dockerfile_line,
+    )
+
+
+def _tag(candidate: Candidate, adapters: Adapters) -> bool:
+    """Tag the candidate; True when the tag named it already (adopted after a crash)."""
+    step, info = candidate.step, candidate.info
+    local = adapters.images.inspect_image(step.tag)
+    adopted = candidate.remote is not None or local is not None
+    if local is None:
+        adapters.images.tag(info.image_id, step.tag)
+    pause_point("after-tag")  # tagged, nothing recorded: a rerun must adopt this tag
+    return adopted
+
+
+def _recorded(state: LineState, version: int) -> bool:
+    """Whether the lock on disk records `version` (unreadable: assume it does, keep the tag)."""
+    line = state.line
+    try:
+        lock = lockfile.read_lock(
+            state.lock_path, line=line.name, repository=line.repository, base=line.base
+        )
+    except ImagectlError:
+        return True
+    return len(lock.versions) >= version
+
+
+def _pinned_base(parent: ResolvedParent) -> tuple[str, str]:
+    """(registry digest, image id) of the base, as the lock pins it."""
+    digest = parent.digest if parent.digest != parent.info.image_id else ""
+    return digest, parent.info.image_id

@@ -1,0 +1,234 @@
+"""The test gate: every test of every increment up to a version, rendered with the line's vars,
+run on one image in version order (the tests of one version side by side, bounded), and what
+each gave. `build next` and `checkpoint` run it before the tag; `imagectl test` on demand."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from itertools import groupby
+from pathlib import Path
+
+from imagectl.core.config import RepositoryLayout
+from imagectl.core.errors import TestFailedError
+from imagectl.core.linestate import LineState, render_test
+from imagectl.core.model import ImageLine, Increment, IncrementTest, RecordedTest, TestResult
+from imagectl.core.ports import ImageStore, Say, TestRun
+from imagectl.core.recipe import hash_text
+
+SHOWN_LINES = 30  # of a failing test's output, in the one-paragraph error; --json has it all
+Owner = tuple[Increment, int, str]  # an increment, the version built from it, and its parent
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PreparedTest:
+    """A test ready to run: its script as it runs (a template rendered with the vars of the
+    version built from its increment), whose hash the lock records."""
+
+    test: IncrementTest
+    increment: str  # its increment, relative to the repository root
+    version: int  # the version built from its increment
+    text: str
+
+    @property
+    def hash(self) -> str:
+        return hash_text(self.text)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TestOutcome:
+    """One test that ran, and what it gave."""
+
+    __test__ = False  # not a pytest class
+
+    test: PreparedTest
+    run: TestRun
+    timeout: float
+
+    @property
+    def result(self) -> TestResult:
+        if self.run.exit_code is None:
+            return "timed out"
+        return "passed" if self.run.passed else "failed"
+
+    def recorded(self) -> RecordedTest:
+        return RecordedTest(name=self.test.test.name, hash=self.test.hash, result=self.result)
+
+    def to_json(self) -> dict[str, object]:
+        """Everything, the output complete."""
+        prepared = self.test
+        return {
+            "name": prepared.test.name,
+            "kind": prepared.test.kind,
+            "increment": prepared.increment,
+            "version": prepared.version,
+            "hash": prepared.hash,
+            "result": self.result,
+            "exit_code": self.run.exit_code,
+            "duration": round(self.run.seconds, 3),
+            "output": self.run.output,
+        }
+
+    def summary(self) -> str:
+        """The test's result in a few words: `exit code 1`, `timed out after 120 s`."""
+        if self.run.exit_code is None:
+            return f"timed out after {self.timeout:g} s"
+        return "passed" if self.run.passed else f"exit code {self.run.exit_code}"
+
+    def shown_output(self) -> str:
+        """The end of its output, for a person."""
+        lines = self.run.output.rstrip("\n").splitlines() or ["(no output)"]
+        shown = lines[-SHOWN_LINES:]
+        if len(lines) > SHOWN_LINES:
+            left = len(lines) - SHOWN_LINES
+            shown.insert(0, f"... {left} earlier lines left out (--json has them all)")
+        return "\n".join(shown)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TestReport:
+    """`imagectl test`: every test up to a built version, run on its image now."""
+
+    __test__ = False  # not a pytest class
+
+    line: str
+    version: int
+    tag: str
+    image_id: str
+    outcomes: tuple[TestOutcome, ...]
+    deleted: tuple[str, ...] = ()  # tests that ran on these versions once, gone from disk
+
+    @property
+    def passed(self) -> bool:
+        return all(outcome.result == "passed" for outcome in self.outcomes)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "line": self.line,
+            "version": self.version,
+            "tag": self.tag,
+            "image_id": self.image_id,
+            "passed": self.passed,
+            "tests": [outcome.to_json() for outcome in self.outcomes],
+            "deleted_tests": list(self.deleted),
+        }
+
+
+def built_owners(state: LineState, upto: int) -> list[Owner]:
+    """The increments built into version `upto` (checkpoints and skipped versions add none),
+    each with the version built from it and that version's parent, oldest first."""
+    built = [v for v in state.lock.versions[:upto] if not v.checkpoint and not v.skipped]
+    return [
+        (increment, version.version, version.parent)
+        for increment, version in zip(state.increments, built, strict=False)
+    ]
+
+
+def prepare_suite(
+    layout: RepositoryLayout, line: ImageLine, owners: Sequence[Owner]
+) -> tuple[PreparedTest, ...]:
+    """Every test of the owners' increments, in version order, each rendered or read now: a
+    test improved since a version was built runs as it is now."""
+    return tuple(
+        PreparedTest(
+            test=test,
+            increment=increment.path.as_posix(),
+            version=version,
+            text=render_test(layout, line, test, version=version, parent=parent),
+        )
+        for increment, version, parent in owners
+        for test in increment.tests
+    )
+
+
+def run_suite(
+    suite: Sequence[PreparedTest],
+    *,
+    image: str,
+    images: ImageStore,
+    timeout: float,
+    jobs: int,
+) -> tuple[TestOutcome, ...]:
+    """Run `suite` on `image`: version by version, the tests of one version side by side (at
+    most `jobs` at once); every test runs, so that one report names every failure."""
+    outcomes: list[TestOutcome] = []
+    with tempfile.TemporaryDirectory(prefix="imagectl-tests-") as tmp:
+        for _, group in groupby(enumerate(suite), key=lambda item: item[1].version):
+            batch = list(group)
+            scripts = [_written(Path(tmp, str(index)), prepared) for index, prepared in batch]
+
+            def run(item: tuple[Path, PreparedTest]) -> TestOutcome:
+                script, prepared = item
+                done = images.run_test(
+                    image, script, start=prepared.test.kind == "start-test", timeout=timeout
+                )
+                return TestOutcome(test=prepared, run=done, timeout=timeout)
+
+            pairs = list(zip(scripts, (prepared for _, prepared in batch), strict=True))
+            with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(pairs)))) as pool:
+                outcomes.extend(pool.map(run, pairs))
+    return tuple(outcomes)
+
+
+def _written(folder: Path, prepared: PreparedTest) -> Path:
+    """The script in a file of its own (a bind mount needs a file on this host), readable by
+    any user the image runs as."""
+    folder.mkdir(mode=0o755)
+    script = folder / prepared.test.script_name
+    script.write_text(prepared.text, encoding="utf-8")
+    script.chmod(0o644)
+    return script
+
+
+def gate(
+    line: ImageLine,
+    suite: Sequence[PreparedTest],
+    *,
+    version: int,
+    image: str,
+    images: ImageStore,
+    jobs: int,
+    say: Say,
+) -> tuple[RecordedTest, ...]:
+    """Run the suite on the candidate `image` of `version`; raise TestFailedError (nothing may
+    be tagged then) unless every test passed. Returns what the lock records."""
+    if not suite:
+        return ()
+    versions = len({prepared.version for prepared in suite})
+    say(
+        f"{line.name}: testing v{version}: {count(len(suite), 'test')} of "
+        f"{count(versions, 'increment')}"
+    )
+    outcomes = run_suite(suite, image=image, images=images, timeout=line.test_timeout, jobs=jobs)
+    failed = [outcome for outcome in outcomes if outcome.result != "passed"]
+    if failed:
+        raise failure(f"v{version}", outcomes)
+    say(f"{line.name}: v{version} passed {count(len(outcomes), 'test')}")
+    return tuple(outcome.recorded() for outcome in outcomes)
+
+
+def failure(what: str, outcomes: Sequence[TestOutcome]) -> TestFailedError:
+    """The error naming every failed test, with the end of each one's output as details."""
+    failed = [outcome for outcome in outcomes if outcome.result != "passed"]
+    named = "; ".join(f"{o.test.test.name} ({o.summary()})" for o in failed)
+    details = "\n".join(
+        f"== {o.test.test.name} ({o.test.test.kind} of v{o.test.version}, {o.summary()})\n"
+        f"{o.shown_output()}"
+        for o in failed
+    )
+    return TestFailedError(
+        f"{what} failed {len(failed)} of {count(len(outcomes), 'test')}: {named}. Nothing was "
+        "tagged or recorded.",
+        hint="The output of each failed test is below. Fix the increment in a new one (or the "
+        "test, if it is wrong) and build again; `imagectl test LINE` runs the tests of a built "
+        "version.",
+        details=details,
+        tests=tuple(outcome.to_json() for outcome in outcomes),
+    )
+
+
+def count(number: int, noun: str) -> str:
+    """`1 test`, `2 tests`."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"

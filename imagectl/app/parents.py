@@ -1,0 +1,188 @@
+"""Finding a version's locked parent in the engine: the pinned base, or the newest version."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from imagectl.core.config import repository_of
+from imagectl.core.errors import PlanError, TagConflictError
+from imagectl.core.linestate import LineState, RenderedStep
+from imagectl.core.model import BuildStep, LockedVersion
+from imagectl.core.ports import ImageInfo, ImageStore, Registry, Say
+from imagectl.core.positions import head_reference
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ResolvedParent:
+    ref: str  # what FROM names
+    digest: str  # registry digest, or the image id for an unpublished parent
+    info: ImageInfo
+
+
+def resolve_parent(
+    state: LineState, step: BuildStep, *, images: ImageStore, registry: Registry, say: Say
+) -> ResolvedParent:
+    """Find the locked parent in the engine (pulling it if only the registry has it)."""
+    if step.parent_is_base:
+        return _resolve_base(state, step, images=images, registry=registry, say=say)
+    return locate_head(state, images=images)
+
+
+def locate_head(state: LineState, *, images: ImageStore) -> ResolvedParent:
+    """The newest locked version in the engine, pulled if only the registry has it, and the
+    reference that names it (its local tag, or tag@digest once published)."""
+    head = state.lock.head
+    if head is None:
+        raise PlanError(
+            f"{state.line.name} has no version yet.",
+            hint=f"Build it first: imagectl build next {state.line.name}.",
+        )
+    tagged = images.inspect_image(head.tag)
+    if tagged is not None and tagged.image_id == head.image_id:
+        # The common case in one engine call: the tag still names the locked image.
+        ref = head_reference(head)  # as the plan named it (positions): one rule for both
+        return ResolvedParent(ref=ref, digest=head.digest or head.image_id, info=tagged)
+    info = images.inspect_image(head.image_id)
+    if info is None and head.digest:
+        images.pull(f"{head.tag}@{head.digest}")
+        info = images.inspect_image(head.image_id)
+    if info is None:
+        raise PlanError(
+            f"the lock records v{head.version} as image {head.image_id}, which is neither in "
+            f"the engine nor (published) in the registry.",
+            hint="An image built on another engine reaches this one only through the "
+            "registry: publish it from the engine that built it (imagectl uses the engine "
+            "DOCKER_HOST or the docker context names), or load it here; imagectl will not "
+            "build on anything else.",
+            path=state.lock_path,
+        )
+    if head.digest:
+        return ResolvedParent(ref=head_reference(head), digest=head.digest, info=info)
+    if tagged is None:
+        images.tag(head.image_id, head.tag)  # restoring a removed tag is not overwriting one
+    elif tagged.image_id != head.image_id:
+        raise TagConflictError(
+            f"the local tag {head.tag} names {tagged.image_id}, but the lock records "
+            f"{head.image_id} for v{head.version}.",
+            hint=f"Someone re-tagged it; restore it with `docker tag {head.image_id} {head.tag}` "
+            "after checking what the other image is.",
+            path=state.lock_path,
+        )
+    return ResolvedParent(ref=head.tag, digest=head.image_id, info=info)
+
+
+def warn_if_parent_tag_moved(state: LineState, *, registry: Registry, say: Say) -> None:
+    """One HEAD: the newest published version's tag must still name its recorded digest; a
+    tag overwritten in the registry is reported (the line keeps building on the digest)."""
+    published = [v for v in state.lock.built_versions if v.digest]
+    if not published:
+        return
+    newest = published[-1]
+    now = registry.exists(newest.tag)
+    if now != newest.digest:
+        say(
+            f"{state.line.name}: warning: the registry's {newest.tag} now names "
+            f"{now or 'nothing'}, but the lock records {newest.digest}: the tag was overwritten "
+            "or deleted out of band. imagectl keeps building on the recorded digest; run "
+            f"`imagectl audit {state.line.name}` for every tag."
+        )
+
+
+def locate_version(state: LineState, version: LockedVersion, *, images: ImageStore) -> str:
+    """The image of a built version in the engine, pulled by digest if only the registry has
+    it; its image id."""
+    if images.inspect_image(version.image_id) is None and version.digest:
+        images.pull(f"{version.tag}@{version.digest}")
+    if images.inspect_image(version.image_id) is None:
+        raise PlanError(
+            f"the lock records v{version.version} as image {version.image_id}, which is neither "
+            "in the engine nor (published) in the registry.",
+            hint="Pull or load that image (e.g. from the machine that built it), or publish it "
+            "from there.",
+            path=state.lock_path,
+        )
+    return version.image_id
+
+
+def warn_if_base_moved(state: LineState, *, registry: Registry, say: Say) -> None:
+    """Report, never follow, a base tag that now names another image than the pinned one."""
+    line, lock = state.line, state.lock
+    if not lock.base_digest or "@" in line.base:
+        return
+    current = registry.lookup(line.base)
+    if current is None or current.digest != lock.base_digest:
+        now = current.digest if current else "nothing"
+        say(
+            f"{line.name}: warning: the base tag {line.base} now names {now}, but this line is "
+            f"pinned to {lock.base_digest} (recorded in {state.lock_path.name}); it stays on "
+            "the pinned base. To move to the new base, start a new line."
+        )
+
+
+def _resolve_base(
+    state: LineState, step: BuildStep, *, images: ImageStore, registry: Registry, say: Say
+) -> ResolvedParent:
+    line, lock = state.line, state.lock
+    base_name = line.base.split("@", 1)[0]
+    repository = repository_of(base_name)
+    pinned = step.parent
+    info = images.inspect_image(pinned)
+    if info is None:
+        remote = registry.lookup(pinned)
+        if remote is not None:
+            images.pull(pinned)
+            info = images.inspect_image(pinned)
+    if info is None:
+        raise PlanError(
+            f"the base image {pinned} is neither in the engine nor in the registry.",
+            hint="Build or push it first (scripts/engine up makes the example bases), or fix "
+            "`base` in the line file.",
+            path=line.config_path,
+        )
+    if lock.base_image_id and not lock.base_digest and info.image_id != lock.base_image_id:
+        raise PlanError(
+            f"the base tag {base_name} now names {info.image_id}, but this line is pinned to "
+            f"{lock.base_image_id}.",
+            hint="Restore the pinned base image, or start a new line on the new base.",
+            path=state.lock_path,
+        )
+    digest = lock.base_digest or _digest_from_pin(pinned) or info.digest_in(repository)
+    if not digest:
+        remote_base = registry.lookup(base_name)
+        digest = remote_base.digest if remote_base is not None else ""
+        if digest and info.digest_in(repository) not in ("", digest):
+            digest = ""  # the registry's tag is another image than the local one
+    if digest:
+        ref = f"{base_name}@{digest}"
+        return ResolvedParent(ref=ref, digest=digest, info=info)
+    # Only the engine has this base: FROM its tag; the layer check proves what was used.
+    return ResolvedParent(ref=base_name, digest=info.image_id, info=info)
+
+
+def _digest_from_pin(reference: str) -> str:
+    return reference.split("@", 1)[1] if "@" in reference else ""
+
+
+def pin_images(rendered: RenderedStep, *, images: ImageStore, registry: Registry) -> dict[str, str]:
+    """Each image the increment names besides its parent, by registry digest: a moved tag is
+    never followed silently, and the lock and the reference say exactly what was used."""
+    pins: dict[str, str] = {}
+    for image in rendered.recipe.images:
+        if "@" in image:
+            pins[image] = image
+            continue
+        remote = registry.lookup(image)
+        digest = remote.digest if remote is not None else ""
+        if not digest:
+            local = images.inspect_image(image)
+            digest = local.digest_in(repository_of(image)) if local is not None else ""
+        if not digest:
+            raise PlanError(
+                f"the increment names the image {image}, which no registry has, so it cannot "
+                "be pinned by digest.",
+                hint="Push that image to a registry first (or name it by digest, "
+                f"{image}@sha256:...); imagectl builds only on images it can pin.",
+                path=rendered.template,
+            )
+        pins[image] = f"{image}@{digest}"
+    return pins

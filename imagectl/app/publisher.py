@@ -1,0 +1,155 @@
+"""Carrying out `publish`: push built versions oldest first, never overwriting a tag."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from imagectl.app.locks import publish_lock
+from imagectl.app.parents import warn_if_parent_tag_moved
+from imagectl.core import lockfile
+from imagectl.core.config import RepositoryLayout
+from imagectl.core.errors import ImagectlError, PlanError, RegistryError, TagConflictError
+from imagectl.core.faults import pause_point
+from imagectl.core.linestate import load_state
+from imagectl.core.model import ImageLine, LockedVersion
+from imagectl.core.planner import pending_publication
+from imagectl.core.ports import ImageStore, Registry, Say
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PublishedVersion:
+    line: str
+    version: int
+    tag: str
+    digest: str
+    # recorded: the registry already had this very image; would push: a dry run's plan
+    action: Literal["pushed", "recorded", "would push"]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "line": self.line,
+            "version": self.version,
+            "tag": self.tag,
+            "digest": self.digest,
+            "action": self.action,
+        }
+
+
+def publish_line(
+    layout: RepositoryLayout,
+    line: ImageLine,
+    *,
+    images: ImageStore,
+    registry: Registry,
+    say: Say,
+    output: Say,
+) -> tuple[PublishedVersion, ...]:
+    """Publish every unpublished version of `line`, recording each digest right after its push."""
+    state = load_state(layout, line)
+    warn_if_parent_tag_moved(state, registry=registry, say=say)
+    lock = state.lock
+    results: list[PublishedVersion] = []
+    for version in pending_publication(lock):
+        try:
+            with publish_lock(line.repository):
+                digest, action = publish_version(
+                    version, images=images, registry=registry, say=say, output=output
+                )
+        except ImagectlError as exc:
+            exc.done = (published_so_far(line.name, results, version.version), *exc.done)
+            raise
+        pause_point("after-push")  # pushed, the lock does not have the digest yet
+        lock = lock.with_published(version.version, digest)
+        lockfile.write_lock(state.lock_path, lock)  # at once: a crash after this loses nothing
+        say(f"{line.name}: {action} {version.tag}@{digest}")
+        results.append(
+            PublishedVersion(
+                line=line.name,
+                version=version.version,
+                tag=version.tag,
+                digest=digest,
+                action=action,
+            )
+        )
+    return tuple(results)
+
+
+def published_so_far(line: str, results: list[PublishedVersion], failed: int) -> str:
+    """What a publish of `line` had done when v`failed` failed, as the error's hint says it."""
+    if not results:
+        return f"nothing of {line} was pushed or recorded before v{failed}"
+    versions = ", ".join(f"v{r.version}" for r in results)
+    return f"{versions} of {line} {'were' if len(results) > 1 else 'was'} published and recorded"
+
+
+def publish_version(
+    version: LockedVersion, *, images: ImageStore, registry: Registry, say: Say, output: Say
+) -> tuple[str, Literal["pushed", "recorded"]]:
+    tag = version.tag
+    remote = registry.lookup(tag)
+    if remote is not None:
+        if remote.config_digest == version.image_id:
+            return remote.digest, "recorded"  # a rerun after a crash: success, not an error
+        raise _foreign_tag(version, remote.digest, remote.config_digest)
+    _ensure_local_tag(version, images=images)
+    say(f"pushing {tag}")
+    try:
+        pushed = registry.push(tag, on_output=output)
+    except RegistryError:
+        # Whatever docker's wording (ECR's "tag invalid", Harbor's 412 ...), what the registry
+        # holds under the tag now decides: this very image is a success, another is a conflict.
+        again = registry.lookup(tag)
+        if again is not None and again.config_digest == version.image_id:
+            return again.digest, "recorded"
+        if again is not None:
+            raise _foreign_tag(version, again.digest, again.config_digest) from None
+        raise
+    try:
+        back = registry.lookup(tag)
+    except ImagectlError as exc:
+        exc.done = (
+            *exc.done,
+            f"{tag} was pushed and the registry may serve it now, but its digest is not "
+            "recorded yet: `imagectl publish` again reads it back and records it",
+        )
+        raise
+    if back is None or back.digest != pushed or back.config_digest != version.image_id:
+        found = f"{back.digest} (image {back.config_digest})" if back else "nothing"
+        raise RegistryError(
+            f"after pushing {tag} as {pushed}, the registry names {found}: another publisher "
+            "pushed the same tag at the same moment. The lock does not record it.",
+            hint="Serialize publish jobs (one CI concurrency group), check which image the tag "
+            "names now, and fetch the lockfile that records it.",
+        )
+    return pushed, "pushed"
+
+
+def _ensure_local_tag(version: LockedVersion, *, images: ImageStore) -> None:
+    local = images.inspect_image(version.tag)
+    if local is None:
+        if images.inspect_image(version.image_id) is None:
+            raise PlanError(
+                f"v{version.version} ({version.image_id}) is not in this engine, so it cannot be "
+                "published from here.",
+                hint="Publish from the engine that built it (DOCKER_HOST or the docker "
+                "context choose it), or load the image here first.",
+            )
+        images.tag(version.image_id, version.tag)  # restoring a removed local tag
+    elif local.image_id != version.image_id:
+        raise TagConflictError(
+            f"the local tag {version.tag} names {local.image_id}, but the lock records "
+            f"{version.image_id}; nothing was pushed.",
+            hint="Restore the tag with `docker tag <recorded image id> <tag>` after checking "
+            "what the other image is.",
+        )
+
+
+def _foreign_tag(version: LockedVersion, digest: str, config_digest: str) -> TagConflictError:
+    return TagConflictError(
+        f"the registry already has {version.tag} as {digest} (image {config_digest}), but the "
+        f"lock records image {version.image_id} for v{version.version}. No tag was changed, "
+        "nothing more is pushed for this line, and its lock is unchanged.",
+        hint="imagectl never overwrites a tag. Find out who published that image; if this "
+        "repository's lock is behind, pull it (git pull) and run again.",
+    )

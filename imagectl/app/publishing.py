@@ -1,0 +1,77 @@
+"""The registry's use cases: `publish` (every built but unpublished version pushed, oldest first,
+each line on its own) and `audit`; they load no build or test code."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from imagectl.app.audit import AuditReport, audit_locks
+from imagectl.app.locks import locked_and_swept
+from imagectl.app.lookups import line_lock
+from imagectl.app.project import Project
+from imagectl.app.publisher import PublishedVersion, publish_line
+from imagectl.core import lockfile
+from imagectl.core.errors import Failures, ImagectlError
+from imagectl.core.linestate import load_state
+from imagectl.core.planner import pending_publication
+from imagectl.core.ports import Say
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PublishResult:
+    published: tuple[PublishedVersion, ...]
+    failures: Failures
+    dry_run: bool = False
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "dry_run": self.dry_run,
+            "published": [p.to_json() for p in self.published],
+            "failures": [{"line": line, **exc.to_json()} for line, exc in self.failures],
+        }
+
+
+def publish_plan(project: Project, names: Sequence[str]) -> PublishResult:
+    """The versions `publish` would push, oldest first, in publish's own shape; reads files only."""
+    planned = [
+        PublishedVersion(
+            line=line.name, version=v.version, tag=v.tag, digest="", action="would push"
+        )
+        for line in project.select(names)
+        for v in pending_publication(load_state(project.layout, line).lock)
+    ]
+    return PublishResult(published=tuple(planned), failures=(), dry_run=True)
+
+
+def publish(
+    project: Project, names: Sequence[str], *, wait: float, say: Say, output: Say
+) -> PublishResult:
+    """Push every built but unpublished version; one line's refusal does not stop the others."""
+    layout, adapters = project.layout, project.adapters
+    lines = project.select(names)
+    published: list[PublishedVersion] = []
+    failures: list[tuple[str, ImagectlError]] = []
+    with locked_and_swept(project, wait=wait, say=say):
+        for line in lines:
+            load_state(layout, line)  # every line valid before anything is pushed
+        lockfile.ensure_writable(layout.lock_dir)
+        adapters.builder.check()
+        say(adapters.builder.describe())
+        for line in lines:
+            try:
+                published.extend(
+                    publish_line(
+                        layout, line, images=adapters.images, registry=adapters.registry,
+                        say=say, output=output,
+                    )
+                )  # fmt: skip
+            except ImagectlError as exc:
+                failures.append((line.name, exc))
+    return PublishResult(published=tuple(published), failures=tuple(failures))
+
+
+def audit(project: Project, names: Sequence[str]) -> AuditReport:
+    """What the registry serves now for every published version of the selected lines."""
+    locks = [line_lock(project, line) for line in project.select(names)]
+    return audit_locks(locks, registry=project.adapters.registry)

@@ -1,0 +1,60 @@
+"""Where a version not built yet stands: its number, its tag and the parent its FROM names."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from imagectl.core.model import ImageLine, Increment, Lock, LockedVersion
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Position:
+    """A pending version as `build next --all` builds it: the planner, the reference, `render`
+    and back-ports all take it from here, so a `{{ parent }}` renders the same in each."""
+
+    version: int
+    tag: str
+    parent: str  # what FROM names; for v1 the base before the build resolves its digest
+    parent_is_base: bool
+
+
+def pending_positions(
+    line: ImageLine, lock: Lock, increments: tuple[Increment, ...]
+) -> tuple[tuple[Increment, Position], ...]:
+    """Each increment not built yet, oldest first, with where it stands."""
+    pending = increments[len(lock.increment_versions) :]
+    return tuple(zip(pending, _positions(line, lock, len(pending)), strict=True))
+
+
+def position_after(line: ImageLine, lock: Lock, increments: tuple[Increment, ...]) -> Position:
+    """Where an increment added after every one on disk would stand (a back-ported fix)."""
+    pending = max(0, len(increments) - len(lock.increment_versions))
+    return _positions(line, lock, pending + 1)[-1]
+
+
+def _positions(line: ImageLine, lock: Lock, count: int) -> tuple[Position, ...]:
+    """The `count` versions after the lock. Numbers follow every recorded version, skipped
+    ones too (a burned number is never reused); the first builds on the newest version with
+    an image (a skipped one has none) or on the base, each later one on the one just built."""
+    head = lock.head
+    parent = pinned_base(line, lock) if head is None else head_reference(head)
+    first = len(lock.versions) + 1
+    positions: list[Position] = []
+    for version in range(first, first + count):
+        tag = line.tag_for(version)
+        on_base = head is None and version == first
+        positions.append(Position(version=version, tag=tag, parent=parent, parent_is_base=on_base))
+        parent = tag  # just built, not published yet: by tag, as the build finds it
+    return tuple(positions)
+
+
+def head_reference(head: LockedVersion) -> str:
+    """How the next build names a built version: pinned by registry digest once published."""
+    return f"{head.tag}@{head.digest}" if head.digest else head.tag
+
+
+def pinned_base(line: ImageLine, lock: Lock) -> str:
+    """The base reference pinned by its recorded registry digest, when there is one."""
+    if "@" in line.base or not lock.base_digest:
+        return line.base
+    return f"{line.base}@{lock.base_digest}"

@@ -1,0 +1,87 @@
+"""Resolving any reference of a built version to the newest version of its line."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from imagectl.core.config import repository_of
+from imagectl.core.errors import PlanError
+from imagectl.core.model import Lock, LockedVersion
+
+HEX = re.compile(r"^(?:sha256:)?([0-9a-f]{12,64})$")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Resolution:
+    query: str
+    line: str
+    matched: LockedVersion
+    newest: LockedVersion
+
+    @property
+    def reference(self) -> str:
+        """What a pod should start on: the tag pinned by registry digest when published."""
+        if self.newest.digest:
+            return f"{self.newest.tag}@{self.newest.digest}"
+        return self.newest.tag
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "query": self.query,
+            "line": self.line,
+            "version": self.matched.version,
+            "newest": self.newest.version,
+            "tag": self.newest.tag,
+            "digest": self.newest.digest,
+            "image_id": self.newest.image_id,
+            "reference": self.reference,
+            "published": bool(self.newest.digest),
+        }
+
+
+def resolve_ref(query: str, locks: Sequence[Lock]) -> Resolution:
+    """The newest version of the line that built `query` (repo:vN, repo@sha256:..., image id)."""
+    ref = query.strip()
+    matches = [
+        (lock, version)
+        for lock in locks
+        for version in lock.built_versions
+        if _matches(ref, lock, version)
+    ]
+    if not matches:
+        raise PlanError(
+            f"no image line built {ref!r}.",
+            hint="Give repo:vN, repo@sha256:<registry digest> or an image id of a version that "
+            "a lockfile in lock/ records (see `imagectl history LINE`).",
+        )
+    lines = {lock.line for lock, _ in matches}
+    if len(lines) > 1:
+        raise PlanError(
+            f"{ref!r} matches versions of several lines ({', '.join(sorted(lines))}).",
+            hint="Give a longer image id or the full reference.",
+        )
+    lock, matched = matches[0]
+    published = [version for version in lock.built_versions if version.digest]
+    newest = published[-1] if published else lock.built_versions[-1]
+    if newest.version < matched.version:
+        newest = matched  # never send a pod back to an older image than it was on
+    return Resolution(query=ref, line=lock.line, matched=matched, newest=newest)
+
+
+def _matches(ref: str, lock: Lock, version: LockedVersion) -> bool:
+    if "@" in ref:
+        name, _, digest = ref.partition("@")
+        if repository_of(name) != lock.repository:
+            return False
+        if name not in (lock.repository, version.tag):
+            return False  # repo:vN@digest must name this very version
+        return digest in (version.digest, version.image_id)
+    hexed = HEX.match(ref)
+    if hexed:
+        prefix = f"sha256:{hexed.group(1)}"
+        return version.image_id.startswith(prefix) or (
+            bool(version.digest) and version.digest.startswith(prefix)
+        )
+    return ref == version.tag
