@@ -28,7 +28,7 @@ from imagectl.app.parents import (
 from imagectl.app.recording import Parent, record_version
 from imagectl.core import lockfile
 from imagectl.core.config import RepositoryLayout
-from imagectl.core.errors import BuildError, ImagectlError, PlanError, TagConflictError
+from imagectl.core.errors import BuildError, ImagectlError, PlanError
 from imagectl.core.faults import pause_point
 from imagectl.core.increments import ignore_tests
 from imagectl.core.labels import EPOCH, revision_of, version_labels
@@ -42,8 +42,9 @@ from imagectl.core.model import (
     utc_now,
 )
 from imagectl.core.planner import plan_line
-from imagectl.core.ports import Adapters, Git, ImageBuilder, ImageStore, RemoteImage, Say
+from imagectl.core.ports import Adapters, Git, ImageBuilder, RemoteImage, Say
 from imagectl.core.recipe import ComposedDockerfile, increment_line
+from imagectl.core.tags import Holder, adopt_or_refuse, burned, registry_holder
 
 
 def build_line(
@@ -159,7 +160,10 @@ def _request(
     pins = pin_images(rendered, images=adapters.images, registry=adapters.registry)
     remote = adapters.registry.lookup(step.tag)  # also proves the registry answers, first
     if remote is not None:
-        _refuse_foreign_tag(step, remote, adapters.images)
+        local = adapters.images.inspect_image(step.tag)
+        engine = local.image_id if local is not None else None
+        if registry_holder(remote, engine=engine) is Holder.THEIRS:
+            raise burned(step.tag, remote, line=step.line, version=step.version)
     commit = adapters.git.commit_of(step.increment.path)
     if commit == "uncommitted":
         say(
@@ -194,22 +198,6 @@ def _labels(
         source=source,
         base_name=parent.ref,
         base_digest=parent.digest,
-    )
-
-
-def _refuse_foreign_tag(step: BuildStep, remote: RemoteImage, images: ImageStore) -> None:
-    """Before building: a registry tag for this version is only ours when this engine holds it
-    as the same image (a rerun after a crash, adopted after the build); else it is burned."""
-    local = images.inspect_image(step.tag)
-    if local is not None and local.image_id == remote.config_digest:
-        return
-    raise TagConflictError(
-        f"the registry already holds {step.tag} as {remote.digest} (image "
-        f"{remote.config_digest}), which this lock does not record; nothing was built.",
-        hint="If a colleague published it, pull the lockfile that records it (git pull). If "
-        "someone else's image burned the tag, pass over it: `imagectl skip "
-        f"{step.line} {step.version} --reason '...'` records v{step.version} as skipped and "
-        f"builds v{step.version + 1} next.",
     )
 
 
@@ -314,7 +302,13 @@ def _tag(candidate: Candidate, adapters: Adapters) -> bool:
     """Tag the candidate; True when the tag named it already (adopted after a crash)."""
     step, info = candidate.step, candidate.info
     local = adapters.images.inspect_image(step.tag)
-    adopted = candidate.remote is not None or local is not None
+    adopted = adopt_or_refuse(  # asked again right before tagging: the tag may have been taken
+        step.tag,
+        ours=info.image_id,
+        engine=local.image_id if local is not None else None,
+        remote=candidate.remote,
+        made=f"the image just built is {info.image_id}",
+    )
     if local is None:
         adapters.images.tag(info.image_id, step.tag)
     pause_point("after-tag")  # tagged, nothing recorded: a rerun must adopt this tag

@@ -16,7 +16,6 @@ import os
 from collections.abc import Callable
 from dataclasses import fields, replace
 
-from imagectl.app.checks import taken_in_engine, taken_in_registry
 from imagectl.app.gate import built_owners, gate, prepare_suite
 from imagectl.app.parents import ResolvedParent, locate_head
 from imagectl.app.recording import Parent, record_version
@@ -45,6 +44,8 @@ from imagectl.core.model import (
 )
 from imagectl.core.owners import owner_tag, scratch_repository
 from imagectl.core.ports import Adapters, Git, Healthcheck, ImageConfig, ImageInfo, ImageStore, Say
+from imagectl.core.positions import next_version
+from imagectl.core.tags import taken_in_engine, taken_in_registry
 from imagectl.core.trees import tree_differences
 
 
@@ -145,7 +146,7 @@ def checkpoint_line(
     parent = locate_head(state, images=images)
     head = state.lock.head
     assert head is not None  # locate_head found it
-    version = len(state.lock.versions) + 1
+    version = next_version(state.lock)
     tag = line.tag_for(version)
     config = parent.info.config
     labels = _labels(

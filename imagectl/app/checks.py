@@ -10,9 +10,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from imagectl.app.parents import ResolvedParent
-from imagectl.core.errors import PlanError, TagConflictError
+from imagectl.core.errors import PlanError
 from imagectl.core.model import BuildStep
 from imagectl.core.ports import ImageInfo, ImageStore, RemoteImage, Say
+from imagectl.core.tags import adopt_or_refuse
 
 LAYER_LIMIT = 125  # moby's layer store: maxLayerDepth
 LAYER_WARNING = 100
@@ -70,33 +71,14 @@ def check_layer_budget(candidate: Candidate, _images: ImageStore, say: Say) -> N
 
 def check_tag_free(candidate: Candidate, images: ImageStore, _say: Say) -> None:
     """The tag may only name this very image (a rerun after a crash), nowhere another one."""
-    step, info, remote = candidate.step, candidate.info, candidate.remote
+    step, info = candidate.step, candidate.info
     local = images.inspect_image(step.tag)
-    if local is not None and local.image_id != info.image_id:
-        raise taken_in_engine(
-            step.tag, local.image_id, made=f"the image just built is {info.image_id}"
-        )
-    if remote is not None and remote.config_digest != info.image_id:
-        raise taken_in_registry(step.tag, remote, made=f"the image just built is {info.image_id}")
-
-
-# The two refusals of a tag that names another image, shared by every command that tags
-# (build next, checkpoint): where the tag is decides what the user should do about it.
-def taken_in_engine(tag: str, image_id: str, *, made: str) -> TagConflictError:
-    return TagConflictError(
-        f"the tag {tag} already exists in the engine as {image_id}; {made}. Nothing was "
-        "re-tagged and the lock is unchanged.",
-        hint="imagectl never overwrites a tag. If it was left by an interrupted run, remove it "
-        f"(docker rmi {tag}) and run again; otherwise find out who made it.",
-    )
-
-
-def taken_in_registry(tag: str, remote: RemoteImage, *, made: str) -> TagConflictError:
-    return TagConflictError(
-        f"the tag {tag} already exists in the registry as {remote.digest} (image "
-        f"{remote.config_digest}); {made}. Nothing was tagged and the lock is unchanged.",
-        hint="imagectl never overwrites a tag. Someone published this version: pull the "
-        "lockfile that records it (git pull) and run again.",
+    adopt_or_refuse(
+        step.tag,
+        ours=info.image_id,
+        engine=local.image_id if local is not None else None,
+        remote=candidate.remote,
+        made=f"the image just built is {info.image_id}",
     )
 
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from imagectl.core.config import repository_of
-from imagectl.core.errors import PlanError, TagConflictError
+from imagectl.core.errors import PlanError
 from imagectl.core.linestate import LineState, RenderedStep
 from imagectl.core.model import BuildStep, LockedVersion
 from imagectl.core.ports import ImageInfo, ImageStore, Registry, Say
 from imagectl.core.positions import head_reference
+from imagectl.core.tags import Holder, holder, retagged
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -38,7 +39,7 @@ def locate_head(state: LineState, *, images: ImageStore) -> ResolvedParent:
             hint=f"Build it first: imagectl build next {state.line.name}.",
         )
     tagged = images.inspect_image(head.tag)
-    if tagged is not None and tagged.image_id == head.image_id:
+    if tagged is not None and holder(tagged.image_id, ours=head.image_id) is Holder.OURS:
         # The common case in one engine call: the tag still names the locked image.
         ref = head_reference(head)  # as the plan named it (positions): one rule for both
         return ResolvedParent(ref=ref, digest=head.digest or head.image_id, info=tagged)
@@ -58,16 +59,16 @@ def locate_head(state: LineState, *, images: ImageStore) -> ResolvedParent:
         )
     if head.digest:
         return ResolvedParent(ref=head_reference(head), digest=head.digest, info=info)
-    if tagged is None:
+    named = tagged.image_id if tagged is not None else None
+    held = holder(named, ours=head.image_id)
+    if held is Holder.FREE:
         images.tag(head.image_id, head.tag)  # restoring a removed tag is not overwriting one
-    elif tagged.image_id != head.image_id:
-        raise TagConflictError(
-            f"the local tag {head.tag} names {tagged.image_id}, but the lock records "
-            f"{head.image_id} for v{head.version}.",
-            hint=f"Someone re-tagged it; restore it with `docker tag {head.image_id} {head.tag}` "
-            "after checking what the other image is.",
-            path=state.lock_path,
-        )
+    elif held is Holder.THEIRS:
+        assert named is not None
+        raise retagged(
+            head.tag, named, recorded=head.image_id, version=head.version,
+            unchanged="nothing was built or tagged", path=str(state.lock_path),
+        )  # fmt: skip
     return ResolvedParent(ref=head.tag, digest=head.image_id, info=info)
 
 

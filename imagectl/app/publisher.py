@@ -9,12 +9,13 @@ from imagectl.app.locks import publish_lock
 from imagectl.app.parents import warn_if_parent_tag_moved
 from imagectl.core import lockfile
 from imagectl.core.config import RepositoryLayout
-from imagectl.core.errors import ImagectlError, PlanError, RegistryError, TagConflictError
+from imagectl.core.errors import ImagectlError, PlanError, RegistryError
 from imagectl.core.faults import pause_point
 from imagectl.core.linestate import load_state
 from imagectl.core.model import ImageLine, LockedVersion
 from imagectl.core.planner import pending_publication
 from imagectl.core.ports import ImageStore, Registry, Say
+from imagectl.core.tags import Holder, holder, published_over, retagged
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -89,9 +90,9 @@ def publish_version(
     tag = version.tag
     remote = registry.lookup(tag)
     if remote is not None:
-        if remote.config_digest == version.image_id:
+        if holder(remote.config_digest, ours=version.image_id) is Holder.OURS:
             return remote.digest, "recorded"  # a rerun after a crash: success, not an error
-        raise _foreign_tag(version, remote.digest, remote.config_digest)
+        raise published_over(tag, remote, recorded=version.image_id, version=version.version)
     _ensure_local_tag(version, images=images)
     say(f"pushing {tag}")
     try:
@@ -100,11 +101,13 @@ def publish_version(
         # Whatever docker's wording (ECR's "tag invalid", Harbor's 412 ...), what the registry
         # holds under the tag now decides: this very image is a success, another is a conflict.
         again = registry.lookup(tag)
-        if again is not None and again.config_digest == version.image_id:
+        if again is None:
+            raise
+        if holder(again.config_digest, ours=version.image_id) is Holder.OURS:
             return again.digest, "recorded"
-        if again is not None:
-            raise _foreign_tag(version, again.digest, again.config_digest) from None
-        raise
+        raise published_over(
+            tag, again, recorded=version.image_id, version=version.version
+        ) from None
     try:
         back = registry.lookup(tag)
     except ImagectlError as exc:
@@ -127,7 +130,9 @@ def publish_version(
 
 def _ensure_local_tag(version: LockedVersion, *, images: ImageStore) -> None:
     local = images.inspect_image(version.tag)
-    if local is None:
+    named = local.image_id if local is not None else None
+    held = holder(named, ours=version.image_id)
+    if held is Holder.FREE:
         if images.inspect_image(version.image_id) is None:
             raise PlanError(
                 f"v{version.version} ({version.image_id}) is not in this engine, so it cannot be "
@@ -136,20 +141,9 @@ def _ensure_local_tag(version: LockedVersion, *, images: ImageStore) -> None:
                 "context choose it), or load the image here first.",
             )
         images.tag(version.image_id, version.tag)  # restoring a removed local tag
-    elif local.image_id != version.image_id:
-        raise TagConflictError(
-            f"the local tag {version.tag} names {local.image_id}, but the lock records "
-            f"{version.image_id}; nothing was pushed.",
-            hint="Restore the tag with `docker tag <recorded image id> <tag>` after checking "
-            "what the other image is.",
-        )
-
-
-def _foreign_tag(version: LockedVersion, digest: str, config_digest: str) -> TagConflictError:
-    return TagConflictError(
-        f"the registry already has {version.tag} as {digest} (image {config_digest}), but the "
-        f"lock records image {version.image_id} for v{version.version}. No tag was changed, "
-        "nothing more is pushed for this line, and its lock is unchanged.",
-        hint="imagectl never overwrites a tag. Find out who published that image; if this "
-        "repository's lock is behind, pull it (git pull) and run again.",
-    )
+    elif held is Holder.THEIRS:
+        assert named is not None
+        raise retagged(
+            version.tag, named, recorded=version.image_id, version=version.version,
+            unchanged="nothing was pushed",
+        )  # fmt: skip

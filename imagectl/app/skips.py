@@ -9,6 +9,8 @@ from imagectl.core.errors import ConfigError, PlanError
 from imagectl.core.linestate import LineState
 from imagectl.core.model import Lock, LockedVersion, utc_now
 from imagectl.core.ports import ImageStore, Registry
+from imagectl.core.positions import next_version
+from imagectl.core.tags import Holder, registry_holder
 
 
 def burned_version(
@@ -16,7 +18,7 @@ def burned_version(
 ) -> LockedVersion:
     """The skipped version to record, after proving its tag really holds a foreign image."""
     line, lock = state.line, state.lock
-    expected = len(lock.versions) + 1
+    expected = next_version(lock)
     if version != expected:
         raise ConfigError(
             f"only the next version of {line.name}, v{expected}, can be skipped (v{version} "
@@ -29,15 +31,16 @@ def burned_version(
         )
     tag = line.tag_for(version)
     remote = registry.lookup(tag)
+    local = images.inspect_image(tag)
+    held = registry_holder(remote, engine=local.image_id if local is not None else None)
     if remote is None:
         raise PlanError(
             f"the registry does not hold {tag}: the tag is free, nothing to skip.",
             hint=f"Build it: imagectl build next {line.name}.",
         )
-    local = images.inspect_image(tag)
-    if local is not None and local.image_id == remote.config_digest:
+    if held is Holder.OURS:
         raise PlanError(
-            f"the registry's {tag} is the image this engine built ({local.image_id}); it is "
+            f"the registry's {tag} is the image this engine built ({remote.config_digest}); it is "
             "not burned.",
             hint=f"`imagectl build next {line.name}` adopts it.",
         )

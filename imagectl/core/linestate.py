@@ -16,7 +16,7 @@ from imagectl.core.labels import recorded_labels
 from imagectl.core.lockfile import write_atomic
 from imagectl.core.model import ImageLine, Increment, IncrementTest, Lock, RenderedHashes
 from imagectl.core.planner import check_drift, check_numbering, plan_line
-from imagectl.core.positions import pending_positions, pinned_base, position_after
+from imagectl.core.positions import next_version, pending_positions, pinned_base, position_after
 from imagectl.core.recipe import (
     ComposedDockerfile,
     IncrementRecipe,
@@ -371,7 +371,7 @@ def render_dockerfile(layout: RepositoryLayout, state: LineState, version: int |
     """The Dockerfile of `version` (default: the next one): as built, with the images the lock
     pinned, or as `build next` would build it now."""
     line, lock = state.line, state.lock
-    wanted = version if version is not None else len(lock.versions) + 1
+    wanted = version if version is not None else next_version(lock)
     if 1 <= wanted <= len(lock.versions):
         recorded = lock.versions[wanted - 1]
         increment = next(

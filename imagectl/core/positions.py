@@ -38,7 +38,7 @@ def _positions(line: ImageLine, lock: Lock, count: int) -> tuple[Position, ...]:
     an image (a skipped one has none) or on the base, each later one on the one just built."""
     head = lock.head
     parent = pinned_base(line, lock) if head is None else head_reference(head)
-    first = len(lock.versions) + 1
+    first = next_version(lock)
     positions: list[Position] = []
     for version in range(first, first + count):
         tag = line.tag_for(version)
@@ -46,6 +46,12 @@ def _positions(line: ImageLine, lock: Lock, count: int) -> tuple[Position, ...]:
         positions.append(Position(version=version, tag=tag, parent=parent, parent_is_base=on_base))
         parent = tag  # just built, not published yet: by tag, as the build finds it
     return tuple(positions)
+
+
+def next_version(lock: Lock) -> int:
+    """The number the next recorded version takes, whether built, checkpointed or skipped:
+    after every recorded one, skipped ones too (a burned number is never reused)."""
+    return len(lock.versions) + 1
 
 
 def head_reference(head: LockedVersion) -> str:
