@@ -44,7 +44,7 @@ from imagectl.core.errors import BuildError, EngineError, RegistryError
 from imagectl.core.layerfiles import FileSelection, LayerChange
 from imagectl.core.model import Builder
 from imagectl.core.ports import FileEntry, ImageConfig, ImageInfo, Say, TestRun
-from imagectl.core.references import names_in, split_reference
+from imagectl.core.references import names_in, parse_reference, pinned
 
 XATTR = "SCHILY.xattr."  # how tar (PAX) carries a file's extended attributes
 # Files `docker export` adds to every container; never part of an image's own content.
@@ -329,8 +329,8 @@ class DockerImages:
         return None if answer.status == 404 else dict(json.loads(answer.body))
 
     def pull(self, ref: str) -> None:
-        name = split_reference(ref)
-        source = f"{name.repository}@{name.digest}" if name.digest else ref
+        name = parse_reference(ref)
+        source = pinned(name.repository, name.digest) if name.digest else ref
         headers = {"X-Registry-Auth": registry_auth_header(name.host)}
         path = f"/images/create{query(fromImage=source)}"
         try:
@@ -349,7 +349,7 @@ class DockerImages:
 
     def push(self, ref: str, *, on_output: Say) -> str:
         """Push `ref` (the engine uploads it); the manifest digest the registry stored."""
-        name = split_reference(ref)
+        name = parse_reference(ref)
         path = f"/images/{quote(name.repository)}/push{query(tag=name.tag or 'latest')}"
         headers = {"X-Registry-Auth": registry_auth_header(name.host)}
         digest = ""
@@ -371,7 +371,7 @@ class DockerImages:
         return digest
 
     def tag(self, image_id: str, ref: str) -> None:
-        name = split_reference(ref)
+        name = parse_reference(ref)
         path = f"/images/{quote(image_id)}/tag{query(repo=name.repository, tag=name.tag)}"
         with calling(f"tagging {image_id} as {ref}"):
             self.api.call("POST", path)
@@ -478,7 +478,7 @@ class DockerImages:
 
     def import_rootfs(self, source: str, *, changes: list[str], tag: str) -> str:
         """A one-layer image with `source`'s files and the given config changes, tagged `tag`."""
-        name = split_reference(tag)
+        name = parse_reference(tag)
         params = query(fromSrc="-", repo=name.repository, tag=name.tag)
         params += "".join(f"&changes={quote(change)}" for change in changes)
         image_id = ""
@@ -571,7 +571,7 @@ def push_failure(
 
         error = RegistryAuthError(
             f"the registry refused the push of {ref} ({reason}).",
-            hint=f"Log in with `docker login {split_reference(ref).host}`; imagectl uses "
+            hint=f"Log in with `docker login {parse_reference(ref).host}`; imagectl uses "
             "docker's credential store.",
         )
     else:

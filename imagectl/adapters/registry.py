@@ -18,7 +18,7 @@ from imagectl.adapters.registry_http import RegistryTransport, Response, registr
 from imagectl.core.errors import RegistryAuthError, RegistryError
 from imagectl.core.ports import RemoteImage, Say
 from imagectl.core.references import ImageRef as Reference
-from imagectl.core.references import split_reference as parse_reference
+from imagectl.core.references import parse_reference
 
 MANIFEST_TYPES = (
     "application/vnd.oci.image.manifest.v1+json",

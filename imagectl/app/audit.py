@@ -12,9 +12,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
 
-from imagectl.core.config import repository_of
 from imagectl.core.model import Lock, LockedVersion
 from imagectl.core.ports import Registry
+from imagectl.core.references import pinned, repository_of
 
 Status = Literal["ok", "tampered", "missing", "deleted"]
 CONCURRENCY = 16  # HEAD requests in flight at once
@@ -72,7 +72,7 @@ def _check(line: str, version: LockedVersion, *, registry: Registry) -> Finding:
         status: Status = "ok"
         digest_exists = True
     else:
-        by_digest = f"{repository_of(version.tag)}@{version.digest}"
+        by_digest = pinned(repository_of(version.tag), version.digest)
         digest_exists = registry.exists(by_digest) == version.digest
         # Another digest under the tag is tampering, whether or not the recorded one is left.
         status = "tampered" if served else ("missing" if digest_exists else "deleted")

@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING
 
 from imagectl.app.project import Project
 from imagectl.core import lockfile
-from imagectl.core.config import repository_of
 from imagectl.core.errors import PlanError
 from imagectl.core.model import ImageLine, Lock
+from imagectl.core.references import repository_of
 from imagectl.core.resolver import Resolution, resolve_ref
 
 if TYPE_CHECKING:

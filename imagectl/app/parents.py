@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from imagectl.core.config import repository_of
 from imagectl.core.errors import PlanError
 from imagectl.core.linestate import LineState, RenderedStep
 from imagectl.core.model import BuildStep, LockedVersion
 from imagectl.core.ports import ImageInfo, ImageStore, Registry, Say
 from imagectl.core.positions import head_reference
+from imagectl.core.references import (
+    digest_of,
+    is_pinned,
+    pinned,
+    repository_of,
+    without_digest,
+)
 from imagectl.core.tags import Holder, holder, retagged
 
 
@@ -45,7 +51,7 @@ def locate_head(state: LineState, *, images: ImageStore) -> ResolvedParent:
         return ResolvedParent(ref=ref, digest=head.digest or head.image_id, info=tagged)
     info = images.inspect_image(head.image_id)
     if info is None and head.digest:
-        images.pull(f"{head.tag}@{head.digest}")
+        images.pull(pinned(head.tag, head.digest))
         info = images.inspect_image(head.image_id)
     if info is None:
         raise PlanError(
@@ -93,7 +99,7 @@ def locate_version(state: LineState, version: LockedVersion, *, images: ImageSto
     """The image of a built version in the engine, pulled by digest if only the registry has
     it; its image id."""
     if images.inspect_image(version.image_id) is None and version.digest:
-        images.pull(f"{version.tag}@{version.digest}")
+        images.pull(pinned(version.tag, version.digest))
     if images.inspect_image(version.image_id) is None:
         raise PlanError(
             f"the lock records v{version.version} as image {version.image_id}, which is neither "
@@ -108,7 +114,7 @@ def locate_version(state: LineState, version: LockedVersion, *, images: ImageSto
 def warn_if_base_moved(state: LineState, *, registry: Registry, say: Say) -> None:
     """Report, never follow, a base tag that now names another image than the pinned one."""
     line, lock = state.line, state.lock
-    if not lock.base_digest or "@" in line.base:
+    if not lock.base_digest or is_pinned(line.base):
         return
     current = registry.lookup(line.base)
     if current is None or current.digest != lock.base_digest:
@@ -124,18 +130,18 @@ def _resolve_base(
     state: LineState, step: BuildStep, *, images: ImageStore, registry: Registry, say: Say
 ) -> ResolvedParent:
     line, lock = state.line, state.lock
-    base_name = line.base.split("@", 1)[0]
+    base_name = without_digest(line.base)
     repository = repository_of(base_name)
-    pinned = step.parent
-    info = images.inspect_image(pinned)
+    base_ref = step.parent
+    info = images.inspect_image(base_ref)
     if info is None:
-        remote = registry.lookup(pinned)
+        remote = registry.lookup(base_ref)
         if remote is not None:
-            images.pull(pinned)
-            info = images.inspect_image(pinned)
+            images.pull(base_ref)
+            info = images.inspect_image(base_ref)
     if info is None:
         raise PlanError(
-            f"the base image {pinned} is neither in the engine nor in the registry.",
+            f"the base image {base_ref} is neither in the engine nor in the registry.",
             hint="Build or push it first (scripts/engine up makes the example bases), or fix "
             "`base` in the line file.",
             path=line.config_path,
@@ -147,21 +153,17 @@ def _resolve_base(
             hint="Restore the pinned base image, or start a new line on the new base.",
             path=state.lock_path,
         )
-    digest = lock.base_digest or _digest_from_pin(pinned) or info.digest_in(repository)
+    digest = lock.base_digest or digest_of(base_ref) or info.digest_in(repository)
     if not digest:
         remote_base = registry.lookup(base_name)
         digest = remote_base.digest if remote_base is not None else ""
         if digest and info.digest_in(repository) not in ("", digest):
             digest = ""  # the registry's tag is another image than the local one
     if digest:
-        ref = f"{base_name}@{digest}"
+        ref = pinned(base_name, digest)
         return ResolvedParent(ref=ref, digest=digest, info=info)
     # Only the engine has this base: FROM its tag; the layer check proves what was used.
     return ResolvedParent(ref=base_name, digest=info.image_id, info=info)
-
-
-def _digest_from_pin(reference: str) -> str:
-    return reference.split("@", 1)[1] if "@" in reference else ""
 
 
 def pin_images(rendered: RenderedStep, *, images: ImageStore, registry: Registry) -> dict[str, str]:
@@ -169,7 +171,7 @@ def pin_images(rendered: RenderedStep, *, images: ImageStore, registry: Registry
     never followed silently, and the lock and the reference say exactly what was used."""
     pins: dict[str, str] = {}
     for image in rendered.recipe.images:
-        if "@" in image:
+        if is_pinned(image):
             pins[image] = image
             continue
         remote = registry.lookup(image)
@@ -185,5 +187,5 @@ def pin_images(rendered: RenderedStep, *, images: ImageStore, registry: Registry
                 f"{image}@sha256:...); imagectl builds only on images it can pin.",
                 path=rendered.template,
             )
-        pins[image] = f"{image}@{digest}"
+        pins[image] = pinned(image, digest)
     return pins

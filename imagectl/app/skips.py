@@ -10,6 +10,7 @@ from imagectl.core.linestate import LineState
 from imagectl.core.model import Lock, LockedVersion, utc_now
 from imagectl.core.ports import ImageStore, Registry
 from imagectl.core.positions import next_version
+from imagectl.core.references import digest_of
 from imagectl.core.tags import Holder, registry_holder
 
 
@@ -67,7 +68,7 @@ def burned_version(
 
 def unknown_digest(ref: str, locks: Sequence[Lock], *, registry: Registry) -> PlanError:
     """Why no lock knows `repo@digest`: which published tag, if any, names that digest now."""
-    digest = ref.split("@", 1)[1]
+    digest = digest_of(ref)
     for lock in locks:
         for version in lock.built_versions:
             if version.digest and registry.exists(version.tag) == digest:

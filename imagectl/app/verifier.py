@@ -19,7 +19,6 @@ from pathlib import Path
 from imagectl.app.parents import locate_head
 from imagectl.app.project import Project
 from imagectl.app.recording import manifest_of
-from imagectl.core.config import repository_of
 from imagectl.core.errors import PlanError
 from imagectl.core.ignores import DEFAULT_IGNORE, Ignored, split_ignored
 from imagectl.core.increments import ignore_tests
@@ -27,6 +26,7 @@ from imagectl.core.linestate import LineState, load_state, reference_text
 from imagectl.core.model import ImageLine
 from imagectl.core.packages import PackageDiff, diff_manifests
 from imagectl.core.ports import Say
+from imagectl.core.references import repository_of
 from imagectl.core.trees import TreeDiff, tree_differences
 
 

@@ -32,13 +32,6 @@ SECRET_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 RESERVED_VARS = {"line", "version", "parent", "repository", "base"}
 
 
-def repository_of(reference: str) -> str:
-    """The repository of an image reference: `host:5000/a/b:v3@sha256:...` -> `host:5000/a/b`."""
-    name = reference.split("@", 1)[0]
-    head, slash, last = name.rpartition("/")
-    return f"{head}{slash}{last.split(':', 1)[0]}"
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RepositoryLayout:
     """Where an image repository keeps its parts."""

@@ -27,6 +27,7 @@ from imagectl.core.recipe import (
     instructions_hash,
     rendered_line,
 )
+from imagectl.core.references import is_pinned, without_digest
 from imagectl.core.rendercache import line_inputs, render_cache, shared_hash
 from imagectl.core.squash import SquashEntry, squash
 from imagectl.core.templating import (
@@ -343,7 +344,7 @@ def reference_text(layout: RepositoryLayout, state: LineState) -> str:
 
 def pins_of(images: tuple[str, ...]) -> dict[str, str]:
     """The lock's pinned images ("ref@sha256:...") keyed by the reference the increment wrote."""
-    return {pinned.rpartition("@")[0]: pinned for pinned in images if "@" in pinned}
+    return {without_digest(pin): pin for pin in images if is_pinned(pin)}
 
 
 def reference_path(layout: RepositoryLayout, line: str) -> Path:

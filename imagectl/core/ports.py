@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from imagectl.core.layerfiles import FileSelection, LayerChange
 from imagectl.core.model import Builder
+from imagectl.core.references import digest_of, without_digest
 
 Say = Callable[[str], None]  # one line of progress or output for the user
 
@@ -94,9 +95,8 @@ class ImageInfo:
     def digest_in(self, repository: str) -> str:
         """The registry digest this image has in `repository`, or ""."""
         for entry in self.repo_digests:
-            name, _, digest = entry.partition("@")
-            if name == repository:
-                return digest
+            if without_digest(entry) == repository:
+                return digest_of(entry)
         return ""
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from imagectl.core.model import ImageLine, Increment, Lock, LockedVersion
+from imagectl.core.references import is_pinned, pinned
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -56,11 +57,11 @@ def next_version(lock: Lock) -> int:
 
 def head_reference(head: LockedVersion) -> str:
     """How the next build names a built version: pinned by registry digest once published."""
-    return f"{head.tag}@{head.digest}" if head.digest else head.tag
+    return pinned(head.tag, head.digest)
 
 
 def pinned_base(line: ImageLine, lock: Lock) -> str:
     """The base reference pinned by its recorded registry digest, when there is one."""
-    if "@" in line.base or not lock.base_digest:
+    if is_pinned(line.base):
         return line.base
-    return f"{line.base}@{lock.base_digest}"
+    return pinned(line.base, lock.base_digest)

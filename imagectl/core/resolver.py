@@ -6,9 +6,9 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from imagectl.core.config import repository_of
 from imagectl.core.errors import PlanError
 from imagectl.core.model import Lock, LockedVersion
+from imagectl.core.references import digest_of, is_pinned, pinned, repository_of, without_digest
 
 HEX = re.compile(r"^(?:sha256:)?([0-9a-f]{12,64})$")
 
@@ -24,7 +24,7 @@ class Resolution:
     def reference(self) -> str:
         """What a pod should start on: the tag pinned by registry digest when published."""
         if self.newest.digest:
-            return f"{self.newest.tag}@{self.newest.digest}"
+            return pinned(self.newest.tag, self.newest.digest)
         return self.newest.tag
 
     def to_json(self) -> dict[str, object]:
@@ -71,8 +71,8 @@ def resolve_ref(query: str, locks: Sequence[Lock]) -> Resolution:
 
 
 def _matches(ref: str, lock: Lock, version: LockedVersion) -> bool:
-    if "@" in ref:
-        name, _, digest = ref.partition("@")
+    if is_pinned(ref):
+        name, digest = without_digest(ref), digest_of(ref)
         if repository_of(name) != lock.repository:
             return False
         if name not in (lock.repository, version.tag):
