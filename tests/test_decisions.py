@@ -399,3 +399,24 @@ def test_a_version_whose_recording_fails_keeps_its_tag_only_if_the_lock_has_it(
     recorded = [v.version for v in lock_of(project)]
     assert recorded == ([] if fails == "packages" else [1])
     assert (f"{REPO}:v1" in images.tags) == (fails == "reference")
+
+
+def test_each_new_increment_is_rendered_once_per_build(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pre-build check renders the pending increment; the build and the reference written
+    after it reuse that render (v2: v1's base digest is recorded, so its parent is foreseen)."""
+    from imagectl.core import linestate, templating  # noqa: PLC0415
+
+    project, _, _ = setup(tmp_path)
+    build(project, all_versions=False)
+    renders: list[str] = []
+    real = templating.render_tracked
+
+    def counted(folder: Path, template: Path, variables: dict[str, object]) -> object:
+        renders.append(template.name)
+        return real(folder, template, variables)
+
+    monkeypatch.setattr(linestate, "render_tracked", counted)
+    assert [b.version for b in build(project).built] == [2]
+    assert renders == ["0002-two.Dockerfile.j2"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -57,9 +57,12 @@ def build_line(
     output: Say,
     options: BuildOptions,
     built: list[BuiltVersion] | None = None,
+    rendered: Mapping[int, RenderedStep] | None = None,
 ) -> tuple[BuiltVersion, ...]:
     """Carry out the line's plan: the next step, or every pending one with `all_versions`.
-    Each version is appended to `built` as it is recorded, so a later failure keeps them."""
+    Each version is appended to `built` as it is recorded, so a later failure keeps them.
+    `rendered`: the pending increments as already rendered by version (the pre-build check),
+    so each is rendered once per build."""
     plan = plan_line(state.line, state.lock, state.increments, all_versions=all_versions)
     for name in plan.deleted_tests:
         say(f"{state.line.name}: warning: {name} ran on a built version and no longer exists.")
@@ -69,8 +72,9 @@ def build_line(
     built = [] if built is None else built
     for step in plan.steps:
         result, state = build_step(
-            layout, state, step, adapters=adapters, say=say, output=output, options=options
-        )
+            layout, state, step, adapters=adapters, say=say, output=output, options=options,
+            rendered=(rendered or {}).get(step.version),
+        )  # fmt: skip
         built.append(result)
     return tuple(built)
 
@@ -97,6 +101,7 @@ def build_step(
     say: Say,
     output: Say,
     options: BuildOptions,
+    rendered: RenderedStep | None = None,
 ) -> tuple[BuiltVersion, LineState]:
     """Build one planned version; returns it and the line's state with it recorded."""
     name = state.line.name
@@ -104,7 +109,9 @@ def build_step(
         state, step, images=adapters.images, registry=adapters.registry, say=say
     )
     check_parent_depth(step, parent)
-    request = _request(layout, state, step, parent, adapters=adapters, say=say, options=options)
+    request = _request(
+        layout, state, step, parent, adapters=adapters, say=say, options=options, rendered=rendered
+    )
     say(f"{name}: building v{step.version} from {step.increment.path.as_posix()} FROM {parent.ref}")
     image_id = _build(layout, state, step, request, adapters=adapters, output=output)
     info = adapters.images.inspect_image(image_id)
@@ -153,10 +160,14 @@ def _request(
     adapters: Adapters,
     say: Say,
     options: BuildOptions,
+    rendered: RenderedStep | None = None,
 ) -> Request:
-    rendered = render_step(
-        layout, state.line, step.increment, version=step.version, parent=parent.ref
-    )
+    if rendered is None or rendered.parent != parent.ref:
+        # Not rendered before the build, or on another parent than planned (v1 once the base's
+        # digest is resolved): render it on the parent it is built on.
+        rendered = render_step(
+            layout, state.line, step.increment, version=step.version, parent=parent.ref
+        )
     pins = pin_images(rendered, images=adapters.images, registry=adapters.registry)
     remote = adapters.registry.lookup(step.tag)  # also proves the registry answers, first
     if remote is not None:

@@ -89,8 +89,9 @@ def build_next(
         # Validate every selected line, and render every pending increment, before building any:
         # a typo in the last increment fails before the first version is built.
         states = {line.name: load_state(layout, line) for line in lines}
-        for state in states.values():
-            if render_pending(layout, state):
+        rendered = {name: render_pending(layout, state) for name, state in states.items()}
+        for name, state in states.items():
+            if rendered[name]:
                 check_secret_sources(state.line)
         lockfile.ensure_writable(layout.lock_dir)
         adapters.builder.check()
@@ -109,6 +110,7 @@ def build_next(
                 output=_prefixed(output, line.name, jobs),
                 options=options,
                 built=done[line.name],
+                rendered={step.version: step for step in rendered[line.name]},
             )
 
         outcomes = _each_line(build_one, lines, jobs=jobs)

@@ -168,6 +168,12 @@ def render_step(
         where=_where(increments_dir, template, increment.template, variables),
     )
     inputs = inputs_hash(layout, line, increment, version=version, parent=parent, includes=includes)
+    # Kept for the reference Dockerfile written after the build, which then reads it back
+    # instead of rendering the new increment a second time (saved with the cache).
+    cache = render_cache(layout)
+    key = cache.key(line, increment, version=version, parent=parent, shared=shared_hash(layout))
+    cache.bodies.put(key, text)
+    cache.hashes.put(key, f"{step.dockerfile_hash} {step.instructions_hash}")
     return replace(step, includes=includes, inputs=inputs)
 
 
