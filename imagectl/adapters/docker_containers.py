@@ -34,7 +34,7 @@ from imagectl.adapters.engine_api import (
 from imagectl.core.errors import EngineError
 from imagectl.core.faults import pause_point
 from imagectl.core.layerfiles import FileSelection
-from imagectl.core.owners import owner_gone, owner_of, tag_owner_gone
+from imagectl.core.owners import owner_gone, owner_of
 from imagectl.core.ports import TestRun
 
 TEST_MOUNT = "/imagectl-test"  # where a test script is mounted, read-only, in its container
@@ -51,22 +51,6 @@ def labels(purpose: str, image: str) -> dict[str, str]:
         "imagectl.owner": owner_of(os.getpid()),
         **({"imagectl.test": "1"} if purpose.endswith("test") else {}),
     }
-
-
-def remove_scratch_images(api: EngineApi, repository: str) -> tuple[str, ...]:
-    """Remove the images tagged `repository/...:owner_tag()` whose owner on this host is gone
-    (a checkpoint killed before its `finally` removed its scratch images)."""
-    query = json.dumps({"reference": [f"{repository}/*"]})
-    with calling("listing imagectl's scratch images"):
-        found = api.json("GET", f"/images/json?filters={quote(query)}")
-    removed = []
-    for entry in found if isinstance(found, list) else []:
-        for ref in entry.get("RepoTags") or ():
-            if tag_owner_gone(str(ref).rpartition(":")[2]):
-                with calling(f"removing {ref}"):
-                    api.call("DELETE", f"/images/{quote(str(ref))}", ok=(404, 409))
-                removed.append(f"scratch image {ref}")
-    return tuple(removed)
 
 
 def remove_leftovers(api: EngineApi) -> tuple[str, ...]:

@@ -377,11 +377,10 @@ class DockerImages:
             self.api.call("POST", path)
 
     def remove_leftovers(self) -> tuple[str, ...]:
-        from imagectl.adapters.docker_containers import remove_leftovers, remove_scratch_images  # noqa: PLC0415
-        from imagectl.core.owners import SCRATCH  # noqa: PLC0415
+        from imagectl.adapters.docker_containers import remove_leftovers  # noqa: PLC0415
 
         try:
-            return remove_leftovers(self.api) + remove_scratch_images(self.api, SCRATCH)
+            return remove_leftovers(self.api)
         except EngineError:
             return ()  # best effort: the command itself names the engine's fault if it needs it
 

@@ -19,6 +19,7 @@ from dataclasses import fields, replace
 from imagectl.app.gate import built_owners, gate, prepare_suite
 from imagectl.app.parents import ResolvedParent, locate_head
 from imagectl.app.recording import Parent, record_version
+from imagectl.app.scratch import scratch_recorded
 from imagectl.core.config import RepositoryLayout
 from imagectl.core.errors import PlanError
 from imagectl.core.faults import pause_point
@@ -172,8 +173,9 @@ def checkpoint_line(
     else:
         say(f"{line.name}: flattening v{head.version} ({head.layers} layers) into one layer")
         image_id, size, tests = _flattened(
-            parent.ref, head.version, target, tag=tag, images=images, tested=tested
-        )
+            parent.ref, head.version, target, tag=tag, images=images, tested=tested,
+            layout=layout,
+        )  # fmt: skip
     recorded = _checkpoint_version(
         head, parent, version=version, tag=tag, image_id=image_id, size=size,
         engine=adapters.builder.engine_version,
@@ -275,6 +277,7 @@ def _flattened(
     tag: str,
     images: ImageStore,
     tested: Callable[[str], tuple[RecordedTest, ...]],
+    layout: RepositoryLayout,
 ) -> tuple[str, int, tuple[RecordedTest, ...]]:
     """Import `source` as one layer, apply its config, prove files and config equal, run the
     tests, tag it; (image id, size, the tests that ran)."""
@@ -282,21 +285,42 @@ def _flattened(
     scratch = f"{scratch_repository(tag)}:{owner_tag(os.getpid())}"
     configured = f"{scratch}-config"
     instructions = config_instructions(config)  # refuses what cannot be written, first
-    image_id = images.import_rootfs(source, changes=import_changes(config), tag=scratch)
+    with scratch_recorded(layout, (scratch, configured)):
+        try:
+            image_id = images.import_rootfs(source, changes=import_changes(config), tag=scratch)
+            return _tagged_copy(
+                source, version, config, image_id=image_id, instructions=instructions,
+                scratch=scratch, tag=tag, images=images, tested=tested,
+            )  # fmt: skip
+        finally:
+            images.remove_image(configured)
+            images.remove_image(scratch)
+
+
+def _tagged_copy(
+    source: str,
+    version: int,
+    config: ImageConfig,
+    *,
+    image_id: str,
+    instructions: list[str],
+    scratch: str,
+    tag: str,
+    images: ImageStore,
+    tested: Callable[[str], tuple[RecordedTest, ...]],
+) -> tuple[str, int, tuple[RecordedTest, ...]]:
+    """Configure the imported `scratch`, prove it, tag it `tag`."""
+    configured = f"{scratch}-config"
     copy = scratch
-    try:
-        if instructions:
-            image_id = images.apply_config(scratch, instructions=instructions, tag=configured)
-            copy = configured
-        info, tests = _proven(
-            source, copy, image_id=image_id, version=version, config=config, images=images,
-            tested=tested,
-        )  # fmt: skip
-        images.tag(image_id, tag)
-        pause_point("after-tag")  # tagged, nothing recorded: a rerun must adopt this tag
-    finally:
-        images.remove_image(configured)
-        images.remove_image(scratch)
+    if instructions:
+        image_id = images.apply_config(scratch, instructions=instructions, tag=configured)
+        copy = configured
+    info, tests = _proven(
+        source, copy, image_id=image_id, version=version, config=config, images=images,
+        tested=tested,
+    )  # fmt: skip
+    images.tag(image_id, tag)
+    pause_point("after-tag")  # tagged, nothing recorded: a rerun must adopt this tag
     return image_id, info.size, tests
 
 

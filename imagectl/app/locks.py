@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from imagectl.app.scratch import remove_scratch_left
 from imagectl.core.config import RepositoryLayout
 
 if TYPE_CHECKING:
@@ -89,6 +90,7 @@ def locked_and_swept(project: Project, *, wait: float, say: Say) -> Iterator[Non
     """The repository's lock, and then the containers of imagectl processes that were killed
     (a SIGKILL skips every `finally`) removed: no rerun leaves them behind."""
     with repository_lock(project.layout, wait=wait):
-        for what in project.adapters.images.remove_leftovers():
+        images = project.adapters.images
+        for what in images.remove_leftovers() + remove_scratch_left(project.layout, images):
             say(f"imagectl: removed a leftover {what}: the process that made it is gone")
         yield
