@@ -39,7 +39,7 @@ import pytest
 from imagectl.core.config import check_secret_sources
 from imagectl.core.errors import ConfigError
 from imagectl.core.model import ImageLine
-from imagectl.core.templating import MAX_RENDERED_BYTES
+from imagectl.core.templates import MAX_RENDERED_BYTES
 
 from .conftest import BUSYBOX, REGISTRY, Result, docker, imagectl
 from .helpers import git_init, make_line, write

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from imagectl.core.templates import describe_line
 from imagectl.core.templating import (
     _MARKER,
     _mark_source,
-    describe_line,
     make_environment,
     render_template,
     template_lines,

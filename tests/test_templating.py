@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from imagectl.core import templating
 from imagectl.core.errors import TemplateError
 from imagectl.core.recipe import IncrementRecipe, check_increment, compose_dockerfile, rendered_line
-from imagectl.core.templating import render_template
+from imagectl.core.templates import render_template, render_tracked
 
 from .helpers import write
 
@@ -85,3 +88,43 @@ def test_compose_puts_imagectls_from_first() -> None:
         increment=Path("increments/l/0002-x.Dockerfile.j2"),
     ).text
     assert text.splitlines()[1:] == ["FROM r:v1@sha256:ab", "RUN true"]
+
+
+PLAIN_TEXTS = [
+    "RUN echo x > /f\n",
+    "# no newline at the end\nRUN true",
+    "RUN printf '}}' && echo '%}' '#}' '{ {' '{ %'\n\n\n",
+    "RUN echo caf\u00e9 \u2603 > /f\n   \n\tRUN true\n",
+    "",
+]
+
+
+@pytest.mark.parametrize("text", PLAIN_TEXTS)
+def test_plain_text_renders_without_jinja_exactly_as_jinja_renders_it(
+    tmp_path: Path, text: str
+) -> None:
+    increments = tmp_path / "increments"
+    template = write(increments / "line" / "0001-x.Dockerfile.j2", text)
+    via_jinja = templating.render_tracked(increments, template, {})
+    assert render_tracked(increments, template, {}) == via_jinja
+    assert via_jinja[0] == text
+
+
+def test_only_a_template_with_markup_loads_jinja(tmp_path: Path) -> None:
+    script = (
+        "import sys; from pathlib import Path; "
+        "from imagectl.core.templates import render_template; "
+        f"root = Path({str(tmp_path / 'increments')!r}); "
+        "print(render_template(root, root / sys.argv[1], {'v': 3}).strip(), "
+        "'jinja2' in sys.modules)"
+    )
+    write(tmp_path / "increments" / "line" / "0001-a.Dockerfile.j2", "RUN echo plain\n")
+    write(tmp_path / "increments" / "line" / "0002-b.Dockerfile.j2", "RUN echo {{ v }}\n")
+    ran = [
+        subprocess.run(
+            [sys.executable, "-c", script, f"line/{name}"], capture_output=True, text=True,
+            check=True,
+        ).stdout.strip()
+        for name in ("0001-a.Dockerfile.j2", "0002-b.Dockerfile.j2")
+    ]  # fmt: skip
+    assert ran == ["RUN echo plain False", "RUN echo 3 True"]

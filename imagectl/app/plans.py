@@ -25,7 +25,7 @@ def plan_lines(
         # Reading and rendering (jinja2, the lock parser) load only when a memo is missing.
         from imagectl.core.linestate import load_state, render_pending  # noqa: PLC0415
         from imagectl.core.planner import plan_line  # noqa: PLC0415
-        from imagectl.core.templating import tracking  # noqa: PLC0415
+        from imagectl.core.templates import tracking  # noqa: PLC0415
 
         started_ns = time.time_ns()
         loaded: dict[str, set[str]] = {}

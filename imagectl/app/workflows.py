@@ -43,7 +43,7 @@ from imagectl.core.model import (
 from imagectl.core.packages import PackageDiff, diff_manifests
 from imagectl.core.planner import deleted_tests
 from imagectl.core.ports import Say
-from imagectl.core.templating import render_template
+from imagectl.core.templates import render_template
 
 if TYPE_CHECKING:
     from imagectl.app.verifier import VerifyReport

@@ -14,7 +14,7 @@ from pathlib import Path
 from imagectl.core.config import RepositoryLayout
 from imagectl.core.errors import ConfigError
 from imagectl.core.model import Increment, IncrementTest, TestKind
-from imagectl.core.templating import decode_template
+from imagectl.core.templates import decode_template
 
 TEMPLATE_SUFFIX = ".Dockerfile.j2"
 FOLDER_TEMPLATE = "Dockerfile.j2"

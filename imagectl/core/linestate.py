@@ -30,7 +30,7 @@ from imagectl.core.recipe import (
 from imagectl.core.references import is_pinned, without_digest
 from imagectl.core.rendercache import line_inputs, render_cache, shared_hash
 from imagectl.core.squash import SquashEntry, squash
-from imagectl.core.templating import (
+from imagectl.core.templates import (
     decode_template,
     describe_line,
     render_template,

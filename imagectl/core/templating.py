@@ -1,16 +1,15 @@
-"""Rendering increment templates in Jinja2's sandbox, with strict variables."""
+"""Rendering increment templates in Jinja2's sandbox, with strict variables (imported only when
+a template has Jinja markup: see templates.py)."""
 
 from __future__ import annotations
 
 import bisect
-import contextlib
-import contextvars
 import functools
 import os
 import re
 import stat
 import traceback
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +19,7 @@ from jinja2.loaders import split_template_path
 from jinja2.sandbox import SandboxedEnvironment
 
 from imagectl.core.errors import TemplateError
-
-# An increment renders to one stage of a Dockerfile: one larger than this is a mistake (a loop
-# that does not end where it should, a file pasted in), refused before it reaches the engine.
-MAX_RENDERED_BYTES = 10 * 1024 * 1024
+from imagectl.core.templates import _LOADED, MAX_RENDERED_BYTES, decode_template, tracking
 
 
 class IncrementsLoader(jinja2.BaseLoader):
@@ -74,29 +70,9 @@ class IncrementsLoader(jinja2.BaseLoader):
         return text, str(path), uptodate
 
 
-def decode_template(raw: bytes, shown: Path) -> str:
-    """A template's text: UTF-8 without a byte-order mark, with LF line ends."""
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise TemplateError(
-            f"is not UTF-8 text (byte 0x{raw[exc.start]:02x} on line {line}, offset {exc.start}).",
-            hint="Save it as UTF-8 (a byte-order mark is allowed); templates are read as UTF-8.",
-            path=shown,
-        ) from exc
-    return text.removeprefix("\ufeff").replace("\r\n", "\n")
-
-
 def make_environment(increments_dir: Path) -> SandboxedEnvironment:
     """The one Jinja environment: sandboxed, StrictUndefined, includes rooted at increments/."""
     return _environment(str(increments_dir))
-
-
-# The templates a render loads (its own, every include and import, also one that is missing):
-# what its text depends on besides the variables. Per render, so threads never mix them up.
-# The sets that note every template loaded now: one per render_tracked or tracking() around it.
-_LOADED: contextvars.ContextVar[tuple[set[str], ...]] = contextvars.ContextVar("loaded", default=())
 
 
 class _TrackingEnvironment(SandboxedEnvironment):
@@ -106,17 +82,6 @@ class _TrackingEnvironment(SandboxedEnvironment):
         for loaded in _LOADED.get():
             loaded.add(name)
         return super()._load_template(name, globals)
-
-
-@contextlib.contextmanager
-def tracking() -> Iterator[set[str]]:
-    """The names (under increments/) of every template rendered or loaded within."""
-    loaded: set[str] = set()
-    token = _LOADED.set((*_LOADED.get(), loaded))
-    try:
-        yield loaded
-    finally:
-        _LOADED.reset(token)
 
 
 @functools.lru_cache(maxsize=8)
@@ -265,13 +230,6 @@ def template_lines(
     except Exception:
         return None
     return _read_markers(output, expected)
-
-
-def describe_line(template_display: Path, lines: tuple[int, ...] | None, rendered_line: int) -> str:
-    """'line 7 of increments/x/0003-y.Dockerfile.j2', or the rendered line when it is unknown."""
-    if lines is not None and 1 <= rendered_line <= len(lines):
-        return f"line {lines[rendered_line - 1]} of {template_display.as_posix()}"
-    return f"line {rendered_line} of the rendered increment"
 
 
 def _marker(lineno: int) -> str:
