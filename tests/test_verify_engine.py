@@ -79,6 +79,36 @@ def test_an_apt_and_pip_line_verifies_clean_and_shows_its_pip_packages(
     assert "(pip +" in imagectl(root, "history", "line").stdout
 
 
+@pytest.mark.debian
+def test_an_apt_line_that_keeps_apts_caches_verifies_clean(tmp_path: Path, repo_name: str) -> None:
+    """apt-get update rewrites /var/cache/apt/pkgcache.bin and srcpkgcache.bin on every run: a
+    faithful rebuild of a line that keeps them is not drift. Docker's docs have a line remove the
+    base's docker-clean (which turns the caches off) to use a cache mount for apt."""
+    root = tmp_path / "repo"
+    make_line(
+        root,
+        "line",
+        repository=repo_name,
+        base=DEBIAN,
+        increments={
+            "0001-apt": "# apt's lists and caches kept\nARG DEBIAN_FRONTEND=noninteractive\n"
+            "RUN rm -f /etc/apt/apt.conf.d/docker-clean && apt-get update "
+            "&& apt-get install -y --no-install-recommends less\n",
+        },
+    )
+    git_init(root)
+    built = imagectl(root, "build", "next", "-q")
+    assert built.code == 0, built.stderr
+    caches = docker("run", "--rm", f"{repo_name}:v1", "ls", "/var/cache/apt")
+    assert "pkgcache.bin" in caches.split()  # what this test is about is in the image
+
+    result = imagectl(root, "verify", "line", "-q", "--json")
+    assert result.code == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    assert report["drift"] is False
+    assert report["ignored"]["by_pattern"]["/var/cache/apt/*.bin"] >= 1
+
+
 def test_a_stamp_is_drift_even_with_every_layer_in_the_local_cache(
     tmp_path: Path, repo_name: str
 ) -> None:

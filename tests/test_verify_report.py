@@ -33,6 +33,8 @@ GOOD = 'repository = "localhost:5000/pods/x"\nbase = "localhost:5000/busybox:lat
         ("var/log/apt/eipp.log.xz", "/var/log/apt/*"),
         ("var/cache/ldconfig/aux-cache", "/var/cache/ldconfig/aux-cache"),
         ("var/cache/debconf/templates.dat-old", "/var/cache/debconf/*-old"),
+        ("var/cache/apt/pkgcache.bin", "/var/cache/apt/*.bin"),
+        ("var/cache/apt/srcpkgcache.bin", "/var/cache/apt/*.bin"),
         ("etc/machine-id", "/etc/machine-id"),
         ("tmp/build/x", "/tmp/*"),
     ],
@@ -47,6 +49,7 @@ def test_the_default_list_covers_what_every_build_rewrites(path: str, pattern: s
         "stamp",
         "var/log/app.log",
         "var/cache/debconf/templates.dat",
+        "var/cache/apt/archives/partial",
         "etc/machine-id.d",
         "tmp",  # the folder itself is compared, only what it holds is not
         "usr/lib/python3/dist-packages/six.py",

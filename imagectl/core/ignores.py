@@ -24,6 +24,8 @@ DEFAULT_IGNORE: tuple[str, ...] = (
     "/var/log/apt/*",
     "/var/cache/ldconfig/aux-cache",  # ldconfig's cache keyed by inode and mtime
     "/var/cache/debconf/*-old",  # debconf's copy of its database before the last change
+    "/var/cache/apt/*.bin",  # apt's package caches (pkgcache.bin, srcpkgcache.bin): rebuilt by
+    # every apt-get update, with the lists' times inside
     "/etc/machine-id",  # written once per install (systemd, dbus)
     "/tmp/*",  # noqa: S108 - scratch space left by build steps, never created here
 )
