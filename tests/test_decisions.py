@@ -406,12 +406,12 @@ def test_each_new_increment_is_rendered_once_per_build(
 ) -> None:
     """The pre-build check renders the pending increment; the build and the reference written
     after it reuse that render (v2: v1's base digest is recorded, so its parent is foreseen)."""
-    from imagectl.core import linestate, templating  # noqa: PLC0415
+    from imagectl.core import linestate, templates  # noqa: PLC0415
 
     project, _, _ = setup(tmp_path)
     build(project, all_versions=False)
     renders: list[str] = []
-    real = templating.render_tracked
+    real = templates.render_tracked
 
     def counted(folder: Path, template: Path, variables: dict[str, object]) -> object:
         renders.append(template.name)

@@ -6,14 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from imagectl.core.templates import describe_line
-from imagectl.core.templating import (
-    _MARKER,
-    _mark_source,
-    make_environment,
-    render_template,
-    template_lines,
-)
+from imagectl.core.templates import describe_line, render_template
+from imagectl.core.templating import _MARKER, _mark_source, make_environment, template_lines
 
 from .helpers import write
 

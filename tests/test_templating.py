@@ -105,7 +105,7 @@ def test_plain_text_renders_without_jinja_exactly_as_jinja_renders_it(
 ) -> None:
     increments = tmp_path / "increments"
     template = write(increments / "line" / "0001-x.Dockerfile.j2", text)
-    via_jinja = templating.render_tracked(increments, template, {})
+    via_jinja = templating.render_with_jinja(increments, template, {})
     assert render_tracked(increments, template, {}) == via_jinja
     assert via_jinja[0] == text
 

@@ -22,21 +22,25 @@ pytestmark = pytest.mark.engine
 WHEEL = next((ROOT / "increments" / "pod-noble" / "0005-notebook-venv" / "wheels").glob("*.whl"))
 
 
+def debian_line(tmp_path: Path, repo_name: str, first_increment: str) -> Path:
+    """A repository with one line on the Debian base, its first increment `first_increment`."""
+    root = tmp_path / "repo"
+    make_line(
+        root, "line", repository=repo_name, base=DEBIAN, increments={"0001-x": first_increment}
+    )
+    return root
+
+
 @pytest.mark.debian
 def test_an_apt_and_pip_line_verifies_clean_and_shows_its_pip_packages(
     tmp_path: Path, repo_name: str
 ) -> None:
-    root = tmp_path / "repo"
-    make_line(
-        root,
-        "line",
-        repository=repo_name,
-        base=DEBIAN,
-        increments={
-            "0001-python": "# Python, venv and apt's six\nARG DEBIAN_FRONTEND=noninteractive\n"
-            "RUN apt-get update && apt-get install -y --no-install-recommends python3-venv "
-            "python3-six && rm -rf /var/lib/apt/lists/*\n",
-        },
+    root = debian_line(
+        tmp_path,
+        repo_name,
+        "# Python, venv and apt's six\nARG DEBIAN_FRONTEND=noninteractive\n"
+        "RUN apt-get update && apt-get install -y --no-install-recommends python3-venv "
+        "python3-six && rm -rf /var/lib/apt/lists/*\n",
     )
     folder = root / "increments" / "line" / "0002-venv"
     (folder / "wheels").mkdir(parents=True)
@@ -84,17 +88,12 @@ def test_an_apt_line_that_keeps_apts_caches_verifies_clean(tmp_path: Path, repo_
     """apt-get update rewrites /var/cache/apt/pkgcache.bin and srcpkgcache.bin on every run: a
     faithful rebuild of a line that keeps them is not drift. Docker's docs have a line remove the
     base's docker-clean (which turns the caches off) to use a cache mount for apt."""
-    root = tmp_path / "repo"
-    make_line(
-        root,
-        "line",
-        repository=repo_name,
-        base=DEBIAN,
-        increments={
-            "0001-apt": "# apt's lists and caches kept\nARG DEBIAN_FRONTEND=noninteractive\n"
-            "RUN rm -f /etc/apt/apt.conf.d/docker-clean && apt-get update "
-            "&& apt-get install -y --no-install-recommends less\n",
-        },
+    root = debian_line(
+        tmp_path,
+        repo_name,
+        "# apt's lists and caches kept\nARG DEBIAN_FRONTEND=noninteractive\n"
+        "RUN rm -f /etc/apt/apt.conf.d/docker-clean && apt-get update "
+        "&& apt-get install -y --no-install-recommends less\n",
     )
     git_init(root)
     built = imagectl(root, "build", "next", "-q")

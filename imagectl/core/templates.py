@@ -67,7 +67,7 @@ def render_tracked(
         return plain, ()
     from imagectl.core import templating  # noqa: PLC0415
 
-    return templating.render_tracked(increments_dir, template, variables)
+    return templating.render_with_jinja(increments_dir, template, variables)
 
 
 def _plain_text(increments_dir: Path, template: Path) -> str | None:

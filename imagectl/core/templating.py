@@ -108,16 +108,11 @@ def _name_under(increments_dir: Path, template: Path) -> str:
     return template.relative_to(increments_dir).as_posix()
 
 
-def render_template(increments_dir: Path, template: Path, variables: Mapping[str, object]) -> str:
-    """Render `template` (a path under increments_dir); errors name the file and line."""
-    return render_tracked(increments_dir, template, variables)[0]
-
-
-def render_tracked(
+def render_with_jinja(
     increments_dir: Path, template: Path, variables: Mapping[str, object]
 ) -> tuple[str, tuple[str, ...]]:
-    """The rendered text, and the names (under increments/) of every other template the render
-    loaded: the snippets it includes or imports, directly or through others."""
+    """templates.render_tracked for a template with markup: Jinja's render, with the other
+    templates it loaded."""
     name = _name_under(increments_dir, template)
     with tracking() as loaded:
         text = _render(increments_dir, name, variables)
@@ -213,7 +208,7 @@ def template_lines(
     Renders a copy of the template with a marker before each newline of its literal text; lines
     from includes and macros of other files carry no marker and take the next one's line (the
     include or call statement). The map is only returned when the marked copy, markers removed,
-    renders exactly what `render_template` does.
+    renders exactly what Jinja renders.
     """
     env = make_environment(increments_dir)
     # The map only improves an error message: failing to make one must never hide that error.
@@ -226,7 +221,7 @@ def template_lines(
         if marked is None:
             return None
         output = env.from_string(marked).render(**variables)
-        expected = render_template(increments_dir, template, variables)
+        expected = render_with_jinja(increments_dir, template, variables)[0]
     except Exception:
         return None
     return _read_markers(output, expected)
