@@ -53,6 +53,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if as_json:
         print(json.dumps(outcome.result.to_json(), indent=2))
     else:
+        for warning in outcome.warnings:
+            print(f"imagectl: warning: {warning}", file=sys.stderr)
         if outcome.text:
             print(outcome.text)
         for exc in outcome.errors:
@@ -237,6 +239,12 @@ COMMANDS: tuple[tuple[str, str, tuple[str | Argument, ...]], ...] = (
         "line", "wait", "json",
         _arg("version", type=_version, metavar="VERSION", help="the burned version: 3 or v3"),
         _arg("--reason", required=True, metavar="TEXT", help="why (kept in the lock)"),
+    )),
+    ("withdraw", "withdraw a broken version: its tag stays, resolve passes over it", (
+        "line", "wait", "json",
+        _arg("version", type=_version, metavar="VERSION", help="the broken version: 3 or v3"),
+        _arg("--reason", metavar="TEXT", help="what is broken in it (kept in the lock)"),
+        _arg("--undo", action="store_true", help="take the withdrawal back"),
     )),
 )  # fmt: skip
 

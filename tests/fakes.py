@@ -227,6 +227,9 @@ class FakeGit:
     def remote_url(self) -> str:
         return self.remote
 
+    def identity(self) -> str:
+        return "CI <ci@example.org>"
+
     def dirty_paths(self) -> tuple[str, ...]:
         return self.dirty
 

@@ -126,6 +126,13 @@ class GitRepository:
             return ""
         return urls.get("origin") or next(iter(urls.values()))
 
+    def identity(self) -> str:
+        """Who is working here, as git names them: "Name <email>"; "" when git has no
+        user.name or user.email configured (or there is no git)."""
+        name = (self._asked("config", "user.name") or "").strip()
+        email = (self._asked("config", "user.email") or "").strip()
+        return f"{name} <{email}>" if name and email else ""
+
     @_serialized
     def dirty_paths(self) -> tuple[str, ...]:
         """Tracked changes (staged or not) and untracked files that git does not ignore."""

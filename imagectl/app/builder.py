@@ -113,6 +113,13 @@ def build_step(
         layout, state, step, parent, adapters=adapters, say=say, options=options, rendered=rendered
     )
     say(f"{name}: building v{step.version} from {step.increment.path.as_posix()} FROM {parent.ref}")
+    head = state.lock.head
+    if head is not None and head.withdrawn and not step.parent_is_base:
+        on = "it" if parent.digest in (head.digest, head.image_id) else "the newest kept version"
+        say(
+            f"{name}: note: v{head.version} is withdrawn ({head.withdrawn_reason}); "
+            f"v{step.version} is built on {on}"
+        )
     image_id = _build(layout, state, step, request, adapters=adapters, output=output)
     info = adapters.images.inspect_image(image_id)
     if info is None:

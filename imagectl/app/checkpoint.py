@@ -34,7 +34,7 @@ from imagectl.core.labels import (
     revision_of,
     version_labels,
 )
-from imagectl.core.linestate import load_state
+from imagectl.core.linestate import LineState, load_state
 from imagectl.core.model import (
     BuildOptions,
     BuiltVersion,
@@ -144,6 +144,7 @@ def checkpoint_line(
 ) -> BuiltVersion:
     images = adapters.images
     state = load_state(layout, line)
+    refuse_withdrawn_head(state)
     parent = locate_head(state, images=images)
     head = state.lock.head
     assert head is not None  # locate_head found it
@@ -207,6 +208,20 @@ def _leftover(tag: str, target: ImageConfig, *, adapters: Adapters) -> str | Non
     if len(local.layers) != 1 or any(local.config.labels.get(k) != v for k, v in own.items()):
         raise taken_in_engine(tag, local.image_id, made=made)
     return local.image_id
+
+
+def refuse_withdrawn_head(state: LineState) -> None:
+    """A copy of a withdrawn version would be a new version resolve sends pods to."""
+    head = state.lock.head
+    if head is not None and head.withdrawn:
+        raise PlanError(
+            f"v{head.version} of {state.line.name} is withdrawn ({head.withdrawn_reason}): a "
+            "checkpoint of it would be a copy of the broken image that resolve does not pass "
+            "over.",
+            hint=f"Build the fix first (imagectl build next {state.line.name}), then "
+            "checkpoint; or take the withdrawal back (imagectl withdraw --undo). Nothing was "
+            "built.",
+        )
 
 
 def _labels(

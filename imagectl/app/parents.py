@@ -8,7 +8,7 @@ from imagectl.core.errors import PlanError
 from imagectl.core.linestate import LineState, RenderedStep
 from imagectl.core.model import BuildStep, LockedVersion
 from imagectl.core.ports import ImageInfo, ImageStore, Registry, Say
-from imagectl.core.positions import head_reference
+from imagectl.core.positions import build_parent, head_reference
 from imagectl.core.references import (
     digest_of,
     is_pinned,
@@ -32,13 +32,20 @@ def resolve_parent(
     """Find the locked parent in the engine (pulling it if only the registry has it)."""
     if step.parent_is_base:
         return _resolve_base(state, step, images=images, registry=registry, say=say)
-    return locate_head(state, images=images)
+    # The version positions built the step's FROM on: the newest, or the newest kept one.
+    return locate_built(state, build_parent(state.line, state.lock), images=images)
 
 
 def locate_head(state: LineState, *, images: ImageStore) -> ResolvedParent:
     """The newest locked version in the engine, pulled if only the registry has it, and the
     reference that names it (its local tag, or tag@digest once published)."""
-    head = state.lock.head
+    return locate_built(state, state.lock.head, images=images)
+
+
+def locate_built(
+    state: LineState, head: LockedVersion | None, *, images: ImageStore
+) -> ResolvedParent:
+    """Version `head` in the engine (see locate_head)."""
     if head is None:
         raise PlanError(
             f"{state.line.name} has no version yet.",

@@ -28,7 +28,7 @@ from imagectl import __version__
 from imagectl.core.config import RepositoryLayout
 from imagectl.core.model import BuildStep, ImageLine, Increment, IncrementTest, LinePlan, TestKind
 
-MEMO_FORMAT = 1
+MEMO_FORMAT = 2  # 2: withdrawn versions
 RACY_SECONDS = 2.0  # a file this new is not trusted to show its next change in its times
 
 
@@ -152,6 +152,7 @@ def plan_to_data(plan: LinePlan) -> dict[str, Any]:
         "deleted_tests": list(plan.deleted_tests),
         "repository": plan.repository,
         "unpublished": list(plan.unpublished),
+        "withdrawn": [list(entry) for entry in plan.withdrawn],
     }
 
 
@@ -165,6 +166,7 @@ def plan_from_data(data: dict[str, Any]) -> LinePlan:
         deleted_tests=tuple(str(name) for name in data["deleted_tests"]),
         repository=str(data["repository"]),
         unpublished=tuple(int(v) for v in data["unpublished"]),
+        withdrawn=tuple((int(v), str(reason)) for v, reason in data["withdrawn"]),
     )
 
 

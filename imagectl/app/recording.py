@@ -105,7 +105,8 @@ def record_packages(
     sidecar) replays the sidecar once."""
     path = sidecar.packages_path(state.lock_path)
     head = sidecar.read_package_head(path) if version > 1 else None
-    if head is not None and head.version == version - 1:
+    forked = head is not None and head.image_id != parent.image_id and parent.layers is not None
+    if head is not None and head.version == version - 1 and not forked:
         sources = head.sources if head.image_id == parent.image_id else None
         known = Known(manifest=head.manifest, sources=sources)
         current, found = read_manifest(image, parent=parent, known=known, images=images)
@@ -173,6 +174,12 @@ def _record_replaying(
             baseline = of_kinds(manifest_of(parent.image_id, images=images), tracked)
             parent_manifest = tuple(sorted({*parent_manifest, *baseline}))
         known = Known(manifest=parent_manifest)
+        built_on = _built_on(state, parent.image_id)
+        if built_on is not None and built_on < version - 1 and not tracked:
+            # A fork ([withdraw] build_on = "kept"): read the new layers on top of what the
+            # parent had, but record the delta against the version before, as every delta
+            # of the sidecar is (its manifests are the deltas summed in version order).
+            known = Known(manifest=record.manifest(built_on))
     else:  # versions built before imagectl recorded packages: ask the parent image itself
         parent_manifest = manifest_of(parent.image_id, images=images)
     current, found = read_manifest(image, parent=parent, known=known, images=images)
@@ -183,6 +190,12 @@ def _record_replaying(
         path, line=state.line.name, record=record.with_version(version, delta)
     )
     return diff, text, current, found
+
+
+def _built_on(state: LineState, image_id: str) -> int | None:
+    """The number of the version whose image is `image_id`, if one of the line's is."""
+    found = [v.version for v in state.lock.built_versions if v.image_id == image_id]
+    return found[-1] if found else None
 
 
 def manifest_of(image: str, *, images: ImageStore) -> Manifest:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -268,12 +268,31 @@ def backport(project: Project, fix: Path, *, pattern: str, dry_run: bool) -> Bac
         for step in plan.steps
         if (failure := _fix_failure(project, states[step.line], name, tests)) is not None
     )
-    plan = replace(plan, failures=failures, dry_run=dry_run)
+    plan = replace(
+        plan,
+        failures=failures,
+        dry_run=dry_run,
+        warnings=withdrawn_heads(states[step.line] for step in plan.steps),
+    )
     if failures and not dry_run:
         raise failures[0][1]
     if not dry_run:
         _write_backport(layout.root, plan)
     return plan
+
+
+def withdrawn_heads(states: Iterable[LineState]) -> tuple[str, ...]:
+    """A warning for each line whose newest version is withdrawn: the fix goes on top of it."""
+    warnings = []
+    for state in states:
+        head = state.lock.head
+        if head is not None and head.withdrawn:
+            on = "the newest kept version" if state.line.build_on_kept else f"v{head.version}"
+            warnings.append(
+                f"{state.line.name}: its head v{head.version} is withdrawn "
+                f"({head.withdrawn_reason}); the fix will be built on {on}"
+            )
+    return tuple(warnings)
 
 
 def _shared_files(increments_dir: Path) -> set[str]:

@@ -30,6 +30,7 @@ MODULES: dict[str, str] = {
     "diff": "reference",
     "resolve": "lookup",
     "history": "lookup",
+    "withdraw": "withdraw",
 }
 
 

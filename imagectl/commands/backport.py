@@ -13,7 +13,8 @@ from imagectl.core.backport import BackportPlan
 
 def backport(args: argparse.Namespace, project: Project) -> Outcome:
     plan = workflows.backport(project, args.fix, pattern=args.lines, dry_run=args.dry_run)
-    return Outcome(plan, backport_text(plan), EXIT_ERROR if plan.failures else EXIT_OK)
+    code = EXIT_ERROR if plan.failures else EXIT_OK
+    return Outcome(plan, backport_text(plan), code, warnings=plan.warnings)
 
 
 def backport_text(plan: BackportPlan) -> str:

@@ -12,7 +12,7 @@ from imagectl.commands.outcome import Outcome
 
 def resolve(args: argparse.Namespace, project: Project) -> Outcome:
     found = resolve_reference(project, args.ref)
-    return Outcome(found, found.reference)
+    return Outcome(found, found.reference, warnings=found.warnings)
 
 
 def history(args: argparse.Namespace, project: Project) -> Outcome:

@@ -19,3 +19,5 @@ class Outcome:
     text: str  # what a person sees otherwise
     code: int = EXIT_OK
     errors: tuple[ImagectlError, ...] = ()  # per-line failures: stderr for people, in the JSON
+    # Said on stderr beside the text (stdout stays what scripts read); the JSON has its own.
+    warnings: tuple[str, ...] = ()

@@ -36,6 +36,10 @@ def plans_text(result: Plans) -> str:
             f"  ! test {name} ran on a built version and no longer exists"
             for name in line_plan.deleted_tests
         ]
+        deleted += [
+            f"  ! v{version} is withdrawn ({reason}): resolve passes over it"
+            for version, reason in line_plan.withdrawn
+        ]
         unpublished = line_plan.unpublished
         to_publish = f"; to publish: {versions_text(unpublished)}" if unpublished else ""
         if not line_plan.steps:

@@ -28,6 +28,7 @@ class BackportPlan:
     already: tuple[str, ...]  # lines that include the fix already
     failures: tuple[tuple[str, ImagectlError], ...] = ()  # lines the fix does not render for
     dry_run: bool = False
+    warnings: tuple[str, ...] = ()  # e.g. a line whose head is withdrawn
 
     def to_json(self) -> dict[str, object]:
         failed = dict(self.failures)
@@ -44,6 +45,7 @@ class BackportPlan:
                 for s in self.steps
             ],
             "already": list(self.already),
+            "warnings": list(self.warnings),
         }
 
 

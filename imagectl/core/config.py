@@ -24,7 +24,17 @@ REFERENCE = re.compile(
     rf"^(?:{_HOST}/)?{_COMPONENT}(?:/{_COMPONENT})*"
     r"(?::[\w][\w.-]{0,127})?(?:@sha256:[0-9a-f]{64})?$"
 )
-ALLOWED_KEYS = {"repository", "base", "vars", "secrets", "description", "tests", "verify"}
+ALLOWED_KEYS = {
+    "repository",
+    "base",
+    "vars",
+    "secrets",
+    "description",
+    "tests",
+    "verify",
+    "withdraw",
+}
+BUILD_ON = ("head", "kept")  # [withdraw] build_on: the newest version, or the newest kept one
 TEST_TIMEOUT = 120.0  # seconds each test of a line may take, unless its [tests] timeout says
 MAX_TEST_TIMEOUT = 24 * 3600.0
 VERIFY_KEYS = {"ignore"}
@@ -220,6 +230,7 @@ def _line_from(name: str, rel: Path, data: dict[str, Any]) -> ImageLine:
         secrets=_secrets(data.get("secrets", {}), rel),
         test_timeout=_test_timeout(data.get("tests", {}), rel),
         verify_ignore=_verify_ignore(data.get("verify", {}), rel),
+        build_on_kept=_build_on(data.get("withdraw", {}), rel) == "kept",
     )
 
 
@@ -246,6 +257,27 @@ def _test_timeout(table: object, rel: Path) -> float:
             path=rel,
         )
     return float(value)
+
+
+def _build_on(table: object, rel: Path) -> str:
+    """[withdraw] build_on = "head" (the default) or "kept": what the next version is built
+    on when the newest one is withdrawn."""
+    if not isinstance(table, dict) or set(table) - {"build_on"}:
+        raise ConfigError(
+            "[withdraw] must be a table with one key, build_on.",
+            hint='Write [withdraw] build_on = "kept" to build the next version on the newest '
+            'version not withdrawn, or leave it out ("head": on the newest version, as always).',
+            path=rel,
+        )
+    value = table.get("build_on", "head")
+    if value not in BUILD_ON:
+        raise ConfigError(
+            f'[withdraw] build_on = {value!r} is neither "head" nor "kept".',
+            hint='"head" builds the next version on the newest one, withdrawn or not (the '
+            'default); "kept" on the newest one not withdrawn, which forks the chain.',
+            path=rel,
+        )
+    return str(value)
 
 
 def _verify_ignore(table: object, rel: Path) -> tuple[str, ...]:

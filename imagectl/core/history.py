@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from imagectl.core.model import Lock, LockedVersion
+from imagectl.core.withdrawals import parents
 
 if TYPE_CHECKING:
     from imagectl.core.packages import PackageDiff
@@ -28,6 +29,10 @@ JSON_KEYS = (
     "skipped",
     "reason",
     "foreign_digest",
+    "withdrawn",
+    "withdrawn_reason",
+    "withdrawn_by",
+    "withdrawn_at",
     "increment_hash",
     "dockerfile_hash",
     "instructions_hash",
@@ -69,7 +74,26 @@ def history_table(lock: Lock, packages: Mapping[int, PackageDiff]) -> str:
         _row(version, diff.summary if (diff := packages.get(version.version)) else "?")
         for version in lock.versions
     ]
-    return format_table(rows)
+    return "\n".join([format_table(rows), *history_notes(lock)])
+
+
+def history_notes(lock: Lock) -> list[str]:
+    """What the table's columns do not show: withdrawn versions and forks of the chain."""
+    notes = [
+        f"v{v.version} withdrawn by {v.withdrawn_by} at {v.withdrawn_at}: {v.withdrawn_reason}"
+        for v in lock.versions
+        if v.withdrawn
+    ]
+    built_on, previous = parents(lock), None
+    for version in lock.built_versions:
+        parent = built_on[version.version]
+        if previous is not None and parent not in (previous, None):
+            notes.append(
+                f"v{version.version} is built on v{parent}, not on v{previous}: the chain forks "
+                "there (built on the newest version not withdrawn)"
+            )
+        previous = version.version
+    return notes
 
 
 def _row(version: LockedVersion, packages: str) -> tuple[str, ...]:

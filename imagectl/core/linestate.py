@@ -37,6 +37,7 @@ from imagectl.core.templates import (
     render_tracked,
     template_lines,
 )
+from imagectl.core.withdrawals import parents
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -312,12 +313,16 @@ def reference_text(layout: RepositoryLayout, state: LineState) -> str:
     pending = pending_positions(line, lock, state.increments)
     planned = {increment.number: position for increment, position in pending}
     shared = shared_hash(layout)
+    stages, built_on = stage_versions(lock), parents(lock)
+    tags = {v.tag: v.version for v in lock.built_versions}
     for increment in state.increments:
         recorded = built[increment.number - 1] if increment.number <= len(built) else None
         if recorded:
             version, parent = recorded.version, recorded.parent
+            on = stages.get(built_on[recorded.version] or 0, "base")
         else:
             version, parent = planned[increment.number].version, planned[increment.number].parent
+            on = stages.get(tags.get(without_digest(parent), -1), "")
         rendered = cached_render(
             layout, line, increment, version=version, parent=parent, shared=shared
         )
@@ -336,6 +341,7 @@ def reference_text(layout: RepositoryLayout, state: LineState) -> str:
                 pins=pins_of(recorded.images) if recorded else {},
                 escape=rendered.recipe.escape,
                 labels=recorded_labels(line.name, recorded) if recorded else {},
+                after=on,
             )
         )
     render_cache(layout).save()  # the next reference reads its renders back, not the templates
@@ -346,6 +352,19 @@ def reference_text(layout: RepositoryLayout, state: LineState) -> str:
         entries=tuple(entries),
         secrets=line.secrets,
     )
+
+
+def stage_versions(lock: Lock) -> dict[int, str]:
+    """Each version with an image -> the stage of the reference that holds its file system:
+    its own for an increment's version, its parent's for a checkpoint (a one-layer copy)."""
+    built_on = parents(lock)
+    stages: dict[int, str] = {}
+    for version in lock.built_versions:
+        if version.checkpoint:
+            stages[version.version] = stages.get(built_on[version.version] or 0, "base")
+        else:
+            stages[version.version] = f"v{version.version}"
+    return stages
 
 
 def pins_of(images: tuple[str, ...]) -> dict[str, str]:

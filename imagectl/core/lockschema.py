@@ -33,6 +33,10 @@ VERSION_FIELDS: tuple[tuple[str, type], ...] = (
     ("reason", str),
     ("foreign_digest", str),
     ("tests", tuple),
+    ("withdrawn", bool),
+    ("withdrawn_reason", str),
+    ("withdrawn_by", str),
+    ("withdrawn_at", str),
 )
 # Fields added after schema 1 was first written are optional, so older lockfiles still read.
 OPTIONAL_FIELDS = {
@@ -48,6 +52,10 @@ OPTIONAL_FIELDS = {
     "reason",
     "foreign_digest",
     "tests",
+    "withdrawn",
+    "withdrawn_reason",
+    "withdrawn_by",
+    "withdrawn_at",
 }
 # Left out when empty: keeps ordinary versions free of `checkpoint = false` and the like.
 OMITTED_WHEN_FALSE = OPTIONAL_FIELDS - {"digest"}

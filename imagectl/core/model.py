@@ -35,6 +35,9 @@ class ImageLine:
     # `[verify] ignore`: paths whose differences verify counts apart from drift. Not an input
     # of any build, so never part of what drift protection hashes.
     verify_ignore: tuple[str, ...] = ()
+    # `[withdraw] build_on = "kept"`: the next version is built on the newest version that is
+    # not withdrawn (forking the chain) instead of on the newest one.
+    build_on_kept: bool = False
 
     def tag_for(self, version: int) -> str:
         return f"{self.repository}:v{version}"
@@ -129,6 +132,12 @@ class LockedVersion:
     reason: str = ""
     foreign_digest: str = ""  # what the registry held under the tag when it was skipped
     tests: tuple[RecordedTest, ...] = ()  # every test that ran on it before it was tagged
+    # Withdrawn (`imagectl withdraw`): broken in a way its tests missed. Its tag and image stay
+    # as they are; `resolve` passes over it, so restored pods no longer land on it.
+    withdrawn: bool = False
+    withdrawn_reason: str = ""
+    withdrawn_by: str = ""  # the git identity of who withdrew it: "Name <email>"
+    withdrawn_at: str = ""  # ISO 8601, UTC
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -194,6 +203,7 @@ class LinePlan:
     deleted_tests: tuple[str, ...] = ()  # tests the lock says ran, no longer on disk
     repository: str = ""  # where the line's versions are tagged
     unpublished: tuple[int, ...] = ()  # built versions without a registry digest yet
+    withdrawn: tuple[tuple[int, str], ...] = ()  # (version, reason) of each withdrawn one
 
     @property
     def up_to_date(self) -> bool:
@@ -221,6 +231,7 @@ class LinePlan:
                 for s in self.steps
             ],
             "deleted_tests": list(self.deleted_tests),
+            "withdrawn": [{"version": v, "reason": reason} for v, reason in self.withdrawn],
         }
 
 

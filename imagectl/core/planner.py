@@ -194,6 +194,7 @@ def plan_line(
         deleted_tests=deleted_tests(lock, increments),
         repository=line.repository,
         unpublished=tuple(v.version for v in pending_publication(lock)),
+        withdrawn=tuple((v.version, v.withdrawn_reason) for v in lock.versions if v.withdrawn),
     )
 
 

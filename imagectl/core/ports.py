@@ -263,6 +263,10 @@ class Git(Protocol):
         """The URL of the remote `origin` (else of the first remote); "" without one."""
         ...
 
+    def identity(self) -> str:
+        """The configured git user as "Name <email>"; "" when none is configured."""
+        ...
+
 
 class CiGit(Protocol):
     """The git operations of the CI job (ci_job), on the repository's work tree."""

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from imagectl.core.errors import ConfigError
 from imagectl.core.model import ImageLine, Increment, Lock, LockedVersion
 from imagectl.core.references import is_pinned, pinned
+from imagectl.core.withdrawals import newest_kept
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -36,8 +38,10 @@ def position_after(line: ImageLine, lock: Lock, increments: tuple[Increment, ...
 def _positions(line: ImageLine, lock: Lock, count: int) -> tuple[Position, ...]:
     """The `count` versions after the lock. Numbers follow every recorded version, skipped
     ones too (a burned number is never reused); the first builds on the newest version with
-    an image (a skipped one has none) or on the base, each later one on the one just built."""
-    head = lock.head
+    an image (a skipped one has none) or on the base, each later one on the one just built.
+    A line with `[withdraw] build_on = "kept"` builds the first on its newest version that is
+    not withdrawn instead: the chain forks there."""
+    head = build_parent(line, lock)
     parent = pinned_base(line, lock) if head is None else head_reference(head)
     first = next_version(lock)
     positions: list[Position] = []
@@ -47,6 +51,22 @@ def _positions(line: ImageLine, lock: Lock, count: int) -> tuple[Position, ...]:
         positions.append(Position(version=version, tag=tag, parent=parent, parent_is_base=on_base))
         parent = tag  # just built, not published yet: by tag, as the build finds it
     return tuple(positions)
+
+
+def build_parent(line: ImageLine, lock: Lock) -> LockedVersion | None:
+    """The version the next one is built on; None: the base (nothing built yet)."""
+    if not line.build_on_kept or lock.head is None or not lock.head.withdrawn:
+        return lock.head
+    kept = newest_kept(lock)
+    if kept is None:
+        raise ConfigError(
+            f"every version of {line.name} is withdrawn, and its line file says "
+            '[withdraw] build_on = "kept": there is no version to build the next one on.',
+            hint="Take a withdrawal back (imagectl withdraw LINE VERSION --undo), or remove "
+            "build_on from [withdraw] to build the fix on the newest version.",
+            path=line.config_path,
+        )
+    return kept
 
 
 def next_version(lock: Lock) -> int:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from imagectl.core.errors import PlanError
 from imagectl.core.model import Lock, LockedVersion
 from imagectl.core.references import digest_of, is_pinned, pinned, repository_of, without_digest
+from imagectl.core.withdrawals import chain_from
 
 HEX = re.compile(r"^(?:sha256:)?([0-9a-f]{12,64})$")
 
@@ -19,6 +20,9 @@ class Resolution:
     line: str
     matched: LockedVersion
     newest: LockedVersion
+    # Withdrawn versions built on `matched` that a pod would have landed on but for that.
+    withdrawn_skipped: tuple[LockedVersion, ...] = ()
+    warnings: tuple[str, ...] = ()
 
     @property
     def reference(self) -> str:
@@ -38,6 +42,12 @@ class Resolution:
             "image_id": self.newest.image_id,
             "reference": self.reference,
             "published": bool(self.newest.digest),
+            "withdrawn": self.newest.withdrawn,
+            "withdrawn_skipped": [
+                {"version": v.version, "tag": v.tag, "reason": v.withdrawn_reason}
+                for v in self.withdrawn_skipped
+            ],
+            "warnings": list(self.warnings),
         }
 
 
@@ -63,11 +73,36 @@ def resolve_ref(query: str, locks: Sequence[Lock]) -> Resolution:
             hint="Give a longer image id or the full reference.",
         )
     lock, matched = matches[0]
-    published = [version for version in lock.built_versions if version.digest]
-    newest = published[-1] if published else lock.built_versions[-1]
-    if newest.version < matched.version:
-        newest = matched  # never send a pod back to an older image than it was on
-    return Resolution(query=ref, line=lock.line, matched=matched, newest=newest)
+    return newest_on(lock, matched, query=ref)
+
+
+def newest_on(lock: Lock, matched: LockedVersion, *, query: str) -> Resolution:
+    """The newest version built on `matched` that is not withdrawn: published when the line
+    has published any (a pod starts on what the registry serves), and never older than
+    `matched` (never send a pod back to an older image than it was on)."""
+    chain = chain_from(lock, matched)
+    any_published = any(v.digest for v in lock.built_versions)
+    kept = [v for v in chain if not v.withdrawn and (v.digest or not any_published)]
+    newest = kept[-1] if kept else matched
+    passed = tuple(v for v in chain if v.withdrawn and v.version > newest.version)
+    warnings = [
+        f"v{v.version} of {lock.line} is withdrawn ({v.withdrawn_reason}): passed over"
+        for v in passed
+    ]
+    if newest.withdrawn:
+        warnings.append(
+            f"v{newest.version} of {lock.line} is withdrawn ({newest.withdrawn_reason}) and no "
+            "version built on it is kept: answering it itself; build a fix on it "
+            f"(imagectl build next {lock.line})"
+        )
+    return Resolution(
+        query=query,
+        line=lock.line,
+        matched=matched,
+        newest=newest,
+        withdrawn_skipped=passed,
+        warnings=tuple(warnings),
+    )
 
 
 def _matches(ref: str, lock: Lock, version: LockedVersion) -> bool:

@@ -51,6 +51,9 @@ class SquashEntry:
     pins: Mapping[str, str] = field(default_factory=dict)  # image -> image@digest, as built
     escape: str = "\\"
     labels: Mapping[str, str] = field(default_factory=dict)  # a built version's, from its lock
+    # The stage it is built on when that is not the previous entry's: a fork of the chain
+    # (built on the newest version not withdrawn); "" for the previous entry's stage.
+    after: str = ""
 
 
 def squash(
@@ -87,6 +90,12 @@ def squash(
         if entry.labels:
             listed = " ".join(f"{key}={value}" for key, value in entry.labels.items())
             parts.append(f"# labels: {listed}\n")
+        if entry.after and entry.after != previous:
+            parts.append(
+                f"# note: built on {entry.after}, not on {previous}: the chain forks here "
+                f"({previous} is withdrawn)\n"
+            )
+            previous = entry.after
         body = _stage_body(entry, stage=stage, previous=previous)
         if not entry.own_from:
             parts.append(f"FROM {previous} AS {stage}\n")
