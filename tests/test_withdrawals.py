@@ -199,12 +199,14 @@ def test_withdraw_on_the_command_line_records_who_why_and_resolve_says_so(
         (("line", "2"), "--reason is empty"),
         (("line", "2", "--undo"), "is not withdrawn"),
         (("nosuch", "2", "--reason", "x"), "nosuch"),
+        (("line", "4", "--reason", "x"), "was skipped"),
     ],
 )
 def test_bad_withdraw_input_is_one_clear_error_and_leaves_the_lock(
     tmp_path: Path, args: tuple[str, ...], message: str
 ) -> None:
-    root = cli_repo(tmp_path / "repo", line_lock(3, published=3))
+    skipped = locked_version(4, skipped=True, image_id="", parent="", parent_digest="")
+    root = cli_repo(tmp_path / "repo", line_lock(3, published=3).with_version(skipped))
     path = root / "lock" / "line.lock.toml"
     before = path.read_bytes()
     done = imagectl(root, "withdraw", *args)
