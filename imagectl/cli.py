@@ -19,6 +19,7 @@ from imagectl.core.errors import ImagectlError
 
 if TYPE_CHECKING:
     from imagectl.commands.outcome import Outcome
+    from imagectl.core.notices import Notice
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -30,28 +31,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     # SIGTERM (a CI job cancelled, `kill`) unwinds like Ctrl-C: every `finally` runs, so the
     # containers a build or test made are removed and no lock is left half-written.
     signal.signal(signal.SIGTERM, _terminated)
-    try:
-        # Imported here, so that --help and usage errors never load the core.
-        from imagectl.app.project import open_project  # noqa: PLC0415
-        from imagectl.commands import MODULES  # noqa: PLC0415
+    from imagectl.core.notices import collecting  # noqa: PLC0415 (small, after --help)
 
-        module = importlib.import_module(f"imagectl.commands.{MODULES[args.run]}")
-        run: Callable[..., Outcome] = getattr(module, args.run)
-        outcome = run(
-            args, open_project(args.directory, builder_name=getattr(args, "builder", None))
-        )
-    except ImagectlError as error:
-        report_error(error, args.directory, as_json=as_json)
-        return EXIT_ERROR
-    except KeyboardInterrupt as stop:
-        print(
-            f"imagectl: {'terminated' if isinstance(stop, Terminated) else 'interrupted'}; "
-            "nothing half-recorded (the lock is written last).",
-            file=sys.stderr,
-        )
-        return EXIT_TERMINATED if isinstance(stop, Terminated) else EXIT_INTERRUPTED
+    with collecting() as warnings:
+        try:
+            # Imported here, so that --help and usage errors never load the core.
+            from imagectl.app.project import open_project  # noqa: PLC0415
+            from imagectl.commands import MODULES  # noqa: PLC0415
+
+            module = importlib.import_module(f"imagectl.commands.{MODULES[args.run]}")
+            run: Callable[..., Outcome] = getattr(module, args.run)
+            outcome = run(
+                args, open_project(args.directory, builder_name=getattr(args, "builder", None))
+            )
+        except ImagectlError as error:
+            report_error(error, args.directory, as_json=as_json, warnings=warnings)
+            return EXIT_ERROR
+        except KeyboardInterrupt as stop:
+            print(
+                f"imagectl: {'terminated' if isinstance(stop, Terminated) else 'interrupted'}; "
+                "nothing half-recorded (the lock is written last).",
+                file=sys.stderr,
+            )
+            return EXIT_TERMINATED if isinstance(stop, Terminated) else EXIT_INTERRUPTED
     if as_json:
-        print(json.dumps(outcome.result.to_json(), indent=2))
+        print(json.dumps(with_warnings(outcome.result.to_json(), warnings), indent=2))
     else:
         for warning in outcome.warnings:
             print(f"imagectl: warning: {warning}", file=sys.stderr)
@@ -60,6 +64,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         for exc in outcome.errors:
             report_error(exc, args.directory, as_json=False)
     return outcome.code
+
+
+def with_warnings(data: Any, warnings: Sequence[Notice]) -> Any:
+    """The result with the warnings given while it was made: a `warnings` list in every result
+    object (after the result's own); in a list of per-line objects (plan), each line's own."""
+    if isinstance(data, dict):
+        return {**data, "warnings": [*data.get("warnings", ()), *map(str, warnings)]}
+    if isinstance(data, list) and all(isinstance(item, dict) and "line" in item for item in data):
+        return [
+            {**item, "warnings": [str(w) for w in warnings if w.line == item["line"]]}
+            for item in data
+        ]
+    return data
 
 
 class Terminated(KeyboardInterrupt):
@@ -73,11 +90,14 @@ def _terminated(_signum: int, _frame: object) -> None:
     raise Terminated
 
 
-def report_error(exc: ImagectlError, directory: Path, *, as_json: bool) -> None:
-    """One paragraph on stderr; with --json, an object on stdout ({"error", "hint", ...})."""
+def report_error(
+    exc: ImagectlError, directory: Path, *, as_json: bool, warnings: Sequence[Notice] = ()
+) -> None:
+    """One paragraph on stderr; with --json, an object on stdout ({"error", "hint", ...,
+    "warnings"})."""
     exc = _relative_to_repository(exc, directory)
     if as_json:
-        print(json.dumps(exc.to_json(), indent=2))
+        print(json.dumps(with_warnings(exc.to_json(), warnings), indent=2))
         return
     print(f"imagectl: {exc.kind}: {exc}", file=sys.stderr)
     if exc.details:

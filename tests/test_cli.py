@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from imagectl.cli import with_warnings
+from imagectl.core.notices import collecting, warn
+
 from .conftest import imagectl
 from .helpers import make_line, write
 
@@ -78,3 +81,21 @@ def test_committed_reference_dockerfiles_of_the_examples_are_current() -> None:
     result = imagectl(Path(__file__).resolve().parent.parent, "squash", "--check")
     assert result.code == 0, result.stdout + result.stderr
     assert result.stdout.count(": lock/") == 4
+
+
+def test_warnings_reach_every_json_result_and_plan_lines_get_their_own() -> None:
+    said: list[str] = []
+    with collecting() as outer, collecting() as inner:
+        warn(said.append, "a", "base moved")
+        warn(said.append, "b", "layers")
+    warn(said.append, "a", "after")  # nobody collects this one
+    assert said == ["a: warning: base moved", "b: warning: layers", "a: warning: after"]
+    assert [str(w) for w in outer] == [str(w) for w in inner] == ["a: base moved", "b: layers"]
+    assert with_warnings({"x": 1, "warnings": ["own"]}, inner)["warnings"] == [
+        "own",
+        "a: base moved",
+        "b: layers",
+    ]
+    assert with_warnings({"error": "e"}, ())["warnings"] == []
+    plans = with_warnings([{"line": "a"}, {"line": "b"}, {"line": "c"}], inner)
+    assert [p["warnings"] for p in plans] == [["a: base moved"], ["b: layers"], []]

@@ -187,10 +187,17 @@ def test_comment_edits_of_built_increments_are_not_drift(tmp_path: Path, repo_na
 def test_uncommitted_increments_are_built_with_a_warning(tmp_path: Path, repo_name: str) -> None:
     root = busybox_repo(tmp_path, repo_name)
     write(root / "increments" / "line" / "0004-new.Dockerfile.j2", "RUN true\n")
-    built = imagectl(root, "build", "next", "--all", "-q")
+    built = imagectl(root, "build", "next", "--all", "-q", "--json")
     assert built.code == 0, built.stderr
     assert "0004-new.Dockerfile.j2 is not committed" in built.stderr
     assert "0003-three.Dockerfile.j2 is not committed" not in built.stderr
+    # the same warning, once, in the JSON result
+    warnings = json.loads(built.stdout)["warnings"]
+    assert [w for w in warnings if "is not committed" in w] == [
+        "line: increments/line/0004-new.Dockerfile.j2 is not committed; the lock records "
+        'commit = "uncommitted" for v4. Commit increments before building them, so that the '
+        "lock names the commit they were built from."
+    ]
     result = imagectl(root, "history", "line", "--json")
     rows = json.loads(result.stdout)
     assert rows[3]["commit"] == "uncommitted"

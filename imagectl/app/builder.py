@@ -41,6 +41,7 @@ from imagectl.core.model import (
     RecordedTest,
     utc_now,
 )
+from imagectl.core.notices import warn
 from imagectl.core.planner import plan_line
 from imagectl.core.ports import Adapters, Git, ImageBuilder, RemoteImage, Say
 from imagectl.core.recipe import ComposedDockerfile, increment_line
@@ -65,7 +66,7 @@ def build_line(
     so each is rendered once per build."""
     plan = plan_line(state.line, state.lock, state.increments, all_versions=all_versions)
     for name in plan.deleted_tests:
-        say(f"{state.line.name}: warning: {name} ran on a built version and no longer exists.")
+        warn(say, state.line.name, f"{name} ran on a built version and no longer exists.")
     if plan.steps:
         warn_if_base_moved(state, registry=adapters.registry, say=say)
         warn_if_parent_tag_moved(state, registry=adapters.registry, say=say)
@@ -116,9 +117,11 @@ def build_step(
     head = state.lock.head
     if head is not None and head.withdrawn and not step.parent_is_base:
         on = "it" if parent.digest in (head.digest, head.image_id) else "the newest kept version"
-        say(
-            f"{name}: note: v{head.version} is withdrawn ({head.withdrawn_reason}); "
-            f"v{step.version} is built on {on}"
+        warn(
+            say,
+            name,
+            f"v{head.version} is withdrawn ({head.withdrawn_reason}); v{step.version} is "
+            f"built on {on}",
         )
     image_id = _build(layout, state, step, request, adapters=adapters, output=output)
     info = adapters.images.inspect_image(image_id)
@@ -184,10 +187,12 @@ def _request(
             raise burned(step.tag, remote, line=step.line, version=step.version)
     commit = adapters.git.commit_of(step.increment.path)
     if commit == "uncommitted":
-        say(
-            f"{state.line.name}: warning: {step.increment.path.as_posix()} is not committed; the "
-            f'lock records commit = "uncommitted" for v{step.version}. Commit increments before '
-            "building them, so that the lock names the commit they were built from."
+        warn(
+            say,
+            state.line.name,
+            f"{step.increment.path.as_posix()} is not committed; the lock records commit = "
+            f'"uncommitted" for v{step.version}. Commit increments before building them, so '
+            "that the lock names the commit they were built from.",
         )
     # Rendered before the build: a typo in a test template stops it before anything is built.
     owners = [

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from imagectl.app.parents import ResolvedParent
 from imagectl.core.errors import PlanError
 from imagectl.core.model import BuildStep
+from imagectl.core.notices import warn
 from imagectl.core.ports import ImageInfo, ImageStore, RemoteImage, Say
 from imagectl.core.tags import adopt_or_refuse
 
@@ -63,9 +64,11 @@ def check_layer_budget(candidate: Candidate, _images: ImageStore, say: Say) -> N
             "version, then build again on top of it.",
         )
     if layers >= LAYER_WARNING:
-        say(
-            f"{step.line}: warning: v{step.version} has {layers} of at most {LAYER_LIMIT} "
-            f"layers; run `imagectl checkpoint {step.line}` soon."
+        warn(
+            say,
+            step.line,
+            f"v{step.version} has {layers} of at most {LAYER_LIMIT} layers; run "
+            f"`imagectl checkpoint {step.line}` soon.",
         )
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from imagectl.core.errors import PlanError
 from imagectl.core.linestate import LineState, RenderedStep
 from imagectl.core.model import BuildStep, LockedVersion
+from imagectl.core.notices import warn
 from imagectl.core.ports import ImageInfo, ImageStore, Registry, Say
 from imagectl.core.positions import build_parent, head_reference
 from imagectl.core.references import (
@@ -94,11 +95,13 @@ def warn_if_parent_tag_moved(state: LineState, *, registry: Registry, say: Say) 
     newest = published[-1]
     now = registry.exists(newest.tag)
     if now != newest.digest:
-        say(
-            f"{state.line.name}: warning: the registry's {newest.tag} now names "
-            f"{now or 'nothing'}, but the lock records {newest.digest}: the tag was overwritten "
-            "or deleted out of band. imagectl keeps building on the recorded digest; run "
-            f"`imagectl audit {state.line.name}` for every tag."
+        warn(
+            say,
+            state.line.name,
+            f"the registry's {newest.tag} now names {now or 'nothing'}, but the lock records "
+            f"{newest.digest}: the tag was overwritten or deleted out of band. imagectl keeps "
+            f"building on the recorded digest; run `imagectl audit {state.line.name}` for "
+            "every tag.",
         )
 
 
@@ -126,10 +129,12 @@ def warn_if_base_moved(state: LineState, *, registry: Registry, say: Say) -> Non
     current = registry.lookup(line.base)
     if current is None or current.digest != lock.base_digest:
         now = current.digest if current else "nothing"
-        say(
-            f"{line.name}: warning: the base tag {line.base} now names {now}, but this line is "
-            f"pinned to {lock.base_digest} (recorded in {state.lock_path.name}); it stays on "
-            "the pinned base. To move to the new base, start a new line."
+        warn(
+            say,
+            line.name,
+            f"the base tag {line.base} now names {now}, but this line is pinned to "
+            f"{lock.base_digest} (recorded in {state.lock_path.name}); it stays on the pinned "
+            "base. To move to the new base, start a new line.",
         )
 
 
