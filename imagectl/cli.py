@@ -241,7 +241,12 @@ COMMANDS: tuple[tuple[str, str, tuple[str | Argument, ...]], ...] = (
         _arg("new", type=_version, metavar="B", help="another version"),
     )),
     ("verify", "build the reference from scratch and compare it with the newest version", (
-        "line", "builder", "json", _quiet("the rebuild"),
+        "builder", "json", _quiet("the rebuild"),
+        _arg("line", nargs="?", metavar="LINE", help="the line (or --all)"),
+        _arg("--all", action="store_true", dest="all_lines",
+             help="every line that has a version, with a summary (exit 3: any drift)"),
+        _arg("--reports", type=Path, metavar="DIR",
+             help="also write DIR/<line>.json, DIR/summary.json and DIR/summary.md"),
     )),
     ("checkpoint", "add a one-layer copy of the newest version (for the layer limit)", (
         "line", "wait", "builder", "json",

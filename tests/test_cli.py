@@ -99,3 +99,11 @@ def test_warnings_reach_every_json_result_and_plan_lines_get_their_own() -> None
     assert with_warnings({"error": "e"}, ())["warnings"] == []
     plans = with_warnings([{"line": "a"}, {"line": "b"}, {"line": "c"}], inner)
     assert [p["warnings"] for p in plans] == [["a: base moved"], ["b: layers"], []]
+
+
+def test_verify_takes_one_line_or_all(tmp_path: Path) -> None:
+    root = repo(tmp_path)
+    for args in ((), ("--all", "line")):
+        done = imagectl(root, "verify", *args)
+        assert done.code == 1
+        assert "verify takes one LINE or --all" in done.stderr

@@ -217,3 +217,30 @@ def run_the_scheduled_job(tmp_path: Path, repo_name: str) -> None:
     assert "| unbuilt | not built yet | - |" in table
     report = json.loads((tmp_path / "reports" / "stamped.json").read_text())
     assert report["files"]["different"] == [{"path": "stamp", "kind": "content"}]
+    # The same from the CLI alone, with a line that cannot be verified: the others still run.
+    make_line(
+        root,
+        "lost",
+        repository=f"{repo_name}/lost",
+        base=BUSYBOX,
+        increments={"0001-lost": f"# Lost\nRUN echo {repo_name} > /lost\n"},
+    )
+    git_commit_all(root, "a line whose image goes away")
+    assert imagectl(root, "build", "next", "-q", "lost").code == 0
+    docker("rmi", f"{repo_name}/lost:v1")  # unpublished: neither engine nor registry has it
+    every = imagectl(root, "verify", "--all", "--json", "-q")
+    assert every.code == 3, every.stderr
+    summary_json = json.loads(every.stdout)
+    states = {entry["line"]: entry["state"] for entry in summary_json["lines"]}
+    assert states == {
+        "line": "matches",
+        "lost": "failed",
+        "stamped": "drift",
+        "unbuilt": "not built",
+    }
+    assert (summary_json["drift"], summary_json["failed"]) == (["stamped"], ["lost"])
+    lost = next(entry for entry in summary_json["lines"] if entry["line"] == "lost")
+    assert "neither in the engine nor" in lost["error"]["error"]
+    text = imagectl(root, "verify", "--all", "line")
+    assert text.code == 1  # a line and --all: refused
+    assert "one LINE or --all" in text.stderr

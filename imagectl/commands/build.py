@@ -13,10 +13,12 @@ from imagectl.app.project import Project
 from imagectl.commands import say, streamed
 from imagectl.commands.exits import EXIT_CHECK, EXIT_ERROR, EXIT_OK
 from imagectl.commands.outcome import Outcome
+from imagectl.core.errors import ConfigError
 from imagectl.core.model import BuiltVersion, LockedVersion
 from imagectl.core.packages import display
 
 if TYPE_CHECKING:
+    from imagectl.app import verifying as verifying_types
     from imagectl.app.verifier import VerifyReport
 
 SHOWN = 20  # entries of each kind a person sees; `--json` has them all
@@ -55,8 +57,35 @@ def checkpoint_text(made: BuiltVersion) -> str:
 
 
 def verify(args: argparse.Namespace, project: Project) -> Outcome:
-    report = workflows.verify(project, args.line, say=say, output=streamed(args))
-    return Outcome(report, verify_text(report), EXIT_CHECK if report.drift else EXIT_OK)
+    from imagectl.app import verifying  # noqa: PLC0415 (verify only)
+
+    if args.all_lines == bool(args.line):
+        raise ConfigError(
+            "verify takes one LINE or --all.",
+            hint="imagectl verify LINE, or imagectl verify --all for every line that has a "
+            "version.",
+        )
+    if not args.all_lines:
+        report = workflows.verify(project, args.line, say=say, output=streamed(args))
+        if args.reports:
+            summary = verifying.VerifySummary(
+                verdicts=(verifying.LineVerdict(line=report.line, report=report),)
+            )
+            verifying.write_reports(args.reports, summary)
+        return Outcome(report, verify_text(report), EXIT_CHECK if report.drift else EXIT_OK)
+    summary = verifying.verify_all(project, say=say, output=streamed(args))
+    if args.reports:
+        verifying.write_reports(args.reports, summary)
+    code = (
+        EXIT_CHECK if summary.named("drift") else EXIT_ERROR if summary.named("failed") else EXIT_OK
+    )
+    return Outcome(summary, verify_summary_text(summary), code)
+
+
+def verify_summary_text(summary: verifying_types.VerifySummary) -> str:
+    from imagectl.core.history import format_table  # noqa: PLC0415
+
+    return format_table([("LINE", "RESULT", "DETAILS"), *summary.table()])
 
 
 def verify_text(report: VerifyReport) -> str:
