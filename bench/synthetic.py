@@ -13,9 +13,9 @@ from bench.common import BUSYBOX, git_init, write
 from imagectl.core import lockfile, sidecar
 from imagectl.core.config import RepositoryLayout, load_lines
 from imagectl.core.increments import discover_increments, hash_increment
-from imagectl.core.linestate import render_step
 from imagectl.core.model import Lock, LockedVersion
 from imagectl.core.positions import pinned_base
+from imagectl.core.rendering import render_step
 
 
 def fake_digest(*parts: object) -> str:

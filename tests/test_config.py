@@ -10,9 +10,10 @@ from imagectl.app.project import read_settings
 from imagectl.core.config import RepositoryLayout, find_repository, load_lines, select_lines
 from imagectl.core.errors import ConfigError, DriftError
 from imagectl.core.increments import discover_increments, hash_increment, summarize
-from imagectl.core.linestate import load_state, render_step
+from imagectl.core.linestate import load_state
 from imagectl.core.lockfile import write_lock
 from imagectl.core.model import Lock
+from imagectl.core.rendering import render_step
 
 from .helpers import locked_version, make_line, write
 

@@ -406,7 +406,7 @@ def test_each_new_increment_is_rendered_once_per_build(
 ) -> None:
     """The pre-build check renders the pending increment; the build and the reference written
     after it reuse that render (v2: v1's base digest is recorded, so its parent is foreseen)."""
-    from imagectl.core import linestate, templates  # noqa: PLC0415
+    from imagectl.core import rendering, templates  # noqa: PLC0415
 
     project, _, _ = setup(tmp_path)
     build(project, all_versions=False)
@@ -417,6 +417,6 @@ def test_each_new_increment_is_rendered_once_per_build(
         renders.append(template.name)
         return real(folder, template, variables)
 
-    monkeypatch.setattr(linestate, "render_tracked", counted)
+    monkeypatch.setattr(rendering, "render_tracked", counted)
     assert [b.version for b in build(project).built] == [2]
     assert renders == ["0002-two.Dockerfile.j2"]

@@ -11,7 +11,8 @@ from imagectl.app import workflows
 from imagectl.app.project import Project, open_project
 from imagectl.core.errors import ConfigError
 from imagectl.core.labels import EPOCH, LABEL_KEYS, source_url
-from imagectl.core.linestate import load_state, reference_text
+from imagectl.core.linerenders import reference_text
+from imagectl.core.linestate import load_state
 from imagectl.core.ports import ImageConfig, ImageInfo, RemoteImage
 
 from .fakes import FakeBuilder, FakeGit, FakeImages, FakeRegistry

@@ -8,7 +8,8 @@ from pathlib import Path
 from imagectl.app import publishing, workflows
 from imagectl.app.project import Project
 from imagectl.core import lockfile
-from imagectl.core.linestate import load_state, reference_text
+from imagectl.core.linerenders import reference_text
+from imagectl.core.linestate import load_state
 from imagectl.core.ports import RemoteImage
 
 from .fakes import FakeBuilder, FakeRegistry, fake_id

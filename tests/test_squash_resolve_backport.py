@@ -11,7 +11,8 @@ from imagectl.core.backport import plan_backport
 from imagectl.core.config import RepositoryLayout, load_lines
 from imagectl.core.errors import PlanError
 from imagectl.core.increments import discover_increments
-from imagectl.core.linestate import load_state, reference_text
+from imagectl.core.linerenders import reference_text
+from imagectl.core.linestate import load_state
 from imagectl.core.model import Lock
 from imagectl.core.resolver import resolve_ref
 

@@ -16,7 +16,8 @@ from imagectl.app.project import Project, open_project
 from imagectl.core import lockfile
 from imagectl.core.errors import ConfigError
 from imagectl.core.history import history_notes
-from imagectl.core.linestate import load_state, reference_text
+from imagectl.core.linerenders import reference_text
+from imagectl.core.linestate import load_state
 from imagectl.core.lockread import read_generated_versions
 from imagectl.core.model import Lock
 from imagectl.core.ports import RemoteImage

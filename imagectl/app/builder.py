@@ -32,7 +32,7 @@ from imagectl.core.errors import BuildError, ImagectlError, PlanError
 from imagectl.core.faults import pause_point
 from imagectl.core.increments import ignore_tests
 from imagectl.core.labels import EPOCH, revision_of, version_labels
-from imagectl.core.linestate import LineState, RenderedStep, render_step
+from imagectl.core.linestate import LineState
 from imagectl.core.model import (
     BuildOptions,
     BuildStep,
@@ -45,6 +45,7 @@ from imagectl.core.notices import warn
 from imagectl.core.planner import plan_line
 from imagectl.core.ports import Adapters, Git, ImageBuilder, RemoteImage, Say
 from imagectl.core.recipe import ComposedDockerfile, increment_line
+from imagectl.core.rendering import RenderedStep, render_step
 from imagectl.core.tags import Holder, adopt_or_refuse, burned, registry_holder
 
 

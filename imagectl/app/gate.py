@@ -13,7 +13,8 @@ from pathlib import Path
 
 from imagectl.core.config import RepositoryLayout
 from imagectl.core.errors import TestFailedError
-from imagectl.core.linestate import LineState, render_test
+from imagectl.core.linerenders import render_test
+from imagectl.core.linestate import LineState
 from imagectl.core.model import ImageLine, Increment, IncrementTest, RecordedTest, TestResult
 from imagectl.core.ports import ImageStore, Say, TestRun
 from imagectl.core.recipe import hash_text

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from imagectl.core.errors import PlanError
-from imagectl.core.linestate import LineState, RenderedStep
+from imagectl.core.linestate import LineState
 from imagectl.core.model import BuildStep, LockedVersion
 from imagectl.core.notices import warn
 from imagectl.core.ports import ImageInfo, ImageStore, Registry, Say
@@ -17,6 +17,7 @@ from imagectl.core.references import (
     repository_of,
     without_digest,
 )
+from imagectl.core.rendering import RenderedStep
 from imagectl.core.tags import Holder, holder, retagged
 
 

@@ -23,7 +23,8 @@ def plan_lines(
     missing = [line for line in lines if known[line.name] is None]
     if missing:
         # Reading and rendering (jinja2, the lock parser) load only when a memo is missing.
-        from imagectl.core.linestate import load_state, render_pending  # noqa: PLC0415
+        from imagectl.core.linerenders import render_pending  # noqa: PLC0415
+        from imagectl.core.linestate import load_state  # noqa: PLC0415
         from imagectl.core.planner import plan_line  # noqa: PLC0415
         from imagectl.core.templates import tracking  # noqa: PLC0415
 

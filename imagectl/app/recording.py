@@ -9,7 +9,8 @@ from pathlib import Path
 from imagectl.core import lockfile, sidecar
 from imagectl.core.config import RepositoryLayout
 from imagectl.core.faults import pause_point
-from imagectl.core.linestate import LineState, write_reference
+from imagectl.core.linerenders import write_reference
+from imagectl.core.linestate import LineState
 from imagectl.core.model import Lock, LockedVersion
 from imagectl.core.packages import (
     KINDS,

@@ -22,7 +22,8 @@ from imagectl.app.recording import manifest_of
 from imagectl.core.errors import PlanError
 from imagectl.core.ignores import DEFAULT_IGNORE, Ignored, split_ignored
 from imagectl.core.increments import ignore_tests
-from imagectl.core.linestate import LineState, load_state, reference_text
+from imagectl.core.linerenders import reference_text
+from imagectl.core.linestate import LineState, load_state
 from imagectl.core.model import ImageLine
 from imagectl.core.packages import PackageDiff, diff_manifests
 from imagectl.core.ports import Say

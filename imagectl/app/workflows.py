@@ -21,17 +21,14 @@ from imagectl.core.config import check_secret_sources
 from imagectl.core.errors import ConfigError, Failures, ImagectlError
 from imagectl.core.increments import summarize
 from imagectl.core.labels import source_url
-from imagectl.core.linestate import (
-    LineState,
-    load_state,
-    reference_path,
+from imagectl.core.linerenders import (
     reference_text,
     render_dockerfile,
     render_pending,
     render_shared,
-    template_variables,
     write_reference,
 )
+from imagectl.core.linestate import LineState, load_state
 from imagectl.core.lockfile import write_atomic
 from imagectl.core.model import (
     BuildOptions,
@@ -43,6 +40,7 @@ from imagectl.core.model import (
 from imagectl.core.packages import PackageDiff, diff_manifests
 from imagectl.core.planner import deleted_tests
 from imagectl.core.ports import Say
+from imagectl.core.rendering import template_variables
 from imagectl.core.templates import render_template
 
 if TYPE_CHECKING:
@@ -205,7 +203,7 @@ def squash_lines(
     results = []
     for line in project.select(names):
         state = load_state(layout, line)
-        path = reference_path(layout, line.name)
+        path = layout.reference_path(line.name)
         if check:
             current = path.read_text(encoding="utf-8") if path.exists() else None
             changed = current != reference_text(layout, state)

@@ -71,6 +71,10 @@ class RepositoryLayout:
     def lock_path(self, line: str) -> Path:
         return self.lock_dir / f"{line}.lock.toml"
 
+    def reference_path(self, line: str) -> Path:
+        """The line's reference Dockerfile, written beside its lock."""
+        return self.lock_dir / f"{line}.reference.Dockerfile"
+
     def line_increments_dir(self, line: str) -> Path:
         return self.increments_dir / line
 
