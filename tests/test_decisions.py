@@ -9,11 +9,14 @@ from pathlib import Path
 import pytest
 
 from imagectl.app import lookups, publishing, workflows
-from imagectl.app.ci_job import JobResult, run_publish_job
+from imagectl.app.ci_job import run_publish_job
 from imagectl.app.plans import plan_lines
 from imagectl.app.project import Project, open_project
 from imagectl.app.publisher import publish_version
-from imagectl.commands.plan import Plans, plans_text
+from imagectl.app.results.build import BuildResult
+from imagectl.app.results.lookup import Plans
+from imagectl.app.results.publish import JobResult
+from imagectl.commands.plan import plans_text
 from imagectl.core import lockfile
 from imagectl.core.errors import ConfigError, GitError, PlanError, RegistryError, TagConflictError
 from imagectl.core.model import LinePlan, LockedVersion
@@ -46,7 +49,7 @@ def setup(
     return project, images, registry
 
 
-def build(project: Project, *, all_versions: bool = True) -> workflows.BuildResult:
+def build(project: Project, *, all_versions: bool = True) -> BuildResult:
     return workflows.build_next(
         project, [], all_versions=all_versions, wait=0, say=print, output=print
     )

@@ -12,6 +12,7 @@ import pytest
 from imagectl.app import workflows
 from imagectl.app.plans import plan_lines
 from imagectl.app.project import Project, open_project
+from imagectl.app.results.build import BuildResult
 from imagectl.commands.build import outcomes_text
 from imagectl.core import lockfile
 from imagectl.core.errors import ConfigError, TestFailedError
@@ -55,7 +56,7 @@ def line_dir(project: Project, line: str = "line") -> Path:
     return project.root / "increments" / line
 
 
-def build(project: Project, *lines: str, jobs: int = 1) -> workflows.BuildResult:
+def build(project: Project, *lines: str, jobs: int = 1) -> BuildResult:
     return workflows.build_next(
         project, list(lines), all_versions=True, wait=0, say=print, output=print, jobs=jobs
     )

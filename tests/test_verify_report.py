@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from imagectl.app.verifier import VerifyReport, check_from_scratch, ignore_patterns
+from imagectl.app.results.verify import VerifyReport
+from imagectl.app.verifier import check_from_scratch, ignore_patterns
 from imagectl.commands.build import verify_text
 from imagectl.core.config import RepositoryLayout, load_lines
 from imagectl.core.errors import ConfigError, PlanError

@@ -9,53 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Literal
 
+from imagectl.app.results.publish import AuditReport, AuditStatus, Finding
 from imagectl.core.model import Lock, LockedVersion
 from imagectl.core.ports import Registry
 from imagectl.core.references import pinned, repository_of
 
-Status = Literal["ok", "tampered", "missing", "deleted"]
 CONCURRENCY = 16  # HEAD requests in flight at once
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Finding:
-    line: str
-    version: int
-    tag: str
-    recorded: str  # the digest the lock records
-    status: Status
-    served: str  # what the tag names now ("" when it is gone)
-    digest_exists: bool  # the recorded digest can still be pulled by digest
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "line": self.line,
-            "version": self.version,
-            "tag": self.tag,
-            "status": self.status,
-            "recorded": self.recorded,
-            "served": self.served or None,
-            "digest_exists": self.digest_exists,
-        }
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AuditReport:
-    findings: tuple[Finding, ...]  # every published version, oldest first per line
-
-    @property
-    def problems(self) -> tuple[Finding, ...]:
-        return tuple(f for f in self.findings if f.status != "ok")
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "checked": len(self.findings),
-            "problems": len(self.problems),
-            "findings": [f.to_json() for f in self.findings],
-        }
 
 
 def audit_locks(locks: Sequence[Lock], *, registry: Registry) -> AuditReport:
@@ -69,7 +29,7 @@ def audit_locks(locks: Sequence[Lock], *, registry: Registry) -> AuditReport:
 def _check(line: str, version: LockedVersion, *, registry: Registry) -> Finding:
     served = registry.exists(version.tag) or ""
     if served == version.digest:
-        status: Status = "ok"
+        status: AuditStatus = "ok"
         digest_exists = True
     else:
         by_digest = pinned(repository_of(version.tag), version.digest)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from imagectl.app.checks import CHECKS, Candidate, check_parent_depth
-from imagectl.app.gate import PreparedTest, built_owners, gate, prepare_suite
+from imagectl.app.gate import built_owners, gate, prepare_suite
 from imagectl.app.parents import (
     ResolvedParent,
     pin_images,
@@ -26,6 +26,7 @@ from imagectl.app.parents import (
     warn_if_parent_tag_moved,
 )
 from imagectl.app.recording import Parent, record_version
+from imagectl.app.results.testing import PreparedTest
 from imagectl.core import lockfile
 from imagectl.core.config import RepositoryLayout
 from imagectl.core.errors import BuildError, ImagectlError, PlanError

@@ -10,31 +10,15 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from imagectl.app.project import Project
 from imagectl.app.publishing import publish
+from imagectl.app.results.publish import JobResult
 from imagectl.app.workflows import build_next
 from imagectl.core.config import match_lines
 from imagectl.core.errors import GitError, ImagectlError, TagConflictError
 from imagectl.core.linestate import lock_files
 from imagectl.core.ports import CiGit, Say
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class JobResult:
-    lines: tuple[str, ...]  # the lines this job worked on
-    tags: tuple[str, ...]  # built or published by this job, as named in the commit
-    commit: str  # the lock commit pushed, "" when there was nothing to commit
-    attempts: int
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "lines": list(self.lines),
-            "tags": list(self.tags),
-            "commit": self.commit,
-            "attempts": self.attempts,
-        }
 
 
 def _backoff(attempt: int) -> None:

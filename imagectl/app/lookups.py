@@ -3,10 +3,10 @@ No engine and no build code: these are the commands people run many times a day.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from imagectl.app.project import Project
+from imagectl.app.results.lookup import History
 from imagectl.core import lockfile
 from imagectl.core.errors import PlanError
 from imagectl.core.model import ImageLine, Lock
@@ -14,7 +14,7 @@ from imagectl.core.references import repository_of
 from imagectl.core.resolver import Resolution, resolve_ref
 
 if TYPE_CHECKING:
-    from imagectl.core.packages import PackageDiff
+    pass
 
 
 def line_lock(project: Project, line: ImageLine) -> Lock:
@@ -42,17 +42,6 @@ def resolve(project: Project, ref: str) -> Resolution:
 
             raise unknown_digest(ref, locks, registry=project.adapters.registry) from None
         raise
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class History:
-    lock: Lock
-    packages: dict[int, PackageDiff]  # what each version with a manifest changed
-
-    def to_json(self) -> list[dict[str, object]]:
-        from imagectl.core.history import history_records  # noqa: PLC0415 (not for resolve)
-
-        return history_records(self.lock, self.packages)
 
 
 def read_history(project: Project, name: str) -> History:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 from imagectl.app.locks import publish_lock
 from imagectl.app.parents import warn_if_parent_tag_moved
+from imagectl.app.results.publish import PublishedVersion
 from imagectl.core import lockfile
 from imagectl.core.config import RepositoryLayout
 from imagectl.core.errors import ImagectlError, PlanError, RegistryError
@@ -16,25 +16,6 @@ from imagectl.core.model import ImageLine, LockedVersion
 from imagectl.core.planner import pending_publication
 from imagectl.core.ports import ImageStore, Registry, Say
 from imagectl.core.tags import Holder, holder, published_over, retagged
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PublishedVersion:
-    line: str
-    version: int
-    tag: str
-    digest: str
-    # recorded: the registry already had this very image; would push: a dry run's plan
-    action: Literal["pushed", "recorded", "would push"]
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "line": self.line,
-            "version": self.version,
-            "tag": self.tag,
-            "digest": self.digest,
-            "action": self.action,
-        }
 
 
 def publish_line(

@@ -4,32 +4,18 @@ each line on its own) and `audit`; they load no build or test code."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
-from imagectl.app.audit import AuditReport, audit_locks
+from imagectl.app.audit import audit_locks
 from imagectl.app.locks import locked_and_swept
 from imagectl.app.lookups import line_lock
 from imagectl.app.project import Project
-from imagectl.app.publisher import PublishedVersion, publish_line
+from imagectl.app.publisher import publish_line
+from imagectl.app.results.publish import AuditReport, PublishedVersion, PublishResult
 from imagectl.core import lockfile
-from imagectl.core.errors import Failures, ImagectlError
+from imagectl.core.errors import ImagectlError
 from imagectl.core.linestate import load_state
 from imagectl.core.planner import pending_publication
 from imagectl.core.ports import Say
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PublishResult:
-    published: tuple[PublishedVersion, ...]
-    failures: Failures
-    dry_run: bool = False
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "dry_run": self.dry_run,
-            "published": [p.to_json() for p in self.published],
-            "failures": [{"line": line, **exc.to_json()} for line, exc in self.failures],
-        }
 
 
 def publish_plan(project: Project, names: Sequence[str]) -> PublishResult:

@@ -13,54 +13,23 @@ from __future__ import annotations
 import shutil
 import tempfile
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 from imagectl.app.parents import locate_head
 from imagectl.app.project import Project
 from imagectl.app.recording import manifest_of
+from imagectl.app.results.verify import VerifyReport
 from imagectl.core.errors import PlanError
 from imagectl.core.ignores import DEFAULT_IGNORE, Ignored, split_ignored
 from imagectl.core.increments import ignore_tests
 from imagectl.core.linerenders import reference_text
 from imagectl.core.linestate import LineState, load_state
 from imagectl.core.model import ImageLine
-from imagectl.core.packages import PackageDiff, diff_manifests
+from imagectl.core.packages import diff_manifests
 from imagectl.core.ports import Say
 from imagectl.core.references import repository_of
 from imagectl.core.trees import TreeDiff, tree_differences
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class VerifyReport:
-    line: str
-    version: int  # the newest version, compared with the reference
-    packages: PackageDiff  # from the newest version to the rebuilt reference
-    files: TreeDiff  # from the newest version to the rebuilt reference: the drift
-    same_layers: bool  # equal layer diff ids: equal content, no tree walk needed
-    ignored: Ignored = field(default_factory=Ignored)  # differences the ignore list covers
-    ignore: tuple[str, ...] = ()  # the patterns used: the default list, then the line's
-
-    @property
-    def drift(self) -> bool:
-        return not self.packages.empty or not self.files.empty
-
-    def to_json(self) -> dict[str, object]:
-        """Every difference, with its kind; nothing is cut off. Ignored ones are counted."""
-        return {
-            "line": self.line,
-            "version": self.version,
-            "drift": self.drift,
-            "same_layers": self.same_layers,
-            "packages": self.packages.to_json(),
-            "files": {
-                "missing": list(self.files.missing),
-                "extra": list(self.files.extra),
-                "different": [{"path": p, "kind": k} for p, k in self.files.different],
-            },
-            "ignored": self.ignored.to_json(),
-            "ignore": list(self.ignore),
-        }
 
 
 def ignore_patterns(line: ImageLine) -> tuple[str, ...]:

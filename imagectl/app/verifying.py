@@ -5,101 +5,15 @@ line's failure kept apart, and the summary the scheduled CI job shows (a table, 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 from imagectl.app.lookups import line_lock
 from imagectl.app.project import Project
-from imagectl.app.verifier import VerifyReport
+from imagectl.app.results.verify import LineVerdict, VerifySummary
 from imagectl.core.config import check_secret_sources
 from imagectl.core.errors import ConfigError, ImagectlError
 from imagectl.core.lockfile import write_atomic
 from imagectl.core.ports import Say
-
-State = Literal["matches", "drift", "failed", "not built"]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LineVerdict:
-    line: str
-    report: VerifyReport | None = None  # None: not built, or failed
-    error: ImagectlError | None = None
-
-    @property
-    def state(self) -> State:
-        if self.error is not None:
-            return "failed"
-        if self.report is None:
-            return "not built"
-        return "drift" if self.report.drift else "matches"
-
-    @property
-    def result(self) -> str:
-        """The summary table's result cell."""
-        if self.report is None:
-            return "FAILED" if self.error is not None else "not built yet"
-        return f"{'DRIFT' if self.report.drift else 'matches'} v{self.report.version}"
-
-    @property
-    def details(self) -> str:
-        """The summary table's counts (or the error)."""
-        if self.error is not None:
-            return f"{self.error.kind}: {self.error}"
-        if self.report is None:
-            return "-"
-        files, packages = self.report.files, self.report.packages
-        return (
-            f"packages +{len(packages.added)} -{len(packages.removed)} ~{len(packages.changed)}, "
-            f"files missing {len(files.missing)}, extra {len(files.extra)}, different "
-            f"{len(files.different)}; {self.report.ignored.total} ignored differences"
-        )
-
-    @property
-    def annotation(self) -> str:
-        """A GitHub Actions error annotation for a drifted or failed line; "" otherwise."""
-        if self.state == "drift":
-            return f"::error title=imagectl verify: {self.line} drifted::{self.row}"
-        if self.state == "failed":
-            return f"::error title=imagectl verify: {self.line} could not be verified::{self.row}"
-        return ""
-
-    @property
-    def row(self) -> str:
-        return f"| {self.line} | {self.result} | {self.details.replace('|', '/')} |"
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "line": self.line,
-            "state": self.state,
-            "report": self.report.to_json() if self.report else None,
-            "error": self.error.to_json() if self.error else None,
-        }
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class VerifySummary:
-    verdicts: tuple[LineVerdict, ...]
-
-    def named(self, state: State) -> list[str]:
-        return [v.line for v in self.verdicts if v.state == state]
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "lines": [v.to_json() for v in self.verdicts],
-            "drift": self.named("drift"),
-            "failed": self.named("failed"),
-        }
-
-    def table(self) -> list[tuple[str, str, str]]:
-        return [(v.line, v.result, v.details) for v in self.verdicts]
-
-    def markdown(self) -> str:
-        head = ["## imagectl verify", "", "| line | result | details |", "|---|---|---|"]
-        return "\n".join([*head, *(v.row for v in self.verdicts), ""])
-
-    def annotations(self) -> str:
-        return "".join(f"{v.annotation}\n" for v in self.verdicts if v.annotation)
 
 
 def verify_all(project: Project, *, say: Say, output: Say) -> VerifySummary:

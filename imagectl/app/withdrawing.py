@@ -4,49 +4,15 @@ engine and no registry: the tag and image stay exactly as they are."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from imagectl.app.locks import repository_lock
 from imagectl.app.lookups import line_lock
 from imagectl.app.project import Project
+from imagectl.app.results.lookup import Withdrawal
 from imagectl.core import lockfile
 from imagectl.core.errors import ConfigError
-from imagectl.core.model import LockedVersion, utc_now
-from imagectl.core.resolver import Resolution, newest_on
+from imagectl.core.model import utc_now
+from imagectl.core.resolver import newest_on
 from imagectl.core.withdrawals import taken_back, withdrawn
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Withdrawal:
-    line: str
-    version: LockedVersion  # as the lock records it now
-    oldest: Resolution  # what the line's oldest version resolves to now
-    is_head: bool  # the newest version with an image: the next build is built on it
-
-    @property
-    def warnings(self) -> tuple[str, ...]:
-        if not (self.version.withdrawn and self.is_head):
-            return ()
-        return (
-            f"v{self.version.version} is the head of {self.line}: `imagectl build next` builds "
-            f"the next version on it, as always, so make that version the fix (or set "
-            f'[withdraw] build_on = "kept" in the line file to build it on the newest kept '
-            "version instead, which forks the chain)",
-        )
-
-    def to_json(self) -> dict[str, object]:
-        version = self.version
-        return {
-            "line": self.line,
-            "version": version.version,
-            "tag": version.tag,
-            "withdrawn": version.withdrawn,
-            "reason": version.withdrawn_reason,
-            "by": version.withdrawn_by,
-            "at": version.withdrawn_at,
-            "oldest_resolves_to": self.oldest.newest.version,
-            "warnings": list(self.warnings),
-        }
 
 
 def withdraw(

@@ -3,22 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from imagectl.app.builder import build_line
-from imagectl.app.gate import TestReport, built_owners, prepare_suite, run_suite
+from imagectl.app.gate import built_owners, prepare_suite, run_suite
 from imagectl.app.locks import locked_and_swept
 from imagectl.app.lookups import line_lock
 from imagectl.app.parents import locate_version
 from imagectl.app.project import Project
 from imagectl.app.recording import manifest_of, record_skip
+from imagectl.app.results.build import BuildResult, ReferenceStatus, VersionDiff
+from imagectl.app.results.testing import TestReport
 from imagectl.app.skips import burned_version
 from imagectl.core import lockfile, sidecar
 from imagectl.core.backport import BackportPlan, plan_backport, shared_name, shared_tests
 from imagectl.core.config import check_secret_sources
-from imagectl.core.errors import ConfigError, Failures, ImagectlError
+from imagectl.core.errors import ConfigError, ImagectlError
 from imagectl.core.increments import summarize
 from imagectl.core.labels import source_url
 from imagectl.core.linerenders import (
@@ -44,30 +46,7 @@ from imagectl.core.rendering import template_variables
 from imagectl.core.templates import render_template
 
 if TYPE_CHECKING:
-    from imagectl.app.verifier import VerifyReport
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class BuildResult:
-    lines: tuple[str, ...]  # every selected line, in order
-    built: tuple[BuiltVersion, ...]
-    failures: Failures = ()
-
-    @property
-    def up_to_date(self) -> tuple[str, ...]:
-        busy = {b.line for b in self.built} | {name for name, _ in self.failures}
-        return tuple(name for name in self.lines if name not in busy)
-
-    def to_json(self) -> dict[str, object]:
-        """Every selected line: what it built, or why it failed; none is ever left out."""
-        failed = dict(self.failures)
-        rows = []
-        for name in self.lines:
-            built = [b.to_json() for b in self.built if b.line == name]
-            status = "failed" if name in failed else ("built" if built else "up to date")
-            error = failed[name].to_json() if name in failed else None
-            rows.append({"line": name, "status": status, "built": built, "error": error})
-        return {"lines": rows}
+    from imagectl.app.results.verify import VerifyReport
 
 
 def build_next(
@@ -176,23 +155,6 @@ def _prefixed(output: Say, name: str, jobs: int) -> Say:
     if jobs <= 1:
         return output
     return lambda text: output(f"[{name}] {text}")
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ReferenceStatus:
-    line: str
-    path: Path  # relative to the repository root
-    changed: bool  # written now (or, with check, found stale)
-    checked: bool = False  # compared only (squash --check)
-
-    @property
-    def state(self) -> str:
-        if self.checked:
-            return "stale" if self.changed else "current"
-        return "written" if self.changed else "unchanged"
-
-    def to_json(self) -> dict[str, object]:
-        return {"line": self.line, "path": self.path.as_posix(), "state": self.state}
 
 
 def squash_lines(
@@ -330,32 +292,6 @@ def render_version(project: Project, name: str, version: int | None) -> str:
     return render_dockerfile(
         project.layout, load_state(project.layout, project.line(name)), version
     )
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class VersionDiff:
-    line: str
-    old: int
-    new: int
-    packages: PackageDiff
-    between: tuple[LockedVersion, ...]  # the versions after `old` up to `new`
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "line": self.line,
-            "from": self.old,
-            "to": self.new,
-            **self.packages.to_json(),
-            "increments": [
-                {
-                    "version": v.version,
-                    "increment": v.increment,
-                    "summary": v.summary,
-                    "checkpoint": v.checkpoint,
-                }
-                for v in self.between
-            ],
-        }
 
 
 def diff_versions(project: Project, name: str, old: int, new: int) -> VersionDiff:

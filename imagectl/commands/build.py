@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from imagectl.app import workflows
-from imagectl.app.gate import TestReport, count
+from imagectl.app.gate import count
 from imagectl.app.project import Project
+from imagectl.app.results.build import BuildResult, Skipped
+from imagectl.app.results.testing import TestReport
+from imagectl.app.results.verify import LineVerdict, VerifySummary
 from imagectl.commands import say, streamed
 from imagectl.commands.exits import EXIT_CHECK, EXIT_ERROR, EXIT_OK
 from imagectl.commands.outcome import Outcome
@@ -18,8 +20,7 @@ from imagectl.core.model import BuiltVersion, LockedVersion
 from imagectl.core.packages import display
 
 if TYPE_CHECKING:
-    from imagectl.app import verifying as verifying_types
-    from imagectl.app.verifier import VerifyReport
+    from imagectl.app.results.verify import VerifyReport
 
 SHOWN = 20  # entries of each kind a person sees; `--json` has them all
 
@@ -37,7 +38,7 @@ def build_next(args: argparse.Namespace, project: Project) -> Outcome:
     return Outcome(result, build_text(result), EXIT_ERROR if errors else EXIT_OK, errors)
 
 
-def build_text(result: workflows.BuildResult) -> str:
+def build_text(result: BuildResult) -> str:
     out = []
     for built in result.built:
         short = built.image_id.removeprefix("sha256:")[:12]
@@ -68,9 +69,7 @@ def verify(args: argparse.Namespace, project: Project) -> Outcome:
     if not args.all_lines:
         report = workflows.verify(project, args.line, say=say, output=streamed(args))
         if args.reports:
-            summary = verifying.VerifySummary(
-                verdicts=(verifying.LineVerdict(line=report.line, report=report),)
-            )
+            summary = VerifySummary(verdicts=(LineVerdict(line=report.line, report=report),))
             verifying.write_reports(args.reports, summary)
         return Outcome(report, verify_text(report), EXIT_CHECK if report.drift else EXIT_OK)
     summary = verifying.verify_all(project, say=say, output=streamed(args))
@@ -82,7 +81,7 @@ def verify(args: argparse.Namespace, project: Project) -> Outcome:
     return Outcome(summary, verify_summary_text(summary), code)
 
 
-def verify_summary_text(summary: verifying_types.VerifySummary) -> str:
+def verify_summary_text(summary: VerifySummary) -> str:
     from imagectl.core.history import format_table  # noqa: PLC0415
 
     return format_table([("LINE", "RESULT", "DETAILS"), *summary.table()])
@@ -148,23 +147,6 @@ def outcomes_text(report: TestReport) -> str:
     out += [f"  ! test {name} ran on one of these versions and no longer exists"
             for name in report.deleted]  # fmt: skip
     return "\n".join(out)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Skipped:
-    line: str
-    version: LockedVersion
-
-    def to_json(self) -> dict[str, object]:
-        v = self.version
-        return {
-            "line": self.line,
-            "version": v.version,
-            "tag": v.tag,
-            "reason": v.reason,
-            "foreign_digest": v.foreign_digest,
-            "skipped_at": v.built_at,
-        }
 
 
 def skip(args: argparse.Namespace, project: Project) -> Outcome:

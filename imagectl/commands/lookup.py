@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from imagectl.app.lookups import History, read_history
+from imagectl.app.lookups import read_history
 from imagectl.app.lookups import resolve as resolve_reference
 from imagectl.app.project import Project
+from imagectl.app.results.lookup import History
 from imagectl.commands.outcome import Outcome
 
 

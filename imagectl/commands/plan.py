@@ -3,21 +3,12 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
 
 from imagectl.app.plans import plan_lines
 from imagectl.app.project import Project
+from imagectl.app.results.lookup import Plans
 from imagectl.commands import versions_text
 from imagectl.commands.outcome import Outcome
-from imagectl.core.model import LinePlan
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Plans:
-    plans: tuple[LinePlan, ...]
-
-    def to_json(self) -> list[dict[str, object]]:
-        return [plan.to_json() for plan in self.plans]
 
 
 def plan(args: argparse.Namespace, project: Project) -> Outcome:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 
 from imagectl.app import publishing
-from imagectl.app.audit import AuditReport
 from imagectl.app.project import Project
+from imagectl.app.results.publish import AuditReport, PublishResult
 from imagectl.commands import say, streamed
 from imagectl.commands.exits import EXIT_CHECK, EXIT_ERROR, EXIT_OK
 from imagectl.commands.outcome import Outcome
@@ -21,7 +21,7 @@ def publish(args: argparse.Namespace, project: Project) -> Outcome:
     return Outcome(result, publish_text(result), EXIT_ERROR if errors else EXIT_OK, errors)
 
 
-def publish_text(result: publishing.PublishResult) -> str:
+def publish_text(result: PublishResult) -> str:
     if result.dry_run:
         by_line: dict[str, list[str]] = {}
         for item in result.published:

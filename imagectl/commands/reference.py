@@ -4,21 +4,13 @@ Dockerfile, and what changed between two versions."""
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
 
 from imagectl.app import workflows
 from imagectl.app.project import Project
+from imagectl.app.results.build import References, ReferenceStatus, Rendered, VersionDiff
 from imagectl.commands.exits import EXIT_CHECK, EXIT_OK
 from imagectl.commands.outcome import Outcome
 from imagectl.core.packages import display
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class References:
-    references: tuple[workflows.ReferenceStatus, ...]
-
-    def to_json(self) -> dict[str, object]:
-        return {"references": [r.to_json() for r in self.references]}
 
 
 def squash(args: argparse.Namespace, project: Project) -> Outcome:
@@ -28,20 +20,10 @@ def squash(args: argparse.Namespace, project: Project) -> Outcome:
 
 
 def references_text(result: References) -> str:
-    def what(item: workflows.ReferenceStatus) -> str:
+    def what(item: ReferenceStatus) -> str:
         return "stale: run `imagectl squash`" if item.state == "stale" else item.state
 
     return "\n".join(f"{r.line}: {r.path} {what(r)}" for r in result.references)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Rendered:
-    line: str
-    version: int | None
-    dockerfile: str
-
-    def to_json(self) -> dict[str, object]:
-        return {"line": self.line, "version": self.version, "dockerfile": self.dockerfile}
 
 
 def render(args: argparse.Namespace, project: Project) -> Outcome:
@@ -55,7 +37,7 @@ def diff(args: argparse.Namespace, project: Project) -> Outcome:
     return Outcome(found, diff_text(found))
 
 
-def diff_text(found: workflows.VersionDiff) -> str:
+def diff_text(found: VersionDiff) -> str:
     pkgs = found.packages
     out = [f"{found.line}: v{found.old} -> v{found.new}: packages {pkgs.summary}"]
     out += [f"  + {display(entry)}" for entry in pkgs.added]

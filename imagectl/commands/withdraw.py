@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from imagectl.app.project import Project
-from imagectl.app.withdrawing import Withdrawal
+from imagectl.app.results.lookup import Withdrawal
 from imagectl.app.withdrawing import withdraw as withdraw_version
 from imagectl.commands.outcome import Outcome
 

@@ -1,0 +1,101 @@
+"""What `publish`, `audit` and the CI job hand back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from imagectl.core.errors import (
+        Failures,
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PublishedVersion:
+    line: str
+    version: int
+    tag: str
+    digest: str
+    # recorded: the registry already had this very image; would push: a dry run's plan
+    action: Literal["pushed", "recorded", "would push"]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "line": self.line,
+            "version": self.version,
+            "tag": self.tag,
+            "digest": self.digest,
+            "action": self.action,
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PublishResult:
+    published: tuple[PublishedVersion, ...]
+    failures: Failures
+    dry_run: bool = False
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "dry_run": self.dry_run,
+            "published": [p.to_json() for p in self.published],
+            "failures": [{"line": line, **exc.to_json()} for line, exc in self.failures],
+        }
+
+
+AuditStatus = Literal["ok", "tampered", "missing", "deleted"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Finding:
+    line: str
+    version: int
+    tag: str
+    recorded: str  # the digest the lock records
+    status: AuditStatus
+    served: str  # what the tag names now ("" when it is gone)
+    digest_exists: bool  # the recorded digest can still be pulled by digest
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "line": self.line,
+            "version": self.version,
+            "tag": self.tag,
+            "status": self.status,
+            "recorded": self.recorded,
+            "served": self.served or None,
+            "digest_exists": self.digest_exists,
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuditReport:
+    findings: tuple[Finding, ...]  # every published version, oldest first per line
+
+    @property
+    def problems(self) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings if f.status != "ok")
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "checked": len(self.findings),
+            "problems": len(self.problems),
+            "findings": [f.to_json() for f in self.findings],
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobResult:
+    lines: tuple[str, ...]  # the lines this job worked on
+    tags: tuple[str, ...]  # built or published by this job, as named in the commit
+    commit: str  # the lock commit pushed, "" when there was nothing to commit
+    attempts: int
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "lines": list(self.lines),
+            "tags": list(self.tags),
+            "commit": self.commit,
+            "attempts": self.attempts,
+        }
