@@ -36,6 +36,11 @@ GOOD = 'repository = "localhost:5000/pods/x"\nbase = "localhost:5000/busybox:lat
         ("var/cache/debconf/templates.dat-old", "/var/cache/debconf/*-old"),
         ("var/cache/apt/pkgcache.bin", "/var/cache/apt/*.bin"),
         ("var/cache/apt/srcpkgcache.bin", "/var/cache/apt/*.bin"),
+        (
+            "var/lib/apt/lists/deb.debian.org_debian-security_dists_bookworm-security_InRelease",
+            "/var/lib/apt/lists/*",
+        ),
+        ("var/lib/apt/lists/partial", "/var/lib/apt/lists/*"),
         ("etc/machine-id", "/etc/machine-id"),
         ("tmp/build/x", "/tmp/*"),
     ],

@@ -26,6 +26,9 @@ DEFAULT_IGNORE: tuple[str, ...] = (
     "/var/cache/debconf/*-old",  # debconf's copy of its database before the last change
     "/var/cache/apt/*.bin",  # apt's package caches (pkgcache.bin, srcpkgcache.bin): rebuilt by
     # every apt-get update, with the lists' times inside
+    "/var/lib/apt/lists/*",  # the mirror's indices as fetched: security and updates re-sign their
+    # Release several times a day, so a rebuild minutes later fetches newer ones (what got installed
+    # is compared by the package databases, not by the lists)
     "/etc/machine-id",  # written once per install (systemd, dbus)
     "/tmp/*",  # noqa: S108 - scratch space left by build steps, never created here
 )
