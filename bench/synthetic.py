@@ -14,6 +14,7 @@ from imagectl.core import lockfile, sidecar
 from imagectl.core.config import RepositoryLayout, load_lines
 from imagectl.core.increments import discover_increments, hash_increment
 from imagectl.core.model import Lock, LockedVersion
+from imagectl.core.packages import PackageRecord, VersionDelta
 from imagectl.core.positions import pinned_base
 from imagectl.core.rendering import render_step
 
@@ -38,7 +39,38 @@ def make_synthetic(root: Path, prefix: str, lines: int, versions: int) -> None:
             )
     write(root / ".gitignore", ".imagectl/\n")
     _write_locks(root)
+    _write_package_records(root, versions)
     git_init(root)
+
+
+BASE_DEBS = 600  # about a pod base's (Ubuntu minbase ~100, with Jupyter, R and sshd ~600+)
+SITE = "/opt/conda/lib/python3.12/site-packages"
+
+
+def _write_package_records(root: Path, versions: int) -> None:
+    """A package record per line as a pod line's looks: 600 debs and 100 pip distributions in
+    the base; each version upgrades one deb (libssl3 every 20th) and every 10th adds a pip one."""
+    debs = {f"pkg{i:03d}": f"1.0-{i}" for i in range(BASE_DEBS)} | {"libssl3": "3.0.13-0ubuntu3"}
+    base = [f"{name} {version} amd64" for name, version in debs.items()]
+    base += [f"pip:dist{i:03d} 1.{i} {SITE}" for i in range(100)]
+    deltas: dict[int, VersionDelta] = {}
+    for n in range(1, versions + 1):
+        upgraded = ["libssl3"] if n % 20 == 0 else [f"pkg{n % BASE_DEBS:03d}"]
+        removed = [f"{name} {debs[name]} amd64" for name in upgraded]
+        for name in upgraded:
+            debs[name] = (
+                f"{debs[name].partition('.v')[0]}.v{n}"
+                if name != "libssl3"
+                else (f"3.0.13-0ubuntu3.{n}")
+            )
+        added = [f"{name} {debs[name]} amd64" for name in upgraded]
+        if n % 10 == 0:
+            added.append(f"pip:added{n:04d} 2.{n} {SITE}")
+        deltas[n] = VersionDelta(added=tuple(sorted(added)), removed=tuple(sorted(removed)))
+    record = PackageRecord(base=tuple(sorted(base)), versions=deltas)
+    for path in sorted((root / "lock").glob("*.lock.toml")):
+        line = path.name.removesuffix(".lock.toml")
+        sidecar.write_packages(sidecar.packages_path(path), line=line, record=record)
 
 
 def _write_locks(root: Path) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -54,16 +55,25 @@ def main(argv: Sequence[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return EXIT_TERMINATED if isinstance(stop, Terminated) else EXIT_INTERRUPTED
-    if as_json:
-        print(json.dumps(with_warnings(outcome.result.to_json(), warnings), indent=2))
-    else:
-        for warning in outcome.warnings:
-            print(f"imagectl: warning: {warning}", file=sys.stderr)
-        if outcome.text:
-            print(outcome.text)
-        for exc in outcome.errors:
-            report_error(exc, args.directory, as_json=False)
+    try:
+        show(outcome, warnings, args.directory, as_json=as_json)
+    except BrokenPipeError:
+        # The reader went away (`imagectl query package x | head`): what it read is all it
+        # wanted; no traceback, and none when Python flushes stdout at exit either.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return outcome.code
+
+
+def show(outcome: Outcome, warnings: Sequence[Notice], directory: Path, *, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(with_warnings(outcome.result.to_json(), warnings), indent=2), flush=True)
+        return
+    for warning in outcome.warnings:
+        print(f"imagectl: warning: {warning}", file=sys.stderr)
+    if outcome.text:
+        print(outcome.text, flush=True)
+    for exc in outcome.errors:
+        report_error(exc, directory, as_json=False)
 
 
 def with_warnings(data: Any, warnings: Sequence[Notice]) -> Any:
@@ -264,6 +274,18 @@ COMMANDS: tuple[tuple[str, str, tuple[str | Argument, ...]], ...] = (
         "line", "wait", "json",
         _arg("version", type=_version, metavar="VERSION", help="the burned version: 3 or v3"),
         _arg("--reason", required=True, metavar="TEXT", help="why (kept in the lock)"),
+    )),
+    ("query package", "every version of every line that has a package", (
+        "json",
+        _arg("name", metavar="NAME", help="the package's name (a glob such as 'libssl*' too)"),
+        _arg("--version", metavar="CONSTRAINT",
+             help="only these versions of it: '<3.0.13-0ubuntu3.4', '>=2.1,!=2.3' (dpkg's "
+             "order for debs, PEP 440 for pip and conda)"),
+        _arg("--kind", choices=("deb", "pip", "conda"), help="only packages of this kind"),
+    )),
+    ("query digest", "the version (and its successor) a digest or image id names", (
+        "json",
+        _arg("digest", metavar="DIGEST", help="sha256:... or its first 12 hex digits or more"),
     )),
     ("withdraw", "withdraw a broken version: its tag stays, resolve passes over it", (
         "line", "wait", "json",

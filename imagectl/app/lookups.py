@@ -3,18 +3,13 @@ No engine and no build code: these are the commands people run many times a day.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from imagectl.app.project import Project
-from imagectl.app.results.lookup import History
+from imagectl.app.results.lookup import DigestAnswer, History, PackageAnswer
 from imagectl.core import lockfile
 from imagectl.core.errors import PlanError
 from imagectl.core.model import ImageLine, Lock
 from imagectl.core.references import repository_of
-from imagectl.core.resolver import Resolution, resolve_ref
-
-if TYPE_CHECKING:
-    pass
+from imagectl.core.resolver import HEX, Resolution, resolve_ref
 
 
 def line_lock(project: Project, line: ImageLine) -> Lock:
@@ -52,3 +47,44 @@ def read_history(project: Project, name: str) -> History:
     record = sidecar.read_packages(sidecar.packages_path(project.layout.lock_path(line.name)))
     packages = {version: delta.diff() for version, delta in record.versions.items()}
     return History(lock=line_lock(project, line), packages=packages)
+
+
+def query_package(project: Project, name: str, *, kind: str, version: str) -> PackageAnswer:
+    """Every version of every line that has the package, from the locks and package records."""
+    from imagectl.core import sidecar  # noqa: PLC0415 (not for resolve)
+    from imagectl.core.query import PackageQuery, find_package  # noqa: PLC0415
+    from imagectl.core.versionorder import Constraint, parse_constraint  # noqa: PLC0415
+
+    constraint = parse_constraint(version) if version else Constraint()
+    query = PackageQuery(name=name, kind=kind, constraint=constraint)
+    records = (
+        (
+            line_lock(project, line),
+            sidecar.read_packages(sidecar.packages_path(project.layout.lock_path(line.name))),
+        )
+        for line in project.lines
+    )
+    found = find_package(query, records)
+    return PackageAnswer(name=name, kind=kind, constraint=str(constraint), found=found)
+
+
+def query_digest(project: Project, digest: str) -> DigestAnswer:
+    """The versions of every line (and the bases) that `digest` names: a registry digest or an
+    image id, whole or its first 12 hex digits or more."""
+    from imagectl.core.query import find_digest  # noqa: PLC0415 (not for resolve)
+
+    if HEX.match(digest.strip()) is None:
+        raise PlanError(
+            f"{digest!r} is not a digest.",
+            hint="Give sha256:<64 hex digits>, or at least its first 12 hex digits "
+            "(a registry digest or an image id).",
+        )
+    hits = find_digest(digest, [line_lock(project, line) for line in project.lines])
+    if not hits:
+        raise PlanError(
+            f"no lockfile in lock/ records {digest!r} as a version's registry digest or "
+            "image id, or as a line's base.",
+            hint="Check the digest (`docker inspect`, `imagectl history LINE --json`); a "
+            "digest of an image imagectl did not build is not in any lock.",
+        )
+    return DigestAnswer(digest=digest.strip(), hits=hits)

@@ -31,6 +31,8 @@ MODULES: dict[str, str] = {
     "resolve": "lookup",
     "history": "lookup",
     "withdraw": "withdraw",
+    "query_package": "query",
+    "query_digest": "query",
 }
 
 

@@ -17,6 +17,7 @@ from imagectl.core.errors import LockfileError
 from imagectl.core.lockfile import write_atomic
 from imagectl.core.model import LOCK_SCHEMA
 from imagectl.core.packages import FileFacts, PackageRecord, VersionDelta
+from imagectl.core.sidecarread import parse_generated_packages
 
 
 def _text_digest(text: str) -> str:
@@ -40,7 +41,10 @@ def read_packages(path: Path) -> PackageRecord:
     if not path.exists():
         return PackageRecord()
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        data = parse_generated_packages(text)
+        if data is None:  # not in the form imagectl writes: the general parser reads it
+            data = tomllib.loads(text)
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise LockfileError(
             f"is not valid TOML ({exc}).",
@@ -70,7 +74,7 @@ def read_packages(path: Path) -> PackageRecord:
 
 def _strings(table: object, key: str) -> tuple[str, ...]:
     values = table.get(key, []) if isinstance(table, dict) else []
-    return tuple(str(value) for value in values) if isinstance(values, list) else ()
+    return tuple(map(str, values)) if isinstance(values, list) else ()
 
 
 def write_packages(path: Path, *, line: str, record: PackageRecord) -> str:

@@ -1,4 +1,4 @@
-"""What the commands that read the locks alone hand back: plan, history, withdraw."""
+"""What the commands that read the locks alone hand back: plan, history, withdraw, query."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from imagectl.core.model import (
 
 if TYPE_CHECKING:
     from imagectl.core.packages import PackageDiff
+    from imagectl.core.query import DigestHit, PackageFound
     from imagectl.core.resolver import Resolution
 
 
@@ -66,3 +67,38 @@ class Withdrawal:
             "oldest_resolves_to": self.oldest.newest.version,
             "warnings": list(self.warnings),
         }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PackageAnswer:
+    """`imagectl query package`: every line and version that has the package."""
+
+    name: str
+    kind: str
+    constraint: str
+    found: PackageFound
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        return self.found.warnings
+
+    def to_json(self) -> dict[str, object]:
+        hits = self.found.hits
+        return {
+            "query": {"name": self.name, "kind": self.kind, "version": self.constraint},
+            "lines": len({hit.line for hit in hits}),
+            "versions": len({(hit.line, hit.version.version) for hit in hits}),
+            "hits": [hit.to_json() for hit in hits],
+            "warnings": list(self.warnings),
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DigestAnswer:
+    """`imagectl query digest`: the versions (or bases) a digest names, with their successors."""
+
+    digest: str
+    hits: tuple[DigestHit, ...]
+
+    def to_json(self) -> dict[str, object]:
+        return {"query": self.digest, "hits": [hit.to_json() for hit in self.hits]}
