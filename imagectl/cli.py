@@ -287,6 +287,12 @@ COMMANDS: tuple[tuple[str, str, tuple[str | Argument, ...]], ...] = (
         "json",
         _arg("digest", metavar="DIGEST", help="sha256:... or its first 12 hex digits or more"),
     )),
+    ("sbom", "a version's SBOM (SPDX 2.3 JSON) from its recorded packages", (
+        "line",
+        _arg("version", nargs="?", type=_version, metavar="VERSION",
+             help="3 or v3 (default: the newest version)"),
+        _arg("--out", type=Path, metavar="FILE", help="write it to FILE (default: stdout)"),
+    )),
     ("withdraw", "withdraw a broken version: its tag stays, resolve passes over it", (
         "line", "wait", "json",
         _arg("version", type=_version, metavar="VERSION", help="the broken version: 3 or v3"),

@@ -3,75 +3,22 @@ from fixture locks and package records with tricky versions."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import subprocess
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from imagectl.core import lockfile, sidecar
+from imagectl.core import lockfile
 from imagectl.core.config import RepositoryLayout
-from imagectl.core.model import Lock, LockedVersion
+from imagectl.core.model import Lock
 from imagectl.core.packages import PackageRecord, VersionDelta
 from imagectl.core.query import PackageQuery, find_digest, find_package
 from imagectl.core.versionorder import parse_constraint
 
 from .conftest import imagectl
-from .helpers import make_line
-
-BASE = "localhost:5000/busybox:latest"
-PIP = "/opt/venv/lib/python3.12/site-packages"
-
-
-def digest(label: str) -> str:
-    return "sha256:" + hashlib.sha256(label.encode()).hexdigest()
-
-
-def version(line: str, n: int, **changes: object) -> LockedVersion:
-    built = LockedVersion(
-        version=n,
-        tag=f"localhost:5000/{line}:v{n}",
-        increment=f"increments/{line}/{n:04d}-x.Dockerfile.j2",
-        summary=f"step {n}",
-        increment_hash=digest(f"{line}h{n}"),
-        dockerfile_hash=digest(f"{line}f{n}"),
-        parent=f"localhost:5000/{line}:v{n - 1}",
-        parent_digest=digest(f"{line}i{n - 1}"),
-        image_id=digest(f"{line}i{n}"),
-        layers=n + 1,
-        size=1000 + n,
-        builder="buildx",
-        built_at=f"2026-01-0{n}T00:00:00Z",
-        commit="0" * 40,
-    )
-    return replace(built, **changes)  # type: ignore[arg-type]
-
-
-def write_line(
-    root: Path,
-    name: str,
-    versions: tuple[LockedVersion, ...],
-    record: PackageRecord | None,
-    *,
-    base_digest: str = "",
-) -> None:
-    layout = make_line(root, name, repository=f"localhost:5000/{name}", base=BASE)
-    lock = Lock(
-        line=name,
-        repository=f"localhost:5000/{name}",
-        base=BASE,
-        base_digest=base_digest or digest("base"),
-        base_image_id=digest("baseid"),
-        versions=versions,
-    )
-    lockfile.write_lock(layout.lock_path(name), lock)
-    if record is not None:
-        sidecar.write_packages(
-            sidecar.packages_path(layout.lock_path(name)), line=name, record=record
-        )
+from .lock_fixtures import BASE, PIP, digest, version, write_line
 
 
 def fixture(root: Path) -> RepositoryLayout:

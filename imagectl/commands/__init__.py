@@ -33,6 +33,7 @@ MODULES: dict[str, str] = {
     "withdraw": "withdraw",
     "query_package": "query",
     "query_digest": "query",
+    "sbom": "sbom",
 }
 
 

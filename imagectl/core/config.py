@@ -33,11 +33,13 @@ ALLOWED_KEYS = {
     "tests",
     "verify",
     "withdraw",
+    "sbom",
 }
 BUILD_ON = ("head", "kept")  # [withdraw] build_on: the newest version, or the newest kept one
 TEST_TIMEOUT = 120.0  # seconds each test of a line may take, unless its [tests] timeout says
 MAX_TEST_TIMEOUT = 24 * 3600.0
 VERIFY_KEYS = {"ignore"}
+DISTRO = re.compile(r"^[a-z0-9][a-z0-9.+~]*-[A-Za-z0-9.+~-]+$")  # os-release's ID-VERSION_ID
 SECRET_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 RESERVED_VARS = {"line", "version", "parent", "repository", "base"}
 
@@ -235,7 +237,22 @@ def _line_from(name: str, rel: Path, data: dict[str, Any]) -> ImageLine:
         test_timeout=_test_timeout(data.get("tests", {}), rel),
         verify_ignore=_verify_ignore(data.get("verify", {}), rel),
         build_on_kept=_build_on(data.get("withdraw", {}), rel) == "kept",
+        sbom_distro=_sbom_distro(data.get("sbom", {}), rel),
     )
+
+
+def _sbom_distro(table: object, rel: Path) -> str:
+    """[sbom] distro = "ubuntu-24.04": the ID-VERSION_ID of the line's os-release, which names
+    its debs in the SBOM (pkg:deb/ubuntu/...?distro=ubuntu-24.04)."""
+    hint = 'Write [sbom] distro = "ubuntu-24.04" (or "debian-12": ID-VERSION_ID of os-release).'
+    if not isinstance(table, dict) or set(table) - {"distro"}:
+        raise ConfigError("[sbom] must be a table with one key, distro.", hint=hint, path=rel)
+    value = table.get("distro", "")
+    if not isinstance(value, str) or (value and DISTRO.match(value) is None):
+        raise ConfigError(
+            f"[sbom] distro = {value!r} is not a distribution name.", hint=hint, path=rel
+        )
+    return value
 
 
 def _test_timeout(table: object, rel: Path) -> float:

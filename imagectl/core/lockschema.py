@@ -37,6 +37,7 @@ VERSION_FIELDS: tuple[tuple[str, type], ...] = (
     ("withdrawn_reason", str),
     ("withdrawn_by", str),
     ("withdrawn_at", str),
+    ("sbom", str),
 )
 # Fields added after schema 1 was first written are optional, so older lockfiles still read.
 OPTIONAL_FIELDS = {
@@ -56,6 +57,7 @@ OPTIONAL_FIELDS = {
     "withdrawn_reason",
     "withdrawn_by",
     "withdrawn_at",
+    "sbom",
 }
 # Left out when empty: keeps ordinary versions free of `checkpoint = false` and the like.
 OMITTED_WHEN_FALSE = OPTIONAL_FIELDS - {"digest"}
@@ -75,5 +77,6 @@ DIGEST_FIELDS = (
     "image_id",
     "digest",
     "foreign_digest",
+    "sbom",
 )
 HEAD_DIGEST_FIELDS = ("base_digest", "base_image_id")

@@ -38,6 +38,9 @@ class ImageLine:
     # `[withdraw] build_on = "kept"`: the next version is built on the newest version that is
     # not withdrawn (forking the chain) instead of on the newest one.
     build_on_kept: bool = False
+    # `[sbom] distro`: the ID-VERSION_ID of its os-release (ubuntu-24.04), for the debs' purls.
+    # Not an input of any build.
+    sbom_distro: str = ""
 
     def tag_for(self, version: int) -> str:
         return f"{self.repository}:v{version}"
@@ -138,6 +141,9 @@ class LockedVersion:
     withdrawn_reason: str = ""
     withdrawn_by: str = ""  # the git identity of who withdrew it: "Name <email>"
     withdrawn_at: str = ""  # ISO 8601, UTC
+    # The digest of its SBOM in the registry (an SPDX artifact whose subject is the version's
+    # manifest, found by the referrers tag scheme), once `publish` attached it.
+    sbom: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

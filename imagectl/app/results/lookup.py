@@ -102,3 +102,19 @@ class DigestAnswer:
 
     def to_json(self) -> dict[str, object]:
         return {"query": self.digest, "hits": [hit.to_json() for hit in self.hits]}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SbomMade:
+    """`imagectl sbom`: a version's SPDX document, as bytes (what `publish` pushes too)."""
+
+    line: str
+    version: LockedVersion
+    data: bytes
+    packages: int
+    warnings: tuple[str, ...] = ()
+
+    def to_json(self) -> object:
+        import json  # noqa: PLC0415 (the document is already JSON)
+
+        return json.loads(self.data)
