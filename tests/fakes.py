@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from imagectl.core.artifacts import MANIFEST, Artifact, Descriptor, artifact_manifest, blob_digest
 from imagectl.core.errors import GitError, TagImmutableError
 from imagectl.core.layerfiles import FileSelection, LayerChange
 from imagectl.core.model import Builder
@@ -176,6 +177,8 @@ class FakeRegistry:
     after_push: dict[str, RemoteImage] = field(default_factory=dict)
     pushes: list[str] = field(default_factory=list)
     images: FakeImages | None = None
+    referred: dict[str, list[Descriptor]] = field(default_factory=dict)  # subject -> referrers
+    artifacts: dict[str, Artifact] = field(default_factory=dict)  # by manifest digest
 
     def lookup(self, ref: str) -> RemoteImage | None:
         return self.tags.get(ref)
@@ -183,9 +186,29 @@ class FakeRegistry:
     def exists(self, ref: str) -> str | None:
         if "@" in ref:
             digest = ref.split("@", 1)[1]
-            return digest if any(r.digest == digest for r in self.tags.values()) else None
+            stored = digest in self.artifacts or any(r.digest == digest for r in self.tags.values())
+            return digest if stored else None
         found = self.tags.get(ref)
         return found.digest if found else None
+
+    def attach(self, subject: str, artifact: Artifact) -> str:
+        """As the registry does: the artifact's manifest by digest, listed once per subject."""
+        digest = subject.split("@", 1)[1]
+        manifest = artifact_manifest(
+            artifact, Descriptor(media_type=MANIFEST, digest=digest, size=1)
+        )
+        found = Descriptor(
+            media_type=MANIFEST, digest=blob_digest(manifest), size=len(manifest),
+            artifact_type=artifact.artifact_type, annotations=artifact.annotations,
+        )  # fmt: skip
+        listed = self.referred.setdefault(subject, [])
+        if found not in listed:
+            listed.append(found)
+        self.artifacts[found.digest] = artifact
+        return found.digest
+
+    def referrers(self, subject: str) -> tuple[Descriptor, ...]:
+        return tuple(self.referred.get(subject, ()))
 
     def push(self, ref: str, *, on_output: Say) -> str:
         if self.immutable and ref in self.tags:

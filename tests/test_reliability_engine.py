@@ -224,7 +224,11 @@ def test_sigkill_after_push_before_the_lock_records_it_then_rerun_records_it(
     assert rerun.code == 0, rerun.stderr
     assert f"pushing {repo_name}:v1" not in rerun.stderr
     assert f"pushing {repo_name}:v2" in rerun.stderr
-    published = [line.split("@")[0] for line in rerun.stdout.splitlines()]
+    rows = rerun.stdout.splitlines()
+    published = [line.split("@")[0] for line in rows if " attached the SBOM " not in line]
+    assert [line.split(" (")[0] for line in rows if " attached the SBOM " in line] == [
+        f"line: attached the SBOM of v{n}" for n in (1, 2, 3)
+    ]
     assert published == [
         f"line: recorded {repo_name}:v1",
         f"line: pushed {repo_name}:v2",

@@ -5,7 +5,8 @@ it to a schema 1 manifest with another digest) and reads the manifest digest and
 digest (the image id) from the answer. What the registry says is read from its HTTP status and
 error code: 404 MANIFEST_UNKNOWN is "absent", 401/403 is an auth failure and stops the command,
 never "absent". A push goes through the engine (`docker_engine`), which uploads the layers
-with docker's own credentials.
+with docker's own credentials. Artifacts attached to a version (its SBOM) are uploaded here:
+two small blobs, their manifest by digest, and the referrers tag's index (`core/artifacts`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,19 @@ import json
 from typing import Protocol
 
 from imagectl.adapters.registry_http import RegistryTransport, Response, registry_hint
+from imagectl.core.artifacts import (
+    EMPTY_DATA,
+    INDEX,
+    MANIFEST,
+    Artifact,
+    Descriptor,
+    NotAnIndexError,
+    artifact_manifest,
+    blob_digest,
+    referrers_in,
+    referrers_tag,
+    with_referrer,
+)
 from imagectl.core.errors import RegistryAuthError, RegistryError
 from imagectl.core.ports import RemoteImage, Say
 from imagectl.core.references import ImageRef as Reference
@@ -78,6 +92,104 @@ class RegistryClient:
         if self._push is None:
             raise RegistryError(f"no engine to push {ref} from.")
         return self._push(ref, on_output=on_output)
+
+    def attach(self, subject: str, artifact: Artifact) -> str:
+        """Store `artifact` as a referrer of `subject` (repo@digest) and list it under the
+        referrers tag; returns the artifact manifest's digest. Storing it again is a no-op."""
+        ref = parse_reference(subject)
+        image = self._manifest(ref, "GET")
+        if image is None:
+            raise RegistryError(
+                f"{subject} is not in the registry, so nothing can be attached to it."
+            )
+        media = image.headers.get("content-type", "").split(";")[0] or MANIFEST
+        described = Descriptor(media_type=media, digest=ref.digest, size=len(image.body))
+        for data in (EMPTY_DATA, artifact.data):
+            self._put_blob(ref, data)
+        manifest = artifact_manifest(artifact, described)
+        digest = blob_digest(manifest)
+        self._put_manifest(ref, digest, manifest, MANIFEST)
+        tag = referrers_tag(ref.digest)
+        listed = self._index(ref, tag)
+        entry = Descriptor(
+            media_type=MANIFEST, digest=digest, size=len(manifest),
+            artifact_type=artifact.artifact_type, annotations=artifact.annotations,
+        )  # fmt: skip
+        index = with_referrer(listed, entry)
+        if index is not None:
+            self._put_manifest(ref, tag, index, INDEX)
+        return digest
+
+    def referrers(self, subject: str) -> tuple[Descriptor, ...]:
+        """The artifacts the referrers tag of `subject` (repo@digest) lists."""
+        ref = parse_reference(subject)
+        listed = self._index(ref, referrers_tag(ref.digest))
+        return referrers_in(listed) if listed is not None else ()
+
+    def _index(self, ref: Reference, tag: str) -> bytes | None:
+        path = f"/v2/{ref.path}/manifests/{tag}"
+        response = self._transport.get(ref, path, accept=INDEX)
+        if response.status == 404:
+            return None
+        if response.status != 200:
+            raise status_error(ref, response)
+        try:
+            referrers_in(response.body)
+        except NotAnIndexError:
+            raise RegistryError(
+                f"{ref.host}/{ref.path}:{tag} is not an image index, so it cannot list the "
+                "artifacts of that image (the OCI referrers tag scheme).",
+                hint="Someone pushed something else under that tag: move it away, then publish "
+                "again.",
+            ) from None
+        return response.body
+
+    def _put_blob(self, ref: Reference, data: bytes) -> None:
+        """Upload `data` in one PUT (monolithic), unless the repository has it already."""
+        digest = blob_digest(data)
+        head = self._transport.send(
+            ref, f"/v2/{ref.path}/blobs/{digest}", method="HEAD", headers={}, push=True
+        )
+        if head.status == 200:
+            return  # stored once, whoever stored it
+        started = self._transport.send(
+            ref, f"/v2/{ref.path}/blobs/uploads/", method="POST",
+            headers={"Content-Length": "0"}, body=b"", push=True,
+        )  # fmt: skip
+        location = started.headers.get("location", "")
+        if started.status != 202 or not location:
+            raise status_error(ref, started)
+        target = _same_registry_path(location, ref)
+        joined = f"{target}{'&' if '?' in target else '?'}digest={digest}"
+        done = self._transport.send(
+            ref, joined, method="PUT",
+            headers={"Content-Type": "application/octet-stream"}, body=data, push=True,
+        )  # fmt: skip
+        if done.status != 201:
+            raise status_error(ref, done)
+
+    def _put_manifest(self, ref: Reference, name: str, data: bytes, media_type: str) -> None:
+        done = self._transport.send(
+            ref, f"/v2/{ref.path}/manifests/{name}", method="PUT",
+            headers={"Content-Type": media_type}, body=data, push=True,
+        )  # fmt: skip
+        if done.status != 201:
+            raise status_error(ref, done)
+
+
+def _same_registry_path(location: str, ref: Reference) -> str:
+    """An upload's Location as a path on this registry (it may be absolute or relative)."""
+    if location.startswith("/"):
+        return location
+    scheme, _, rest = location.partition("://")
+    host, slash, path = rest.partition("/")
+    if scheme not in ("http", "https") or host != ref.api_host or not slash:
+        raise RegistryError(
+            f"the registry {ref.host} sent an upload elsewhere ({scheme}://{host}); imagectl "
+            "uploads only to the registry it was given.",
+            hint=registry_hint(ref.host),
+        )
+    return "/" + path
 
 
 def status_error(ref: Reference, response: Response) -> RegistryError:

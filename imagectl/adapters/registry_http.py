@@ -69,20 +69,34 @@ class RegistryTransport:
 
     def get(self, ref: Reference, path: str, *, accept: str, method: str = "GET") -> Response:
         """Request `path` of `ref`'s registry, authenticating for pulls of its repository."""
-        scope = f"repository:{ref.path}:pull"
-        headers = {"Accept": accept}
+        return self.send(ref, path, method=method, headers={"Accept": accept})
+
+    def send(
+        self,
+        ref: Reference,
+        path: str,
+        *,
+        method: str,
+        headers: Mapping[str, str],
+        body: bytes | None = None,
+        push: bool = False,
+    ) -> Response:
+        """One request to `ref`'s registry, authenticating for pulls of its repository (and
+        pushes to it, with `push`): the token or basic handshake once per scope."""
+        scope = f"repository:{ref.path}:{'pull,push' if push else 'pull'}"
+        headers = dict(headers)
         with self._guard:
             known = self._auth.get((ref.api_host, scope))
         if known:
             headers["Authorization"] = known
-        response = self._send(method, ref.api_host, path, headers)
+        response = self._send(method, ref.api_host, path, headers, body)
         if response.status == 401 and "Authorization" not in headers:
             header = self._authorize(ref, response.headers.get("www-authenticate", ""), scope)
             if header:
                 with self._guard:
                     self._auth[(ref.api_host, scope)] = header
                 response = self._send(
-                    method, ref.api_host, path, {**headers, "Authorization": header}
+                    method, ref.api_host, path, {**headers, "Authorization": header}, body
                 )
         return response
 
@@ -111,12 +125,19 @@ class RegistryTransport:
             return ""  # the retry without a token answers 401 again, which says what to do
         return f"Bearer {token}" if reply.status == 200 and token else ""
 
-    def _send(self, method: str, host: str, path: str, headers: Mapping[str, str]) -> Response:
+    def _send(
+        self,
+        method: str,
+        host: str,
+        path: str,
+        headers: Mapping[str, str],
+        body: bytes | None = None,
+    ) -> Response:
         schemes = [self._schemes[host]] if host in self._schemes else _schemes_for(host)
         failure: BaseException | None = None
         for scheme in schemes:
             try:
-                response = self._open(f"{scheme}://{host}{path}", method, headers)
+                response = self._open(f"{scheme}://{host}{path}", method, headers, body)
             except (OSError, ProtocolError) as error:
                 failure = error
                 continue
@@ -125,7 +146,9 @@ class RegistryTransport:
             return response
         raise _unreachable(host, failure)
 
-    def _open(self, url: str, method: str, headers: Mapping[str, str]) -> Response:
+    def _open(
+        self, url: str, method: str, headers: Mapping[str, str], body: bytes | None = None
+    ) -> Response:
         """One HTTP(S) request on this thread's connection to that server; an HTTP error
         status is an answer, not an exception."""
         scheme, _, rest = url.partition("://")
@@ -142,7 +165,9 @@ class RegistryTransport:
         if _proxy(scheme, host) and scheme == "http":
             target = url  # a plain-HTTP proxy takes the absolute URL
         try:
-            answer = connection.request(method, target, headers=dict(headers), timeout=self.timeout)
+            answer = connection.request(
+                method, target, headers=dict(headers), body=body, timeout=self.timeout
+            )
         except BaseException:
             connection.close()
             raise

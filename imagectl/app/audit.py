@@ -2,7 +2,8 @@
 
 Registries overwrite tags silently (CNCF distribution), retention policies delete, people push
 by hand. One HEAD per tag says whether the tag still names the recorded digest; only when it
-does not, a second HEAD asks whether the recorded digest itself still exists.
+does not, a second HEAD asks whether the recorded digest itself still exists. A version with an
+SBOM costs a HEAD of the SBOM and a GET of its referrers index more.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from imagectl.app.results.publish import AuditReport, AuditStatus, Finding
+from imagectl.app.results.publish import AuditReport, AuditStatus, Finding, SbomStatus
 from imagectl.core.model import Lock, LockedVersion
 from imagectl.core.ports import Registry
 from imagectl.core.references import pinned, repository_of
@@ -44,4 +45,16 @@ def _check(line: str, version: LockedVersion, *, registry: Registry) -> Finding:
         status=status,
         served=served,
         digest_exists=digest_exists,
+        sbom=_sbom_status(version, registry=registry) if digest_exists else "",
     )
+
+
+def _sbom_status(version: LockedVersion, *, registry: Registry) -> SbomStatus:
+    """Whether the recorded SBOM is still stored and still listed as the image's referrer."""
+    if not version.sbom:
+        return ""
+    repository = repository_of(version.tag)
+    if registry.exists(pinned(repository, version.sbom)) != version.sbom:
+        return "missing"
+    listed = registry.referrers(pinned(repository, version.digest))
+    return "ok" if any(found.digest == version.sbom for found in listed) else "unlisted"

@@ -6,15 +6,20 @@ from typing import Literal
 
 from imagectl.app.locks import publish_lock
 from imagectl.app.parents import warn_if_parent_tag_moved
-from imagectl.app.results.publish import PublishedVersion
-from imagectl.core import lockfile
+from imagectl.app.results.publish import AttachedSbom, PublishedVersion
+from imagectl.app.sboms import made_sbom
+from imagectl.core import lockfile, sidecar
+from imagectl.core.artifacts import Artifact
 from imagectl.core.config import RepositoryLayout
 from imagectl.core.errors import ImagectlError, PlanError, RegistryError
 from imagectl.core.faults import pause_point
 from imagectl.core.linestate import load_state
 from imagectl.core.model import ImageLine, LockedVersion
+from imagectl.core.notices import warn
 from imagectl.core.planner import pending_publication
 from imagectl.core.ports import ImageStore, Registry, Say
+from imagectl.core.references import pinned, repository_of
+from imagectl.core.sbom import MEDIA_TYPE as SBOM_TYPE
 from imagectl.core.tags import Holder, holder, published_over, retagged
 
 
@@ -55,6 +60,43 @@ def publish_line(
             )
         )
     return tuple(results)
+
+
+def attach_sboms(
+    layout: RepositoryLayout, line: ImageLine, *, registry: Registry, say: Say
+) -> tuple[AttachedSbom, ...]:
+    """Attach its SBOM to every published version of `line` that has none yet (oldest first),
+    recording each artifact's digest in the lock right after it is stored. A version without a
+    package record has no SBOM to attach and is passed over."""
+    state = load_state(layout, line)
+    lock = state.lock
+    wanting = [v for v in lock.built_versions if v.digest and not v.sbom]
+    if not wanting:
+        return ()
+    record = sidecar.read_packages(sidecar.packages_path(state.lock_path))
+    attached: list[AttachedSbom] = []
+    warned = False
+    for version in wanting:
+        if not record.complete(version.version):
+            continue
+        made = made_sbom(line, record, version)
+        for text in () if warned else made.warnings:
+            warn(say, line.name, text)
+        warned = True
+        artifact = Artifact(
+            artifact_type=SBOM_TYPE, media_type=SBOM_TYPE, data=made.data,
+            title=f"{line.name}-v{version.version}.spdx.json",
+            annotations={"org.opencontainers.image.created": version.built_at},
+        )  # fmt: skip
+        subject = pinned(repository_of(version.tag), version.digest)
+        with publish_lock(line.repository):
+            digest = registry.attach(subject, artifact)
+        pause_point("after-sbom-push")  # stored, the lock does not have its digest yet
+        lock = lock.with_sbom(version.version, digest)
+        lockfile.write_lock(state.lock_path, lock)
+        say(f"{line.name}: attached the SBOM of v{version.version} ({digest})")
+        attached.append(AttachedSbom(line=line.name, version=version.version, digest=digest))
+    return tuple(attached)
 
 
 def published_so_far(line: str, results: list[PublishedVersion], failed: int) -> str:

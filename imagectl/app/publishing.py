@@ -9,8 +9,13 @@ from imagectl.app.audit import audit_locks
 from imagectl.app.locks import locked_and_swept
 from imagectl.app.lookups import line_lock
 from imagectl.app.project import Project
-from imagectl.app.publisher import publish_line
-from imagectl.app.results.publish import AuditReport, PublishedVersion, PublishResult
+from imagectl.app.publisher import attach_sboms, publish_line
+from imagectl.app.results.publish import (
+    AttachedSbom,
+    AuditReport,
+    PublishedVersion,
+    PublishResult,
+)
 from imagectl.core import lockfile
 from imagectl.core.errors import ImagectlError
 from imagectl.core.linestate import load_state
@@ -37,6 +42,7 @@ def publish(
     layout, adapters = project.layout, project.adapters
     lines = project.select(names)
     published: list[PublishedVersion] = []
+    sboms: list[AttachedSbom] = []
     failures: list[tuple[str, ImagectlError]] = []
     with locked_and_swept(project, wait=wait, say=say):
         for line in lines:
@@ -52,9 +58,10 @@ def publish(
                         say=say, output=output,
                     )
                 )  # fmt: skip
+                sboms.extend(attach_sboms(layout, line, registry=adapters.registry, say=say))
             except ImagectlError as exc:
                 failures.append((line.name, exc))
-    return PublishResult(published=tuple(published), failures=tuple(failures))
+    return PublishResult(published=tuple(published), failures=tuple(failures), sboms=tuple(sboms))
 
 
 def audit(project: Project, names: Sequence[str]) -> AuditReport:

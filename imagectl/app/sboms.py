@@ -13,7 +13,7 @@ from imagectl.app.results.lookup import SbomMade
 from imagectl.core import sidecar
 from imagectl.core.errors import PlanError
 from imagectl.core.model import ImageLine, Lock, LockedVersion
-from imagectl.core.packages import parse_entry
+from imagectl.core.packages import PackageRecord, parse_entry
 from imagectl.core.sbom import SbomSubject, sbom_bytes, spdx_document
 
 
@@ -30,6 +30,12 @@ def version_sbom(project: Project, name: str, number: int | None) -> SbomMade:
             "gone.",
             hint="Restore lock/ from git; a version without a record has no SBOM to make.",
         )
+    return made_sbom(line, record, version)
+
+
+def made_sbom(line: ImageLine, record: PackageRecord, version: LockedVersion) -> SbomMade:
+    """The SBOM of `version`, whose package record must be complete: what `sbom` prints and
+    what `publish` attaches (the same bytes)."""
     manifest = record.manifest(version.version)
     warnings: tuple[str, ...] = ()
     if not line.sbom_distro and any(parse_entry(entry).kind == "deb" for entry in manifest):

@@ -30,7 +30,8 @@ def publish_text(result: PublishResult) -> str:
             "nothing to publish"
         )
     out = [f"{item.line}: {item.action} {item.tag}@{item.digest}" for item in result.published]
-    if not result.published and not result.failures:
+    out += [f"{s.line}: attached the SBOM of v{s.version} ({s.digest})" for s in result.sboms]
+    if not result.published and not result.sboms and not result.failures:
         out.append("nothing to publish")
     return "\n".join(out)
 
@@ -63,8 +64,15 @@ def audit_text(report: AuditReport) -> str:
             )
         elif f.status == "missing":
             out.append(f"{f.line}: MISSING {f.tag} is gone ({f.recorded} is still there by digest)")
-        else:
+        elif f.status == "deleted":
             out.append(f"{f.line}: DELETED {f.tag}: {f.recorded} is gone from the registry")
+        if f.sbom == "missing":
+            out.append(f"{f.line}: SBOM MISSING for {f.tag}: the artifact the lock records is gone")
+        elif f.sbom == "unlisted":
+            out.append(
+                f"{f.line}: SBOM UNLISTED for {f.tag}: stored, but its referrers index no "
+                "longer lists it"
+            )
     out.append(
         f"{len(report.findings)} published versions checked, {len(report.problems)} problems"
     )

@@ -184,6 +184,12 @@ class Lock:
         )
         return replace(self, versions=versions)
 
+    def with_sbom(self, version: int, digest: str) -> Lock:
+        versions = tuple(
+            replace(v, sbom=digest) if v.version == version else v for v in self.versions
+        )
+        return replace(self, versions=versions)
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BuildStep:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from imagectl.core.artifacts import Artifact, Descriptor
 from imagectl.core.layerfiles import FileSelection, LayerChange
 from imagectl.core.model import Builder
 from imagectl.core.references import digest_of, without_digest
@@ -247,6 +248,15 @@ class Registry(Protocol):
 
     def push(self, ref: str, *, on_output: Say) -> str:
         """Push the local `ref`; return the manifest digest the registry stored."""
+        ...
+
+    def attach(self, subject: str, artifact: Artifact) -> str:
+        """Store `artifact` as a referrer of `subject` (repo@digest), listed under the
+        referrers tag; return the artifact manifest's digest (the same for the same artifact)."""
+        ...
+
+    def referrers(self, subject: str) -> tuple[Descriptor, ...]:
+        """The artifacts listed as referrers of `subject` (repo@digest)."""
         ...
 
 

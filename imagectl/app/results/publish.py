@@ -31,20 +31,35 @@ class PublishedVersion:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class AttachedSbom:
+    line: str
+    version: int
+    digest: str  # the SBOM artifact's manifest digest ("" in a dry run's plan)
+
+    def to_json(self) -> dict[str, object]:
+        return {"line": self.line, "version": self.version, "digest": self.digest}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class PublishResult:
     published: tuple[PublishedVersion, ...]
     failures: Failures
     dry_run: bool = False
+    sboms: tuple[AttachedSbom, ...] = ()
 
     def to_json(self) -> dict[str, object]:
         return {
             "dry_run": self.dry_run,
             "published": [p.to_json() for p in self.published],
+            "sboms": [s.to_json() for s in self.sboms],
             "failures": [{"line": line, **exc.to_json()} for line, exc in self.failures],
         }
 
 
 AuditStatus = Literal["ok", "tampered", "missing", "deleted"]
+# The SBOM attached to it: none recorded (""), there and listed, gone, or no longer listed
+# under the referrers tag (so clients looking for the image's SBOM would not find it).
+SbomStatus = Literal["", "ok", "missing", "unlisted"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -56,6 +71,11 @@ class Finding:
     status: AuditStatus
     served: str  # what the tag names now ("" when it is gone)
     digest_exists: bool  # the recorded digest can still be pulled by digest
+    sbom: SbomStatus = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok" and self.sbom in ("", "ok")
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -66,6 +86,7 @@ class Finding:
             "recorded": self.recorded,
             "served": self.served or None,
             "digest_exists": self.digest_exists,
+            "sbom": self.sbom or None,
         }
 
 
@@ -75,7 +96,7 @@ class AuditReport:
 
     @property
     def problems(self) -> tuple[Finding, ...]:
-        return tuple(f for f in self.findings if f.status != "ok")
+        return tuple(f for f in self.findings if not f.ok)
 
     def to_json(self) -> dict[str, object]:
         return {
