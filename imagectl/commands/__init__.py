@@ -31,6 +31,7 @@ MODULES: dict[str, str] = {
     "resolve": "lookup",
     "history": "lookup",
     "withdraw": "withdraw",
+    "restore_check": "restore",
 }
 
 

@@ -1,0 +1,168 @@
+"""restore-check on the real engine: a pod started from v1 of a busybox line and changed as a
+user would, its writable layer taken with `docker commit`, a fix back-ported and built; then
+the verdict and every classification, the merged layer laid over the successor (the fix in
+force, the user's files there), and the raw backup laid over it (the fix undone)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import subprocess
+import tarfile
+import uuid
+from pathlib import Path
+
+import pytest
+
+from .conftest import docker, imagectl
+from .engine_helpers import busybox_repo
+from .helpers import git_commit_all, write
+
+pytestmark = pytest.mark.engine
+
+# The pod's start-up script prints what the kernel says of PID 1's OOM score adjustment.
+START = "#!/bin/sh\\nexec cat /proc/1/oom_score_adj\\n"
+STEPS = {
+    "0001-pod": (
+        "# The pod: a start-up script, a config file, a file the user will delete\n"
+        f"RUN printf '{START}' > /start && chmod 755 /start && echo conf-v1 > /etc/app.conf "
+        "&& echo keep > /etc/keep.txt && mkdir -p /home/u\n"
+    ),
+}
+FIXED_START = "#!/bin/sh\\necho 900 > /proc/self/oom_score_adj\\nexec cat /proc/1/oom_score_adj\\n"
+FIX = (
+    "# The OOM fix: the start-up script sets oom_score_adj 900, and the config says so\n"
+    f"RUN printf '{FIXED_START}' > /start && echo conf-fix > /etc/app.conf\n"
+)
+# What a user does in the pod: files in the home, the start-up script copied up unchanged
+# (as `sed -i` of a pattern that is not there does), a deleted file.
+USER = (
+    "echo notes > /home/u/notes && mkdir /home/u/src && echo code > /home/u/src/main.c "
+    "&& cat /start > /tmp/s && cat /tmp/s > /start && rm /etc/keep.txt"
+)
+
+
+def backup_of(image: str, command: str, out: Path) -> Path:
+    """Run `command` in a pod of `image`, commit it, and write the commit's top layer."""
+    name = f"imagectl-restore-{uuid.uuid4().hex[:10]}"
+    try:
+        docker("run", "--name", name, "--entrypoint", "sh", image, "-c", command)
+        committed = docker("commit", name)
+    finally:
+        docker("rm", "-f", name, check=False)
+    try:
+        out.write_bytes(top_layer(committed))
+    finally:
+        docker("rmi", committed, check=False)
+    return out
+
+
+def top_layer(image: str) -> bytes:
+    saved = subprocess.run(["docker", "save", image], capture_output=True, check=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(saved)) as archive:
+        manifest = json.load(archive.extractfile("manifest.json"))  # type: ignore[arg-type]
+        layer = archive.extractfile(manifest[0]["Layers"][-1])
+        assert layer is not None
+        return layer.read()
+
+
+def laid_over(image: str, layer: bytes, tag: str) -> str:
+    """`image` with `layer` on top, loaded into the engine as `tag` (what a platform does
+    when it restores a pod: the backup's layer over the image it starts on)."""
+    saved = subprocess.run(["docker", "save", image], capture_output=True, check=True).stdout
+    out = io.BytesIO()
+    with (
+        tarfile.open(fileobj=io.BytesIO(saved)) as archive,
+        tarfile.open(fileobj=out, mode="w") as new,
+    ):
+        manifest = json.load(archive.extractfile("manifest.json"))  # type: ignore[arg-type]
+        config = json.load(archive.extractfile(manifest[0]["Config"]))  # type: ignore[arg-type]
+        for member in archive.getmembers():
+            if member.name not in ("manifest.json", "index.json", "oci-layout", "repositories"):
+                new.addfile(member, archive.extractfile(member) if member.isreg() else None)
+        config["rootfs"]["diff_ids"].append(f"sha256:{hashlib.sha256(layer).hexdigest()}")
+        config["history"].append({"created_by": "restored backup"})
+        config_bytes = json.dumps(config).encode()
+        config_name = f"{hashlib.sha256(config_bytes).hexdigest()}.json"
+        manifest[0].update(
+            Config=config_name, RepoTags=[tag], Layers=[*manifest[0]["Layers"], "backup/layer.tar"]
+        )
+        for name, data in (
+            ("backup/layer.tar", layer),
+            (config_name, config_bytes),
+            ("manifest.json", json.dumps(manifest).encode()),
+        ):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            new.addfile(info, io.BytesIO(data))
+    subprocess.run(["docker", "load", "-q"], input=out.getvalue(), capture_output=True, check=True)
+    return tag
+
+
+def pod(image: str, *command: str) -> str:
+    return docker("run", "--rm", "--entrypoint", command[0], image, *command[1:])
+
+
+def test_a_busybox_pod_backup_restored_on_its_patched_successor(
+    tmp_path: Path, repo_name: str
+) -> None:
+    root = busybox_repo(tmp_path, repo_name, STEPS)
+    write(root / "increments" / "_shared" / "oom-fix.Dockerfile.j2", FIX)
+    git_commit_all(root, "the fix")
+    assert imagectl(root, "build", "next", "-q").code == 0
+    v1 = f"{repo_name}:v1"
+    # one pod only added files and copied the start-up script up; another also edited the
+    # config file the fix changes
+    plain = backup_of(v1, USER, tmp_path / "plain.tar")
+    edited = backup_of(v1, f"{USER} && echo user-conf > /etc/app.conf", tmp_path / "edited.tar")
+    assert imagectl(root, "backport", "increments/_shared/oom-fix.Dockerfile.j2").code == 0
+    assert imagectl(root, "build", "next", "-q").code == 0
+    v2 = f"{repo_name}:v2"
+
+    merged = tmp_path / "merged.tar"
+    done = imagectl(root, "restore-check", str(plain), "--on", v1, "--json", "--write", str(merged))
+    assert done.code == 0, done.stdout + done.stderr
+    report = json.loads(done.stdout)
+    assert report["verdict"] == "safe after merge"
+    assert (report["line"], report["version"]) == ("line", 1)
+    assert report["successor"]["version"] == 2
+    assert report["successor"]["added_layers"] == 1  # only the fix's layer was read
+    classified = {p["path"]: (p["class"], p["fix"], p["hides_fix"]) for p in report["paths"]}
+    assert classified["home/u/notes"] == ("user only", None, False)
+    assert classified["home/u/src/main.c"] == ("user only", None, False)
+    assert classified["tmp/s"] == ("user only", None, False)
+    assert classified["start"] == ("stale copy", "changed", True)  # v1's script: the fix's wins
+    assert classified["etc/keep.txt"] == ("user only", None, False)  # the user's deletion
+    assert next(p for p in report["paths"] if p["path"] == "etc/keep.txt")["kind"] == "whiteout"
+    assert {c for c, _, _ in classified.values()} <= {"user only", "stale copy", "directory"}
+    assert report["conflicts"] == []
+    assert report["written"] == str(merged)
+
+    # the merged layer over the successor: the fix in force, the user's files and deletion
+    restored = laid_over(v2, merged.read_bytes(), f"{repo_name}:restored-merged")
+    assert pod(restored, "/start") == "900"
+    assert pod(restored, "cat", "/home/u/notes", "/home/u/src/main.c") == "notes\ncode"
+    assert "No such file" in subprocess.run(
+        ["docker", "run", "--rm", "--entrypoint", "cat", restored, "/etc/keep.txt"],
+        capture_output=True, text=True, check=False,
+    ).stderr  # fmt: skip
+    assert pod(restored, "cat", "/etc/app.conf") == "conf-fix"
+    # the raw backup over the same successor undoes the fix: v1's start-up script is back
+    raw = laid_over(v2, plain.read_bytes(), f"{repo_name}:restored-raw")
+    assert pod(raw, "/start") == "0"
+
+    # the pod that also edited the config file the fix changed: a conflict, nothing written
+    other = tmp_path / "other.tar"
+    done = imagectl(root, "restore-check", str(edited), "--on", v1, "--json", "--write", str(other))
+    assert done.code == 3, done.stdout + done.stderr
+    report = json.loads(done.stdout)
+    assert report["verdict"] == "conflicts"
+    (conflict,) = report["conflicts"]
+    assert conflict["path"] == "etc/app.conf"
+    assert conflict["backup"] != conflict["successor"]
+    assert report["written"] is None
+    assert not other.exists()
+    text = imagectl(root, "restore-check", str(edited), "--on", v1)
+    assert text.code == 3
+    assert "conflict etc/app.conf: both changed it" in text.stdout
