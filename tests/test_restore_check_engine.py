@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import docker, imagectl
+from .conftest import DEBIAN, docker, imagectl
 from .engine_helpers import busybox_repo
-from .helpers import git_commit_all, write
+from .helpers import git_commit_all, git_init, make_line, write
 
 pytestmark = pytest.mark.engine
 
@@ -166,3 +166,87 @@ def test_a_busybox_pod_backup_restored_on_its_patched_successor(
     text = imagectl(root, "restore-check", str(edited), "--on", v1)
     assert text.code == 3
     assert "conflict etc/app.conf: both changed it" in text.stdout
+
+
+DEBIAN_STEPS = {
+    "0001-pod": (
+        "# The pod: a start-up script\n"
+        f"RUN printf '{START}' > /start && chmod 755 /start && mkdir -p /home/u\n"
+    ),
+}
+DEBIAN_FIX = (
+    "# The OOM fix: the start-up script sets oom_score_adj 900; procps and a system user for it\n"
+    "ARG DEBIAN_FRONTEND=noninteractive\n"
+    f"RUN printf '{FIXED_START}' > /start && apt-get update "
+    "&& apt-get install -y --no-install-recommends procps && rm -rf /var/lib/apt/lists/* "
+    "&& useradd --system --uid 990 --no-create-home oomd\n"
+)
+# What a user does in a Debian pod: installs a package, adds a user, adds files in a home.
+DEBIAN_USER = (
+    "export DEBIAN_FRONTEND=noninteractive && apt-get update -q "
+    "&& apt-get install -y -q --no-install-recommends less && useradd --uid 1000 -m alice "
+    "&& echo notes > /home/alice/notes"
+)
+
+
+@pytest.mark.debian
+def test_a_debian_pod_with_an_installed_package_restored_on_its_patched_successor(
+    tmp_path: Path, repo_name: str
+) -> None:
+    root = tmp_path / "repo"
+    make_line(root, "line", repository=repo_name, base=DEBIAN, increments=DEBIAN_STEPS)
+    write(root / "increments" / "_shared" / "oom-fix.Dockerfile.j2", DEBIAN_FIX)
+    git_init(root)
+    assert imagectl(root, "build", "next", "-q").code == 0
+    v1 = f"{repo_name}:v1"
+    backup = backup_of(v1, DEBIAN_USER, tmp_path / "backup.tar")
+    assert imagectl(root, "backport", "increments/_shared/oom-fix.Dockerfile.j2").code == 0
+    assert imagectl(root, "build", "next", "-q").code == 0
+    v2 = f"{repo_name}:v2"
+
+    merged = tmp_path / "merged.tar"
+    done = imagectl(
+        root, "restore-check", str(backup), "--on", v1, "--json", "--write", str(merged)
+    )
+    report = json.loads(done.stdout)
+    assert done.code == 0, json.dumps(report["conflicts"], indent=1)
+    assert report["verdict"] == "safe after merge"
+    classified = {p["path"]: p["class"] for p in report["paths"]}
+    assert classified["var/lib/dpkg/status"] == "merged"
+    assert classified["etc/passwd"] == "merged"
+    assert classified["etc/group"] == "merged"
+    assert classified["etc/shadow"] == "merged"
+    assert classified["home/alice/notes"] == "user only"
+    assert classified["usr/bin/less"] == "user only"
+    assert classified["var/log/dpkg.log"] == "merged"  # both appended to it
+    for dropped in ("etc/passwd-", "var/lib/dpkg/status-old"):  # the tools' backup copies
+        assert classified[dropped] == "regenerated cache"
+    assert classified["var/lib/dpkg/lock"] == "stale copy"
+    merges = {m["path"]: m for m in report["merges"]}
+    status = merges["var/lib/dpkg/status"]
+    assert status["from_backup"] == ["package less:amd64"]
+    assert "package procps:amd64" in status["from_successor"]
+    assert "user alice" in merges["etc/passwd"]["from_backup"]
+    assert "user oomd" in merges["etc/passwd"]["from_successor"]
+
+    # the merged layer over the successor: the fix in force, the user's package and user
+    restored = laid_over(v2, merged.read_bytes(), f"{repo_name}:restored-merged")
+    assert pod(restored, "/start") == "900"
+    assert pod(restored, "dpkg-query", "-W", "-f", "${Status}", "less", "procps") == (
+        "install ok installedinstall ok installed"
+    )
+    assert pod(restored, "id", "-u", "alice") == "1000"
+    assert pod(restored, "id", "-u", "oomd") == "990"
+    assert pod(restored, "cat", "/home/alice/notes") == "notes"
+    # the raw backup over it: dpkg no longer knows the fix's procps, and oomd is gone
+    raw = laid_over(v2, backup.read_bytes(), f"{repo_name}:restored-raw")
+    lost = subprocess.run(
+        ["docker", "run", "--rm", "--entrypoint", "dpkg-query", raw, "-W", "procps"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert lost.returncode != 0
+    assert "no packages found matching procps" in lost.stderr
+    assert "no such user" in subprocess.run(
+        ["docker", "run", "--rm", "--entrypoint", "id", raw, "oomd"],
+        capture_output=True, text=True, check=False,
+    ).stderr  # fmt: skip
