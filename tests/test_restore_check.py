@@ -308,6 +308,9 @@ def test_an_opaque_folder_hiding_what_the_fix_added() -> None:
     ):
         result = check(backup, fix=fix(LayerChange(files={"etc/init/oom": b"900"})))
         assert result.verdict is Verdict.CONFLICTS, backup
+        assert [(p.path, p.kind, p.cls) for p in result.paths] == [
+            ("etc/init", "opaque", Class.CONFLICT)
+        ]  # one row for the folder, in either form
     assert (
         check(
             layer(folder("srv"), opaque("srv")), fix=fix(LayerChange(files={"etc/x": b""}))

@@ -27,13 +27,15 @@ STEPS = {
     "0001-pod": (
         "# The pod: a start-up script, a config file, a file the user will delete\n"
         f"RUN printf '{START}' > /start && chmod 755 /start && echo conf-v1 > /etc/app.conf "
-        "&& echo keep > /etc/keep.txt && mkdir -p /home/u\n"
+        "&& echo keep > /etc/keep.txt && mkdir -p /home/u /etc/conf.d "
+        "&& echo base > /etc/conf.d/base\n"
     ),
 }
 FIXED_START = "#!/bin/sh\\necho 900 > /proc/self/oom_score_adj\\nexec cat /proc/1/oom_score_adj\\n"
 FIX = (
     "# The OOM fix: the start-up script sets oom_score_adj 900, and the config says so\n"
-    f"RUN printf '{FIXED_START}' > /start && echo conf-fix > /etc/app.conf\n"
+    f"RUN printf '{FIXED_START}' > /start && echo conf-fix > /etc/app.conf "
+    "&& echo 900 > /etc/conf.d/oom\n"
 )
 # What a user does in the pod: files in the home, the start-up script copied up unchanged
 # (as `sed -i` of a pattern that is not there does), a deleted file.
@@ -55,6 +57,23 @@ def backup_of(image: str, command: str, out: Path) -> Path:
         out.write_bytes(top_layer(committed))
     finally:
         docker("rmi", committed, check=False)
+    return out
+
+
+def upper_directory_of(image: str, command: str, out: Path) -> Path:
+    """Run `command` in a pod of `image` and tar its overlay upper directory as it is, in
+    overlayfs' own form (0/0 character devices, the opaque xattr)."""
+    name = f"imagectl-restore-{uuid.uuid4().hex[:10]}"
+    try:
+        docker("run", "--name", name, "--entrypoint", "sh", image, "-c", command)
+        upper = docker("inspect", "--format", "{{.GraphDriver.Data.UpperDir}}", name)
+        subprocess.run(
+            ["tar", "--xattrs", "--xattrs-include=trusted.overlay.*", "-C", upper, "-cf",
+             str(out), "."],
+            check=True,
+        )  # fmt: skip
+    finally:
+        docker("rm", "-f", name, check=False)
     return out
 
 
@@ -116,6 +135,12 @@ def test_a_busybox_pod_backup_restored_on_its_patched_successor(
     # config file the fix changes
     plain = backup_of(v1, USER, tmp_path / "plain.tar")
     edited = backup_of(v1, f"{USER} && echo user-conf > /etc/app.conf", tmp_path / "edited.tar")
+    # a pod whose user replaced the folder the fix adds a file to: overlayfs makes it opaque
+    replaced = upper_directory_of(
+        v1,
+        f"{USER} && rm -rf /etc/conf.d && mkdir /etc/conf.d && echo mine > /etc/conf.d/a",
+        tmp_path / "upper.tar",
+    )
     assert imagectl(root, "backport", "increments/_shared/oom-fix.Dockerfile.j2").code == 0
     assert imagectl(root, "build", "next", "-q").code == 0
     v2 = f"{repo_name}:v2"
@@ -166,6 +191,18 @@ def test_a_busybox_pod_backup_restored_on_its_patched_successor(
     text = imagectl(root, "restore-check", str(edited), "--on", v1)
     assert text.code == 3
     assert "conflict etc/app.conf: both changed it" in text.stdout
+
+    # the upper directory's own form: its whiteout and opaque folder read as the OCI form's
+    done = imagectl(root, "restore-check", str(replaced), "--on", v1, "--json")
+    assert done.code == 3, done.stdout + done.stderr
+    report = json.loads(done.stdout)
+    kinds = {p["path"]: (p["kind"], p["class"]) for p in report["paths"]}
+    assert kinds["etc/keep.txt"] == ("whiteout", "user only")
+    assert kinds["etc/conf.d"] == ("opaque", "conflict")
+    assert kinds["etc/conf.d/a"] == ("file", "user only")
+    (conflict,) = report["conflicts"]
+    assert conflict["path"] == "etc/conf.d"
+    assert "hides what the fix added or changed in it: etc/conf.d/oom" in conflict["reason"]
 
 
 DEBIAN_STEPS = {

@@ -213,6 +213,8 @@ def check_restore(
         else:
             paths.append(PathCheck(path=path, kind="opaque", cls=Class.USER_ONLY))
     for path, entry in sorted(backup.entries.items()):
+        if entry.kind == "dir" and path in backup.opaque:
+            continue  # the opaque folder, classified above (and kept as the folder it is)
         checked, conflict, merge = _check_entry(
             entry, backup=backup, ref_files=ref_files, ref_hashes=ref_hashes, fix=fix
         )
