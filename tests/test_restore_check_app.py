@@ -180,3 +180,33 @@ def test_the_cli_says_a_bad_backup_in_json_with_exit_1(tmp_path: Path) -> None:
     assert error["error"].startswith("is not a layer tar")
     assert error["path"] == str(backup)
     assert error["warnings"] == []
+
+
+def test_a_ref_that_is_the_newest_version_has_nothing_to_merge(tmp_path: Path) -> None:
+    images = engine(v2_layers=("base", "one"))  # v2 has v1's layers and no more
+    images.changes[V2] = None  # and they could not be read one by one: never asked
+    backup = tmp_path / "backup.tar"
+    backup.write_bytes(layer(file("start", "edited"), file("home/u/a", "mine")))
+    report = restore_check(project(tmp_path, images), backup, on=REF)
+    assert images.asked_above == []
+    assert str(report.check.verdict) == "safe"
+    assert {p.path: str(p.cls) for p in report.check.paths} == {
+        "start": "user only",
+        "home/u/a": "user only",
+    }
+
+
+def test_what_a_person_reads(tmp_path: Path) -> None:
+    backup = tmp_path / "backup.tar"
+    backup.write_bytes(layer(file("start", "old start"), file("etc/app.conf", "user's")))
+    outcome = restore_command(args(backup), project(tmp_path, engine()))
+    assert outcome.text.splitlines() == [
+        f"{backup}: taken on v1 of line, restored on localhost:5000/t/line:v2: conflicts: a "
+        "person decides each conflict below; nothing was written",
+        "  1 stale copy, 1 conflict (of 2 paths; 1 layer(s) of the successor read)",
+        "  dropped start: stale copy; the fix changed it",
+        "  conflict etc/app.conf: both changed it: the fix changed it, and the backup's copy is "
+        "neither REF's nor the successor's",
+        f"    backup: {outcome.result.to_json()['conflicts'][0]['backup']}; successor: "
+        f"{outcome.result.to_json()['conflicts'][0]['successor']}",
+    ]

@@ -50,7 +50,9 @@ def restore_check(
             hint=f"Check the lock of {found.line} (`imagectl history {found.line}`); a "
             "backup is only ever restored on a version built on the one it was taken on.",
         )
-    layers = images.layer_changes(successor.image_id, EVERY_FILE, above=above)
+    # No layer above REF's (REF is the newest kept version): the fix changed nothing.
+    added = len(successor.layers) > above
+    layers = images.layer_changes(successor.image_id, EVERY_FILE, above=above) if added else ()
     if layers is None:
         raise EngineError(
             f"the layers {found.newest.tag} added above {found.matched.tag} cannot be read "
