@@ -7,11 +7,13 @@ from __future__ import annotations
 import gzip
 import io
 import tarfile
+from pathlib import Path
 
 import pytest
 
+from imagectl.adapters.docker_layers import read_layer
 from imagectl.core.errors import BackupError
-from imagectl.core.layerfiles import LayerChange
+from imagectl.core.layerfiles import FileSelection, LayerChange
 from imagectl.core.layertar import LayerTar, read_layer_tar, write_layer_tar
 from imagectl.core.restores import (
     Class,
@@ -514,3 +516,57 @@ def test_fix_changes_accepts_no_layers() -> None:
     assert (
         check_restore(read(layer(file("a", "b"))), ref_files={}, fix=empty).verdict is Verdict.SAFE
     )
+
+
+# -- symlinks in the fix's change set --------------------------------------------------------
+
+
+def test_a_symlink_both_set_differently_and_one_set_alike() -> None:
+    fixed = fix(LayerChange(links={"etc/alternatives/pager": "/usr/bin/less"}))
+    result = check(layer(symlink("etc/alternatives/pager", "/bin/more")), fix=fixed)
+    assert result.verdict is Verdict.CONFLICTS
+    assert result.conflicts[0].successor == "symlink -> /usr/bin/less"
+    same = check(layer(symlink("etc/alternatives/pager", "/usr/bin/less")), fix=fixed)
+    assert classes(same) == {"etc/alternatives/pager": "stale copy"}
+    assert same.verdict is Verdict.SAFE
+
+
+def test_a_file_the_fix_made_a_symlink() -> None:
+    fixed = fix(LayerChange(links={"etc/resolv.conf": "/run/resolv.conf"}))
+    edited = check(
+        layer(file("etc/resolv.conf", "mine")), ref={"etc/resolv.conf": b"REF"}, fix=fixed
+    )
+    assert edited.verdict is Verdict.CONFLICTS
+    stale = check(layer(file("etc/resolv.conf", "REF")), ref={"etc/resolv.conf": b"REF"}, fix=fixed)
+    assert classes(stale) == {"etc/resolv.conf": "stale copy"}
+    assert stale.verdict is Verdict.SAFE_AFTER_MERGE  # the copy would hide the fix's symlink
+
+
+def test_a_whiteout_of_a_symlink_the_fix_added() -> None:
+    result = check(
+        layer(whiteout("usr/local/bin")),
+        fix=fix(LayerChange(links={"usr/local/bin/oom": "/start"})),
+    )
+    assert result.verdict is Verdict.CONFLICTS
+
+
+def test_later_layers_replace_files_with_symlinks_and_back() -> None:
+    changes = fix_changes(
+        (
+            LayerChange(files={"a": b"1"}, links={"b": "x"}),
+            LayerChange(files={"b": b"2"}, links={"a": "y"}),
+        )
+    )
+    assert changes.files == {"b": b"2"}
+    assert changes.links == {"a": "y"}
+
+
+def test_the_overlay2_store_reads_a_layers_symlinks(tmp_path: Path) -> None:
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc" / "motd").write_text("hi")
+    (tmp_path / "etc" / "pager").symlink_to("/usr/bin/less")
+    everything = FileSelection(match=lambda _p: True, globs=("*",))
+    change = read_layer(tmp_path, everything)
+    assert change is not None
+    assert change.links == {"etc/pager": "/usr/bin/less"}
+    assert change.files == {"etc/motd": b"hi"}

@@ -135,39 +135,58 @@ class FixChanges:
     """What the successor's layers above REF change, merged bottom first."""
 
     files: Mapping[str, bytes]  # regular files they add or replace, as the successor has them
+    links: Mapping[str, str]  # symlinks they add or replace: path -> target
     deleted: frozenset[str]  # paths of REF their whiteouts remove (and all below)
     hidden: frozenset[str]  # folders of REF they make opaque
 
     def removes(self, path: str) -> bool:
         """Whether the successor no longer has REF's `path` (and did not add it again)."""
-        if path in self.files:
+        if self.touches(path):
             return False
         ancestors = _ancestors(path)
         return path in self.deleted or any(a in self.deleted or a in self.hidden for a in ancestors)
 
+    def touches(self, path: str) -> bool:
+        """Whether the fix added or changed a file or symlink at `path`."""
+        return path in self.files or path in self.links
+
     def below(self, folder: str, *, itself: bool) -> tuple[str, ...]:
-        """The files the fix added or changed below `folder` (and `folder` itself)."""
+        """The files and symlinks the fix added or changed below `folder` (and `folder`)."""
         prefix = f"{folder}/"
         return tuple(
-            sorted(p for p in self.files if p.startswith(prefix) or (itself and p == folder))
+            sorted(
+                p
+                for p in (*self.files, *self.links)
+                if p.startswith(prefix) or (itself and p == folder)
+            )
         )
 
 
 def fix_changes(layers: Iterable[LayerChange]) -> FixChanges:
     """The successor's added layers (bottom first) as one change set."""
     files: dict[str, bytes] = {}
+    links: dict[str, str] = {}
     deleted: set[str] = set()
     hidden: set[str] = set()
     for layer in layers:
-        for path in list(files):
+        for path in [*files, *links]:
             if any(path == d or path.startswith(f"{d}/") for d in layer.deleted) or any(
                 path.startswith(f"{o}/") for o in layer.opaque
             ):
-                del files[path]
+                files.pop(path, None)
+                links.pop(path, None)
         deleted.update(layer.deleted)
         hidden.update(layer.opaque)
-        files.update(layer.files)  # a layer's own files lie above its whiteouts
-    return FixChanges(files=files, deleted=frozenset(deleted), hidden=frozenset(hidden))
+        # a layer's own files and symlinks lie above its whiteouts, and replace each other
+        for path in layer.files:
+            links.pop(path, None)
+        for path in layer.links:
+            files.pop(path, None)
+        files.update(layer.files)
+        links.update(layer.links)
+    return FixChanges(
+        files=files, links=links, deleted=frozenset(deleted), hidden=frozenset(hidden)
+    )
 
 
 def check_restore(
@@ -248,7 +267,7 @@ def _check_entry(
     fix: FixChanges,
 ) -> tuple[PathCheck, Conflict | None, tuple[Merge, bytes] | None]:
     path = entry.path
-    changed = path in fix.files
+    changed = fix.touches(path)
     removed = fix.removes(path)
     fixed: FixChange = ("changed" if path in ref_files else "added") if changed else ""
     fixed = "deleted" if removed else fixed
@@ -256,19 +275,22 @@ def _check_entry(
     def checked(cls: Class, *, hides: bool = False) -> PathCheck:
         return PathCheck(path=path, kind=entry.kind, cls=cls, fix=fixed, hides_fix=hides)
 
-    over = [a for a in _ancestors(path) if a in fix.files]
+    over = [a for a in _ancestors(path) if fix.touches(a)]
     if over:
         return checked(Class.CONFLICT), _conflict(
-            path, f"the fix made {over[0]!r} a file, and the backup has {path!r} below it",
+            path, f"the fix made {over[0]!r} a file or symlink, and the backup has {path!r} "
+            "below it",
             entry, fix,
         ), None  # fmt: skip
     if regenerated(path):
         return checked(Class.REGENERATED, hides=changed or removed), None, None
     if entry.kind == "dir":
         return checked(Class.DIRECTORY), None, None
+    if entry.kind == "symlink" and fix.links.get(path, None) == entry.link:
+        return checked(Class.STALE_COPY), None, None  # the successor has it already
     if entry.kind not in ("file", "hardlink"):
         if changed or removed:
-            reason = f"the backup has a {entry.kind} where the fix {fixed} a file"
+            reason = f"the backup has a {entry.kind} where the fix {fixed} a file or symlink"
             return checked(Class.CONFLICT), _conflict(path, reason, entry, fix), None
         return checked(Class.USER_ONLY), None, None
     same_as_ref = ref_hashes.get(path) == entry.sha256
@@ -276,9 +298,9 @@ def _check_entry(
         return checked(Class.STALE_COPY if same_as_ref else Class.USER_ONLY), None, None
     if same_as_ref:
         return checked(Class.STALE_COPY, hides=True), None, None  # the successor's wins
-    if changed and content_hash(fix.files[path]) == entry.sha256:
+    if path in fix.files and content_hash(fix.files[path]) == entry.sha256:
         return checked(Class.STALE_COPY), None, None  # the successor has it already
-    merge = merge_for(path) if changed and entry.kind == "file" else None
+    merge = merge_for(path) if path in fix.files and entry.kind == "file" else None
     if merge is not None and path in backup.contents:
         done = merge(ref_files.get(path, b""), backup.contents[path], fix.files[path])
         if done.conflicts:
@@ -305,6 +327,8 @@ def _conflict(path: str, reason: str, entry: LayerEntry, fix: FixChanges) -> Con
     ours = entry.sha256 or f"{entry.kind}{f' -> {entry.link}' if entry.link else ''}"
     if path in fix.files:
         theirs = content_hash(fix.files[path])
+    elif path in fix.links:
+        theirs = f"symlink -> {fix.links[path]}"
     elif fix.removes(path):
         theirs = "deleted"
     else:
