@@ -221,7 +221,10 @@ def test_user_only_files_and_a_stale_copy_of_an_untouched_file() -> None:
         "etc/hosts": "stale copy",
     }
     assert result.verdict is Verdict.SAFE  # the stale copy hides nothing of the fix
-    assert result.dropped == {"etc/hosts"}
+    # and is kept: the successor has the same content, and the copy may carry a mode the
+    # user set
+    assert result.dropped == set()
+    assert [p.action for p in result.paths if p.path == "etc/hosts"] == ["keep"]
 
 
 def test_a_stale_copy_of_a_file_the_fix_changed_needs_the_merge() -> None:

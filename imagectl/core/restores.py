@@ -31,7 +31,8 @@ class Verdict(enum.StrEnum):
 
 class Class(enum.StrEnum):
     USER_ONLY = "user only"  # the fix did not touch it: kept
-    STALE_COPY = "stale copy"  # REF's file (or the successor's) as it was: dropped
+    STALE_COPY = "stale copy"  # REF's file (or the successor's) as it was: dropped if the fix
+    # changed the path, kept (it changes nothing) if not
     MERGED = "merged"  # a database both changed, merged by entry
     REGENERATED = "regenerated cache"  # the successor's system writes it again: dropped
     DIRECTORY = "directory"  # a folder the layer holds for what is below it: kept
@@ -54,6 +55,10 @@ class PathCheck:
 
     @property
     def action(self) -> Action:
+        if self.cls is Class.STALE_COPY and not self.fix:
+            # The successor has REF's content there: the copy changes nothing of it, and
+            # keeps a mode or owner the user may have set (REF's are not compared).
+            return "keep"
         actions: dict[Class, Action] = {
             Class.USER_ONLY: "keep",
             Class.DIRECTORY: "keep",
