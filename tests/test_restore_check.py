@@ -460,6 +460,9 @@ def test_a_user_removed_in_the_backup_stays_removed() -> None:
 
 
 def test_logs_both_appended_to() -> None:
+    assert merge_for("var/log/apt/history.log") is merge_log
+    assert merge_for("var/log/apt/eipp.log.xz") is merge_log
+    assert merge_for("var/log/lastlog") is None  # indexed by uid: never appended to
     done = merge_log(b"a\n", b"a\nuser\n", b"a\nfix\n")
     assert done.content == b"a\nfix\nuser\n"
     assert merge_log(b"a\n", b"rotated\n", b"a\nfix\n").conflicts

@@ -215,12 +215,16 @@ DATABASES: dict[str, Merge] = {
     "var/lib/apt/extended_states": merge_stanzas(("Package", "Architecture"), "package"),
     "var/cache/debconf/config.dat": merge_stanzas(("Name",), "question"),
     "var/cache/debconf/templates.dat": merge_stanzas(("Name",), "template"),
+    "var/cache/debconf/passwords.dat": merge_stanzas(("Name",), "question"),
     "etc/passwd": merge_accounts("user", id_label="uid"),
     "etc/group": merge_accounts("group", id_label="gid"),
     "etc/shadow": merge_accounts("user"),
     "etc/gshadow": merge_accounts("group"),
 }
-LOGS = re.compile(r"var/log/.+")
+# Text logs, and logs compressed as a stream (a concatenation of xz or gzip streams is one):
+# appended to. Record files (lastlog, wtmp, btmp, faillog) are not: they are indexed by uid or
+# written in fixed records, so they are compared as a whole.
+LOGS = re.compile(r"var/log/.+\.log(?:\.xz|\.gz)?")
 
 # Files the system writes again from the files it describes (ldconfig, fc-cache,
 # gtk-update-icon-cache, apt-get update), and the backup copies tools keep of a database
