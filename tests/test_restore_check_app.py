@@ -8,9 +8,11 @@ import argparse
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import pytest
 
+from imagectl.app import restoring
 from imagectl.app.project import Project, open_project
 from imagectl.app.restoring import restore_check
 from imagectl.cli import with_warnings
@@ -210,3 +212,24 @@ def test_what_a_person_reads(tmp_path: Path) -> None:
         f"    backup: {outcome.result.to_json()['conflicts'][0]['backup']}; successor: "
         f"{outcome.result.to_json()['conflicts'][0]['successor']}",
     ]
+
+
+def test_a_write_that_fails_halfway_leaves_the_old_file_and_no_temporary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backup = tmp_path / "backup.tar"
+    backup.write_bytes(layer(file("start", "old start"), file("home/u/a", "mine")))
+    out = tmp_path / "out"
+    out.mkdir()
+    merged = out / "merged.tar"
+    merged.write_bytes(b"the merge of yesterday")
+
+    def half(source: object, target: IO[bytes], **_: object) -> None:
+        target.write(b"half a tar")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(restoring, "write_layer_tar", half)
+    with pytest.raises(BackupError, match="cannot be written"):
+        restore_check(project(tmp_path, engine()), backup, on=REF, write=merged)
+    assert merged.read_bytes() == b"the merge of yesterday"
+    assert [p.name for p in out.iterdir()] == ["merged.tar"]
