@@ -22,6 +22,7 @@ from imagectl.core.restores import (
     Verdict,
     check_restore,
     fix_changes,
+    relevant_to,
 )
 from imagectl.core.sysdbs import merge_accounts, merge_for, merge_log
 
@@ -576,3 +577,15 @@ def test_the_overlay2_store_reads_a_layers_symlinks(tmp_path: Path) -> None:
     assert change is not None
     assert change.links == {"etc/pager": "/usr/bin/less"}
     assert change.files == {"etc/motd": b"hi"}
+
+
+def test_only_the_fix_files_the_check_needs_are_read() -> None:
+    wanted = relevant_to(
+        read(layer(file("etc/app.conf", "x"), whiteout("opt/tool"), opaque("srv")))
+    )
+    assert wanted("etc/app.conf")  # the backup's own path
+    assert wanted("etc")  # a folder above it, where the fix may have put a file
+    assert wanted("opt/tool/bin/run")  # below a whiteout: the fix may have added it
+    assert wanted("srv/index.html")  # below an opaque folder
+    assert not wanted("usr/lib/x86_64-linux-gnu/libssl.so.3")  # the rest of the fix
+    assert not wanted("etc/app.conf.d/extra")

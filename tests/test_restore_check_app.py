@@ -46,7 +46,18 @@ class LayeredImages(FakeImages):
         self, image: str, wanted: FileSelection, *, above: int
     ) -> tuple[LayerChange, ...] | None:
         self.asked_above.append(above)
-        return self.changes.get(image)
+        found = self.changes.get(image)
+        if found is None:
+            return None
+        return tuple(
+            LayerChange(
+                deleted=change.deleted,
+                opaque=change.opaque,
+                files={p: d for p, d in change.files.items() if wanted.match(p)},
+                links={p: t for p, t in change.links.items() if wanted.match(p)},
+            )
+            for change in found
+        )  # as the store reads them: the selected files only
 
 
 def project(tmp_path: Path, images: LayeredImages) -> Project:

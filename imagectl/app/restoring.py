@@ -20,10 +20,9 @@ from imagectl.core.layertar import LayerTar, read_layer_tar, write_layer_tar
 from imagectl.core.model import LockedVersion
 from imagectl.core.ports import ImageInfo, ImageStore
 from imagectl.core.references import pinned
-from imagectl.core.restores import Verdict, check_restore, fix_changes
+from imagectl.core.restores import Verdict, check_restore, fix_changes, relevant_to
 from imagectl.core.sysdbs import merge_for
 
-EVERY_FILE = FileSelection(match=lambda _path: True, globs=("*",))
 PLAIN_NAME = re.compile(r"[A-Za-z0-9._+-]+")
 
 
@@ -52,7 +51,8 @@ def restore_check(
         )
     # No layer above REF's (REF is the newest kept version): the fix changed nothing.
     added = len(successor.layers) > above
-    layers = images.layer_changes(successor.image_id, EVERY_FILE, above=above) if added else ()
+    wanted = FileSelection(match=relevant_to(tar), globs=("*",))
+    layers = images.layer_changes(successor.image_id, wanted, above=above) if added else ()
     if layers is None:
         raise EngineError(
             f"the layers {found.newest.tag} added above {found.matched.tag} cannot be read "

@@ -11,7 +11,7 @@ added or changed it, is a conflict; a database both changed is merged by entry i
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -165,6 +165,22 @@ class FixChanges:
                 if p.startswith(prefix) or (itself and p == folder)
             )
         )
+
+
+def relevant_to(backup: LayerTar) -> Callable[[str], bool]:
+    """The paths of the successor's layers the check of `backup` needs: its own paths, the
+    folders above them (the fix may have put a file there), and everything below its
+    whiteouts and opaque folders; the rest of the fix's files are never read."""
+    own = set(backup.entries)
+    above = {a for path in (*own, *backup.deleted, *backup.opaque) for a in _ancestors(path)}
+    roots = set(backup.deleted) | set(backup.opaque)
+
+    def wanted(path: str) -> bool:
+        if path in own or path in above or path in roots:
+            return True
+        return any(a in roots for a in _ancestors(path))
+
+    return wanted
 
 
 def fix_changes(layers: Iterable[LayerChange]) -> FixChanges:
