@@ -589,3 +589,11 @@ def test_only_the_fix_files_the_check_needs_are_read() -> None:
     assert wanted("srv/index.html")  # below an opaque folder
     assert not wanted("usr/lib/x86_64-linux-gnu/libssl.so.3")  # the rest of the fix
     assert not wanted("etc/app.conf.d/extra")
+
+
+def test_a_folder_where_the_fix_put_a_symlink() -> None:
+    fixed = fix(LayerChange(links={"var/run": "/run"}))
+    result = check(layer(folder("var/run"), file("var/run/app.pid", "1")), fix=fixed)
+    assert result.verdict is Verdict.CONFLICTS
+    assert [c.path for c in result.conflicts] == ["var/run", "var/run/app.pid"]
+    assert result.conflicts[0].successor == "symlink -> /run"

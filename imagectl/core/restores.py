@@ -305,6 +305,9 @@ def _check_entry(
         ), None  # fmt: skip
     if regenerated(path):
         return checked(Class.REGENERATED, hides=changed or removed), None, None
+    if entry.kind == "dir" and changed:
+        reason = f"the backup has a folder where the fix {fixed} a file or symlink"
+        return checked(Class.CONFLICT), _conflict(path, reason, entry, fix), None
     if entry.kind == "dir":
         return checked(Class.DIRECTORY), None, None
     if entry.kind == "symlink" and fix.links.get(path, None) == entry.link:
