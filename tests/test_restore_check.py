@@ -597,3 +597,13 @@ def test_a_folder_where_the_fix_put_a_symlink() -> None:
     assert result.verdict is Verdict.CONFLICTS
     assert [c.path for c in result.conflicts] == ["var/run", "var/run/app.pid"]
     assert result.conflicts[0].successor == "symlink -> /run"
+
+
+def test_a_hard_link_named_another_way_than_its_target() -> None:
+    backup = layer(file("./bin/a", "REF a"), hardlink("bin/b", "./bin/a"))
+    result = check(backup, ref={"bin/a": b"REF a"}, fix=fix(LayerChange(files={"bin/a": b"new a"})))
+    assert result.dropped == {"bin/a"}
+    out = io.BytesIO()
+    write_layer_tar(io.BytesIO(backup), out, dropped=result.dropped, replaced={}, name="b.tar")
+    assert set(members(out.getvalue())) == {"bin/b"}
+    assert content(out.getvalue(), "bin/b") == b"REF a"

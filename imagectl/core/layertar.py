@@ -287,6 +287,7 @@ def write_layer_tar(
     is dropped or replaced is written as a file of its own. `source` was read by
     read_layer_tar already (its paths are known to be safe)."""
     written: set[str] = set()
+    files: dict[str, tarfile.TarInfo] = {}  # the regular files so far, by path
     with (
         tarfile.open(fileobj=source, mode="r:*") as archive,
         tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as merged,
@@ -310,6 +311,8 @@ def write_layer_tar(
             whiteout = (member.ischr() and member.devmajor == 0 and member.devminor == 0) or (
                 member.isreg() and "whiteout" in marks
             )
+            if member.isreg() and not whiteout:
+                files[path] = member  # a hard link's data, even when this path is dropped
             if path in dropped:
                 continue
             if whiteout:
@@ -329,8 +332,8 @@ def write_layer_tar(
                     copy.size = len(replaced[target])
                     merged.addfile(copy, io.BytesIO(replaced[target]))
                 else:
-                    copy.size = archive.getmember(member.linkname).size
-                    merged.addfile(copy, archive.extractfile(member))
+                    copy.size = files[target].size
+                    merged.addfile(copy, archive.extractfile(files[target]))
             elif member.isreg():
                 merged.addfile(copy, archive.extractfile(member))
             else:
@@ -349,6 +352,8 @@ def _copy(member: tarfile.TarInfo, path: str, headers: Mapping[str, str]) -> tar
     for attr in ("mode", "uid", "gid", "mtime", "type", "linkname", "uname", "gname", "size"):
         setattr(copy, attr, getattr(member, attr))
     copy.devmajor, copy.devminor = member.devmajor, member.devminor
+    if member.isreg():
+        copy.type = tarfile.REGTYPE  # a sparse or contiguous file is written as a plain one
     copy.pax_headers = {k: v for k, v in headers.items() if k.startswith(XATTR)}
     return copy
 
