@@ -163,6 +163,10 @@ def test_a_busybox_pod_backup_restored_on_its_patched_successor(
     assert {c for c, _, _ in classified.values()} <= {"user only", "stale copy", "directory"}
     assert report["conflicts"] == []
     assert report["written"] == str(merged)
+    # REF given by its image id: the same answer
+    by_id = imagectl(root, "restore-check", str(plain), "--on", docker("image", "inspect",
+                     "--format", "{{.Id}}", v1), "--json")  # fmt: skip
+    assert json.loads(by_id.stdout)["paths"] == report["paths"]
 
     # the merged layer over the successor: the fix in force, the user's files and deletion
     restored = laid_over(v2, merged.read_bytes(), f"{repo_name}:restored-merged")
