@@ -293,6 +293,15 @@ COMMANDS: tuple[tuple[str, str, tuple[str | Argument, ...]], ...] = (
              help="3 or v3 (default: the newest version)"),
         _arg("--out", type=Path, metavar="FILE", help="write it to FILE (default: stdout)"),
     )),
+    ("restore-check", "check a pod backup taken on REF against the successor it restores on", (
+        "json",
+        _arg("backup", type=Path, metavar="BACKUP",
+             help="the pod's writable layer as a tar (OCI layer or overlay upper directory)"),
+        _arg("--on", required=True, metavar="REF",
+             help="the version the backup was taken on: repo:vN, repo@sha256:... or an image id"),
+        _arg("--write", type=Path, metavar="MERGED.tar",
+             help="for a safe verdict, write the layer to lay over the successor instead"),
+    )),
     ("withdraw", "withdraw a broken version: its tag stays, resolve passes over it", (
         "line", "wait", "json",
         _arg("version", type=_version, metavar="VERSION", help="the broken version: 3 or v3"),

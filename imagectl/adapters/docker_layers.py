@@ -70,6 +70,7 @@ def read_layer(folder: Path, wanted: FileSelection) -> LayerChange | None:
     deleted: list[str] = []
     opaque: list[str] = []
     files: dict[str, bytes] = {}
+    links: dict[str, str] = {}
     pending = [("", folder)]
     while pending:
         relative, path = pending.pop()
@@ -93,7 +94,11 @@ def read_layer(folder: Path, wanted: FileSelection) -> LayerChange | None:
                 if _marks(entry.path) & set(NOT_SELF_CONTAINED):
                     return None
                 files[name] = Path(entry.path).read_bytes()
-    return LayerChange(deleted=tuple(sorted(deleted)), opaque=tuple(sorted(opaque)), files=files)
+            elif stat.S_ISLNK(info.st_mode) and wanted.match(name):
+                links[name] = os.readlink(entry.path)
+    return LayerChange(
+        deleted=tuple(sorted(deleted)), opaque=tuple(sorted(opaque)), files=files, links=links
+    )
 
 
 def _marks(path: str) -> set[str]:

@@ -34,6 +34,7 @@ MODULES: dict[str, str] = {
     "query_package": "query",
     "query_digest": "query",
     "sbom": "sbom",
+    "restore_check": "restore",
 }
 
 

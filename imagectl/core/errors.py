@@ -156,6 +156,13 @@ class TestFailedError(ImagectlError):
         return {**super().to_json(), "tests": list(self.tests)}
 
 
+class BackupError(ImagectlError):
+    """A pod backup given to restore-check is not a layer imagectl can read safely (not a tar,
+    a path escaping the root, a link pointing out of it)."""
+
+    kind = "backup error"
+
+
 class BusyError(ImagectlError):
     """Another imagectl process holds the repository's build lock."""
 

@@ -24,7 +24,8 @@ class LayerChange:
     deleted: tuple[str, ...] = ()  # whiteouts: the path and everything below it are gone
     opaque: tuple[str, ...] = ()  # folders whose contents in the layers below are hidden
     files: Mapping[str, bytes] = field(default_factory=dict)  # selected files it adds or replaces
+    links: Mapping[str, str] = field(default_factory=dict)  # selected symlinks: path -> target
 
     @property
     def empty(self) -> bool:
-        return not (self.deleted or self.opaque or self.files)
+        return not (self.deleted or self.opaque or self.files or self.links)

@@ -1,0 +1,246 @@
+"""restore-check's use case and command against in-memory fakes of the engine: which layers
+are read, the refusals (an unknown REF, a successor not built on REF, a bad backup, layers
+that cannot be read one by one), exit codes, and --write (atomic; nothing on a conflict)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import pytest
+
+from imagectl.app import restoring
+from imagectl.app.project import Project, open_project
+from imagectl.app.restoring import restore_check
+from imagectl.cli import with_warnings
+from imagectl.commands.restore import restore_check as restore_command
+from imagectl.core.errors import BackupError, EngineError, PlanError
+from imagectl.core.layerfiles import FileSelection, LayerChange
+from imagectl.core.lockfile import write_lock
+from imagectl.core.ports import ImageInfo
+
+from .conftest import imagectl
+from .fakes import FakeImages
+from .helpers import make_line, sample_lock
+from .layer_tars import file, folder, layer, members, whiteout
+
+V1, V2 = f"sha256:{301:064x}", f"sha256:{302:064x}"
+REF = "localhost:5000/t/line:v1"
+
+
+@dataclass
+class LayeredImages(FakeImages):
+    """Images whose files and layers the test gives; it records what was read."""
+
+    files: dict[str, dict[str, bytes]] = field(default_factory=dict)
+    changes: dict[str, tuple[LayerChange, ...] | None] = field(default_factory=dict)
+    asked_above: list[int] = field(default_factory=list)
+
+    def read_files(self, image: str, wanted: FileSelection) -> dict[str, bytes]:
+        return {p: d for p, d in self.files.get(image, {}).items() if wanted.match(p)}
+
+    def layer_changes(
+        self, image: str, wanted: FileSelection, *, above: int
+    ) -> tuple[LayerChange, ...] | None:
+        self.asked_above.append(above)
+        found = self.changes.get(image)
+        if found is None:
+            return None
+        return tuple(
+            LayerChange(
+                deleted=change.deleted,
+                opaque=change.opaque,
+                files={p: d for p, d in change.files.items() if wanted.match(p)},
+                links={p: t for p, t in change.links.items() if wanted.match(p)},
+            )
+            for change in found
+        )  # as the store reads them: the selected files only
+
+
+def project(tmp_path: Path, images: LayeredImages) -> Project:
+    layout = make_line(
+        tmp_path / "repo",
+        "line",
+        repository="localhost:5000/t/line",
+        base="localhost:5000/busybox:latest",
+        increments={"0001-step": "RUN true\n", "0002-step": "RUN true\n"},
+    )
+    write_lock(layout.lock_path("line"), sample_lock(2))
+    return open_project(layout.root, images=images)
+
+
+def engine(*, v2_layers: tuple[str, ...] = ("base", "one", "fix")) -> LayeredImages:
+    images = LayeredImages()
+    images.images[V1] = ImageInfo(image_id=V1, layers=("base", "one"), size=1)
+    images.images[V2] = ImageInfo(image_id=V2, layers=v2_layers, size=1)
+    images.files[V1] = {"start": b"old start", "etc/app.conf": b"REF"}
+    images.changes[V2] = (LayerChange(files={"start": b"fixed start", "etc/app.conf": b"fix"}),)
+    return images
+
+
+def args(backup: Path, write: Path | None = None) -> argparse.Namespace:
+    return argparse.Namespace(backup=backup, on=REF, write=write, json=True)
+
+
+def test_safe_after_merge_reads_only_the_added_layers_and_writes_the_merged_layer(
+    tmp_path: Path,
+) -> None:
+    images = engine()
+    backup = tmp_path / "backup.tar"
+    backup.write_bytes(
+        layer(folder("home/u"), file("home/u/a", "mine"), file("start", "old start"))
+    )
+    merged = tmp_path / "out" / "merged.tar"
+    merged.parent.mkdir()
+    outcome = restore_command(args(backup, merged), project(tmp_path, images))
+    assert outcome.code == 0
+    assert images.asked_above == [2]  # the successor's layers above v1's two
+    data = with_warnings(outcome.result.to_json(), ())
+    assert data["verdict"] == "safe after merge"
+    assert data["successor"]["version"] == 2
+    assert data["successor"]["added_layers"] == 1
+    assert data["written"] == str(merged)
+    assert set(data) >= {"backup", "on", "line", "version", "paths", "conflicts", "merges"}
+    json.dumps(data)  # the JSON contract: serialisable as it is
+    assert set(members(merged.read_bytes())) == {"home/u", "home/u/a"}
+    assert [p.name for p in merged.parent.iterdir()] == ["merged.tar"]  # no temporary left
+    assert "dropped start: stale copy; the fix changed it" in outcome.text
+
+
+def test_a_conflict_writes_nothing_and_exits_3(tmp_path: Path) -> None:
+    backup = tmp_path / "backup.tar"
+    backup.write_bytes(layer(file("etc/app.conf", "user's")))
+    merged = tmp_path / "merged.tar"
+    merged.write_bytes(b"an older merge, kept as it is")
+    outcome = restore_command(args(backup, merged), project(tmp_path, engine()))
+    assert outcome.code == 3
+    assert outcome.result.to_json()["written"] is None
+    assert merged.read_bytes() == b"an older merge, kept as it is"
+    assert "conflict etc/app.conf" in outcome.text
+
+
+def test_a_whiteout_of_the_fix_is_a_conflict(tmp_path: Path) -> None:
+    backup = tmp_path / "backup.tar"
+    backup.write_bytes(layer(whiteout("start")))
+    outcome = restore_command(args(backup), project(tmp_path, engine()))
+    assert outcome.code == 3
+
+
+def test_refused_exits_1(tmp_path: Path) -> None:
+    backup = tmp_path / "backup.tar"
+    backup.write_bytes(layer(folder("opt", **{"SCHILY.xattr.trusted.overlay.redirect": "/x"})))
+    merged = tmp_path / "merged.tar"
+    outcome = restore_command(args(backup, merged), project(tmp_path, engine()))
+    assert outcome.code == 1
+    assert outcome.result.to_json()["refusals"] == [{"path": "opt", "mark": "overlay.redirect"}]
+    assert not merged.exists()
+
+
+def test_a_ref_no_lock_knows(tmp_path: Path) -> None:
+    backup = tmp_path / "backup.tar"
+    backup.write_bytes(layer(file("a", "b")))
+    with pytest.raises(PlanError, match="no image line built"):
+        restore_check(project(tmp_path, engine()), backup, on="localhost:5000/t/line:v9")
+
+
+def test_a_successor_not_built_on_refs_layers(tmp_path: Path) -> None:
+    backup = tmp_path / "backup.tar"
+    backup.write_bytes(layer(file("a", "b")))
+    images = engine(v2_layers=("base", "other", "fix"))
+    merged = tmp_path / "merged.tar"
+    with pytest.raises(PlanError, match="is not built on"):
+        restore_check(project(tmp_path, images), backup, on=REF, write=merged)
+    assert images.asked_above == []  # nothing read
+    assert not merged.exists()
+
+
+def test_layers_that_cannot_be_read_one_by_one(tmp_path: Path) -> None:
+    backup = tmp_path / "backup.tar"
+    backup.write_bytes(layer(file("a", "b")))
+    images = engine()
+    images.changes[V2] = None
+    with pytest.raises(EngineError, match="cannot be read one by one"):
+        restore_check(project(tmp_path, images), backup, on=REF)
+
+
+def test_a_bad_backup_is_refused_before_the_engine_is_asked(tmp_path: Path) -> None:
+    backup = tmp_path / "backup.tar"
+    backup.write_bytes(layer(file("../../etc/cron.d/x", "evil")))
+    images = engine()
+    merged = tmp_path / "merged.tar"
+    with pytest.raises(BackupError, match="escapes the root"):
+        restore_check(project(tmp_path, images), backup, on=REF, write=merged)
+    assert images.calls == []
+    assert not merged.exists()
+    with pytest.raises(BackupError, match="cannot be read"):
+        restore_check(project(tmp_path, images), tmp_path / "missing.tar", on=REF)
+    with pytest.raises(BackupError, match="names the backup itself"):
+        restore_check(project(tmp_path, images), backup, on=REF, write=backup)
+
+
+def test_the_cli_says_a_bad_backup_in_json_with_exit_1(tmp_path: Path) -> None:
+    images = engine()
+    root = project(tmp_path, images).root
+    backup = tmp_path / "backup.tar"
+    backup.write_bytes(b"not a tar at all\n" * 100)
+    done = imagectl(root, "restore-check", str(backup), "--on", REF, "--json")
+    assert done.code == 1
+    error = json.loads(done.stdout)
+    assert error["kind"] == "backup error"
+    assert error["error"].startswith("is not a layer tar")
+    assert error["path"] == str(backup)
+    assert error["warnings"] == []
+
+
+def test_a_ref_that_is_the_newest_version_has_nothing_to_merge(tmp_path: Path) -> None:
+    images = engine(v2_layers=("base", "one"))  # v2 has v1's layers and no more
+    images.changes[V2] = None  # and they could not be read one by one: never asked
+    backup = tmp_path / "backup.tar"
+    backup.write_bytes(layer(file("start", "edited"), file("home/u/a", "mine")))
+    report = restore_check(project(tmp_path, images), backup, on=REF)
+    assert images.asked_above == []
+    assert str(report.check.verdict) == "safe"
+    assert {p.path: str(p.cls) for p in report.check.paths} == {
+        "start": "user only",
+        "home/u/a": "user only",
+    }
+
+
+def test_what_a_person_reads(tmp_path: Path) -> None:
+    backup = tmp_path / "backup.tar"
+    backup.write_bytes(layer(file("start", "old start"), file("etc/app.conf", "user's")))
+    outcome = restore_command(args(backup), project(tmp_path, engine()))
+    assert outcome.text.splitlines() == [
+        f"{backup}: taken on v1 of line, restored on localhost:5000/t/line:v2: conflicts: a "
+        "person decides each conflict below; nothing was written",
+        "  1 stale copy, 1 conflict (of 2 paths; 1 layer(s) of the successor read)",
+        "  dropped start: stale copy; the fix changed it",
+        "  conflict etc/app.conf: both changed it: the fix changed it, and the backup's copy is "
+        "neither REF's nor the successor's",
+        f"    backup: {outcome.result.to_json()['conflicts'][0]['backup']}; successor: "
+        f"{outcome.result.to_json()['conflicts'][0]['successor']}",
+    ]
+
+
+def test_a_write_that_fails_halfway_leaves_the_old_file_and_no_temporary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backup = tmp_path / "backup.tar"
+    backup.write_bytes(layer(file("start", "old start"), file("home/u/a", "mine")))
+    out = tmp_path / "out"
+    out.mkdir()
+    merged = out / "merged.tar"
+    merged.write_bytes(b"the merge of yesterday")
+
+    def half(source: object, target: IO[bytes], **_: object) -> None:
+        target.write(b"half a tar")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(restoring, "write_layer_tar", half)
+    with pytest.raises(BackupError, match="cannot be written"):
+        restore_check(project(tmp_path, engine()), backup, on=REF, write=merged)
+    assert merged.read_bytes() == b"the merge of yesterday"
+    assert [p.name for p in out.iterdir()] == ["merged.tar"]
