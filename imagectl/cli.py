@@ -293,6 +293,10 @@ COMMANDS: tuple[tuple[str, str, tuple[str | Argument, ...]], ...] = (
              help="3 or v3 (default: the newest version)"),
         _arg("--out", type=Path, metavar="FILE", help="write it to FILE (default: stdout)"),
     )),
+    ("site", "write the history site: every line and version as static HTML", (
+        "json",
+        _arg("--out", type=Path, metavar="DIR", help="the site's folder (default: site/)"),
+    )),
     ("restore-check", "check a pod backup taken on REF against the successor it restores on", (
         "json",
         _arg("backup", type=Path, metavar="BACKUP",

@@ -34,6 +34,7 @@ MODULES: dict[str, str] = {
     "query_package": "query",
     "query_digest": "query",
     "sbom": "sbom",
+    "site": "site",
     "restore_check": "restore",
 }
 
@@ -52,12 +53,7 @@ def streamed(args: argparse.Namespace) -> Say:
 
 
 def versions_text(versions: tuple[int, ...]) -> str:
-    """Versions as runs: "v1-v200", "v3, v5-v7" (a line of 200 unpublished versions is one
-    short line, not 200 entries)."""
-    runs: list[list[int]] = []
-    for version in versions:
-        if runs and version == runs[-1][-1] + 1:
-            runs[-1].append(version)
-        else:
-            runs.append([version])
-    return ", ".join(f"v{r[0]}" if len(r) == 1 else f"v{r[0]}-v{r[-1]}" for r in runs)
+    """Versions as runs: "v1-v200", "v3, v5-v7" (core.history's, loaded when asked)."""
+    from imagectl.core.history import versions_text as runs  # noqa: PLC0415
+
+    return runs(versions)

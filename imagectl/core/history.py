@@ -132,3 +132,15 @@ def human_size(size: int) -> str:
 
 def _clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def versions_text(versions: Sequence[int]) -> str:
+    """Versions as runs: "v1-v200", "v3, v5-v7" (a line of 200 unpublished versions is one
+    short line, not 200 entries)."""
+    runs: list[list[int]] = []
+    for version in versions:
+        if runs and version == runs[-1][-1] + 1:
+            runs[-1].append(version)
+        else:
+            runs.append([version])
+    return ", ".join(f"v{r[0]}" if len(r) == 1 else f"v{r[0]}-v{r[-1]}" for r in runs)

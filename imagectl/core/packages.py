@@ -14,6 +14,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from typing import Literal
 
 from imagectl.core.layerfiles import FileSelection, LayerChange
@@ -74,6 +75,7 @@ class Package:
         return found
 
 
+@lru_cache(maxsize=1 << 16)  # the same entries recur in every version of a line
 def parse_entry(entry: str) -> Package:
     """A manifest entry as a Package; an entry without a kind is a deb (older sidecars)."""
     head, _, rest = entry.partition(" ")

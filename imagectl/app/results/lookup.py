@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from imagectl.core.model import (
@@ -118,3 +119,15 @@ class SbomMade:
         import json  # noqa: PLC0415 (the document is already JSON)
 
         return json.loads(self.data)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SiteMade:
+    """`imagectl site`: where the site is and how much of it was rendered anew."""
+
+    out: Path
+    pages: int
+    rendered: int  # the rest were unchanged, linked from the site before
+
+    def to_json(self) -> dict[str, object]:
+        return {"out": str(self.out), "pages": self.pages, "rendered": self.rendered}
