@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import os
 import shutil
 import subprocess
 import threading
@@ -252,3 +253,28 @@ def not_blank(png: bytes) -> bool:
         position += 12 + length
     pixels = zlib.decompress(data)
     return len(set(pixels[1000:200000])) > 2
+
+
+def test_workers_write_the_same_site_and_a_failing_one_fails_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fixture(tmp_path, versions=8)
+    alone = tmp_path / "alone"
+    sites.build_site(open_project(tmp_path), alone)
+    monkeypatch.setattr(sites, "PER_WORKER", 1)  # a worker per core even for a few pages
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    forked = tmp_path / "forked"
+    sites.build_site(open_project(tmp_path), forked)
+    files = sorted(p.relative_to(alone) for p in alone.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(forked) for p in forked.rglob("*") if p.is_file())
+    assert all((alone / f).read_bytes() == (forked / f).read_bytes() for f in files)
+
+    def broken(*_args: object, **_kwargs: object) -> str:
+        raise ValueError("a page that cannot be made")
+
+    fixture(tmp_path, versions=9)
+    monkeypatch.setattr(sites, "version_page", broken)
+    before = {p: p.read_bytes() for p in forked.rglob("*") if p.is_file()}
+    with pytest.raises(ValueError, match="a page that cannot be made"):
+        sites.build_site(open_project(tmp_path), forked)
+    assert {p: p.read_bytes() for p in forked.rglob("*") if p.is_file()} == before

@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -334,22 +335,65 @@ def _write(out: Path, pages: dict[str, Page]) -> SiteMade:
     before = _previous_keys(out)
     temporary = out.with_name(f".{out.name}.new-{os.getpid()}")
     shutil.rmtree(temporary, ignore_errors=True)
-    rendered = 0
     try:
+        wanted: list[tuple[Path, Page]] = []
+        for folder in {str(Path(path).parent) for path in pages}:
+            (temporary / folder).mkdir(parents=True, exist_ok=True)
         for path, item in pages.items():
             target = temporary / path
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if before.get(path) == item.key and _link(out / path, target):
-                continue
-            target.write_text(item.render(), encoding="utf-8")
-            rendered += 1
+            if not (before.get(path) == item.key and _link(out / path, target)):
+                wanted.append((target, item))
+        _render_all(wanted)
         state = {"format": STATE_FORMAT, "pages": {p: i.key for p, i in pages.items()}}
         (temporary / STATE).write_text(json.dumps(state, sort_keys=True), encoding="utf-8")
         _swap(temporary, out)
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
         raise
-    return SiteMade(out=out, pages=len(pages), rendered=rendered)
+    return SiteMade(out=out, pages=len(pages), rendered=len(wanted))
+
+
+PER_WORKER = 2000  # pages below which a second process costs more than it saves
+
+
+def _render_all(wanted: list[tuple[Path, Page]]) -> None:
+    """Render and write the pages, in one forked worker per core when there are many (a first
+    site of a big repository renders tens of thousands). A worker's failure fails the whole."""
+    workers = min(os.cpu_count() or 1, len(wanted) // PER_WORKER) if hasattr(os, "fork") else 1
+    if workers <= 1:
+        for target, item in wanted:
+            target.write_text(item.render(), encoding="utf-8")
+        return
+    children: dict[int, int] = {}  # pid -> its share
+    try:
+        for index in range(workers):
+            pid = os.fork()
+            if pid == 0:  # the worker: its share, then out without the parent's cleanup
+                code = 0
+                try:
+                    _render_share(wanted, index, workers)
+                except BaseException:
+                    code = 1
+                os._exit(code)
+            children[pid] = index
+        failed = []
+        while children:
+            pid, status = os.wait()
+            if os.waitstatus_to_exitcode(status) != 0:
+                failed.append(children[pid])
+            del children[pid]
+    finally:
+        for pid in children:  # interrupted: no worker writes on after the parent has gone
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+    for index in failed:  # again here: a real error is then the parent's own, as it was
+        _render_share(wanted, index, workers)
+
+
+def _render_share(wanted: list[tuple[Path, Page]], index: int, workers: int) -> None:
+    for target, item in wanted[index::workers]:
+        target.write_text(item.render(), encoding="utf-8")
 
 
 def _previous_keys(out: Path) -> dict[str, str]:
