@@ -77,7 +77,36 @@ def bench_cli(session: Session) -> Section:
     _cli_why(
         section, session, root=root, env=env, commands=commands[1:], keys=keys, times=(warm, cold)
     )
+    _site_rows(section, session, root, env)
     return section
+
+
+SITE_TARGET = 10.0  # seconds for the whole site of the synthetic repository
+
+
+def _site_rows(section: Section, session: Session, root: Path, env: dict[str, str]) -> None:
+    """`imagectl site` of the whole synthetic repository: first (nothing to reuse), then again
+    with nothing changed (every page linked from the site before)."""
+    out = session.work / "site"
+    lines, versions = session.sizes.cli_lines, session.sizes.cli_versions
+    first, again = [], []
+    for _ in range(2):
+        shutil.rmtree(out, ignore_errors=True)
+        first.append(timed([IMAGECTL, "-C", str(root), "site", "--out", str(out)], env=env))
+        again.append(timed([IMAGECTL, "-C", str(root), "site", "--out", str(out)], env=env))
+    pages = sum(1 for _ in out.rglob("*.html"))
+    for label, times in (("first", first), ("nothing changed", again)):
+        value = median(times)
+        section.rows.append(
+            Row(
+                "3 cli",
+                f"`imagectl site` {label} ({lines}x{versions}, {pages} pages; {fmt_times(times)})",
+                f"**{value:.2f} s**",
+                f"<= {SITE_TARGET:.0f} s",
+                value <= SITE_TARGET,
+            )
+        )
+        say(f"3 cli: site {label}: {value:.2f} s")
 
 
 def _synthetic_repo(
