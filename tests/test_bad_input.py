@@ -1171,7 +1171,10 @@ def built_repo(tmp_path_factory: pytest.TempPathFactory, engine: str) -> Iterato
         done = imagectl(root, *args) if args[0] == "squash" else imagectl(root, *args, "--quiet")
         assert done.code in ((0, 3) if args[0] == "squash" else (0,)), done.stderr
     assert len(tags(repository)) == 3, tags(repository)
-    assert sorted(registry_tags(repository)) == ["v1", "v2"]
+    served = sorted(registry_tags(repository))
+    # v1 and v2, and the referrers tag (sha256-<digest>) listing each one's SBOM
+    assert [t for t in served if not t.startswith("sha256-")] == ["v1", "v2"]
+    assert len([t for t in served if t.startswith("sha256-")]) == len(["v1", "v2"])
     yield root, repository
     for line in tags(repository):
         docker("rmi", "--no-prune", line.split()[0], check=False)
