@@ -3,7 +3,7 @@ values shared by the engine adapters and the package records, with no adapter be
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 
@@ -29,3 +29,17 @@ class LayerChange:
     @property
     def empty(self) -> bool:
         return not (self.deleted or self.opaque or self.files or self.links)
+
+
+def merged_files(changes: Iterable[LayerChange]) -> dict[str, bytes]:
+    """The selected files of the image the layers (bottom first) make, as overlay merges them:
+    a layer's whiteouts and opaque folders remove what lies below, then its own files."""
+    files: dict[str, bytes] = {}
+    for change in changes:
+        for path in list(files):
+            if any(path == d or path.startswith(f"{d}/") for d in change.deleted) or any(
+                path.startswith(f"{o}/") for o in change.opaque
+            ):
+                del files[path]
+        files.update(change.files)
+    return files
