@@ -33,7 +33,8 @@ class LayerChange:
 
 def merged_files(changes: Iterable[LayerChange]) -> dict[str, bytes]:
     """The selected files of the image the layers (bottom first) make, as overlay merges them:
-    a layer's whiteouts and opaque folders remove what lies below, then its own files."""
+    a layer's whiteouts and opaque folders remove what lies below, and so does a symlink it
+    puts where a file was; then its own files."""
     files: dict[str, bytes] = {}
     for change in changes:
         for path in list(files):
@@ -41,5 +42,7 @@ def merged_files(changes: Iterable[LayerChange]) -> dict[str, bytes]:
                 path.startswith(f"{o}/") for o in change.opaque
             ):
                 del files[path]
+        for path in change.links:
+            files.pop(path, None)
         files.update(change.files)
     return files
