@@ -188,6 +188,13 @@ class RegistryTransport:
             target = url
         return connection.stream("GET", target, headers=dict(headers), timeout=self.timeout)
 
+    def close(self) -> None:
+        """Close this thread's kept connections (a process's last request needs none)."""
+        connections: dict[str, Connection] = self._local.__dict__.setdefault("connections", {})
+        for connection in connections.values():
+            connection.close()
+        connections.clear()
+
     def _connection(self, scheme: str, host: str) -> Connection:
         """This thread's kept connection to that server."""
         connections: dict[str, Connection] = self._local.__dict__.setdefault("connections", {})
