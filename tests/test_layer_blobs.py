@@ -35,7 +35,7 @@ class Blob:
     @contextlib.contextmanager
     def __call__(self) -> Iterator[IO[bytes]]:
         self.opened += 1
-        yield _Unseekable(self.data)
+        yield io.BufferedReader(_Unseekable(self.data))
 
 
 class _Unseekable(io.RawIOBase):
