@@ -18,7 +18,7 @@ import pytest
 from imagectl.adapters.docker_layers import read_layer
 from imagectl.core.errors import RegistryError
 from imagectl.core.layerblobs import layer_change, readable
-from imagectl.core.layerfiles import FileSelection, LayerChange, merged_files
+from imagectl.core.layerfiles import FileSelection, LayerChange, merged_files, merged_view
 
 from .layer_tars import file, folder, hardlink, layer, opaque, symlink, whiteout
 
@@ -58,7 +58,7 @@ def only(*paths: str) -> FileSelection:
 def test_a_gzip_layer_s_whiteouts_opaque_folders_files_and_symlinks() -> None:
     data = layer(
         folder("etc"),
-        file("etc/app.conf", "fix"),
+        file("etc/app.conf", "fix", mode=0o600, uid=0, gid=42),
         file("./etc/other", "not selected"),
         whiteout("etc/old"),
         opaque("srv"),
@@ -72,6 +72,7 @@ def test_a_gzip_layer_s_whiteouts_opaque_folders_files_and_symlinks() -> None:
         opaque=("srv",),
         files={"etc/app.conf": b"fix"},
         links={"etc/pager": "/usr/bin/less"},
+        meta={"etc/app.conf": (0o600, 0, 42)},
     )
     assert layer_change(Blob(data), wanted, name="t") == change  # a plain tar the same
 
@@ -92,18 +93,22 @@ def test_the_blob_reader_matches_the_overlay2_store(tmp_path: Path) -> None:
     link as a second name of one inode) and as the tar docker pushes for it."""
     (tmp_path / "etc").mkdir()
     (tmp_path / "etc" / "app.conf").write_text("fix")
+    os.chmod(tmp_path / "etc" / "app.conf", 0o640)
+    os.chown(tmp_path / "etc" / "app.conf", 0, 42)
     os.link(tmp_path / "etc" / "app.conf", tmp_path / "etc" / "app.link")
     (tmp_path / "etc" / "pager").symlink_to("/usr/bin/less")
     os.mknod(tmp_path / "etc" / "old", 0o020000, os.makedev(0, 0))
     stored = read_layer(tmp_path, EVERYTHING)
     blob = layer(
         folder("etc"),
-        file("etc/app.conf", "fix"),
-        hardlink("etc/app.link", "etc/app.conf"),
+        file("etc/app.conf", "fix", mode=0o640, gid=42),
+        hardlink("etc/app.link", "etc/app.conf", mode=0o640, gid=42),
         symlink("etc/pager", "/usr/bin/less"),
         whiteout("etc/old"),
     )
     assert layer_change(Blob(blob), EVERYTHING, name="t") == stored
+    assert stored is not None
+    assert stored.meta["etc/app.link"] == (0o640, 0, 42)
 
 
 @pytest.mark.parametrize(
@@ -126,6 +131,20 @@ def test_only_plain_and_gzip_layers_are_read() -> None:
     assert readable("application/vnd.oci.image.layer.v1.tar")
     assert not readable("application/vnd.oci.image.layer.v1.tar+zstd")
     assert not readable("application/vnd.docker.image.rootfs.foreign.diff.tar.gzip")
+
+
+def test_merged_view_keeps_the_mode_and_owner_of_the_layer_that_wrote_the_file() -> None:
+    files, meta = merged_view(
+        (
+            LayerChange(
+                files={"a": b"1", "b": b"2"}, meta={"a": (0o644, 0, 0), "b": (0o644, 0, 0)}
+            ),
+            LayerChange(files={"a": b"1"}, meta={"a": (0o600, 1000, 1000)}),  # a chmod, chown
+            LayerChange(files={"b": b"3"}),  # a reader that does not say: unknown
+        )
+    )
+    assert files == {"a": b"1", "b": b"3"}
+    assert meta == {"a": (0o600, 1000, 1000)}
 
 
 def test_merged_files_a_file_below_a_symlink_an_upper_layer_put_there_is_gone() -> None:

@@ -57,6 +57,7 @@ class LayeredImages(FakeImages):
                 opaque=change.opaque,
                 files={p: d for p, d in change.files.items() if wanted.match(p)},
                 links={p: t for p, t in change.links.items() if wanted.match(p)},
+                meta={p: m for p, m in change.meta.items() if wanted.match(p)},
             )
             for change in found
         )  # as the store reads them: the selected files only
@@ -79,6 +80,14 @@ def engine(*, v2_layers: tuple[str, ...] = ("base", "one", "fix")) -> LayeredIma
     images.images[V1] = ImageInfo(image_id=V1, layers=("base", "one"), size=1)
     images.images[V2] = ImageInfo(image_id=V2, layers=v2_layers, size=1)
     images.files[V1] = {"start": b"old start", "etc/app.conf": b"REF"}
+    plain = (0o644, 0, 0)  # as the registry's layer tars have them (tests/layer_tars)
+    images.changes[V1] = (
+        LayerChange(
+            files={"start": b"old start", "etc/app.conf": b"base's"},
+            meta={"start": plain, "etc/app.conf": plain},
+        ),
+        LayerChange(files={"etc/app.conf": b"REF"}, meta={"etc/app.conf": plain}),
+    )
     images.changes[V2] = (LayerChange(files={"start": b"fixed start", "etc/app.conf": b"fix"}),)
     return images
 
@@ -101,7 +110,8 @@ def test_safe_after_merge_reads_only_the_added_layers_and_writes_the_merged_laye
     merged.parent.mkdir()
     outcome = restore_command(args(backup, merged), project(tmp_path, images))
     assert outcome.code == 0
-    assert images.asked_above == [2]  # the successor's layers above v1's two
+    # the successor's layers above v1's two, then v1's own for its files at the backup's paths
+    assert images.asked_above == [2, 0]
     data = with_warnings(outcome.result.to_json(), ())
     assert data["verdict"] == "safe after merge"
     assert data["successor"]["version"] == 2
@@ -212,7 +222,7 @@ def test_a_ref_that_is_the_newest_version_has_nothing_to_merge(tmp_path: Path) -
     backup = tmp_path / "backup.tar"
     backup.write_bytes(layer(file("start", "edited"), file("home/u/a", "mine")))
     report = restore_check(project(tmp_path, images), backup, on=REF)
-    assert images.asked_above == []
+    assert images.asked_above == [0]  # only REF's own layers, for its files
     assert str(report.check.verdict) == "safe"
     assert {p.path: str(p.cls) for p in report.check.paths} == {
         "start": "user only",

@@ -315,6 +315,13 @@ def test_the_registry_and_the_engine_s_store_give_the_same_answer(
         "linked": backup_of(
             v1, f"{USER} && echo 900 > /etc/conf.d/oom.link", tmp_path / "linked.tar"
         ),
+        # a mode-only change of the config the fix changes, an owner-only one of a file it
+        # leaves alone
+        "chmod": backup_of(
+            v1,
+            f"{USER} && chmod 600 /etc/app.conf && chown 1000:1000 /etc/conf.d/base",
+            tmp_path / "chmod.tar",
+        ),
         "upper": upper_directory_of(
             v1,
             f"{USER} && rm -rf /etc/conf.d && mkdir /etc/conf.d && echo mine > /etc/conf.d/a",
@@ -341,13 +348,22 @@ def test_the_registry_and_the_engine_s_store_give_the_same_answer(
             answers[source] = (done.code, report, merged.read_bytes() if merged.exists() else b"")
         assert answers["registry"] == answers["engine"], name
         verdicts[name] = answers["engine"][1]["verdict"]
+        classified = {p["path"]: p["class"] for p in answers["engine"][1]["paths"]}
         if name == "linked":
-            classified = {p["path"]: p["class"] for p in answers["engine"][1]["paths"]}
             assert classified["etc/conf.d/oom.link"] == "stale copy"  # the successor has it
+        if name == "chmod":
+            assert classified["etc/app.conf"] == "conflict"
+            assert classified["etc/conf.d/base"] == "user only"
+            (conflict,) = answers["engine"][1]["conflicts"]
+            assert (
+                "changed only its mode or owner (mode 0644, owner 0:0 in REF, mode 0600"
+                in (conflict["reason"])
+            )
     assert verdicts == {
         "plain": "safe after merge",
         "edited": "conflicts",
         "linked": "safe after merge",
+        "chmod": "conflicts",
         "upper": "conflicts",
     }
     # by default, on this host, the engine's store is read

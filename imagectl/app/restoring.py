@@ -20,7 +20,7 @@ from imagectl.app.results.restore import RestoreReport
 from imagectl.core.artifacts import Descriptor
 from imagectl.core.errors import BackupError, EngineError, PlanError, RegistryError
 from imagectl.core.layerblobs import layer_change, readable
-from imagectl.core.layerfiles import FileSelection, LayerChange, merged_files
+from imagectl.core.layerfiles import FileSelection, LayerChange, Meta, merged_view
 from imagectl.core.layertar import LayerTar, read_layer_tar, write_layer_tar
 from imagectl.core.model import LockedVersion
 from imagectl.core.ports import ImageInfo, ImageStore, Registry, RemoteLayers
@@ -56,7 +56,9 @@ def restore_check(
     wanted = FileSelection(match=relevant_to(tar), globs=("*",))
     files = tuple(sorted(p for p, e in tar.entries.items() if e.kind in ("file", "hardlink")))
     read = _read_versions(project, found, wanted=wanted, files=files, source=source)
-    check = check_restore(tar, ref_files=read.ref_files, fix=fix_changes(read.layers))
+    check = check_restore(
+        tar, ref_files=read.ref_files, ref_meta=read.ref_meta, fix=fix_changes(read.layers)
+    )
     written = ""
     if write is not None and check.verdict in (Verdict.SAFE, Verdict.SAFE_AFTER_MERGE):
         _write_merged(backup, write, dropped=check.dropped, replaced=check.merged_content)
@@ -79,6 +81,7 @@ class _Read:
     added: int  # the successor's layers above REF's
     layers: tuple[LayerChange, ...]  # what each of them changes among the wanted files
     ref_files: Mapping[str, bytes]  # REF's regular files at the backup's paths
+    ref_meta: Mapping[str, Meta]  # their mode and owner (none from a reader container)
 
 
 def _read_versions(
@@ -151,8 +154,18 @@ def _from_engine(
     layers = images.layer_changes(successor.image_id, wanted, above=above) if added else ()
     if layers is None:
         return None
-    ref_files = images.read_files(ref.image_id, _selection(list(files))) if files else {}
-    return _Read(source="engine", added=added, layers=layers, ref_files=ref_files)
+    ref_files: Mapping[str, bytes] = {}
+    ref_meta: Mapping[str, Meta] = {}
+    if files:
+        exact = FileSelection(match=frozenset(files).__contains__, globs=())
+        own = images.layer_changes(ref.image_id, exact, above=0)
+        if own is not None:
+            ref_files, ref_meta = merged_view(own)
+        else:  # REF is the newest version on a remote engine: its files by a container
+            ref_files = images.read_files(ref.image_id, _selection(list(files)))
+    return _Read(
+        source="engine", added=added, layers=layers, ref_files=ref_files, ref_meta=ref_meta
+    )
 
 
 def _from_registry(
@@ -170,11 +183,16 @@ def _from_registry(
     above = len(ref.diff_ids)
     layers = _blob_changes(registry, found.newest, successor.blobs[above:], wanted, first=above)
     ref_files: Mapping[str, bytes] = {}
+    ref_meta: Mapping[str, Meta] = {}
     if files:
         exact = FileSelection(match=frozenset(files).__contains__, globs=())
-        ref_files = merged_files(_blob_changes(registry, found.matched, ref.blobs, exact))
+        ref_files, ref_meta = merged_view(_blob_changes(registry, found.matched, ref.blobs, exact))
     return _Read(
-        source="registry", added=len(successor.blobs) - above, layers=layers, ref_files=ref_files
+        source="registry",
+        added=len(successor.blobs) - above,
+        layers=layers,
+        ref_files=ref_files,
+        ref_meta=ref_meta,
     )
 
 

@@ -12,7 +12,7 @@ from contextlib import AbstractContextManager
 from typing import IO
 
 from imagectl.core.errors import RegistryError
-from imagectl.core.layerfiles import FileSelection, LayerChange
+from imagectl.core.layerfiles import FileSelection, LayerChange, Meta
 
 # How each layer media type is compressed; tarfile's stream mode reads plain and gzip tars.
 READABLE = {
@@ -40,6 +40,7 @@ def layer_change(open_blob: OpenBlob, wanted: FileSelection, *, name: str) -> La
     opaque: list[str] = []
     files: dict[str, bytes] = {}
     links: dict[str, str] = {}
+    meta: dict[str, Meta] = {}  # a hard link's own header says its mode and owner
     hardlinks: dict[str, str] = {}  # selected hard link -> its target, not selected itself
     with open_blob() as stream, _tar(stream, name) as archive:
         for member in _members(archive, name):
@@ -55,7 +56,9 @@ def layer_change(open_blob: OpenBlob, wanted: FileSelection, *, name: str) -> La
                 deleted.append(posixpath.join(base, leaf[len(WHITEOUT) :]))
             elif member.isreg() and wanted.match(path):
                 files[path] = _data(archive, member, name)
+                meta[path] = (member.mode, member.uid, member.gid)
             elif member.islnk() and wanted.match(path):
+                meta[path] = (member.mode, member.uid, member.gid)
                 target = _path(member.linkname, name)
                 if target in files:
                     files[path] = files[target]
@@ -84,6 +87,7 @@ def layer_change(open_blob: OpenBlob, wanted: FileSelection, *, name: str) -> La
         opaque=tuple(sorted(set(opaque))),
         files=files,
         links=links,
+        meta=meta,
     )
 
 

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from imagectl.core.layerfiles import LayerChange
+from imagectl.core.layerfiles import LayerChange, Meta
 from imagectl.core.layertar import LayerEntry, LayerTar, content_hash
 from imagectl.core.sysdbs import EntryConflict, merge_for, regenerated
 
@@ -56,8 +56,9 @@ class PathCheck:
     @property
     def action(self) -> Action:
         if self.cls is Class.STALE_COPY and not self.fix:
-            # The successor has REF's content there: the copy changes nothing of it, and
-            # keeps a mode or owner the user may have set (REF's are not compared).
+            # The successor has REF's file there, content, mode and owner: the copy changes
+            # nothing of it (and when a reader could not say REF's mode and owner, the copy
+            # keeps one the user may have set).
             return "keep"
         actions: dict[Class, Action] = {
             Class.USER_ONLY: "keep",
@@ -143,6 +144,7 @@ class FixChanges:
     links: Mapping[str, str]  # symlinks they add or replace: path -> target
     deleted: frozenset[str]  # paths of REF their whiteouts remove (and all below)
     hidden: frozenset[str]  # folders of REF they make opaque
+    meta: Mapping[str, Meta] = field(default_factory=dict)  # the files' mode and owner
 
     def removes(self, path: str) -> bool:
         """Whether the successor no longer has REF's `path` (and did not add it again)."""
@@ -187,6 +189,7 @@ def fix_changes(layers: Iterable[LayerChange]) -> FixChanges:
     """The successor's added layers (bottom first) as one change set."""
     files: dict[str, bytes] = {}
     links: dict[str, str] = {}
+    meta: dict[str, Meta] = {}
     deleted: set[str] = set()
     hidden: set[str] = set()
     for layer in layers:
@@ -196,6 +199,7 @@ def fix_changes(layers: Iterable[LayerChange]) -> FixChanges:
             ):
                 files.pop(path, None)
                 links.pop(path, None)
+                meta.pop(path, None)
         deleted.update(layer.deleted)
         hidden.update(layer.opaque)
         # a layer's own files and symlinks lie above its whiteouts, and replace each other
@@ -203,18 +207,35 @@ def fix_changes(layers: Iterable[LayerChange]) -> FixChanges:
             links.pop(path, None)
         for path in layer.links:
             files.pop(path, None)
+            meta.pop(path, None)
         files.update(layer.files)
         links.update(layer.links)
+        for path in layer.files:
+            if path in layer.meta:
+                meta[path] = layer.meta[path]
+            else:
+                meta.pop(path, None)
     return FixChanges(
-        files=files, links=links, deleted=frozenset(deleted), hidden=frozenset(hidden)
+        files=files,
+        links=links,
+        deleted=frozenset(deleted),
+        hidden=frozenset(hidden),
+        meta=meta,
     )
 
 
 def check_restore(
-    backup: LayerTar, *, ref_files: Mapping[str, bytes], fix: FixChanges
+    backup: LayerTar,
+    *,
+    ref_files: Mapping[str, bytes],
+    fix: FixChanges,
+    ref_meta: Mapping[str, Meta] | None = None,
 ) -> RestoreCheck:
     """Classify every path of `backup` (taken on REF, whose regular files at the backup's
-    paths are `ref_files`) against the successor's change set `fix`; merge the databases."""
+    paths are `ref_files`, with their mode and owner `ref_meta`) against the successor's
+    change set `fix`; merge the databases. A file whose mode and owner REF's reader did not
+    say is compared by content alone."""
+    ref_meta = ref_meta or {}
     if backup.undefined:
         return RestoreCheck(verdict=Verdict.REFUSED, refusals=backup.undefined)
     ref_hashes = {path: content_hash(data) for path, data in ref_files.items()}
@@ -256,8 +277,9 @@ def check_restore(
         if entry.kind == "dir" and path in backup.opaque:
             continue  # the opaque folder, classified above (and kept as the folder it is)
         checked, conflict, merge = _check_entry(
-            entry, backup=backup, ref_files=ref_files, ref_hashes=ref_hashes, fix=fix
-        )
+            entry, backup=backup, ref_files=ref_files, ref_hashes=ref_hashes, fix=fix,
+            ref_meta=ref_meta,
+        )  # fmt: skip
         paths.append(checked)
         if conflict is not None:
             conflicts.append(conflict)
@@ -286,6 +308,7 @@ def _check_entry(
     ref_files: Mapping[str, bytes],
     ref_hashes: Mapping[str, str],
     fix: FixChanges,
+    ref_meta: Mapping[str, Meta],
 ) -> tuple[PathCheck, Conflict | None, tuple[Merge, bytes] | None]:
     path = entry.path
     changed = fix.touches(path)
@@ -317,13 +340,27 @@ def _check_entry(
             reason = f"the backup has a {entry.kind} where the fix {fixed} a file or symlink"
             return checked(Class.CONFLICT), _conflict(path, reason, entry, fix), None
         return checked(Class.USER_ONLY), None, None
-    same_as_ref = ref_hashes.get(path) == entry.sha256
+    ours: Meta = (entry.mode, entry.uid, entry.gid)
+    # a mode or owner the user set (a chmod, a chown): a change of the user's, as content is
+    user_meta = path in ref_meta and ours != ref_meta[path]
+    same_as_ref = ref_hashes.get(path) == entry.sha256 and not user_meta
     if not (changed or removed):
         return checked(Class.STALE_COPY if same_as_ref else Class.USER_ONLY), None, None
     if same_as_ref:
         return checked(Class.STALE_COPY, hides=True), None, None  # the successor's wins
-    if path in fix.files and content_hash(fix.files[path]) == entry.sha256:
+    if (
+        path in fix.files
+        and content_hash(fix.files[path]) == entry.sha256
+        and (not user_meta or fix.meta.get(path, ours) == ours)
+    ):
         return checked(Class.STALE_COPY), None, None  # the successor has it already
+    theirs = content_hash(fix.files[path]) if path in fix.files else ""
+    if user_meta and entry.sha256 in (ref_hashes.get(path), theirs):
+        reason = (
+            f"the fix {fixed} it, and the backup changed only its mode or owner "
+            f"({_meta(ref_meta[path])} in REF, {_meta(ours)} in the backup)"
+        )
+        return checked(Class.CONFLICT), _conflict(path, reason, entry, fix), None
     merge = merge_for(path) if path in fix.files and entry.kind == "file" else None
     if merge is not None and path in backup.contents:
         done = merge(ref_files.get(path, b""), backup.contents[path], fix.files[path])
@@ -358,6 +395,10 @@ def _conflict(path: str, reason: str, entry: LayerEntry, fix: FixChanges) -> Con
     else:
         theirs = "unchanged"
     return Conflict(path=path, reason=reason, backup=ours, successor=theirs)
+
+
+def _meta(meta: Meta) -> str:
+    return f"mode {meta[0]:04o}, owner {meta[1]}:{meta[2]}"
 
 
 def _ancestors(path: str) -> list[str]:
