@@ -13,7 +13,7 @@ import pytest
 
 from imagectl.adapters.docker_layers import read_layer
 from imagectl.core.errors import BackupError
-from imagectl.core.layerfiles import FileSelection, LayerChange
+from imagectl.core.layerfiles import FileSelection, LayerChange, merged_dirs
 from imagectl.core.layertar import LayerTar, read_layer_tar, write_layer_tar
 from imagectl.core.restores import (
     Class,
@@ -22,6 +22,7 @@ from imagectl.core.restores import (
     Verdict,
     check_restore,
     fix_changes,
+    folders_to_ask,
     relevant_to,
 )
 from imagectl.core.sysdbs import merge_accounts, merge_for, merge_log
@@ -692,3 +693,64 @@ def test_the_fix_s_layers_mode_and_owner_merged_bottom_first() -> None:
         )
     )
     assert changes.meta == {"a": (0o755, 0, 0)}
+
+
+# -- folders the fix made ------------------------------------------------------------------
+
+
+def check_folders(
+    backup: bytes, fixed: tuple[LayerChange, ...], ref_dirs: frozenset[str] | None
+) -> RestoreCheck:
+    return check_restore(read(backup), ref_files={}, ref_dirs=ref_dirs, fix=fix_changes(fixed))
+
+
+def test_an_opaque_folder_that_hides_a_folder_the_fix_made_is_a_conflict() -> None:
+    backup = layer(folder("etc/conf.d"), opaque("etc/conf.d"), file("etc/conf.d/a", "mine"))
+    fixed = fix(LayerChange(dirs=("etc", "etc/conf.d", "etc/conf.d/hooks.d")))
+    assert folders_to_ask(read(backup), fix_changes(fixed)) == {"etc/conf.d/hooks.d"}
+    result = check_folders(backup, fixed, ref_dirs=frozenset())
+    assert classes(result)["etc/conf.d"] == "conflict"
+    (conflict,) = result.conflicts
+    assert conflict.reason.endswith("in it: etc/conf.d/hooks.d/")
+    # a folder REF had already (the fix's layer holds it for a change of its own): no conflict
+    assert check_folders(backup, fixed, ref_dirs=frozenset({"etc/conf.d/hooks.d"})).conflicts == ()
+    # REF's folders not known (a reader container): none is taken as made by the fix
+    assert check_folders(backup, fixed, ref_dirs=None).conflicts == ()
+
+
+def test_a_whiteout_of_a_folder_in_which_the_fix_made_one_is_a_conflict() -> None:
+    backup = layer(whiteout("opt/tool"))
+    fixed = fix(LayerChange(dirs=("opt", "opt/tool", "opt/tool/plugins")))
+    result = check_folders(backup, fixed, ref_dirs=frozenset({"opt", "opt/tool"}))
+    assert classes(result) == {"opt/tool": "conflict"}
+    assert result.conflicts[0].successor == "opt/tool/plugins/"
+
+
+def test_a_file_where_the_fix_made_a_folder_is_a_conflict() -> None:
+    backup = layer(folder("srv"), file("srv/data", "mine"))
+    fixed = fix(LayerChange(dirs=("srv", "srv/data")))
+    result = check_folders(backup, fixed, ref_dirs=frozenset({"srv"}))
+    assert classes(result) == {"srv": "directory", "srv/data": "conflict"}
+    assert "where the fix made a folder" in result.conflicts[0].reason
+    # the backup's own folder where the fix made one: the two folders merge
+    both = layer(folder("srv"), folder("srv/data"), file("srv/data/x", "mine"))
+    assert check_folders(both, fixed, ref_dirs=frozenset({"srv"})).conflicts == ()
+
+
+def test_the_fix_s_folders_merged_bottom_first() -> None:
+    changes = fix_changes(
+        (
+            LayerChange(dirs=("a", "a/b", "c", "d")),
+            LayerChange(deleted=("a",), files={"c": b"now a file"}),
+            LayerChange(links={"e": "/x"}),
+            LayerChange(dirs=("e",)),  # a folder where a symlink was
+        )
+    )
+    assert changes.dirs == {"d", "e"}
+    assert changes.links == {}
+    assert merged_dirs(
+        (
+            LayerChange(dirs=("a", "a/b", "s", "s/t", "f")),
+            LayerChange(deleted=("a",), opaque=("s",), files={"f": b"1"}),
+        )
+    ) == {"s"}

@@ -58,6 +58,7 @@ class LayeredImages(FakeImages):
                 files={p: d for p, d in change.files.items() if wanted.match(p)},
                 links={p: t for p, t in change.links.items() if wanted.match(p)},
                 meta={p: m for p, m in change.meta.items() if wanted.match(p)},
+                dirs=tuple(d for d in change.dirs if wanted.match(d)),
             )
             for change in found
         )  # as the store reads them: the selected files only
@@ -85,10 +86,16 @@ def engine(*, v2_layers: tuple[str, ...] = ("base", "one", "fix")) -> LayeredIma
         LayerChange(
             files={"start": b"old start", "etc/app.conf": b"base's"},
             meta={"start": plain, "etc/app.conf": plain},
+            dirs=("srv",),
         ),
-        LayerChange(files={"etc/app.conf": b"REF"}, meta={"etc/app.conf": plain}),
+        LayerChange(files={"etc/app.conf": b"REF"}, meta={"etc/app.conf": plain}, dirs=("etc",)),
     )
-    images.changes[V2] = (LayerChange(files={"start": b"fixed start", "etc/app.conf": b"fix"}),)
+    images.changes[V2] = (
+        LayerChange(
+            files={"start": b"fixed start", "etc/app.conf": b"fix"},
+            dirs=("srv", "srv/www"),  # the fix made srv/www
+        ),
+    )
     return images
 
 
@@ -283,9 +290,13 @@ def registry(
     *, fix_type: str = GZIP, v2_ids: tuple[str, ...] = ("base", "one", "fix")
 ) -> FakeRegistry:
     """v1 and v2 as the registry stores them: the same files as `engine()`'s, in layer tars."""
-    base = blob(layer(file("start", "old start"), file("etc/app.conf", "base's")))
+    base = blob(layer(file("start", "old start"), file("etc/app.conf", "base's"), folder("srv")))
     one = blob(layer(folder("etc"), file("etc/app.conf", "REF")))
-    fix = blob(layer(file("start", "fixed start"), file("etc/app.conf", "fix")), fix_type)
+    fix = blob(
+        layer(file("start", "fixed start"), file("etc/app.conf", "fix"), folder("srv"),
+              folder("srv/www")),
+        fix_type,
+    )  # fmt: skip
     found = FakeRegistry()
     found.blobs = {d.digest: data for d, data in (base, one, fix)}
     found.layered[f"localhost:5000/t/line:v1@{D1}"] = RemoteLayers(
@@ -312,6 +323,7 @@ BACKUPS = {
     ),
     "both changed the config": layer(file("etc/app.conf", "user's")),
     "a whiteout of the fix": layer(whiteout("start")),
+    "a whiteout over a folder the fix made": layer(whiteout("srv")),
     "REF's config copied up": layer(file("etc/app.conf", "REF")),  # v1's top layer's, not base's
     "the successor's config": layer(file("etc/app.conf", "fix"), file("etc/other", "x")),
 }
@@ -335,6 +347,8 @@ def test_the_registry_gives_what_the_engine_gives(tmp_path: Path, name: str) -> 
     # (none when the backup has no file)
     base, one, fix = remote.layered[f"localhost:5000/t/line:v2@{D2}"].blobs
     of_ref = [] if name == "a whiteout of the fix" else [base.digest, one.digest]
+    if name == "a whiteout over a folder the fix made":
+        assert [c.successor for c in from_registry.check.conflicts] == ["srv/www/"]
     assert sorted(remote.blob_reads) == sorted([fix.digest, *of_ref])
 
 

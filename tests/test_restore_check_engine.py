@@ -295,7 +295,10 @@ def test_a_debian_pod_with_an_installed_package_restored_on_its_patched_successo
 
 # The fix also hard-links its new config file: in the engine's store both names are one file,
 # in the registry's layer tar the second name is a hard link whose data is at the first.
-LINKED_FIX = FIX.rstrip("\n") + " && ln /etc/conf.d/oom /etc/conf.d/oom.link\n"
+# It also makes an empty folder in the home, which a pod that emptied the home hides.
+LINKED_FIX = (
+    FIX.rstrip("\n") + " && ln /etc/conf.d/oom /etc/conf.d/oom.link && mkdir /home/u/.cache\n"
+)
 
 
 def test_the_registry_and_the_engine_s_store_give_the_same_answer(
@@ -327,6 +330,9 @@ def test_the_registry_and_the_engine_s_store_give_the_same_answer(
             f"{USER} && rm -rf /etc/conf.d && mkdir /etc/conf.d && echo mine > /etc/conf.d/a",
             tmp_path / "upper.tar",
         ),
+        "emptied home": backup_of(
+            v1, "rm -rf /home/u && mkdir /home/u && echo x > /home/u/x", tmp_path / "home.tar"
+        ),
     }
     assert imagectl(root, "backport", "increments/_shared/oom-fix.Dockerfile.j2").code == 0
     assert imagectl(root, "build", "next", "-q").code == 0
@@ -351,6 +357,10 @@ def test_the_registry_and_the_engine_s_store_give_the_same_answer(
         classified = {p["path"]: p["class"] for p in answers["engine"][1]["paths"]}
         if name == "linked":
             assert classified["etc/conf.d/oom.link"] == "stale copy"  # the successor has it
+        if name == "emptied home":
+            (conflict,) = answers["engine"][1]["conflicts"]
+            assert conflict["path"] == "home/u"
+            assert conflict["reason"].endswith("in it: home/u/.cache/")  # only a folder
         if name == "chmod":
             assert classified["etc/app.conf"] == "conflict"
             assert classified["etc/conf.d/base"] == "user only"
@@ -365,6 +375,7 @@ def test_the_registry_and_the_engine_s_store_give_the_same_answer(
         "linked": "safe after merge",
         "chmod": "conflicts",
         "upper": "conflicts",
+        "emptied home": "conflicts",
     }
     # by default, on this host, the engine's store is read
     done = imagectl(root, "restore-check", str(backups["plain"]), "--on", v1, "--json")

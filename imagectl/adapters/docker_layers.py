@@ -72,6 +72,7 @@ def read_layer(folder: Path, wanted: FileSelection) -> LayerChange | None:
     files: dict[str, bytes] = {}
     links: dict[str, str] = {}
     meta: dict[str, Meta] = {}
+    dirs: list[str] = []
     pending = [("", folder)]
     while pending:
         relative, path = pending.pop()
@@ -88,6 +89,8 @@ def read_layer(folder: Path, wanted: FileSelection) -> LayerChange | None:
                     return None
                 if marks & set(OPAQUE) and _is_opaque(entry.path):
                     opaque.append(name)
+                if wanted.match(name):
+                    dirs.append(name)
                 pending.append((name, Path(entry.path)))
             elif stat.S_ISCHR(info.st_mode) and info.st_rdev == 0:
                 deleted.append(name)  # overlay's whiteout: a 0/0 character device
@@ -104,6 +107,7 @@ def read_layer(folder: Path, wanted: FileSelection) -> LayerChange | None:
         files=files,
         links=links,
         meta=meta,
+        dirs=tuple(sorted(dirs)),
     )
 
 

@@ -20,13 +20,20 @@ from imagectl.app.results.restore import RestoreReport
 from imagectl.core.artifacts import Descriptor
 from imagectl.core.errors import BackupError, EngineError, PlanError, RegistryError
 from imagectl.core.layerblobs import layer_change, readable
-from imagectl.core.layerfiles import FileSelection, LayerChange, Meta, merged_view
+from imagectl.core.layerfiles import FileSelection, LayerChange, Meta, merged_dirs, merged_view
 from imagectl.core.layertar import LayerTar, read_layer_tar, write_layer_tar
 from imagectl.core.model import LockedVersion
 from imagectl.core.ports import ImageInfo, ImageStore, Registry, RemoteLayers
 from imagectl.core.references import pinned, repository_of
 from imagectl.core.resolver import Resolution
-from imagectl.core.restores import Verdict, check_restore, fix_changes, relevant_to
+from imagectl.core.restores import (
+    FixChanges,
+    Verdict,
+    check_restore,
+    fix_changes,
+    folders_to_ask,
+    relevant_to,
+)
 from imagectl.core.sysdbs import merge_for
 
 PLAIN_NAME = re.compile(r"[A-Za-z0-9._+-]+")
@@ -53,12 +60,11 @@ def restore_check(
         )
     found = resolve(project, on)  # an unknown REF: a PlanError naming what resolve knows
     tar = _read_backup(backup)  # bad input fails before the engine is asked anything
-    wanted = FileSelection(match=relevant_to(tar), globs=("*",))
-    files = tuple(sorted(p for p, e in tar.entries.items() if e.kind in ("file", "hardlink")))
-    read = _read_versions(project, found, wanted=wanted, files=files, source=source)
+    read = _read_versions(project, found, tar=tar, source=source)
     check = check_restore(
-        tar, ref_files=read.ref_files, ref_meta=read.ref_meta, fix=fix_changes(read.layers)
-    )
+        tar, ref_files=read.ref_files, ref_meta=read.ref_meta, ref_dirs=read.ref_dirs,
+        fix=read.fix,
+    )  # fmt: skip
     written = ""
     if write is not None and check.verdict in (Verdict.SAFE, Verdict.SAFE_AFTER_MERGE):
         _write_merged(backup, write, dropped=check.dropped, replaced=check.merged_content)
@@ -79,31 +85,42 @@ class _Read:
 
     source: Literal["engine", "registry"]
     added: int  # the successor's layers above REF's
-    layers: tuple[LayerChange, ...]  # what each of them changes among the wanted files
+    fix: FixChanges  # what they change among the files the check needs
     ref_files: Mapping[str, bytes]  # REF's regular files at the backup's paths
     ref_meta: Mapping[str, Meta]  # their mode and owner (none from a reader container)
+    ref_dirs: frozenset[str] | None  # REF's folders among those asked (None: not known)
 
 
-def _read_versions(
-    project: Project,
-    found: Resolution,
-    *,
-    wanted: FileSelection,
-    files: tuple[str, ...],
-    source: Source,
-) -> _Read:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _OfRef:
+    """What is asked of REF once the successor's layers are read."""
+
+    fix: FixChanges
+    files: tuple[str, ...]  # the backup's files: REF's content, mode and owner there
+    wanted: FileSelection | None  # those files and the fix's folders that decide (None: none)
+
+
+def _of_ref(tar: LayerTar, layers: tuple[LayerChange, ...]) -> _OfRef:
+    fix = fix_changes(layers)
+    files = tuple(sorted(p for p, e in tar.entries.items() if e.kind in ("file", "hardlink")))
+    asked = frozenset(files) | folders_to_ask(tar, fix)
+    wanted = FileSelection(match=asked.__contains__, globs=()) if asked else None
+    return _OfRef(fix=fix, files=files, wanted=wanted)
+
+
+def _read_versions(project: Project, found: Resolution, *, tar: LayerTar, source: Source) -> _Read:
     published = bool(found.matched.digest and found.newest.digest)
     if source == "registry":
         if not published:
             raise _publish_first(found, why="--from registry reads published versions only")
-        return _from_registry(project.adapters.registry, found, wanted=wanted, files=files)
+        return _from_registry(project.adapters.registry, found, tar=tar)
     # auto: a version the engine lacks is read from the registry, not pulled whole
     images = project.adapters.images
-    read = _from_engine(images, found, wanted=wanted, files=files, pull=source == "engine")
+    read = _from_engine(images, found, tar=tar, pull=source == "engine")
     if read is not None:
         return read
     if source == "auto" and published:
-        return _from_registry(project.adapters.registry, found, wanted=wanted, files=files)
+        return _from_registry(project.adapters.registry, found, tar=tar)
     if source == "auto":
         raise _publish_first(found, why=_NOT_ONE_BY_ONE)
     raise EngineError(
@@ -134,12 +151,7 @@ def _publish_first(found: Resolution, *, why: str) -> EngineError:
 
 
 def _from_engine(
-    images: ImageStore,
-    found: Resolution,
-    *,
-    wanted: FileSelection,
-    files: tuple[str, ...],
-    pull: bool,
+    images: ImageStore, found: Resolution, *, tar: LayerTar, pull: bool
 ) -> _Read | None:
     """From the engine's overlay2 store on this host; None when it cannot be read one by one
     from here (or, without `pull`, when the engine lacks a version)."""
@@ -151,49 +163,44 @@ def _from_engine(
     above = len(ref.layers)
     # No layer above REF's (REF is the newest kept version): the fix changed nothing.
     added = len(successor.layers) - above
+    wanted = FileSelection(match=relevant_to(tar), globs=("*",))
     layers = images.layer_changes(successor.image_id, wanted, above=above) if added else ()
     if layers is None:
         return None
+    asked = _of_ref(tar, layers)
     ref_files: Mapping[str, bytes] = {}
     ref_meta: Mapping[str, Meta] = {}
-    if files:
-        exact = FileSelection(match=frozenset(files).__contains__, globs=())
-        own = images.layer_changes(ref.image_id, exact, above=0)
-        if own is not None:
-            ref_files, ref_meta = merged_view(own)
-        else:  # REF is the newest version on a remote engine: its files by a container
-            ref_files = images.read_files(ref.image_id, _selection(list(files)))
+    ref_dirs: frozenset[str] | None = frozenset()
+    own = images.layer_changes(ref.image_id, asked.wanted, above=0) if asked.wanted else ()
+    if own is not None:
+        ref_files, ref_meta = merged_view(own)
+        ref_dirs = merged_dirs(own)
+    else:  # REF is the newest version on a remote engine: its files by a container
+        files = asked.files
+        ref_files = images.read_files(ref.image_id, _selection(list(files))) if files else {}
+        ref_dirs = None
     return _Read(
-        source="engine", added=added, layers=layers, ref_files=ref_files, ref_meta=ref_meta
-    )
+        source="engine", added=added, fix=asked.fix, ref_files=ref_files, ref_meta=ref_meta,
+        ref_dirs=ref_dirs,
+    )  # fmt: skip
 
 
-def _from_registry(
-    registry: Registry,
-    found: Resolution,
-    *,
-    wanted: FileSelection,
-    files: tuple[str, ...],
-) -> _Read:
+def _from_registry(registry: Registry, found: Resolution, *, tar: LayerTar) -> _Read:
     """From the registry: the blobs of the successor's layers above REF's, and REF's own
     blobs for its files at the backup's paths, each streamed, never stored."""
     ref = _remote(registry, found.matched)
     successor = _remote(registry, found.newest)
     _check_built_on(found, ref=ref.diff_ids, successor=successor.diff_ids)
     above = len(ref.diff_ids)
+    wanted = FileSelection(match=relevant_to(tar), globs=("*",))
     layers = _blob_changes(registry, found.newest, successor.blobs[above:], wanted, first=above)
-    ref_files: Mapping[str, bytes] = {}
-    ref_meta: Mapping[str, Meta] = {}
-    if files:
-        exact = FileSelection(match=frozenset(files).__contains__, globs=())
-        ref_files, ref_meta = merged_view(_blob_changes(registry, found.matched, ref.blobs, exact))
+    asked = _of_ref(tar, layers)
+    own = _blob_changes(registry, found.matched, ref.blobs, asked.wanted) if asked.wanted else ()
+    ref_files, ref_meta = merged_view(own)
     return _Read(
-        source="registry",
-        added=len(successor.blobs) - above,
-        layers=layers,
-        ref_files=ref_files,
-        ref_meta=ref_meta,
-    )
+        source="registry", added=len(successor.blobs) - above, fix=asked.fix,
+        ref_files=ref_files, ref_meta=ref_meta, ref_dirs=merged_dirs(own),
+    )  # fmt: skip
 
 
 def _remote(registry: Registry, version: LockedVersion) -> RemoteLayers:

@@ -41,6 +41,7 @@ def layer_change(open_blob: OpenBlob, wanted: FileSelection, *, name: str) -> La
     files: dict[str, bytes] = {}
     links: dict[str, str] = {}
     meta: dict[str, Meta] = {}  # a hard link's own header says its mode and owner
+    dirs: list[str] = []
     hardlinks: dict[str, str] = {}  # selected hard link -> its target, not selected itself
     with open_blob() as stream, _tar(stream, name) as archive:
         for member in _members(archive, name):
@@ -54,6 +55,8 @@ def layer_change(open_blob: OpenBlob, wanted: FileSelection, *, name: str) -> La
                 continue  # aufs' own bookkeeping (.wh..wh.plnk, ...), no change of a path
             elif leaf.startswith(WHITEOUT):
                 deleted.append(posixpath.join(base, leaf[len(WHITEOUT) :]))
+            elif member.isdir() and wanted.match(path):
+                dirs.append(path)
             elif member.isreg() and wanted.match(path):
                 files[path] = _data(archive, member, name)
                 meta[path] = (member.mode, member.uid, member.gid)
@@ -88,6 +91,7 @@ def layer_change(open_blob: OpenBlob, wanted: FileSelection, *, name: str) -> La
         files=files,
         links=links,
         meta=meta,
+        dirs=tuple(sorted(set(dirs))),
     )
 
 

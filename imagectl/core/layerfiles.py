@@ -30,10 +30,11 @@ class LayerChange:
     files: Mapping[str, bytes] = field(default_factory=dict)  # selected files it adds or replaces
     links: Mapping[str, str] = field(default_factory=dict)  # selected symlinks: path -> target
     meta: Mapping[str, Meta] = field(default_factory=dict)  # the selected files' mode and owner
+    dirs: tuple[str, ...] = ()  # selected folders it has (made, or holding what it changed)
 
     @property
     def empty(self) -> bool:
-        return not (self.deleted or self.opaque or self.files or self.links)
+        return not (self.deleted or self.opaque or self.files or self.links or self.dirs)
 
 
 def merged_files(changes: Iterable[LayerChange]) -> dict[str, bytes]:
@@ -64,3 +65,19 @@ def merged_view(changes: Iterable[LayerChange]) -> tuple[dict[str, bytes], dict[
             else:
                 meta.pop(path, None)  # a reader that does not say: unknown, not the lower one's
     return files, meta
+
+
+def merged_dirs(changes: Iterable[LayerChange]) -> frozenset[str]:
+    """The selected folders of the image the layers (bottom first) make, as overlay merges
+    them: a whiteout removes a folder and what is below it, an opaque folder what is below
+    it, a file or symlink put at its path replaces it."""
+    dirs: set[str] = set()
+    for change in changes:
+        for path in list(dirs):
+            if any(path == d or path.startswith(f"{d}/") for d in change.deleted) or any(
+                path.startswith(f"{o}/") for o in change.opaque
+            ):
+                dirs.discard(path)
+        dirs.difference_update(change.files, change.links)
+        dirs.update(change.dirs)
+    return frozenset(dirs)
