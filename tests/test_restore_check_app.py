@@ -417,3 +417,12 @@ def test_from_registry_a_version_the_registry_lost(tmp_path: Path) -> None:
     del remote.layered[f"localhost:5000/t/line:v2@{D2}"]
     with pytest.raises(RegistryError, match=r"no longer serves .*:v2@"):
         restore_check(published(tmp_path, engine(), remote), backup, on=REF, source="registry")
+
+
+def test_an_unpublished_version_the_engine_lacks_is_named(tmp_path: Path) -> None:
+    backup = tmp_path / "backup.tar"
+    backup.write_bytes(layer(file("a", "b")))
+    images = engine()
+    del images.images[V2]
+    with pytest.raises(EngineError, match=r"the engine has no image of .*:v2"):
+        restore_check(project(tmp_path, images), backup, on=REF)

@@ -114,9 +114,10 @@ def _read_versions(project: Project, found: Resolution, *, tar: LayerTar, source
         if not published:
             raise _publish_first(found, why="--from registry reads published versions only")
         return _from_registry(project.adapters.registry, found, tar=tar)
-    # auto: a version the engine lacks is read from the registry, not pulled whole
+    # auto: a version the engine lacks is read from the registry, not pulled whole, once
+    # both are published; before, it is pulled if the registry has it (or named as missing)
     images = project.adapters.images
-    read = _from_engine(images, found, tar=tar, pull=source == "engine")
+    read = _from_engine(images, found, tar=tar, pull=source == "engine" or not published)
     if read is not None:
         return read
     if source == "auto" and published:
