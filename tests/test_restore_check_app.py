@@ -426,3 +426,14 @@ def test_an_unpublished_version_the_engine_lacks_is_named(tmp_path: Path) -> Non
     del images.images[V2]
     with pytest.raises(EngineError, match=r"the engine has no image of .*:v2"):
         restore_check(project(tmp_path, images), backup, on=REF)
+
+
+def test_from_registry_an_image_other_than_the_lock_records(tmp_path: Path) -> None:
+    backup = tmp_path / "backup.tar"
+    backup.write_bytes(layer(file("a", "b")))
+    remote = registry()
+    key = f"localhost:5000/t/line:v2@{D2}"
+    remote.layered[key] = replace(remote.layered[key], image_id=f"sha256:{999:064x}")
+    with pytest.raises(RegistryError, match="they are not the same image"):
+        restore_check(published(tmp_path, engine(), remote), backup, on=REF, source="registry")
+    assert remote.blob_reads == []

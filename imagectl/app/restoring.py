@@ -213,6 +213,13 @@ def _remote(registry: Registry, version: LockedVersion) -> RemoteLayers:
             hint="Check the line with `imagectl audit`; run restore-check on the engine's host "
             "if it still has the version.",
         )
+    if layers.image_id != version.image_id:
+        raise RegistryError(
+            f"the registry's {ref} is the image {layers.image_id}, but the lock records "
+            f"{version.tag} as {version.image_id}: they are not the same image.",
+            hint="Check the lock and the registry with `imagectl audit`; nothing was read "
+            "from the registry's layers.",
+        )
     return layers
 
 
