@@ -156,3 +156,10 @@ def test_merged_files_a_file_below_a_symlink_an_upper_layer_put_there_is_gone() 
         )
     )
     assert merged == {"etc/b": b"2", "srv/z": b"5"}
+
+
+def test_a_tar_that_leaves_out_a_member_s_folders_has_them_all_the_same() -> None:
+    """Unpacking makes them, as the overlay2 store's layer folder has them."""
+    data = layer(file("opt/tool/plugins/x", "1"), whiteout("srv/old"))
+    wanted = only("opt", "opt/tool/plugins", "srv", "etc")
+    assert layer_change(Blob(data), wanted, name="t").dirs == ("opt", "opt/tool/plugins", "srv")

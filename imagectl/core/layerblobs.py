@@ -41,7 +41,8 @@ def layer_change(open_blob: OpenBlob, wanted: FileSelection, *, name: str) -> La
     files: dict[str, bytes] = {}
     links: dict[str, str] = {}
     meta: dict[str, Meta] = {}  # a hard link's own header says its mode and owner
-    dirs: list[str] = []
+    dirs: set[str] = set()
+    parents: set[str] = set()  # the folders above the members so far
     hardlinks: dict[str, str] = {}  # selected hard link -> its target, not selected itself
     with open_blob() as stream, _tar(stream, name) as archive:
         for member in _members(archive, name):
@@ -49,6 +50,14 @@ def layer_change(open_blob: OpenBlob, wanted: FileSelection, *, name: str) -> La
             if not path:
                 continue
             base, leaf = posixpath.split(path)
+            # A tar may leave out a member's folders, which unpacking makes (a layer folder
+            # of the overlay2 store always has them): they are the layer's folders too.
+            while base and base not in parents:
+                parents.add(base)
+                if wanted.match(base):
+                    dirs.add(base)
+                base = posixpath.dirname(base)
+            base = posixpath.dirname(path)
             if leaf == OPAQUE_MARKER:
                 opaque.append(base)
             elif leaf.startswith(WHITEOUT + WHITEOUT):
@@ -56,7 +65,7 @@ def layer_change(open_blob: OpenBlob, wanted: FileSelection, *, name: str) -> La
             elif leaf.startswith(WHITEOUT):
                 deleted.append(posixpath.join(base, leaf[len(WHITEOUT) :]))
             elif member.isdir() and wanted.match(path):
-                dirs.append(path)
+                dirs.add(path)
             elif member.isreg() and wanted.match(path):
                 files[path] = _data(archive, member, name)
                 meta[path] = (member.mode, member.uid, member.gid)
@@ -91,7 +100,7 @@ def layer_change(open_blob: OpenBlob, wanted: FileSelection, *, name: str) -> La
         files=files,
         links=links,
         meta=meta,
-        dirs=tuple(sorted(set(dirs))),
+        dirs=tuple(sorted(dirs)),
     )
 
 
