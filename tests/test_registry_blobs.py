@@ -179,3 +179,17 @@ def test_image_layers_from_the_manifest_and_config(servers: tuple[Server, Server
     registry.routes[f"/v2/team/app/manifests/{digest(MANIFEST)}"] = (200, manifest_headers, other)
     with pytest.raises(RegistryError, match="whose content does not have that digest"):
         client().image_layers(f"{registry.host}/team/app:v1@{digest(MANIFEST)}")
+
+
+def test_a_redirect_on_the_registry_s_own_host_keeps_its_credentials(
+    servers: tuple[Server, Server],
+) -> None:
+    registry, _ = servers
+    registry.password = "secret"
+    registry.routes[f"/v2/team/app/blobs/{digest(LAYER)}"] = (
+        302, {"Location": "/storage/layer"}, b"",
+    )  # fmt: skip
+    registry.routes["/storage/layer"] = (200, {}, LAYER)
+    with client().open_blob(f"{registry.host}/team/app", layer_blob()) as stream:
+        assert stream.read() == LAYER
+    assert registry.seen[-1] == ("/storage/layer", "Basic dTpzZWNyZXQ=")
