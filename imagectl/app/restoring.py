@@ -112,7 +112,9 @@ def _read_versions(project: Project, found: Resolution, *, tar: LayerTar, source
     published = bool(found.matched.digest and found.newest.digest)
     if source == "registry":
         if not published:
-            raise _publish_first(found, why="--from registry reads published versions only")
+            raise _publish_first(
+                found, why="restore-check --from registry reads the layers of published versions"
+            )
         return _from_registry(project.adapters.registry, found, tar=tar)
     # auto: a version the engine lacks is read from the registry, not pulled whole, once
     # both are published; before, it is pulled if the registry has it (or named as missing)
@@ -123,12 +125,18 @@ def _read_versions(project: Project, found: Resolution, *, tar: LayerTar, source
     if source == "auto" and published:
         return _from_registry(project.adapters.registry, found, tar=tar)
     if source == "auto":
-        raise _publish_first(found, why=_NOT_ONE_BY_ONE)
+        raise _publish_first(
+            found,
+            why=f"the layers {found.newest.tag} added above {found.matched.tag} cannot be read "
+            f"from the engine's store ({_NOT_ONE_BY_ONE})",
+        )
     raise EngineError(
         f"the layers {found.newest.tag} added above {found.matched.tag} cannot be read "
         f"one by one from here ({_NOT_ONE_BY_ONE}).",
         hint="Run restore-check on the engine's host, as root or a user who may read its "
-        "data root, or read the published versions from the registry (`--from registry`).",
+        "data root, or read the versions from the registry ("
+        + ("`--from registry`" if published else f"`imagectl publish {found.line}` first")
+        + ").",
     )
 
 
@@ -141,10 +149,8 @@ _NOT_ONE_BY_ONE = (
 def _publish_first(found: Resolution, *, why: str) -> EngineError:
     unpublished = [v.tag for v in (found.matched, found.newest) if not v.digest]
     return EngineError(
-        f"the layers {found.newest.tag} added above {found.matched.tag} cannot be read from "
-        f"the engine's store ({why}), and {' and '.join(unpublished)} "
-        f"{'is' if len(unpublished) == 1 else 'are'} not published, so the registry cannot "
-        "serve them either.",
+        f"{why}, and {' and '.join(unpublished)} {'is' if len(unpublished) == 1 else 'are'} "
+        "not published, so the registry cannot serve them.",
         hint=f"Publish the line first (`imagectl publish {found.line}`), then run "
         "restore-check again: it reads the successor's added layers and REF's files from the "
         "registry; or run it on the engine's host.",
