@@ -437,3 +437,22 @@ def test_from_registry_an_image_other_than_the_lock_records(tmp_path: Path) -> N
     with pytest.raises(RegistryError, match="they are not the same image"):
         restore_check(published(tmp_path, engine(), remote), backup, on=REF, source="registry")
     assert remote.blob_reads == []
+
+
+def test_the_cli_from_registry_on_an_unpublished_line_exits_1_in_one_paragraph(
+    tmp_path: Path,
+) -> None:
+    root = project(tmp_path, engine()).root
+    backup = tmp_path / "backup.tar"
+    backup.write_bytes(layer(file("a", "b")))
+    merged = tmp_path / "merged.tar"
+    done = imagectl(
+        root, "restore-check", str(backup), "--on", REF, "--from", "registry", "--write",
+        str(merged),
+    )  # fmt: skip
+    assert done.code == 1
+    assert done.stdout == ""
+    (paragraph,) = done.stderr.strip().splitlines()
+    assert "are not published" in paragraph
+    assert "imagectl publish line" in paragraph
+    assert not merged.exists()
