@@ -46,6 +46,7 @@ class Server:
     routes: dict[str, tuple[int, dict[str, str], bytes]] = field(default_factory=dict)
     seen: list[tuple[str, str]] = field(default_factory=list)  # (path, Authorization)
     password: str = ""  # basic auth wanted when set
+    drop_idle: bool = False  # close each connection after its answer, without saying so
     port: int = 0
 
     @property
@@ -80,6 +81,8 @@ def servers() -> Iterator[tuple[Server, Server]]:
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
+                if me.drop_idle:
+                    self.close_connection = True  # as a server drops a kept, idle connection
 
             def log_message(self, *_args: object) -> None:
                 pass
@@ -193,3 +196,15 @@ def test_a_redirect_on_the_registry_s_own_host_keeps_its_credentials(
     with client().open_blob(f"{registry.host}/team/app", layer_blob()) as stream:
         assert stream.read() == LAYER
     assert registry.seen[-1] == ("/storage/layer", "Basic dTpzZWNyZXQ=")
+
+
+def test_a_kept_connection_the_registry_dropped_is_opened_again(
+    servers: tuple[Server, Server],
+) -> None:
+    registry, _ = servers
+    registry.drop_idle = True
+    registry.routes[f"/v2/team/app/blobs/{digest(LAYER)}"] = (200, {}, LAYER)
+    reader = client()
+    for _ in range(3):
+        with reader.open_blob(f"{registry.host}/team/app", layer_blob()) as stream:
+            assert stream.read() == LAYER
