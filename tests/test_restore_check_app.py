@@ -349,6 +349,8 @@ def test_the_registry_gives_what_the_engine_gives(tmp_path: Path, name: str) -> 
     of_ref = [] if name == "a whiteout of the fix" else [base.digest, one.digest]
     if name == "a whiteout over a folder the fix made":
         assert [c.successor for c in from_registry.check.conflicts] == ["srv/www/"]
+    if name == "REF's config copied up":  # REF's top layer's content, not its base's
+        assert from_registry.check.dropped == {"etc/app.conf"}
     assert sorted(remote.blob_reads) == sorted([fix.digest, *of_ref])
 
 
