@@ -305,6 +305,9 @@ COMMANDS: tuple[tuple[str, str, tuple[str | Argument, ...]], ...] = (
              help="the version the backup was taken on: repo:vN, repo@sha256:... or an image id"),
         _arg("--write", type=Path, metavar="MERGED.tar",
              help="for a safe verdict, write the layer to lay over the successor instead"),
+        _arg("--from", dest="read_from", choices=("engine", "registry"), default=None,
+             help="read the layers from the engine's store on this host or from the registry "
+                  "(default: the engine's store when it can, else the registry once published)"),
     )),
     ("withdraw", "withdraw a broken version: its tag stays, resolve passes over it", (
         "line", "wait", "json",

@@ -4,11 +4,14 @@ milliseconds; the engine tests prove the real adapters."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import itertools
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import IO
 
 from imagectl.core.artifacts import MANIFEST, Artifact, Descriptor, artifact_manifest, blob_digest
 from imagectl.core.errors import GitError, TagImmutableError
@@ -19,6 +22,7 @@ from imagectl.core.ports import (
     ImageConfig,
     ImageInfo,
     RemoteImage,
+    RemoteLayers,
     Say,
     TestRun,
 )
@@ -179,6 +183,9 @@ class FakeRegistry:
     images: FakeImages | None = None
     referred: dict[str, list[Descriptor]] = field(default_factory=dict)  # subject -> referrers
     artifacts: dict[str, Artifact] = field(default_factory=dict)  # by manifest digest
+    layered: dict[str, RemoteLayers] = field(default_factory=dict)  # repo@digest -> its layers
+    blobs: dict[str, bytes] = field(default_factory=dict)  # digest -> content
+    blob_reads: list[str] = field(default_factory=list)  # digests, in the order opened
 
     def lookup(self, ref: str) -> RemoteImage | None:
         return self.tags.get(ref)
@@ -209,6 +216,14 @@ class FakeRegistry:
 
     def referrers(self, subject: str) -> tuple[Descriptor, ...]:
         return tuple(self.referred.get(subject, ()))
+
+    def image_layers(self, ref: str) -> RemoteLayers | None:
+        return self.layered.get(ref)
+
+    @contextlib.contextmanager
+    def open_blob(self, ref: str, blob: Descriptor) -> Iterator[IO[bytes]]:
+        self.blob_reads.append(blob.digest)
+        yield io.BytesIO(self.blobs[blob.digest])
 
     def push(self, ref: str, *, on_output: Say) -> str:
         if self.immutable and ref in self.tags:

@@ -16,6 +16,8 @@ class Member:
     mode: int = 0o644
     xattrs: dict[str, str] = field(default_factory=dict)
     device: tuple[int, int] = (0, 0)
+    uid: int = 0
+    gid: int = 0
 
 
 def file(name: str, data: bytes | str, **kw: object) -> Member:
@@ -30,8 +32,8 @@ def symlink(name: str, target: str) -> Member:
     return Member(name, tarfile.SYMTYPE, link=target, mode=0o777)
 
 
-def hardlink(name: str, target: str) -> Member:
-    return Member(name, tarfile.LNKTYPE, link=target)
+def hardlink(name: str, target: str, **kw: object) -> Member:
+    return Member(name, tarfile.LNKTYPE, link=target, **kw)  # type: ignore[arg-type]
 
 
 def whiteout(name: str) -> Member:
@@ -60,6 +62,7 @@ def layer(*members: Member) -> bytes:
             info = tarfile.TarInfo(member.name)
             info.type, info.mode, info.linkname = member.kind, member.mode, member.link
             info.devmajor, info.devminor = member.device
+            info.uid, info.gid = member.uid, member.gid
             info.pax_headers = dict(member.xattrs)
             if member.kind == tarfile.REGTYPE:
                 info.size = len(member.data)

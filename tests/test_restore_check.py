@@ -13,7 +13,7 @@ import pytest
 
 from imagectl.adapters.docker_layers import read_layer
 from imagectl.core.errors import BackupError
-from imagectl.core.layerfiles import FileSelection, LayerChange
+from imagectl.core.layerfiles import FileSelection, LayerChange, merged_dirs
 from imagectl.core.layertar import LayerTar, read_layer_tar, write_layer_tar
 from imagectl.core.restores import (
     Class,
@@ -22,6 +22,7 @@ from imagectl.core.restores import (
     Verdict,
     check_restore,
     fix_changes,
+    folders_to_ask,
     relevant_to,
 )
 from imagectl.core.sysdbs import merge_accounts, merge_for, merge_log
@@ -73,8 +74,9 @@ def check(
     *,
     ref: dict[str, bytes] | None = None,
     fix: tuple[LayerChange, ...] = (),
+    ref_meta: dict[str, tuple[int, int, int]] | None = None,
 ) -> RestoreCheck:
-    return check_restore(read(backup), ref_files=ref or {}, fix=fix_changes(fix))
+    return check_restore(read(backup), ref_files=ref or {}, ref_meta=ref_meta, fix=fix_changes(fix))
 
 
 def classes(result: RestoreCheck) -> dict[str, str]:
@@ -607,3 +609,148 @@ def test_a_hard_link_named_another_way_than_its_target() -> None:
     write_layer_tar(io.BytesIO(backup), out, dropped=result.dropped, replaced={}, name="b.tar")
     assert set(members(out.getvalue())) == {"bin/b"}
     assert content(out.getvalue(), "bin/b") == b"REF a"
+
+
+# -- mode and owner ------------------------------------------------------------------------
+
+PLAIN = (0o644, 0, 0)  # the default of tests/layer_tars' files
+REF_CONF = {"etc/app.conf": b"REF"}
+
+
+def test_a_mode_only_change_of_a_file_the_fix_changed_is_a_conflict() -> None:
+    fixed = fix(LayerChange(files={"etc/app.conf": b"fix"}, meta={"etc/app.conf": PLAIN}))
+    result = check(
+        layer(file("etc/app.conf", "REF", mode=0o600)),
+        ref=REF_CONF, ref_meta={"etc/app.conf": PLAIN}, fix=fixed,
+    )  # fmt: skip
+    assert result.verdict is Verdict.CONFLICTS
+    (conflict,) = result.conflicts
+    assert conflict.reason == (
+        "the fix changed it, and the backup changed only its mode or owner (mode 0644, owner "
+        "0:0 in REF, mode 0600, owner 0:0 in the backup)"
+    )
+    assert result.dropped == frozenset()
+    # the same copy with REF's mode and owner is stale: the successor's file wins
+    same = check(
+        layer(file("etc/app.conf", "REF")),
+        ref=REF_CONF, ref_meta={"etc/app.conf": PLAIN}, fix=fixed,
+    )  # fmt: skip
+    assert same.dropped == {"etc/app.conf"}
+
+
+def test_an_owner_only_change_of_a_file_the_fix_deleted_is_a_conflict() -> None:
+    result = check(
+        layer(file("etc/app.conf", "REF", uid=1000, gid=1000)),
+        ref=REF_CONF, ref_meta={"etc/app.conf": PLAIN}, fix=fix(LayerChange(deleted=("etc",))),
+    )  # fmt: skip
+    assert classes(result) == {"etc/app.conf": "conflict"}
+    assert "the fix deleted it, and the backup changed only its mode or owner" in (
+        result.conflicts[0].reason
+    )
+
+
+def test_a_mode_or_owner_change_of_a_file_the_fix_left_alone_is_the_user_s_and_kept() -> None:
+    result = check(
+        layer(file("etc/app.conf", "REF", mode=0o600, uid=1000)),
+        ref=REF_CONF, ref_meta={"etc/app.conf": PLAIN},
+        fix=fix(LayerChange(files={"start": b"fixed"})),
+    )  # fmt: skip
+    assert classes(result) == {"etc/app.conf": "user only"}
+    assert result.verdict is Verdict.SAFE
+    assert result.dropped == frozenset()
+
+
+def test_the_successor_s_content_with_the_user_s_own_mode() -> None:
+    """The backup has the fix's content: stale when it also has the fix's mode (or REF's,
+    which the user did not change); a conflict when the user set a mode the fix does not."""
+    fixed = fix(LayerChange(files={"etc/app.conf": b"fix"}, meta={"etc/app.conf": (0o640, 0, 0)}))
+
+    def with_mode(mode: int) -> RestoreCheck:
+        backup = layer(file("etc/app.conf", "fix", mode=mode))
+        return check(backup, ref=REF_CONF, ref_meta={"etc/app.conf": PLAIN}, fix=fixed)
+
+    assert with_mode(0o640).dropped == {"etc/app.conf"}  # the fix's own mode
+    assert with_mode(0o644).dropped == {"etc/app.conf"}  # REF's: the user set none
+    mine = with_mode(0o600)
+    assert classes(mine) == {"etc/app.conf": "conflict"}
+    assert "changed only its mode or owner" in mine.conflicts[0].reason
+
+
+def test_without_ref_s_mode_and_owner_the_content_decides() -> None:
+    """A reader container says no mode or owner: compared by content, as before."""
+    result = check(
+        layer(file("etc/app.conf", "REF", mode=0o600)),
+        ref=REF_CONF, fix=fix(LayerChange(files={"etc/app.conf": b"fix"})),
+    )  # fmt: skip
+    assert classes(result) == {"etc/app.conf": "stale copy"}
+
+
+def test_the_fix_s_layers_mode_and_owner_merged_bottom_first() -> None:
+    changes = fix_changes(
+        (
+            LayerChange(files={"a": b"1", "b": b"2"}, meta={"a": PLAIN, "b": PLAIN}),
+            LayerChange(files={"a": b"1"}, meta={"a": (0o755, 0, 0)}, deleted=("b",)),
+        )
+    )
+    assert changes.meta == {"a": (0o755, 0, 0)}
+
+
+# -- folders the fix made ------------------------------------------------------------------
+
+
+def check_folders(
+    backup: bytes, fixed: tuple[LayerChange, ...], ref_dirs: frozenset[str] | None
+) -> RestoreCheck:
+    return check_restore(read(backup), ref_files={}, ref_dirs=ref_dirs, fix=fix_changes(fixed))
+
+
+def test_an_opaque_folder_that_hides_a_folder_the_fix_made_is_a_conflict() -> None:
+    backup = layer(folder("etc/conf.d"), opaque("etc/conf.d"), file("etc/conf.d/a", "mine"))
+    fixed = fix(LayerChange(dirs=("etc", "etc/conf.d", "etc/conf.d/hooks.d")))
+    assert folders_to_ask(read(backup), fix_changes(fixed)) == {"etc/conf.d/hooks.d"}
+    result = check_folders(backup, fixed, ref_dirs=frozenset())
+    assert classes(result)["etc/conf.d"] == "conflict"
+    (conflict,) = result.conflicts
+    assert conflict.reason.endswith("in it: etc/conf.d/hooks.d/")
+    # a folder REF had already (the fix's layer holds it for a change of its own): no conflict
+    assert check_folders(backup, fixed, ref_dirs=frozenset({"etc/conf.d/hooks.d"})).conflicts == ()
+    # REF's folders not known (a reader container): none is taken as made by the fix
+    assert check_folders(backup, fixed, ref_dirs=None).conflicts == ()
+
+
+def test_a_whiteout_of_a_folder_in_which_the_fix_made_one_is_a_conflict() -> None:
+    backup = layer(whiteout("opt/tool"))
+    fixed = fix(LayerChange(dirs=("opt", "opt/tool", "opt/tool/plugins")))
+    result = check_folders(backup, fixed, ref_dirs=frozenset({"opt", "opt/tool"}))
+    assert classes(result) == {"opt/tool": "conflict"}
+    assert result.conflicts[0].successor == "opt/tool/plugins/"
+
+
+def test_a_file_where_the_fix_made_a_folder_is_a_conflict() -> None:
+    backup = layer(folder("srv"), file("srv/data", "mine"))
+    fixed = fix(LayerChange(dirs=("srv", "srv/data")))
+    result = check_folders(backup, fixed, ref_dirs=frozenset({"srv"}))
+    assert classes(result) == {"srv": "directory", "srv/data": "conflict"}
+    assert "where the fix made a folder" in result.conflicts[0].reason
+    # the backup's own folder where the fix made one: the two folders merge
+    both = layer(folder("srv"), folder("srv/data"), file("srv/data/x", "mine"))
+    assert check_folders(both, fixed, ref_dirs=frozenset({"srv"})).conflicts == ()
+
+
+def test_the_fix_s_folders_merged_bottom_first() -> None:
+    changes = fix_changes(
+        (
+            LayerChange(dirs=("a", "a/b", "c", "d")),
+            LayerChange(deleted=("a",), files={"c": b"now a file"}),
+            LayerChange(links={"e": "/x"}),
+            LayerChange(dirs=("e",)),  # a folder where a symlink was
+        )
+    )
+    assert changes.dirs == {"d", "e"}
+    assert changes.links == {}
+    assert merged_dirs(
+        (
+            LayerChange(dirs=("a", "a/b", "s", "s/t", "f")),
+            LayerChange(deleted=("a",), opaque=("s",), files={"f": b"1"}),
+        )
+    ) == {"s"}

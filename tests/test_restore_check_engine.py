@@ -291,3 +291,99 @@ def test_a_debian_pod_with_an_installed_package_restored_on_its_patched_successo
         ["docker", "run", "--rm", "--entrypoint", "id", raw, "oomd"],
         capture_output=True, text=True, check=False,
     ).stderr  # fmt: skip
+
+
+# The fix also hard-links its new config file: in the engine's store both names are one file,
+# in the registry's layer tar the second name is a hard link whose data is at the first.
+# It also makes an empty folder in the home, which a pod that emptied the home hides.
+LINKED_FIX = (
+    FIX.rstrip("\n") + " && ln /etc/conf.d/oom /etc/conf.d/oom.link && mkdir /home/u/.cache\n"
+)
+
+
+def test_the_registry_and_the_engine_s_store_give_the_same_answer(
+    tmp_path: Path, repo_name: str
+) -> None:
+    """The same pods checked with the layers read from the engine's overlay2 store and from
+    the registry's blobs of the published versions: the same report, the same merged layer."""
+    root = busybox_repo(tmp_path, repo_name, STEPS)
+    write(root / "increments" / "_shared" / "oom-fix.Dockerfile.j2", LINKED_FIX)
+    git_commit_all(root, "the fix")
+    assert imagectl(root, "build", "next", "-q").code == 0
+    v1 = f"{repo_name}:v1"
+    backups = {
+        "plain": backup_of(v1, USER, tmp_path / "plain.tar"),
+        "edited": backup_of(v1, f"{USER} && echo user-conf > /etc/app.conf", tmp_path / "e.tar"),
+        # the fix's hard-linked file, written by the user as the fix writes it
+        "linked": backup_of(
+            v1, f"{USER} && echo 900 > /etc/conf.d/oom.link", tmp_path / "linked.tar"
+        ),
+        # a mode-only change of the config the fix changes, an owner-only one of a file it
+        # leaves alone
+        "chmod": backup_of(
+            v1,
+            f"{USER} && chmod 600 /etc/app.conf && chown 1000:1000 /etc/conf.d/base",
+            tmp_path / "chmod.tar",
+        ),
+        "upper": upper_directory_of(
+            v1,
+            f"{USER} && rm -rf /etc/conf.d && mkdir /etc/conf.d && echo mine > /etc/conf.d/a",
+            tmp_path / "upper.tar",
+        ),
+        "emptied home": backup_of(
+            v1, "rm -rf /home/u && mkdir /home/u && echo x > /home/u/x", tmp_path / "home.tar"
+        ),
+    }
+    assert imagectl(root, "backport", "increments/_shared/oom-fix.Dockerfile.j2").code == 0
+    assert imagectl(root, "build", "next", "-q").code == 0
+    assert imagectl(root, "publish", "-q").code == 0
+
+    verdicts = {}
+    for name, backup in backups.items():
+        answers = {}
+        for source in ("engine", "registry"):
+            merged = tmp_path / f"{name}-{source}.tar"
+            done = imagectl(
+                root, "restore-check", str(backup), "--on", v1, "--json", "--from", source,
+                "--write", str(merged),
+            )  # fmt: skip
+            assert done.code in (0, 3), done.stdout + done.stderr
+            report = json.loads(done.stdout)
+            assert report["successor"].pop("read_from") == source
+            assert report.pop("written") in (str(merged), None)
+            answers[source] = (done.code, report, merged.read_bytes() if merged.exists() else b"")
+        assert answers["registry"] == answers["engine"], name
+        verdicts[name] = answers["engine"][1]["verdict"]
+        classified = {p["path"]: p["class"] for p in answers["engine"][1]["paths"]}
+        if name == "linked":
+            assert classified["etc/conf.d/oom.link"] == "stale copy"  # the successor has it
+        if name == "emptied home":
+            (conflict,) = answers["engine"][1]["conflicts"]
+            assert conflict["path"] == "home/u"
+            assert conflict["reason"].endswith("in it: home/u/.cache/")  # only a folder
+        if name == "chmod":
+            assert classified["etc/app.conf"] == "conflict"
+            assert classified["etc/conf.d/base"] == "user only"
+            (conflict,) = answers["engine"][1]["conflicts"]
+            assert (
+                "changed only its mode or owner (mode 0644, owner 0:0 in REF, mode 0600"
+                in (conflict["reason"])
+            )
+    assert verdicts == {
+        "plain": "safe after merge",
+        "edited": "conflicts",
+        "linked": "safe after merge",
+        "chmod": "conflicts",
+        "upper": "conflicts",
+        "emptied home": "conflicts",
+    }
+    # by default, on this host, the engine's store is read
+    done = imagectl(root, "restore-check", str(backups["plain"]), "--on", v1, "--json")
+    assert json.loads(done.stdout)["successor"]["read_from"] == "engine"
+    # with the engine's store out of reach (as on a remote engine), the registry is
+    done = imagectl(
+        root, "restore-check", str(backups["plain"]), "--on", v1, "--json",
+        env={"IMAGECTL_LAYER_READS": "off"},
+    )  # fmt: skip
+    assert done.code == 0, done.stdout + done.stderr
+    assert json.loads(done.stdout)["successor"]["read_from"] == "registry"

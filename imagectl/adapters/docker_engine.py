@@ -41,7 +41,7 @@ from imagectl.adapters.engine_api import (
 )
 from imagectl.adapters.process import last_line, run, stream, without_names
 from imagectl.core.errors import BuildError, EngineError, RegistryError
-from imagectl.core.layerfiles import FileSelection, LayerChange
+from imagectl.core.layerfiles import FileSelection, LayerChange, merged_files
 from imagectl.core.model import Builder
 from imagectl.core.ports import FileEntry, ImageConfig, ImageInfo, Say, TestRun
 from imagectl.core.references import names_in, parse_reference, pinned
@@ -538,19 +538,6 @@ def image_info(image: Mapping[str, Any]) -> ImageInfo:
         repo_digests=tuple(str(d) for d in image.get("RepoDigests") or ()),
         config=ImageConfig.from_docker(image.get("Config") or {}),
     )
-
-
-def merged_files(changes: tuple[LayerChange, ...]) -> dict[str, bytes]:
-    """The selected files of the image the layers (bottom first) make, as overlay merges them."""
-    files: dict[str, bytes] = {}
-    for change in changes:
-        for path in list(files):
-            if any(path == d or path.startswith(f"{d}/") for d in change.deleted) or any(
-                path.startswith(f"{o}/") for o in change.opaque
-            ):
-                del files[path]
-        files.update(change.files)
-    return files
 
 
 def push_failure(

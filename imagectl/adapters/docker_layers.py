@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from imagectl.core.layerfiles import FileSelection, LayerChange
+from imagectl.core.layerfiles import FileSelection, LayerChange, Meta
 
 # overlayfs marks, as root writes them (trusted.*) and as rootless dockerd does (user.*)
 OPAQUE = ("trusted.overlay.opaque", "user.overlay.opaque")
@@ -71,6 +71,8 @@ def read_layer(folder: Path, wanted: FileSelection) -> LayerChange | None:
     opaque: list[str] = []
     files: dict[str, bytes] = {}
     links: dict[str, str] = {}
+    meta: dict[str, Meta] = {}
+    dirs: list[str] = []
     pending = [("", folder)]
     while pending:
         relative, path = pending.pop()
@@ -87,6 +89,8 @@ def read_layer(folder: Path, wanted: FileSelection) -> LayerChange | None:
                     return None
                 if marks & set(OPAQUE) and _is_opaque(entry.path):
                     opaque.append(name)
+                if wanted.match(name):
+                    dirs.append(name)
                 pending.append((name, Path(entry.path)))
             elif stat.S_ISCHR(info.st_mode) and info.st_rdev == 0:
                 deleted.append(name)  # overlay's whiteout: a 0/0 character device
@@ -94,10 +98,16 @@ def read_layer(folder: Path, wanted: FileSelection) -> LayerChange | None:
                 if _marks(entry.path) & set(NOT_SELF_CONTAINED):
                     return None
                 files[name] = Path(entry.path).read_bytes()
+                meta[name] = (stat.S_IMODE(info.st_mode), info.st_uid, info.st_gid)
             elif stat.S_ISLNK(info.st_mode) and wanted.match(name):
                 links[name] = os.readlink(entry.path)
     return LayerChange(
-        deleted=tuple(sorted(deleted)), opaque=tuple(sorted(opaque)), files=files, links=links
+        deleted=tuple(sorted(deleted)),
+        opaque=tuple(sorted(opaque)),
+        files=files,
+        links=links,
+        meta=meta,
+        dirs=tuple(sorted(dirs)),
     )
 
 

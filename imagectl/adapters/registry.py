@@ -11,9 +11,12 @@ two small blobs, their manifest by digest, and the referrers tag's index (`core/
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
-from typing import Protocol
+from collections.abc import Iterator
+from typing import IO, Protocol
 
 from imagectl.adapters.registry_http import RegistryTransport, Response, registry_hint
 from imagectl.core.artifacts import (
@@ -30,7 +33,7 @@ from imagectl.core.artifacts import (
     with_referrer,
 )
 from imagectl.core.errors import RegistryAuthError, RegistryError
-from imagectl.core.ports import RemoteImage, Say
+from imagectl.core.ports import RemoteImage, RemoteLayers, Say
 from imagectl.core.references import ImageRef as Reference
 from imagectl.core.references import parse_reference
 
@@ -44,6 +47,7 @@ INDEX_TYPES = (
 )
 ACCEPT = ", ".join((*MANIFEST_TYPES, *INDEX_TYPES))
 ABSENT_CODES = {"MANIFEST_UNKNOWN", "NAME_UNKNOWN", "BLOB_UNKNOWN"}
+MOST_CONFIG = 4 << 20  # bytes of an image config read whole (configs are a few KiB)
 
 
 class Pusher(Protocol):
@@ -126,6 +130,84 @@ class RegistryClient:
         listed = self._index(ref, referrers_tag(ref.digest))
         return referrers_in(listed) if listed is not None else ()
 
+    def image_layers(self, ref: str) -> RemoteLayers | None:
+        """The layers of the image `ref` names, from its manifest (checked against the digest
+        `ref` pins) and its config's rootfs; None when the registry does not have it."""
+        parsed = parse_reference(ref)
+        response = self._manifest(parsed, "GET")
+        if response is None:
+            return None
+        if parsed.digest and blob_digest(response.body) != parsed.digest:
+            raise RegistryError(
+                f"the registry {parsed.host} served a manifest for {ref} whose content does "
+                "not have that digest.",
+                hint="Check the registry (a proxy or cache in between may alter what it "
+                "serves); nothing was read from it.",
+            )
+        image = remote_image_from(response, ref)
+        manifest = json.loads(response.body)
+        try:
+            blobs = tuple(
+                Descriptor(
+                    media_type=str(layer["mediaType"]),
+                    digest=str(layer["digest"]),
+                    size=int(layer["size"]),
+                )
+                for layer in manifest.get("layers") or ()
+            )
+            config = self._config(parsed, image.config_digest)
+            diff_ids = tuple(str(d) for d in json.loads(config)["rootfs"]["diff_ids"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise RegistryError(
+                f"the registry's manifest or image config for {ref} does not list its layers "
+                f"({type(exc).__name__}).",
+                hint="It is not an image imagectl published; check the lock's digest.",
+            ) from exc
+        if len(diff_ids) != len(blobs):
+            raise RegistryError(
+                f"the manifest of {ref} has {len(blobs)} layers and its config {len(diff_ids)}.",
+                hint="It is not an image imagectl published; check the lock's digest.",
+            )
+        return RemoteLayers(
+            digest=image.digest, image_id=image.config_digest, blobs=blobs, diff_ids=diff_ids
+        )
+
+    def _config(self, ref: Reference, digest: str) -> bytes:
+        config = Descriptor(media_type="application/octet-stream", digest=digest, size=0)
+        with self.open_blob(ref.repository, config) as stream:
+            data = stream.read(MOST_CONFIG + 1)
+            if len(data) > MOST_CONFIG:
+                raise RegistryError(
+                    f"the image config {digest} in {ref.host}/{ref.path} is larger than "
+                    f"{MOST_CONFIG >> 20} MiB.",
+                    hint="It is not an image config imagectl can read; check the lock's digest.",
+                )
+        return data
+
+    @contextlib.contextmanager
+    def open_blob(self, ref: str, blob: Descriptor) -> Iterator[IO[bytes]]:
+        """The blob streamed from `ref`'s repository (GET /v2/<repo>/blobs/<digest>, a
+        redirect to the registry's storage followed); its digest is checked once it has been
+        read to the end, which leaving the block does (draining what was left unread)."""
+        parsed = parse_reference(ref)
+        path = f"/v2/{parsed.path}/blobs/{blob.digest}"
+        with self._transport.stream(parsed, path, accept="*/*") as answer:
+            if answer.status != 200:
+                failed = Response(status=answer.status, headers=answer.headers, body=answer.read())
+                if failed.status == 404:
+                    raise RegistryError(
+                        f"the registry {parsed.host} has no blob {blob.digest} in "
+                        f"{parsed.path} (HTTP 404, {', '.join(failed.error_codes()) or 'no code'}"
+                        "), though the image's manifest names it.",
+                        hint="The registry lost part of the image (garbage collection, or a "
+                        "repository moved): publish the version again from an engine that "
+                        "has it.",
+                    )
+                raise status_error(parsed, failed)
+            checked = _CheckedBlob(answer.chunks(), blob.digest)
+            yield io.BufferedReader(checked)
+            checked.finish(f"{parsed.host}/{parsed.path}")
+
     def _index(self, ref: Reference, tag: str) -> bytes | None:
         path = f"/v2/{ref.path}/manifests/{tag}"
         response = self._transport.get(ref, path, accept=INDEX)
@@ -175,6 +257,40 @@ class RegistryClient:
         )  # fmt: skip
         if done.status != 201:
             raise status_error(ref, done)
+
+
+class _CheckedBlob(io.RawIOBase):
+    """A blob's body as a readable stream, hashed as it goes by."""
+
+    def __init__(self, chunks: Iterator[bytes], digest: str) -> None:
+        self._chunks = chunks
+        self._digest = digest
+        self._hash = hashlib.sha256()
+        self._pending = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        if not self._pending:
+            self._pending = next(self._chunks, b"")
+            self._hash.update(self._pending)
+        size = min(len(buffer), len(self._pending))
+        buffer[:size] = self._pending[:size]
+        self._pending = self._pending[size:]
+        return size
+
+    def finish(self, repository: str) -> None:
+        """Read the rest, then compare the content's digest with the one it was asked by."""
+        for chunk in self._chunks:
+            self._hash.update(chunk)
+        if f"sha256:{self._hash.hexdigest()}" != self._digest:
+            raise RegistryError(
+                f"the registry served a blob of {repository} whose content does not have its "
+                f"digest {self._digest}.",
+                hint="Run again; if it fails the same way, the registry's copy is damaged or a "
+                "proxy alters it. Nothing was decided on it.",
+            )
 
 
 def _same_registry_path(location: str, ref: Reference) -> str:

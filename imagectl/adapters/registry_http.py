@@ -17,7 +17,7 @@ import os
 import re
 import socket
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from imagectl.adapters.http_client import (
     Connection,
     Opener,
     ProtocolError,
+    StreamedResponse,
     tcp_opener,
     tls_opener,
     tunnel_opener,
@@ -38,6 +39,7 @@ from imagectl.core.references import ImageRef
 LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 CERTS_DIR = Path("/etc/docker/certs.d")  # docker's per-registry CA folder
 CHALLENGE = re.compile(r'(\w+)="([^"]*)"')
+REDIRECTS = (301, 302, 303, 307, 308)  # a blob served from elsewhere (S3, a CDN)
 Credentials = Callable[[str], tuple[str, str] | None]
 Reference = ImageRef  # what the registry API addresses
 
@@ -100,6 +102,109 @@ class RegistryTransport:
                 )
         return response
 
+    @contextlib.contextmanager
+    def stream(self, ref: Reference, path: str, *, accept: str) -> Iterator[StreamedResponse]:
+        """A GET of `path` whose body is read as it arrives (a layer blob): the same auth
+        handshake as `send`, and a redirect followed once, to a server that is not the
+        registry without the registry's credentials (a presigned storage URL carries its
+        own)."""
+        scope = f"repository:{ref.path}:pull"
+        headers = {"Accept": accept}
+        with self._guard:
+            known = self._auth.get((ref.api_host, scope))
+        if known:
+            headers["Authorization"] = known
+        with contextlib.ExitStack() as first:
+            answer = first.enter_context(self._stream_to(ref.api_host, path, headers))
+            if answer.status == 401 and "Authorization" not in headers:
+                challenge = answer.headers.get("www-authenticate", "")
+                header = self._authorize(ref, challenge, scope)
+                if header:
+                    with self._guard:
+                        self._auth[(ref.api_host, scope)] = header
+                    headers["Authorization"] = header
+                    first.close()  # the 401's connection, its small body unread
+                    answer = first.enter_context(self._stream_to(ref.api_host, path, headers))
+            location = answer.headers.get("location", "")
+            if answer.status not in REDIRECTS or not location:
+                yield answer
+                return
+            first.close()
+            if location.startswith("/"):
+                scheme, host, where = "", ref.api_host, location
+            else:
+                scheme, _, rest = location.partition("://")
+                host, slash, tail = rest.partition("/")
+                where = slash + tail
+                if host != ref.api_host:
+                    headers.pop("Authorization", None)
+            target = self._stream_to(host, where, headers, schemes=[scheme] if scheme else None)
+            with target as moved:
+                yield moved
+
+    @contextlib.contextmanager
+    def _stream_to(
+        self,
+        host: str,
+        path: str,
+        headers: Mapping[str, str],
+        *,
+        schemes: list[str] | None = None,
+    ) -> Iterator[StreamedResponse]:
+        if schemes is None:
+            schemes = [self._schemes[host]] if host in self._schemes else _schemes_for(host)
+        failure: BaseException | None = None
+        for scheme in schemes:
+            for attempt in (1, 2):
+                url = f"{scheme}://{host}{path}"
+                opened = self._stream_url(url, headers)
+                try:
+                    answer = opened.__enter__()
+                except (OSError, ProtocolError) as error:
+                    failure = error
+                    self._connection(scheme, host).close()
+                    # a kept connection the server closed while idle: once more on a new one
+                    if attempt == 1 and isinstance(error, ProtocolError):
+                        continue
+                    break
+                with self._guard:
+                    self._schemes[host] = scheme
+                with contextlib.ExitStack() as stack:
+                    stack.push(opened)  # its exit: the connection kept or closed
+                    yield answer
+                return
+        raise _unreachable(host, failure)
+
+    def _stream_url(
+        self, url: str, headers: Mapping[str, str]
+    ) -> contextlib.AbstractContextManager[StreamedResponse]:
+        scheme, _, rest = url.partition("://")
+        if scheme not in ("http", "https"):
+            raise ProtocolError(f"not an http(s) URL: {scheme}")
+        host, slash, path = rest.partition("/")
+        connection = self._connection(scheme, host)
+        target = slash + path if slash else "/"
+        if _proxy(scheme, host) and scheme == "http":
+            target = url
+        return connection.stream("GET", target, headers=dict(headers), timeout=self.timeout)
+
+    def close(self) -> None:
+        """Close this thread's kept connections (a process's last request needs none)."""
+        connections: dict[str, Connection] = self._local.__dict__.setdefault("connections", {})
+        for connection in connections.values():
+            connection.close()
+        connections.clear()
+
+    def _connection(self, scheme: str, host: str) -> Connection:
+        """This thread's kept connection to that server."""
+        connections: dict[str, Connection] = self._local.__dict__.setdefault("connections", {})
+        key = f"{scheme}://{host}"
+        connection = connections.get(key)
+        if connection is None:
+            connection = Connection(_opener(scheme, host, self.timeout), host=host)
+            connections[key] = connection
+        return connection
+
     def _authorize(self, ref: Reference, challenge: str, scope: str) -> str:
         """The Authorization header the challenge asks for, or "" when none can be made."""
         creds = self.credentials(ref.host)
@@ -155,12 +260,7 @@ class RegistryTransport:
         if scheme not in ("http", "https"):
             raise ProtocolError(f"not an http(s) URL: {scheme}")
         host, slash, path = rest.partition("/")
-        connections: dict[str, Connection] = self._local.__dict__.setdefault("connections", {})
-        key = f"{scheme}://{host}"
-        connection = connections.get(key)
-        if connection is None:
-            connection = Connection(_opener(scheme, host, self.timeout), host=host)
-            connections[key] = connection
+        connection = self._connection(scheme, host)
         target = slash + path if slash else "/"
         if _proxy(scheme, host) and scheme == "http":
             target = url  # a plain-HTTP proxy takes the absolute URL

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from imagectl.app.project import Project
+from imagectl.app.restoring import Source
 from imagectl.app.restoring import restore_check as check_backup
 from imagectl.app.results.restore import RestoreReport
 from imagectl.commands.exits import EXIT_CHECK, EXIT_ERROR, EXIT_OK
@@ -17,6 +18,8 @@ EXIT_CODES = {
     Verdict.CONFLICTS: EXIT_CHECK,
     Verdict.REFUSED: EXIT_ERROR,
 }
+SOURCES: dict[str | None, Source] = {None: "auto", "engine": "engine", "registry": "registry"}
+WHERE = {"engine": "the engine's store", "registry": "the registry"}
 ADVICE = {
     Verdict.SAFE: "the backup may be laid over it as it is",
     Verdict.SAFE_AFTER_MERGE: "lay the merged layer over it (--write MERGED.tar), not the raw "
@@ -28,7 +31,8 @@ ADVICE = {
 
 
 def restore_check(args: argparse.Namespace, project: Project) -> Outcome:
-    report = check_backup(project, args.backup, on=args.on, write=args.write)
+    source = SOURCES[args.read_from]
+    report = check_backup(project, args.backup, on=args.on, write=args.write, source=source)
     return Outcome(
         report,
         report_text(report),
@@ -47,7 +51,8 @@ def report_text(report: RestoreReport) -> str:
     lines.append(
         "  "
         + ", ".join(f"{counts[str(cls)]} {cls}" for cls in Class if counts[str(cls)])
-        + f" (of {len(check.paths)} paths; {report.added_layers} layer(s) of the successor read)"
+        + f" (of {len(check.paths)} paths; {report.added_layers} layer(s) of the successor read "
+        + f"from {WHERE[report.read_from]})"
     )
     for path in check.paths:
         if path.hides_fix and path.action == "drop":

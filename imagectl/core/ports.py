@@ -7,9 +7,10 @@ git_repo); tests of the decisions pass in-memory fakes (tests/fakes.py) instead.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import IO, Any, Protocol
 
 from imagectl.core.artifacts import Artifact, Descriptor
 from imagectl.core.layerfiles import FileSelection, LayerChange
@@ -107,6 +108,18 @@ class RemoteImage:
 
     digest: str  # the manifest digest: what `repo@sha256:...` pins
     config_digest: str  # the image config's digest, which is the engine's image id
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RemoteLayers:
+    """An image's layers as its registry stores them: each layer's blob (bottom first) and
+    the config's diff ids, the uncompressed layers' digests, which the engine's image calls
+    its layers (RootFS.Layers): the same values a layer-prefix check compares."""
+
+    digest: str  # the manifest digest
+    image_id: str  # the config's digest
+    blobs: tuple[Descriptor, ...]
+    diff_ids: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -257,6 +270,16 @@ class Registry(Protocol):
 
     def referrers(self, subject: str) -> tuple[Descriptor, ...]:
         """The artifacts listed as referrers of `subject` (repo@digest)."""
+        ...
+
+    def image_layers(self, ref: str) -> RemoteLayers | None:
+        """The layers of the image `ref` (repo@digest) names, from its manifest and config
+        (two small reads), or None when the registry does not have it."""
+        ...
+
+    def open_blob(self, ref: str, blob: Descriptor) -> AbstractContextManager[IO[bytes]]:
+        """The blob `blob` of `ref`'s repository, streamed as it is read (never held whole);
+        read to its end, it is checked against its digest (a RegistryError if it differs)."""
         ...
 
 

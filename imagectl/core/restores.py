@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from imagectl.core.layerfiles import LayerChange
+from imagectl.core.layerfiles import LayerChange, Meta
 from imagectl.core.layertar import LayerEntry, LayerTar, content_hash
 from imagectl.core.sysdbs import EntryConflict, merge_for, regenerated
 
@@ -56,8 +56,9 @@ class PathCheck:
     @property
     def action(self) -> Action:
         if self.cls is Class.STALE_COPY and not self.fix:
-            # The successor has REF's content there: the copy changes nothing of it, and
-            # keeps a mode or owner the user may have set (REF's are not compared).
+            # The successor has REF's file there, content, mode and owner: the copy changes
+            # nothing of it (and when a reader could not say REF's mode and owner, the copy
+            # keeps one the user may have set).
             return "keep"
         actions: dict[Class, Action] = {
             Class.USER_ONLY: "keep",
@@ -143,6 +144,8 @@ class FixChanges:
     links: Mapping[str, str]  # symlinks they add or replace: path -> target
     deleted: frozenset[str]  # paths of REF their whiteouts remove (and all below)
     hidden: frozenset[str]  # folders of REF they make opaque
+    meta: Mapping[str, Meta] = field(default_factory=dict)  # the files' mode and owner
+    dirs: frozenset[str] = frozenset()  # folders their layers have (made, or holding changes)
 
     def removes(self, path: str) -> bool:
         """Whether the successor no longer has REF's `path` (and did not add it again)."""
@@ -154,6 +157,11 @@ class FixChanges:
     def touches(self, path: str) -> bool:
         """Whether the fix added or changed a file or symlink at `path`."""
         return path in self.files or path in self.links
+
+    def added_folders(self, ref_dirs: frozenset[str] | None) -> frozenset[str]:
+        """The folders the fix made: in its layers and not among REF's (`ref_dirs`, REF's
+        folders among those asked of it); none when REF's folders are not known."""
+        return frozenset() if ref_dirs is None else self.dirs - ref_dirs
 
     def below(self, folder: str, *, itself: bool) -> tuple[str, ...]:
         """The files and symlinks the fix added or changed below `folder` (and `folder`)."""
@@ -183,19 +191,34 @@ def relevant_to(backup: LayerTar) -> Callable[[str], bool]:
     return wanted
 
 
+def folders_to_ask(backup: LayerTar, fix: FixChanges) -> frozenset[str]:
+    """The fix's folders whose presence in REF decides the check: those at or below the
+    backup's whiteouts, below its opaque folders, and at its files, symlinks and other
+    non-folders (each hides the folder if the fix made it)."""
+    roots = set(backup.deleted)
+    asked = {d for d in fix.dirs if d in roots or any(a in roots for a in _ancestors(d))}
+    asked |= {d for d in fix.dirs if any(a in backup.opaque for a in _ancestors(d))}
+    asked |= {p for p, e in backup.entries.items() if e.kind != "dir" and p in fix.dirs}
+    return frozenset(asked)
+
+
 def fix_changes(layers: Iterable[LayerChange]) -> FixChanges:
     """The successor's added layers (bottom first) as one change set."""
     files: dict[str, bytes] = {}
     links: dict[str, str] = {}
+    meta: dict[str, Meta] = {}
+    dirs: set[str] = set()
     deleted: set[str] = set()
     hidden: set[str] = set()
     for layer in layers:
-        for path in [*files, *links]:
+        for path in [*files, *links, *dirs]:
             if any(path == d or path.startswith(f"{d}/") for d in layer.deleted) or any(
                 path.startswith(f"{o}/") for o in layer.opaque
             ):
                 files.pop(path, None)
                 links.pop(path, None)
+                meta.pop(path, None)
+                dirs.discard(path)
         deleted.update(layer.deleted)
         hidden.update(layer.opaque)
         # a layer's own files and symlinks lie above its whiteouts, and replace each other
@@ -203,18 +226,45 @@ def fix_changes(layers: Iterable[LayerChange]) -> FixChanges:
             links.pop(path, None)
         for path in layer.links:
             files.pop(path, None)
+            meta.pop(path, None)
+        for path in layer.dirs:  # a folder put where a file or symlink was
+            files.pop(path, None)
+            links.pop(path, None)
+            meta.pop(path, None)
+        dirs.difference_update(layer.files, layer.links)
+        dirs.update(layer.dirs)
         files.update(layer.files)
         links.update(layer.links)
+        for path in layer.files:
+            if path in layer.meta:
+                meta[path] = layer.meta[path]
+            else:
+                meta.pop(path, None)
     return FixChanges(
-        files=files, links=links, deleted=frozenset(deleted), hidden=frozenset(hidden)
+        files=files,
+        links=links,
+        deleted=frozenset(deleted),
+        hidden=frozenset(hidden),
+        meta=meta,
+        dirs=frozenset(dirs),
     )
 
 
 def check_restore(
-    backup: LayerTar, *, ref_files: Mapping[str, bytes], fix: FixChanges
+    backup: LayerTar,
+    *,
+    ref_files: Mapping[str, bytes],
+    fix: FixChanges,
+    ref_meta: Mapping[str, Meta] | None = None,
+    ref_dirs: frozenset[str] | None = None,
 ) -> RestoreCheck:
     """Classify every path of `backup` (taken on REF, whose regular files at the backup's
-    paths are `ref_files`) against the successor's change set `fix`; merge the databases."""
+    paths are `ref_files`, with their mode and owner `ref_meta`) against the successor's
+    change set `fix`; merge the databases. A file whose mode and owner REF's reader did not
+    say is compared by content alone. `ref_dirs` are REF's folders among `folders_to_ask`:
+    the fix's other folders are ones it made (None: not known, none taken as made)."""
+    ref_meta = ref_meta or {}
+    made = fix.added_folders(ref_dirs)
     if backup.undefined:
         return RestoreCheck(verdict=Verdict.REFUSED, refusals=backup.undefined)
     ref_hashes = {path: content_hash(data) for path, data in ref_files.items()}
@@ -223,7 +273,7 @@ def check_restore(
     merges: list[Merge] = []
     merged: dict[str, bytes] = {}
     for path in backup.deleted:
-        touched = fix.below(path, itself=True)
+        touched = _with_folders(fix.below(path, itself=True), made, path, itself=True)
         if touched:
             paths.append(PathCheck(path=path, kind="whiteout", cls=Class.CONFLICT, fix="changed"))
             conflicts.append(
@@ -238,7 +288,7 @@ def check_restore(
         else:
             paths.append(PathCheck(path=path, kind="whiteout", cls=Class.USER_ONLY))
     for path in backup.opaque:
-        touched = fix.below(path, itself=False)
+        touched = _with_folders(fix.below(path, itself=False), made, path, itself=False)
         if touched:
             paths.append(PathCheck(path=path, kind="opaque", cls=Class.CONFLICT, fix="changed"))
             conflicts.append(
@@ -256,8 +306,9 @@ def check_restore(
         if entry.kind == "dir" and path in backup.opaque:
             continue  # the opaque folder, classified above (and kept as the folder it is)
         checked, conflict, merge = _check_entry(
-            entry, backup=backup, ref_files=ref_files, ref_hashes=ref_hashes, fix=fix
-        )
+            entry, backup=backup, ref_files=ref_files, ref_hashes=ref_hashes, fix=fix,
+            ref_meta=ref_meta, made=made,
+        )  # fmt: skip
         paths.append(checked)
         if conflict is not None:
             conflicts.append(conflict)
@@ -286,6 +337,8 @@ def _check_entry(
     ref_files: Mapping[str, bytes],
     ref_hashes: Mapping[str, str],
     fix: FixChanges,
+    ref_meta: Mapping[str, Meta],
+    made: frozenset[str],
 ) -> tuple[PathCheck, Conflict | None, tuple[Merge, bytes] | None]:
     path = entry.path
     changed = fix.touches(path)
@@ -310,6 +363,12 @@ def _check_entry(
         return checked(Class.CONFLICT), _conflict(path, reason, entry, fix), None
     if entry.kind == "dir":
         return checked(Class.DIRECTORY), None, None
+    if path in made:
+        reason = f"the backup has a {entry.kind} where the fix made a folder, which it hides"
+        return PathCheck(path=path, kind=entry.kind, cls=Class.CONFLICT, fix="added"), Conflict(
+            path=path, reason=reason, backup=entry.sha256 or entry.kind,
+            successor="folder (made by the fix)",
+        ), None  # fmt: skip
     if entry.kind == "symlink" and fix.links.get(path, None) == entry.link:
         return checked(Class.STALE_COPY), None, None  # the successor has it already
     if entry.kind not in ("file", "hardlink"):
@@ -317,13 +376,27 @@ def _check_entry(
             reason = f"the backup has a {entry.kind} where the fix {fixed} a file or symlink"
             return checked(Class.CONFLICT), _conflict(path, reason, entry, fix), None
         return checked(Class.USER_ONLY), None, None
-    same_as_ref = ref_hashes.get(path) == entry.sha256
+    ours: Meta = (entry.mode, entry.uid, entry.gid)
+    # a mode or owner the user set (a chmod, a chown): a change of the user's, as content is
+    user_meta = path in ref_meta and ours != ref_meta[path]
+    same_as_ref = ref_hashes.get(path) == entry.sha256 and not user_meta
     if not (changed or removed):
         return checked(Class.STALE_COPY if same_as_ref else Class.USER_ONLY), None, None
     if same_as_ref:
         return checked(Class.STALE_COPY, hides=True), None, None  # the successor's wins
-    if path in fix.files and content_hash(fix.files[path]) == entry.sha256:
+    if (
+        path in fix.files
+        and content_hash(fix.files[path]) == entry.sha256
+        and (not user_meta or fix.meta.get(path, ours) == ours)
+    ):
         return checked(Class.STALE_COPY), None, None  # the successor has it already
+    theirs = content_hash(fix.files[path]) if path in fix.files else ""
+    if user_meta and entry.sha256 in (ref_hashes.get(path), theirs):
+        reason = (
+            f"the fix {fixed} it, and the backup changed only its mode or owner "
+            f"({_meta(ref_meta[path])} in REF, {_meta(ours)} in the backup)"
+        )
+        return checked(Class.CONFLICT), _conflict(path, reason, entry, fix), None
     merge = merge_for(path) if path in fix.files and entry.kind == "file" else None
     if merge is not None and path in backup.contents:
         done = merge(ref_files.get(path, b""), backup.contents[path], fix.files[path])
@@ -358,6 +431,19 @@ def _conflict(path: str, reason: str, entry: LayerEntry, fix: FixChanges) -> Con
     else:
         theirs = "unchanged"
     return Conflict(path=path, reason=reason, backup=ours, successor=theirs)
+
+
+def _with_folders(
+    touched: tuple[str, ...], made: frozenset[str], folder: str, *, itself: bool
+) -> tuple[str, ...]:
+    """The fix's files and symlinks at or below `folder`, and the folders it made there."""
+    prefix = f"{folder}/"
+    folders = {d for d in made if d.startswith(prefix) or (itself and d == folder)}
+    return tuple(sorted({*touched, *(f"{d}/" for d in folders)}))
+
+
+def _meta(meta: Meta) -> str:
+    return f"mode {meta[0]:04o}, owner {meta[1]}:{meta[2]}"
 
 
 def _ancestors(path: str) -> list[str]:

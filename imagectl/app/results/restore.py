@@ -16,6 +16,7 @@ class RestoreReport:
     resolution: Resolution  # REF and the successor a restored pod starts on
     check: RestoreCheck
     added_layers: int  # the successor's layers above REF's, the only ones read
+    read_from: str = "engine"  # "engine" (its overlay2 store here) or "registry" (the blobs)
     written: str = ""  # the merged layer's path, when --write wrote it
 
     @property
@@ -34,6 +35,7 @@ class RestoreReport:
                 "tag": found.newest.tag,
                 "reference": found.reference,
                 "added_layers": self.added_layers,
+                "read_from": self.read_from,
             },
             "verdict": str(check.verdict),
             "counts": check.counts(),
