@@ -127,4 +127,9 @@ def test_two_shards_on_different_lines_at_once_both_land(
             rf"pushing {re.escape(repository)}:(v\d+)$", "\n".join(errs.values()), re.M
         )
         assert sorted(pushing) == ["v1", "v2", "v3"], errs[line]
-        assert sorted(manifest_puts(log, repository)) == ["v1", "v2", "v3"]
+        puts = manifest_puts(log, repository)
+        assert sorted(t for t in puts if re.fullmatch(r"v\d+", t)) == ["v1", "v2", "v3"]
+        # and each version's SBOM once: its artifact by digest, its referrers tag's index
+        sboms = [t for t in puts if t.startswith("sha256:")]
+        referrers = [t for t in puts if t.startswith("sha256-")]
+        assert len(sboms) == len(set(sboms)) == len(referrers) == len(set(referrers)) == 3
