@@ -9,6 +9,8 @@ from pathlib import Path
 from imagectl.app import publishing
 from imagectl.app.sboms import version_sbom
 from imagectl.core import lockfile, sidecar
+from imagectl.core.artifacts import Artifact
+from imagectl.core.errors import RegistryError
 from imagectl.core.references import pinned, repository_of
 
 from .test_decisions import BASE, REPO, build, lock_of, setup
@@ -80,3 +82,27 @@ def test_audit_finds_an_sbom_gone_or_no_longer_listed(tmp_path: Path) -> None:
         (1, "ok", "unlisted"),
         (2, "ok", "missing"),
     ]
+
+
+def test_an_sbom_the_registry_refuses_keeps_the_ones_stored_before(tmp_path: Path) -> None:
+    project, _, registry = setup(tmp_path)
+    build(project)
+    real_attach, calls = registry.attach, []
+
+    def attach(subject: str, artifact: Artifact) -> str:
+        calls.append(subject)
+        if len(calls) == 2:
+            raise RegistryError("the registry refused the artifact (HTTP 500).")
+        return real_attach(subject, artifact)
+
+    registry.attach = attach  # type: ignore[method-assign]
+    result = publishing.publish(project, [], wait=0, say=quiet, output=quiet)
+    assert [line for line, _ in result.failures] == ["line"]
+    first, second = lock_of(project)
+    assert first.digest  # both images published and recorded
+    assert second.digest
+    assert first.sbom  # stored before the failure: recorded
+    assert not second.sbom  # refused: the next publish attaches it
+    registry.attach = real_attach  # type: ignore[method-assign]
+    again = publishing.publish(project, [], wait=0, say=quiet, output=quiet)
+    assert [s.version for s in again.sboms] == [2]

@@ -63,6 +63,7 @@ class RegistryClient:
     ) -> None:
         self._transport = transport or RegistryTransport()
         self._push = push  # the engine's push: images go to a registry from the engine
+        self._stored: set[tuple[str, str, str]] = set()  # (host, repository, blob digest)
 
     def lookup(self, ref: str) -> RemoteImage | None:
         """What `ref` names (tag or digest) in its registry, or None when it is absent."""
@@ -101,15 +102,18 @@ class RegistryClient:
         """Store `artifact` as a referrer of `subject` (repo@digest) and list it under the
         referrers tag; returns the artifact manifest's digest. Storing it again is a no-op."""
         ref = parse_reference(subject)
-        image = self._manifest(ref, "GET")
+        image = self._manifest(ref, "HEAD")  # its type and size are all the subject needs
+        if image is not None and not image.headers.get("content-length", "").isdigit():
+            image = self._manifest(ref, "GET")
         if image is None:
             raise RegistryError(
                 f"{subject} is not in the registry, so nothing can be attached to it."
             )
         media = image.headers.get("content-type", "").split(";")[0] or MANIFEST
-        described = Descriptor(media_type=media, digest=ref.digest, size=len(image.body))
-        for data in (EMPTY_DATA, artifact.data):
-            self._put_blob(ref, data)
+        size = len(image.body) or int(image.headers["content-length"])
+        described = Descriptor(media_type=media, digest=ref.digest, size=size)
+        self._put_blob(ref, EMPTY_DATA, ask_first=True)  # the same `{}` for every artifact
+        self._put_blob(ref, artifact.data, ask_first=False)  # new, as a rule: just upload it
         manifest = artifact_manifest(artifact, described)
         digest = blob_digest(manifest)
         self._put_manifest(ref, digest, manifest, MANIFEST)
@@ -226,14 +230,21 @@ class RegistryClient:
             ) from None
         return response.body
 
-    def _put_blob(self, ref: Reference, data: bytes) -> None:
-        """Upload `data` in one PUT (monolithic), unless the repository has it already."""
+    def _put_blob(self, ref: Reference, data: bytes, *, ask_first: bool) -> None:
+        """Upload `data` in one PUT (monolithic); with `ask_first`, not when the repository
+        has it already (asked once per repository and process). An upload of a blob the
+        registry has is harmless: it stores each digest once."""
         digest = blob_digest(data)
-        head = self._transport.send(
-            ref, f"/v2/{ref.path}/blobs/{digest}", method="HEAD", headers={}, push=True
-        )
-        if head.status == 200:
-            return  # stored once, whoever stored it
+        known = (ref.api_host, ref.path, digest)
+        if ask_first:
+            if known in self._stored:
+                return
+            head = self._transport.send(
+                ref, f"/v2/{ref.path}/blobs/{digest}", method="HEAD", headers={}, push=True
+            )
+            if head.status == 200:
+                self._stored.add(known)
+                return  # stored once, whoever stored it
         started = self._transport.send(
             ref, f"/v2/{ref.path}/blobs/uploads/", method="POST",
             headers={"Content-Length": "0"}, body=b"", push=True,
@@ -249,6 +260,7 @@ class RegistryClient:
         )  # fmt: skip
         if done.status != 201:
             raise status_error(ref, done)
+        self._stored.add(known)
 
     def _put_manifest(self, ref: Reference, name: str, data: bytes, media_type: str) -> None:
         done = self._transport.send(

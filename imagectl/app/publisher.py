@@ -14,8 +14,9 @@ from imagectl.core.config import RepositoryLayout
 from imagectl.core.errors import ImagectlError, PlanError, RegistryError
 from imagectl.core.faults import pause_point
 from imagectl.core.linestate import load_state
-from imagectl.core.model import ImageLine, LockedVersion
+from imagectl.core.model import ImageLine, Lock, LockedVersion
 from imagectl.core.notices import warn
+from imagectl.core.packages import PackageRecord
 from imagectl.core.planner import pending_publication
 from imagectl.core.ports import ImageStore, Registry, Say
 from imagectl.core.references import pinned, repository_of
@@ -66,7 +67,7 @@ def attach_sboms(
     layout: RepositoryLayout, line: ImageLine, *, registry: Registry, say: Say
 ) -> tuple[AttachedSbom, ...]:
     """Attach its SBOM to every published version of `line` that has none yet (oldest first),
-    recording each artifact's digest in the lock right after it is stored. A version without a
+    then record their digests in the lock (once, also when one fails). A version without a
     package record has no SBOM to attach and is passed over."""
     state = load_state(layout, line)
     lock = state.lock
@@ -75,28 +76,50 @@ def attach_sboms(
         return ()
     record = sidecar.read_packages(sidecar.packages_path(state.lock_path))
     attached: list[AttachedSbom] = []
-    warned = False
-    for version in wanting:
-        if not record.complete(version.version):
-            continue
-        made = made_sbom(line, record, version)
-        for text in () if warned else made.warnings:
-            warn(say, line.name, text)
-        warned = True
-        artifact = Artifact(
-            artifact_type=SBOM_TYPE, media_type=SBOM_TYPE, data=made.data,
-            title=f"{line.name}-v{version.version}.spdx.json",
-            annotations={"org.opencontainers.image.created": version.built_at},
-        )  # fmt: skip
-        subject = pinned(repository_of(version.tag), version.digest)
-        with publish_lock(line.repository):
-            digest = registry.attach(subject, artifact)
-        pause_point("after-sbom-push")  # stored, the lock does not have its digest yet
-        lock = lock.with_sbom(version.version, digest)
+    try:
+        for version in wanting:
+            lock = _attach_one(
+                line, record, version, lock, registry=registry, say=say, attached=attached
+            )
+    except ImagectlError:
+        if attached:  # what was stored before the failure is recorded, not stored again
+            lockfile.write_lock(state.lock_path, lock)
+        raise
+    if attached:
+        # One lock write for all of them: an SBOM stored but not recorded (a crash here) is
+        # stored again by the next publish under the same digest, listed once, and recorded.
+        pause_point("after-sbom-push")
         lockfile.write_lock(state.lock_path, lock)
-        say(f"{line.name}: attached the SBOM of v{version.version} ({digest})")
-        attached.append(AttachedSbom(line=line.name, version=version.version, digest=digest))
     return tuple(attached)
+
+
+def _attach_one(
+    line: ImageLine,
+    record: PackageRecord,
+    version: LockedVersion,
+    lock: Lock,
+    *,
+    registry: Registry,
+    say: Say,
+    attached: list[AttachedSbom],
+) -> Lock:
+    """Store one version's SBOM; returns the lock with its digest (written by the caller)."""
+    if not record.complete(version.version):
+        return lock
+    made = made_sbom(line, record, version)
+    for text in () if attached else made.warnings:  # said once per line, not per version
+        warn(say, line.name, text)
+    artifact = Artifact(
+        artifact_type=SBOM_TYPE, media_type=SBOM_TYPE, data=made.data,
+        title=f"{line.name}-v{version.version}.spdx.json",
+        annotations={"org.opencontainers.image.created": version.built_at},
+    )  # fmt: skip
+    subject = pinned(repository_of(version.tag), version.digest)
+    with publish_lock(line.repository):
+        digest = registry.attach(subject, artifact)
+    say(f"{line.name}: attached the SBOM of v{version.version} ({digest})")
+    attached.append(AttachedSbom(line=line.name, version=version.version, digest=digest))
+    return lock.with_sbom(version.version, digest)
 
 
 def published_so_far(line: str, results: list[PublishedVersion], failed: int) -> str:
