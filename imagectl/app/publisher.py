@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Literal
 
 from imagectl.app.locks import publish_lock
 from imagectl.app.parents import warn_if_parent_tag_moved
+from imagectl.app.results.lookup import SbomMade
 from imagectl.app.results.publish import AttachedSbom, PublishedVersion
 from imagectl.app.sboms import made_sbom
 from imagectl.core import lockfile, sidecar
@@ -14,9 +17,8 @@ from imagectl.core.config import RepositoryLayout
 from imagectl.core.errors import ImagectlError, PlanError, RegistryError
 from imagectl.core.faults import pause_point
 from imagectl.core.linestate import load_state
-from imagectl.core.model import ImageLine, Lock, LockedVersion
+from imagectl.core.model import ImageLine, LockedVersion
 from imagectl.core.notices import warn
-from imagectl.core.packages import PackageRecord
 from imagectl.core.planner import pending_publication
 from imagectl.core.ports import ImageStore, Registry, Say
 from imagectl.core.references import pinned, repository_of
@@ -63,63 +65,60 @@ def publish_line(
     return tuple(results)
 
 
+SBOM_CONCURRENCY = 4  # artifacts stored at once: each is a handful of small requests
+
+
 def attach_sboms(
     layout: RepositoryLayout, line: ImageLine, *, registry: Registry, say: Say
 ) -> tuple[AttachedSbom, ...]:
-    """Attach its SBOM to every published version of `line` that has none yet (oldest first),
-    then record their digests in the lock (once, also when one fails). A version without a
-    package record has no SBOM to attach and is passed over."""
+    """Attach its SBOM to every published version of `line` that has none yet, a few at a
+    time, then record their digests in the lock (once; also when one fails, for the others). A
+    version without a package record has no SBOM to attach and is passed over."""
     state = load_state(layout, line)
-    lock = state.lock
-    wanting = [v for v in lock.built_versions if v.digest and not v.sbom]
+    record = sidecar.read_packages(sidecar.packages_path(state.lock_path))
+    wanting = [
+        version
+        for version in state.lock.built_versions
+        if version.digest and not version.sbom and record.complete(version.version)
+    ]
     if not wanting:
         return ()
-    record = sidecar.read_packages(sidecar.packages_path(state.lock_path))
-    attached: list[AttachedSbom] = []
-    try:
-        for version in wanting:
-            lock = _attach_one(
-                line, record, version, lock, registry=registry, say=say, attached=attached
-            )
-    except ImagectlError:
-        if attached:  # what was stored before the failure is recorded, not stored again
-            lockfile.write_lock(state.lock_path, lock)
-        raise
+    made = [made_sbom(line, record, version) for version in wanting]
+    for text in made[0].warnings:  # said once per line, not per version
+        warn(say, line.name, text)
+    with publish_lock(line.repository), ThreadPoolExecutor(SBOM_CONCURRENCY) as pool:
+        stored = list(pool.map(partial(_stored_or_error, registry, line.name), made))
+    attached, lock = [], state.lock
+    for sbom, digest in zip(made, stored, strict=True):
+        if isinstance(digest, str):
+            n = sbom.version.version
+            say(f"{line.name}: attached the SBOM of v{n} ({digest})")
+            attached.append(AttachedSbom(line=line.name, version=n, digest=digest))
+            lock = lock.with_sbom(n, digest)
+    # One lock write for all of them: an SBOM stored but not recorded (a crash here) is stored
+    # again by the next publish under the same digest, listed once, and recorded then.
+    pause_point("after-sbom-push")
     if attached:
-        # One lock write for all of them: an SBOM stored but not recorded (a crash here) is
-        # stored again by the next publish under the same digest, listed once, and recorded.
-        pause_point("after-sbom-push")
         lockfile.write_lock(state.lock_path, lock)
+    failed = [digest for digest in stored if isinstance(digest, ImagectlError)]
+    if failed:
+        raise failed[0]
     return tuple(attached)
 
 
-def _attach_one(
-    line: ImageLine,
-    record: PackageRecord,
-    version: LockedVersion,
-    lock: Lock,
-    *,
-    registry: Registry,
-    say: Say,
-    attached: list[AttachedSbom],
-) -> Lock:
-    """Store one version's SBOM; returns the lock with its digest (written by the caller)."""
-    if not record.complete(version.version):
-        return lock
-    made = made_sbom(line, record, version)
-    for text in () if attached else made.warnings:  # said once per line, not per version
-        warn(say, line.name, text)
+def _stored_or_error(registry: Registry, line: str, made: SbomMade) -> str | ImagectlError:
+    """The SBOM's artifact digest once stored, or why the registry did not store it."""
     artifact = Artifact(
         artifact_type=SBOM_TYPE, media_type=SBOM_TYPE, data=made.data,
-        title=f"{line.name}-v{version.version}.spdx.json",
-        annotations={"org.opencontainers.image.created": version.built_at},
+        title=f"{line}-v{made.version.version}.spdx.json",
+        annotations={"org.opencontainers.image.created": made.version.built_at},
     )  # fmt: skip
-    subject = pinned(repository_of(version.tag), version.digest)
-    with publish_lock(line.repository):
-        digest = registry.attach(subject, artifact)
-    say(f"{line.name}: attached the SBOM of v{version.version} ({digest})")
-    attached.append(AttachedSbom(line=line.name, version=version.version, digest=digest))
-    return lock.with_sbom(version.version, digest)
+    try:
+        return registry.attach(
+            pinned(repository_of(made.version.tag), made.version.digest), artifact
+        )
+    except ImagectlError as exc:
+        return exc
 
 
 def published_so_far(line: str, results: list[PublishedVersion], failed: int) -> str:
