@@ -108,7 +108,7 @@ def test_failed_rename_leaves_old_file_and_no_temp(
     def refuse(src: str, dst: str) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("imagectl.core.lockfile.os.replace", refuse)
+    monkeypatch.setattr("imagectl.core.files.os.replace", refuse)  # where the rename is made
     with pytest.raises(LockfileError, match="No space left"):
         lockfile.write_lock(path, sample_lock(2))
     assert path.read_text() == before

@@ -4,21 +4,19 @@ layer to lay over the successor instead of the raw backup, written atomically.""
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import os
 import re
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import BinaryIO, Literal
 
 from imagectl.app.lookups import resolve
 from imagectl.app.project import Project
 from imagectl.app.results.restore import RestoreReport
 from imagectl.core.artifacts import Descriptor
 from imagectl.core.errors import BackupError, EngineError, PlanError, RegistryError
+from imagectl.core.files import ReplaceError, replace_durably
 from imagectl.core.layerblobs import layer_change, readable
 from imagectl.core.layerfiles import FileSelection, LayerChange, Meta, merged_dirs, merged_view
 from imagectl.core.layertar import LayerTar, read_layer_tar, write_layer_tar
@@ -313,41 +311,21 @@ def _selection(paths: list[str]) -> FileSelection:
 def _write_merged(
     backup: Path, target: Path, *, dropped: frozenset[str], replaced: Mapping[str, bytes]
 ) -> None:
-    """The merged layer at `target`, all of it or nothing: a temporary file beside it,
-    flushed to disk, then renamed over it."""
-    folder = target.parent if str(target.parent) else Path()
-    try:
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{target.name}.", suffix=".tmp")
-    except OSError as exc:
-        raise BackupError(
-            f"cannot be written ({exc.strerror}).",
-            hint="Check that its folder exists and may be written; nothing was written.",
-            path=target,
-        ) from exc
-    try:
-        with os.fdopen(fd, "wb") as out, backup.open("rb") as source:
+    """The merged layer at `target`, all of it or nothing (core/files)."""
+
+    def write(out: BinaryIO) -> None:
+        with backup.open("rb") as source:
             write_layer_tar(source, out, dropped=dropped, replaced=replaced, name=str(backup))
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise BackupError(
-            f"cannot be written ({exc.strerror}).",
-            hint="Check free disk space and permissions; nothing was written.",
-            path=target,
-        ) from exc
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(folder, os.O_RDONLY)
+
     try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+        replace_durably(target, write)
+    except ReplaceError as exc:
+        hint = (
+            "Check free disk space and permissions; nothing was written."
+            if exc.begun
+            else "Check that its folder exists and may be written; nothing was written."
+        )
+        raise BackupError(f"cannot be written ({exc.strerror}).", hint=hint, path=target) from exc
 
 
 def _same_file(one: Path, other: Path) -> bool:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 from imagectl import __version__
@@ -12,6 +10,7 @@ from imagectl.app.project import Project
 from imagectl.app.results.lookup import SbomMade
 from imagectl.core import sidecar
 from imagectl.core.errors import PlanError
+from imagectl.core.files import ReplaceError, replace_durably
 from imagectl.core.model import ImageLine, Lock, LockedVersion
 from imagectl.core.packages import PackageRecord, parse_entry
 from imagectl.core.sbom import SbomSubject, sbom_bytes, spdx_document
@@ -78,22 +77,15 @@ def _version(line: ImageLine, lock: Lock, number: int | None) -> LockedVersion:
 
 
 def write_sbom(made: SbomMade, out: Path) -> None:
-    """Written whole or not at all: a temp file beside it, then a rename."""
+    """Written whole or not at all (core/files)."""
     if out.is_dir():
         raise PlanError(
             f"--out {out} is a folder.", hint="Name the file to write, e.g. --out v3.spdx.json."
         )
     try:
-        fd, temporary = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
-    except OSError as exc:
+        replace_durably(out, lambda handle: handle.write(made.data))
+    except ReplaceError as exc:
         raise PlanError(
             f"cannot write {out} ({exc.strerror}).",
             hint="Check that its folder exists and is writable; nothing was written.",
         ) from exc
-    try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(made.data)
-        os.replace(temporary, out)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import tempfile
 import tomllib
@@ -12,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from imagectl.core.errors import LockfileError
+from imagectl.core.files import ReplaceError, replace_durably
 from imagectl.core.lockread import parse_generated, read_generated_versions
 from imagectl.core.lockschema import (
     DIGEST,
@@ -462,34 +462,12 @@ def write_atomic(path: Path, text: str) -> None:
     """Temp file in the same folder, fsync, rename: readers see the old or the new file."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:
-        raise LockfileError(
-            f"cannot be written ({exc.strerror}).",
-            hint="Check that the lock/ folder is writable and the disk is not full; "
-            "nothing was recorded.",
-            path=path,
-        ) from exc
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        if path.exists():
-            os.chmod(tmp, path.stat().st_mode & 0o777)
-        else:
-            os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise LockfileError(
-            f"cannot be written ({exc.strerror}).",
-            hint="Check free disk space and permissions; the previous lockfile is unchanged.",
-            path=path,
-        ) from exc
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+        replace_durably(path, lambda handle: handle.write(text.encode("utf-8")))
+    except (OSError, ReplaceError) as exc:
+        hint = (
+            "Check free disk space and permissions; the previous lockfile is unchanged."
+            if isinstance(exc, ReplaceError) and exc.begun
+            else "Check that the lock/ folder is writable and the disk is not full; nothing "
+            "was recorded."
+        )
+        raise LockfileError(f"cannot be written ({exc.strerror}).", hint=hint, path=path) from exc
