@@ -86,21 +86,31 @@ class RegistryTransport:
         """One request to `ref`'s registry, authenticating for pulls of its repository (and
         pushes to it, with `push`): the token or basic handshake once per scope."""
         scope = f"repository:{ref.path}:{'pull,push' if push else 'pull'}"
-        headers = dict(headers)
-        with self._guard:
-            known = self._auth.get((ref.api_host, scope))
-        if known:
-            headers["Authorization"] = known
+        headers = self._with_known_auth(ref, scope, headers)
         response = self._send(method, ref.api_host, path, headers, body)
         if response.status == 401 and "Authorization" not in headers:
-            header = self._authorize(ref, response.headers.get("www-authenticate", ""), scope)
+            header = self._authorized(ref, scope, response.headers.get("www-authenticate", ""))
             if header:
-                with self._guard:
-                    self._auth[(ref.api_host, scope)] = header
                 response = self._send(
                     method, ref.api_host, path, {**headers, "Authorization": header}, body
                 )
         return response
+
+    def _with_known_auth(
+        self, ref: Reference, scope: str, headers: Mapping[str, str]
+    ) -> dict[str, str]:
+        """`headers` with the Authorization this scope was given before, if any."""
+        with self._guard:
+            known = self._auth.get((ref.api_host, scope))
+        return {**headers, "Authorization": known} if known else dict(headers)
+
+    def _authorized(self, ref: Reference, scope: str, challenge: str) -> str:
+        """The Authorization header the challenge asks for, remembered for the scope; ""."""
+        header = self._authorize(ref, challenge, scope)
+        if header:
+            with self._guard:
+                self._auth[(ref.api_host, scope)] = header
+        return header
 
     @contextlib.contextmanager
     def stream(self, ref: Reference, path: str, *, accept: str) -> Iterator[StreamedResponse]:
@@ -109,19 +119,13 @@ class RegistryTransport:
         registry without the registry's credentials (a presigned storage URL carries its
         own)."""
         scope = f"repository:{ref.path}:pull"
-        headers = {"Accept": accept}
-        with self._guard:
-            known = self._auth.get((ref.api_host, scope))
-        if known:
-            headers["Authorization"] = known
+        headers = self._with_known_auth(ref, scope, {"Accept": accept})
         with contextlib.ExitStack() as first:
             answer = first.enter_context(self._stream_to(ref.api_host, path, headers))
             if answer.status == 401 and "Authorization" not in headers:
                 challenge = answer.headers.get("www-authenticate", "")
-                header = self._authorize(ref, challenge, scope)
+                header = self._authorized(ref, scope, challenge)
                 if header:
-                    with self._guard:
-                        self._auth[(ref.api_host, scope)] = header
                     headers["Authorization"] = header
                     first.close()  # the 401's connection, its small body unread
                     answer = first.enter_context(self._stream_to(ref.api_host, path, headers))
