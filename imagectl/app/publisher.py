@@ -83,7 +83,8 @@ def attach_sboms(
     ]
     if not wanting:
         return ()
-    made = [made_sbom(line, record, version) for version in wanting]
+    manifests = record.manifests(version.version for version in wanting)
+    made = [made_sbom(line, manifests[version.version], version) for version in wanting]
     for text in made[0].warnings:  # said once per line, not per version
         warn(say, line.name, text)
     with publish_lock(line.repository), ThreadPoolExecutor(SBOM_CONCURRENCY) as pool:

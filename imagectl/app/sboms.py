@@ -12,7 +12,7 @@ from imagectl.core import sidecar
 from imagectl.core.errors import PlanError
 from imagectl.core.files import ReplaceError, replace_durably
 from imagectl.core.model import ImageLine, Lock, LockedVersion
-from imagectl.core.packages import PackageRecord, parse_entry
+from imagectl.core.packages import Manifest, parse_entry
 from imagectl.core.sbom import SbomSubject, sbom_bytes, spdx_document
 
 
@@ -29,13 +29,12 @@ def version_sbom(project: Project, name: str, number: int | None) -> SbomMade:
             "gone.",
             hint="Restore lock/ from git; a version without a record has no SBOM to make.",
         )
-    return made_sbom(line, record, version)
+    return made_sbom(line, record.manifest(version.version), version)
 
 
-def made_sbom(line: ImageLine, record: PackageRecord, version: LockedVersion) -> SbomMade:
-    """The SBOM of `version`, whose package record must be complete: what `sbom` prints and
-    what `publish` attaches (the same bytes)."""
-    manifest = record.manifest(version.version)
+def made_sbom(line: ImageLine, manifest: Manifest, version: LockedVersion) -> SbomMade:
+    """The SBOM of `version` from its manifest: what `sbom` prints and what `publish` attaches
+    (the same bytes)."""
     warnings: tuple[str, ...] = ()
     if not line.sbom_distro and any(parse_entry(entry).kind == "deb" for entry in manifest):
         warnings = (

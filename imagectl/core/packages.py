@@ -451,11 +451,20 @@ class PackageRecord:
 
     def manifest(self, upto: int) -> Manifest:
         """The manifest of version `upto` (0 is the base); the record must be complete."""
+        return self.manifests({upto})[upto] if upto else tuple(sorted(self.base))
+
+    def manifests(self, wanted: Iterable[int]) -> dict[int, Manifest]:
+        """The manifests of the `wanted` versions, from one pass over the deltas (asking for
+        each alone would replay the record once per version)."""
+        wanted = set(wanted)
+        found: dict[int, Manifest] = {}
         current = set(self.base)
-        for version in range(1, upto + 1):
+        for version in range(1, max(wanted, default=0) + 1):
             delta = self.versions[version]
             current = ((current | set(delta.baseline)) - set(delta.removed)) | set(delta.added)
-        return tuple(sorted(current))
+            if version in wanted:
+                found[version] = tuple(sorted(current))
+        return found
 
     def kinds_at(self, version: int) -> tuple[str, ...]:
         """The kinds of package the manifest of `version` records."""
