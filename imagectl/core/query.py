@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from imagectl.core.model import Lock, LockedVersion
 from imagectl.core.packages import KINDS, Package, PackageRecord, canonical_name, parse_entry
-from imagectl.core.resolver import HEX, Resolution, newest_on
+from imagectl.core.resolver import HEX, Resolution, matched_by, newest_on
 from imagectl.core.versionorder import Constraint, NotComparableError
 
 
@@ -188,13 +188,7 @@ def find_digest(text: str, locks: Sequence[Lock]) -> tuple[DigestHit, ...]:
         if lock.base_digest.startswith(prefix) or lock.base_image_id.startswith(prefix):
             hits.append(DigestHit(line=lock.line, what="base", version=None, resolution=None))
         for version in lock.built_versions:
-            what = (
-                "digest"
-                if version.digest and version.digest.startswith(prefix)
-                else "image_id"
-                if version.image_id.startswith(prefix)
-                else ""
-            )
+            what = matched_by(text, version)
             if what:
                 resolution = newest_on(lock, version, query=text.strip())
                 hits.append(

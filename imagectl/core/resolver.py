@@ -113,10 +113,18 @@ def _matches(ref: str, lock: Lock, version: LockedVersion) -> bool:
         if name not in (lock.repository, version.tag):
             return False  # repo:vN@digest must name this very version
         return digest in (version.digest, version.image_id)
-    hexed = HEX.match(ref)
-    if hexed:
-        prefix = f"sha256:{hexed.group(1)}"
-        return version.image_id.startswith(prefix) or (
-            bool(version.digest) and version.digest.startswith(prefix)
-        )
+    if HEX.match(ref):
+        return bool(matched_by(ref, version))
     return ref == version.tag
+
+
+def matched_by(ref: str, version: LockedVersion) -> str:
+    """Which of the version's digests a bare digest or image id (or 12+ hex digits of one)
+    names: "digest" (the registry's), "image_id", or ""."""
+    hexed = HEX.match(ref.strip())
+    if hexed is None:
+        return ""
+    prefix = f"sha256:{hexed.group(1)}"
+    if version.digest and version.digest.startswith(prefix):
+        return "digest"
+    return "image_id" if version.image_id.startswith(prefix) else ""
