@@ -257,6 +257,14 @@ COMMANDS: tuple[tuple[str, str, tuple[str | Argument, ...]], ...] = (
              help="every line that has a version, with a summary (exit 3: any drift)"),
         _arg("--reports", type=Path, metavar="DIR",
              help="also write DIR/<line>.json, DIR/summary.json and DIR/summary.md"),
+        _arg("--offline", action="store_true",
+             help="rebuild increment by increment from the input archives alone (no network)"),
+    )),
+    ("rebuild", "rebuild a version from its input archives into an untagged image", (
+        "line", "builder", "json", _quiet("the rebuild"),
+        _arg("version", type=_version, metavar="VERSION", help="3 or v3"),
+        _arg("--offline", action="store_true", required=True,
+             help="from the archives alone (the only kind of rebuild there is)"),
     )),
     ("checkpoint", "add a one-layer copy of the newest version (for the layer limit)", (
         "line", "wait", "builder", "json",
@@ -292,6 +300,11 @@ COMMANDS: tuple[tuple[str, str, tuple[str | Argument, ...]], ...] = (
         _arg("version", nargs="?", type=_version, metavar="VERSION",
              help="3 or v3 (default: the newest version)"),
         _arg("--out", type=Path, metavar="FILE", help="write it to FILE (default: stdout)"),
+    )),
+    ("archive", "a version's input archive: every download and image it was built from", (
+        "line", "json",
+        _arg("version", nargs="?", type=_version, metavar="VERSION",
+             help="3 or v3 (default: the newest version)"),
     )),
     ("site", "write the history site: every line and version as static HTML", (
         "json",

@@ -57,6 +57,12 @@ class FakeImages:
     calls: list[str] = field(default_factory=list)
     test_codes: dict[str, int | None] = field(default_factory=dict)
     test_calls: list[TestCall] = field(default_factory=list)
+    # Where a capture proxy listens: loopback, so the fakes exercise a real (idle) proxy;
+    # None plays an engine on another host.
+    capture_host: str | None = "127.0.0.1"
+
+    def capture_address(self) -> str | None:
+        return self.capture_host
 
     def add(self, *, layers: tuple[str, ...], tag: str = "", digest: str = "") -> ImageInfo:
         image_id = fake_id("image")
@@ -129,6 +135,7 @@ class FakeBuilder:
     images: FakeImages
     builder: Builder = "buildx"
     built: list[str] = field(default_factory=list)  # the Dockerfiles it was given
+    proxies: list[str] = field(default_factory=list)  # the proxy each build was given
     engine_version: str = "26.1.5-fake"
 
     def check(self) -> None:
@@ -146,8 +153,11 @@ class FakeBuilder:
         secrets: Mapping[str, str] | None = None,
         no_cache: bool = False,
         labels: Mapping[str, str] | None = None,
+        proxy: str = "",
+        contexts: Mapping[str, Path] | None = None,
     ) -> str:
         text = dockerfile.read_text()
+        self.proxies.append(proxy)
         self.built.append(text)
         parent_ref = [line.split()[1] for line in text.splitlines() if line.startswith("FROM ")][-1]
         parent = self.images.inspect_image(parent_ref)

@@ -161,23 +161,32 @@ class DockerBuilder:
         secrets: Mapping[str, str] | None = None,
         no_cache: bool = False,
         labels: Mapping[str, str] | None = None,
+        proxy: str = "",
+        contexts: Mapping[str, Path] | None = None,
     ) -> str:
         """Build and return the new image id; output goes to `on_output` line by line.
+
+        `contexts` are named build contexts (`--build-context NAME=FOLDER`, buildx only).
+
+        `proxy` (an http URL) goes to the build as the predefined proxy arguments, which stay
+        out of the cache key and the image's history.
 
         `secrets` maps a secret id to where BuildKit reads it ("env:NAME" or "file:PATH"):
         imagectl passes the reference on and never reads, logs or records the value.
         """
-        if secrets and self.builder != "buildx":
+        if (secrets or contexts) and self.builder != "buildx":
             raise EngineError(
-                "build secrets need BuildKit, and only the legacy builder is in use.",
+                f"{'build secrets' if secrets else 'an offline rebuild'} need BuildKit, and "
+                "only the legacy builder is in use.",
                 hint="Install the buildx plugin (scripts/engine up does) or unset "
                 "IMAGECTL_BUILDER=legacy.",
             )
         with tempfile.TemporaryDirectory(prefix="imagectl-iid-") as tmp:
             iidfile = Path(tmp) / "iid"
             command, env = self._command(
-                dockerfile, context, iidfile, secrets, no_cache=no_cache, labels=labels or {}
-            )
+                dockerfile, context, iidfile, secrets, no_cache=no_cache, labels=labels or {},
+                proxy=proxy, contexts=contexts or {},
+            )  # fmt: skip
             code, output = stream(command, env=env, on_output=on_output)
             if code != 0:
                 if daemon_down(output):
@@ -211,10 +220,13 @@ class DockerBuilder:
         *,
         no_cache: bool,
         labels: Mapping[str, str],
+        proxy: str = "",
+        contexts: Mapping[str, Path] | None = None,
     ) -> tuple[list[str], dict[str, str]]:
         env = dict(os.environ)
         common = [
             *(["--no-cache"] if no_cache else []),
+            *(flag for arg in _proxy_args(proxy) for flag in ("--build-arg", arg)),
             *(flag for key, value in labels.items() for flag in ("--label", f"{key}={value}")),
             "--iidfile",
             str(iidfile),
@@ -226,6 +238,8 @@ class DockerBuilder:
             env.pop("DOCKER_BUILDKIT", None)
             named = ["--builder", self.named] if self.named else []
             flags = [*named, "--progress=plain", "--load", *_secret_flags(secrets or {})]
+            for name, folder in (contexts or {}).items():
+                flags += ["--build-context", f"{name}={folder}"]
             return [*buildx_command(self.context), "build", *flags, *common], env
         env["DOCKER_BUILDKIT"] = "0"
         return ["docker", "build", *common], env
@@ -430,6 +444,19 @@ class DockerImages:
                     self._store = docker_layers.local_store(self.api.json("GET", "/info"))
         return self._store if isinstance(self._store, docker_layers.LocalStore) else None
 
+    def capture_address(self) -> str | None:
+        """The address of the engine's default bridge, where its build containers reach this
+        host; None when the engine runs elsewhere (a proxy here would not be on their path)."""
+        if not self.is_local():
+            return None
+        with calling("asking for its bridge network"):
+            answer = self.api.call("GET", "/networks/bridge", ok=(404,))
+        if answer.status == 404:
+            return None
+        configs = json.loads(answer.body).get("IPAM", {}).get("Config") or []
+        gateways = [c.get("Gateway", "") for c in configs if isinstance(c, dict)]
+        return next((g for g in gateways if g and ":" not in g), None)
+
     def is_local(self) -> bool:
         """Whether the engine runs on this host (its data root is this host's)."""
         return self._local_store() is not None
@@ -606,6 +633,15 @@ def _failing_line(output: str, name: str) -> int | None:
     so its name is ours, never a user's."""
     found = re.findall(rf"^{re.escape(name)}:(\d+)$", output, flags=re.MULTILINE)
     return int(found[-1]) if found else None
+
+
+def _proxy_args(proxy: str) -> list[str]:
+    """Every spelling of the predefined proxy arguments, and no exceptions: each http request
+    of the build goes through `proxy` (an empty no_proxy overrides the engine's own)."""
+    if not proxy:
+        return []
+    names = ("http_proxy", "HTTP_PROXY")
+    return [*(f"{name}={proxy}" for name in names), "no_proxy=", "NO_PROXY="]
 
 
 def _secret_flags(secrets: Mapping[str, str]) -> list[str]:

@@ -11,7 +11,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from imagectl.app.results.publish import AuditReport, AuditStatus, Finding, SbomStatus
+from imagectl.app.results.publish import (
+    ArchiveStatus,
+    AuditReport,
+    AuditStatus,
+    Finding,
+    SbomStatus,
+)
+from imagectl.core.archive import archive_tag
 from imagectl.core.model import Lock, LockedVersion
 from imagectl.core.ports import Registry
 from imagectl.core.references import pinned, repository_of
@@ -46,7 +53,24 @@ def _check(line: str, version: LockedVersion, *, registry: Registry) -> Finding:
         served=served,
         digest_exists=digest_exists,
         sbom=_sbom_status(version, registry=registry) if digest_exists else "",
+        archive=_archive_status(version, registry=registry),
     )
+
+
+def _archive_status(version: LockedVersion, *, registry: Registry) -> ArchiveStatus:
+    """Whether the version's input archive is stored under its tag as the lock records it."""
+    if not version.archive_state:
+        return ""
+    if not version.archive:
+        return "unstored"
+    tag = archive_tag(repository_of(version.tag), version.version)
+    served = registry.exists(tag)
+    if served == version.archive:
+        return "ok"
+    if served:
+        return "changed"
+    kept = registry.exists(pinned(repository_of(tag), version.archive)) == version.archive
+    return "missing" if not kept else "changed"
 
 
 def _sbom_status(version: LockedVersion, *, registry: Registry) -> SbomStatus:

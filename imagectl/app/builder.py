@@ -16,6 +16,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from imagectl.app.archiving import (
+    capturing,
+    keep_record,
+    prove_inputs,
+    read_record,
+    require_complete,
+)
 from imagectl.app.checks import CHECKS, Candidate, check_parent_depth
 from imagectl.app.gate import built_owners, gate, prepare_suite
 from imagectl.app.parents import (
@@ -25,9 +32,10 @@ from imagectl.app.parents import (
     warn_if_base_moved,
     warn_if_parent_tag_moved,
 )
-from imagectl.app.recording import Parent, record_version
+from imagectl.app.recording import Parent, measure_packages, record_version
 from imagectl.app.results.testing import PreparedTest
 from imagectl.core import lockfile
+from imagectl.core.archive import ArchivedImage, InputArchive
 from imagectl.core.config import RepositoryLayout
 from imagectl.core.errors import BuildError, ImagectlError, PlanError
 from imagectl.core.faults import pause_point
@@ -38,14 +46,16 @@ from imagectl.core.model import (
     BuildOptions,
     BuildStep,
     BuiltVersion,
+    Increment,
     LockedVersion,
     RecordedTest,
     utc_now,
 )
 from imagectl.core.notices import warn
 from imagectl.core.planner import plan_line
-from imagectl.core.ports import Adapters, Git, ImageBuilder, RemoteImage, Say
+from imagectl.core.ports import Adapters, Git, ImageBuilder, ImageStore, RemoteImage, Say
 from imagectl.core.recipe import ComposedDockerfile, increment_line
+from imagectl.core.references import repository_of
 from imagectl.core.rendering import RenderedStep, render_step
 from imagectl.core.tags import Holder, adopt_or_refuse, burned, registry_holder
 
@@ -125,7 +135,17 @@ def build_step(
             f"v{head.version} is withdrawn ({head.withdrawn_reason}); v{step.version} is "
             f"built on {on}",
         )
-    image_id = _build(layout, state, step, request, adapters=adapters, output=output)
+    archived = _adoptable_archive(layout, state, step, adapters.images)
+    if archived is not None:  # tagged by a run that stopped before the lock knew it
+        image_id = archived.image_id
+        say(f"{name}: {step.tag} and its proved input archive are here already; adopting them")
+    else:
+        with capturing(
+            layout, state.line, images=adapters.images, inputs=adapters.inputs
+        ) as capture:
+            image_id = _build(
+                layout, state, step, request, adapters=adapters, output=output, proxy=capture.url
+            )
     info = adapters.images.inspect_image(image_id)
     if info is None:
         raise PlanError(f"the image {image_id} just built has vanished from the engine.")
@@ -136,15 +156,34 @@ def build_step(
         state.line, request.suite, version=step.version, image=image_id,
         images=adapters.images, jobs=options.test_jobs, say=say,
     )  # fmt: skip
+    built_on = Parent(image_id=parent.info.image_id, layers=len(parent.info.layers))
+    measured = None
+    if archived is None and capture.captured is not None:
+        measured = measure_packages(
+            state, version=step.version, image=image_id, parent=built_on, images=adapters.images
+        )
+        archived = prove_inputs(
+            capture.captured, line=state.line, version=step.version, image_id=image_id,
+            diff=measured.diff, pinned=_pinned_images(state, step, parent, request),
+            context=layout.root / step.increment.path if step.increment.is_folder else None,
+            layout=layout, images=adapters.images, inputs=adapters.inputs,
+        )  # fmt: skip
+        require_complete(state.line, archived)
+        keep_record(layout, archived)
+        _say_archive(say, name, archived)
     adopted = _tag(candidate, adapters)
     version = _locked_version(
         candidate, request, adopted=adopted, builder=adapters.builder, tests=tests
     )
+    if archived is not None:
+        version = replace(
+            version, archive_state=archived.state, archive_files=len(archived.files),
+            archive_missing=len(archived.missing),
+        )  # fmt: skip
     try:
         new_lock = record_version(
-            layout, state, version, images=adapters.images,
-            parent=Parent(image_id=parent.info.image_id, layers=len(parent.info.layers)),
-            base=_pinned_base(parent) if step.parent_is_base else None,
+            layout, state, version, images=adapters.images, parent=built_on,
+            base=_pinned_base(parent) if step.parent_is_base else None, measured=measured,
         )  # fmt: skip
     except ImagectlError:
         # Recording failed cleanly before the lock had v(n) (the package reader, the lock
@@ -270,34 +309,37 @@ def _build(
     *,
     adapters: Adapters,
     output: Say,
+    proxy: str = "",
 ) -> str:
-    """The request (Dockerfile with pinned images, context, secrets), built; the image id."""
+    """The request (Dockerfile with pinned images, context, secrets), built; the image id.
+    With a capture `proxy`, without BuildKit's cache: a cached step downloads nothing."""
     rendered = request.rendered
     built = rendered.pinned(request.pins)
-    with _context(layout, step, built) as (dockerfile, context):
+    with build_context(layout, step.increment, built.text) as (dockerfile, context):
         try:
             return adapters.builder.build(
                 dockerfile=dockerfile, context=context, on_output=output,
-                secrets=state.line.secrets, labels=request.labels,
+                secrets=state.line.secrets, labels=request.labels, proxy=proxy,
+                no_cache=bool(proxy),
             )  # fmt: skip
         except BuildError as exc:
             raise _in_template(exc, rendered, built) from exc
 
 
 @contextmanager
-def _context(
-    layout: RepositoryLayout, step: BuildStep, built: ComposedDockerfile
+def build_context(
+    layout: RepositoryLayout, increment: Increment, dockerfile_text: str
 ) -> Iterator[tuple[Path, Path]]:
     """The Dockerfile in a temporary folder, and the build context: the increment's folder
     (copied without its tests, when it has any), or an empty one for a file increment (nothing
     of the repository is sent)."""
     with tempfile.TemporaryDirectory(prefix="imagectl-build-") as tmp:
         dockerfile = Path(tmp) / "Dockerfile"
-        dockerfile.write_text(built.text, encoding="utf-8")
-        folder = layout.root / step.increment.path
-        if step.increment.is_folder and not step.increment.tests:
+        dockerfile.write_text(dockerfile_text, encoding="utf-8")
+        folder = layout.root / increment.path
+        if increment.is_folder and not increment.tests:
             context = folder
-        elif step.increment.is_folder:
+        elif increment.is_folder:
             context = Path(tmp) / "context"
             shutil.copytree(folder, context, symlinks=True, ignore=ignore_tests([folder]))
         else:
@@ -338,6 +380,47 @@ def _tag(candidate: Candidate, adapters: Adapters) -> bool:
         adapters.images.tag(info.image_id, step.tag)
     pause_point("after-tag")  # tagged, nothing recorded: a rerun must adopt this tag
     return adopted
+
+
+def _adoptable_archive(
+    layout: RepositoryLayout, state: LineState, step: BuildStep, images: ImageStore
+) -> InputArchive | None:
+    """The proved archive of the image the version's tag names here, when a run stopped
+    between tagging and recording it (a capture build is not repeatable: no cache)."""
+    if not state.line.archive:
+        return None
+    archived = read_record(layout, state.line.name, step.version)
+    if archived is None:
+        return None
+    local = images.inspect_image(step.tag)
+    return archived if local is not None and local.image_id == archived.image_id else None
+
+
+def _pinned_images(
+    state: LineState, step: BuildStep, parent: ResolvedParent, request: Request
+) -> tuple[ArchivedImage, ...]:
+    """The images the version started from that are not the line's own: the base (for v1)
+    and every helper image, pinned, to be copied into the archive's repository."""
+    pinned = [
+        ArchivedImage(ref=request.pins[i], role="helper") for i in request.rendered.recipe.images
+    ]
+    if step.parent_is_base and parent.digest != parent.info.image_id:
+        base = f"{repository_of(state.line.base)}@{parent.digest}"
+        pinned.insert(0, ArchivedImage(ref=base, role="base"))
+    return tuple(pinned)
+
+
+def _say_archive(say: Say, name: str, archived: InputArchive) -> None:
+    files, size = len(archived.files), archived.size / 1e6
+    what = f"{files} files, {size:.1f} MB"
+    if archived.complete:
+        say(f"{name}: input archive of v{archived.version}: complete ({what})")
+        return
+    warn(
+        say, name,
+        f"input archive of v{archived.version} is incomplete ({what}; "
+        f"{len(archived.missing)} missing: {archived.missing[0]})",
+    )  # fmt: skip
 
 
 def _recorded(state: LineState, version: int) -> bool:

@@ -18,7 +18,15 @@ from imagectl.core.model import ImageLine
 
 if TYPE_CHECKING:
     from imagectl.adapters.docker_engine import DockerBuilder, DockerImages
-    from imagectl.core.ports import Adapters, CiGit, Git, ImageBuilder, ImageStore, Registry
+    from imagectl.core.ports import (
+        Adapters,
+        CiGit,
+        Git,
+        ImageBuilder,
+        ImageStore,
+        Inputs,
+        Registry,
+    )
 
 SETTINGS_FILE = "imagectl.toml"
 # table -> key -> (type, what it is, the Settings field): everything imagectl.toml may set.
@@ -203,6 +211,12 @@ class _Adapters:
         from imagectl.adapters.git_repo import GitRepository  # noqa: PLC0415
 
         return GitRepository(self._root)
+
+    @functools.cached_property
+    def inputs(self) -> Inputs:
+        from imagectl.adapters.inputs import InputsAdapter  # noqa: PLC0415
+
+        return InputsAdapter()
 
     def ci_git(self) -> CiGit:
         """The CI job's git: commits, fetches, rebases and pushes this work tree."""

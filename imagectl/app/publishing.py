@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from imagectl.app.archives import store_archives
 from imagectl.app.audit import audit_locks
 from imagectl.app.locks import locked_and_swept
 from imagectl.app.lookups import line_lock
@@ -15,6 +16,7 @@ from imagectl.app.results.publish import (
     AuditReport,
     PublishedVersion,
     PublishResult,
+    StoredArchive,
 )
 from imagectl.core import lockfile
 from imagectl.core.errors import ImagectlError
@@ -43,6 +45,7 @@ def publish(
     lines = project.select(names)
     published: list[PublishedVersion] = []
     sboms: list[AttachedSbom] = []
+    archives: list[StoredArchive] = []
     failures: list[tuple[str, ImagectlError]] = []
     with locked_and_swept(project, wait=wait, say=say):
         for line in lines:
@@ -59,9 +62,13 @@ def publish(
                     )
                 )  # fmt: skip
                 sboms.extend(attach_sboms(layout, line, registry=adapters.registry, say=say))
+                archives.extend(store_archives(layout, line, registry=adapters.registry, say=say))
             except ImagectlError as exc:
                 failures.append((line.name, exc))
-    return PublishResult(published=tuple(published), failures=tuple(failures), sboms=tuple(sboms))
+    return PublishResult(
+        published=tuple(published), failures=tuple(failures), sboms=tuple(sboms),
+        archives=tuple(archives),
+    )  # fmt: skip
 
 
 def audit(project: Project, names: Sequence[str]) -> AuditReport:

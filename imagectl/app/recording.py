@@ -4,7 +4,6 @@ reference Dockerfile. Build and checkpoint both end here."""
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 from imagectl.core import lockfile, sidecar
 from imagectl.core.config import RepositoryLayout
@@ -39,15 +38,19 @@ def record_version(
     parent: Parent,
     images: ImageStore,
     base: tuple[str, str] | None = None,
+    measured: MeasuredPackages | None = None,
 ) -> Lock:
     """Write `version` (built on `parent`) into the line's files; returns the new lock.
 
-    `base` is (registry digest, image id) of the base for the line's first version.
+    `base` is (registry digest, image id) of the base for the line's first version; `measured`
+    its packages when the build read them already (to prove its input archive).
     """
     # Packages first: a crash before the lock write leaves an entry the rerun overwrites.
-    record_packages(
-        state, version=version.version, image=version.image_id, parent=parent, images=images
-    )
+    if measured is None:
+        measured = measure_packages(
+            state, version=version.version, image=version.image_id, parent=parent, images=images
+        )
+    store_packages(state, measured)
     pause_point("after-packages")  # the sidecar has the new version, the lock does not
     lock = state.lock
     if base is not None:
@@ -97,13 +100,34 @@ class Parent:
 def record_packages(
     state: LineState, *, version: int, image: str, parent: Parent, images: ImageStore
 ) -> PackageDiff:
-    """Store what `version` changed in the image's packages against its parent.
+    """Store what `version` changed in the image's packages against its parent."""
+    measured = measure_packages(state, version=version, image=image, parent=parent, images=images)
+    store_packages(state, measured)
+    return measured.diff
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MeasuredPackages:
+    """What a version changed in its packages, read but not yet stored: the build proves its
+    input archive against it before the tag, and records the same reading after."""
+
+    version: int
+    image: str
+    diff: PackageDiff
+    text: str  # the sidecar's text with the version's delta
+    current: Manifest
+    found: Sources | None
+
+
+def measure_packages(
+    state: LineState, *, version: int, image: str, parent: Parent, images: ImageStore
+) -> MeasuredPackages:
+    """What `version` changed in the image's packages against its parent; nothing written.
 
     The usual case costs the same on the 300th version as on the 2nd, and the same on a 20 GB
     image as on a small one: the parent's manifest and database facts come from the cached
-    head, only the version's own new layers are read, and the delta is appended to the
-    sidecar. Anything else (a fresh clone, an entry left by an interrupted build, an older
-    sidecar) replays the sidecar once."""
+    head, only the version's own new layers are read. Anything else (a fresh clone, an entry
+    left by an interrupted build, an older sidecar) replays the sidecar once."""
     path = sidecar.packages_path(state.lock_path)
     head = sidecar.read_package_head(path) if version > 1 else None
     forked = head is not None and head.image_id != parent.image_id and parent.layers is not None
@@ -113,15 +137,23 @@ def record_packages(
         current, found = read_manifest(image, parent=parent, known=known, images=images)
         diff = diff_manifests(head.manifest, current)
         added, removed = delta_of(diff)
-        text = sidecar.append_packages(
-            path, head.text, version, VersionDelta(added=added, removed=removed)
-        )
+        text = sidecar.appended_text(head.text, version, VersionDelta(added=added, removed=removed))
     else:
         diff, text, current, found = _record_replaying(
-            state, path, version=version, image=image, parent=parent, images=images
+            state, version=version, image=image, parent=parent, images=images
         )
-    sidecar.write_package_head(path, text, version, current, image_id=image, sources=found)
-    return diff
+    return MeasuredPackages(
+        version=version, image=image, diff=diff, text=text, current=current, found=found
+    )
+
+
+def store_packages(state: LineState, measured: MeasuredPackages) -> None:
+    path = sidecar.packages_path(state.lock_path)
+    sidecar.write_packages_text(path, measured.text)
+    sidecar.write_package_head(
+        path, measured.text, measured.version, measured.current, image_id=measured.image,
+        sources=measured.found,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -152,14 +184,15 @@ def read_manifest(
 
 def _record_replaying(
     state: LineState,
-    path: Path,
     *,
     version: int,
     image: str,
     parent: Parent,
     images: ImageStore,
 ) -> tuple[PackageDiff, str, Manifest, Sources | None]:
-    """record_packages without the cached head: read and replay the sidecar, rewrite it."""
+    """measure_packages without the cached head: read and replay the sidecar, and its text
+    rewritten (written by store_packages)."""
+    path = sidecar.packages_path(state.lock_path)
     record = sidecar.read_packages(path).before(version)
     tracked: tuple[str, ...] = ()
     baseline: Manifest = ()
@@ -187,9 +220,7 @@ def _record_replaying(
     diff = diff_manifests(parent_manifest, current)
     added, removed = delta_of(diff)
     delta = VersionDelta(added=added, removed=removed, tracked=tracked, baseline=baseline)
-    text = sidecar.write_packages(
-        path, line=state.line.name, record=record.with_version(version, delta)
-    )
+    text = sidecar.packages_text(line=state.line.name, record=record.with_version(version, delta))
     return diff, text, current, found
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import uuid
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -36,16 +37,28 @@ def ignore_patterns(line: ImageLine) -> tuple[str, ...]:
     return tuple(dict.fromkeys((*DEFAULT_IGNORE, *line.verify_ignore)))
 
 
-def verify_line(project: Project, line: ImageLine, *, say: Say, output: Say) -> VerifyReport:
+def verify_line(
+    project: Project,
+    line: ImageLine,
+    *,
+    say: Say,
+    output: Say,
+    rebuild: Callable[[LineState], str] | None = None,
+) -> VerifyReport:
+    """The newest version compared with a rebuild of it: by default the reference from
+    scratch; `rebuild` (the offline one) builds it another way and returns its image id."""
     images = project.adapters.images
     state = load_state(project.layout, line)
     newest = locate_head(state, images=images)  # the head must be here to compare with it
     head = state.lock.head
     assert head is not None  # locate_head found it
-    check_from_scratch(state)
     throwaway = f"imagectl-verify/{line.name}:{uuid.uuid4().hex[:12]}"  # never pushed
-    say(f"{line.name}: building the reference from scratch (--no-cache) as {throwaway}")
-    image_id = _rebuild(project, state, output=output)
+    if rebuild is None:
+        check_from_scratch(state)
+        say(f"{line.name}: building the reference from scratch (--no-cache) as {throwaway}")
+        image_id = _rebuild(project, state, output=output)
+    else:
+        image_id = rebuild(state)
     images.tag(image_id, throwaway)
     patterns = ignore_patterns(line)
     try:

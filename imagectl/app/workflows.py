@@ -352,15 +352,37 @@ def checkpoint(project: Project, name: str, *, wait: float, say: Say) -> BuiltVe
         )  # fmt: skip
 
 
-def verify(project: Project, name: str, *, say: Say, output: Say) -> VerifyReport:
-    """Rebuild the reference from scratch under a throwaway tag and compare with the newest."""
+def verify(
+    project: Project, name: str, *, say: Say, output: Say, offline: bool = False
+) -> VerifyReport:
+    """Rebuild the reference from scratch under a throwaway tag and compare with the newest;
+    `offline`: rebuild increment by increment from the input archives instead."""
     from imagectl.app.verifier import verify_line  # noqa: PLC0415
 
     line = project.line(name)
     check_secret_sources(line)  # the rebuild uses the line's build secrets too
     project.adapters.builder.check()
     say(project.adapters.builder.describe())
-    return verify_line(project, line, say=say, output=output)
+    if not offline:
+        return verify_line(project, line, say=say, output=output)
+    from imagectl.app.offline import rebuild_offline  # noqa: PLC0415
+
+    def rebuild(state: LineState) -> str:
+        return rebuild_offline(project, state, upto=None, say=say, output=output)
+
+    return verify_line(project, line, say=say, output=output, rebuild=rebuild)
+
+
+def rebuild(project: Project, name: str, version: int, *, say: Say, output: Say) -> str:
+    """`rebuild --offline`: the version rebuilt from its archives into an untagged image."""
+    from imagectl.app.offline import rebuild_offline  # noqa: PLC0415
+
+    line = project.line(name)
+    check_secret_sources(line)
+    project.adapters.builder.check()
+    say(project.adapters.builder.describe())
+    state = load_state(project.layout, line)
+    return rebuild_offline(project, state, upto=version, say=say, output=output)
 
 
 def test_version(project: Project, name: str, version: int | None) -> TestReport:

@@ -19,6 +19,7 @@ MODULES: dict[str, str] = {
     "build_next": "build",
     "checkpoint": "build",
     "verify": "build",
+    "rebuild": "build",
     "test": "build",
     "skip": "build",
     "publish": "publish",
@@ -34,6 +35,7 @@ MODULES: dict[str, str] = {
     "query_package": "query",
     "query_digest": "query",
     "sbom": "sbom",
+    "archive": "archive",
     "site": "site",
     "restore_check": "restore",
 }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from imagectl.app import workflows
@@ -66,8 +67,15 @@ def verify(args: argparse.Namespace, project: Project) -> Outcome:
             hint="imagectl verify LINE, or imagectl verify --all for every line that has a "
             "version.",
         )
+    if args.offline and args.all_lines:
+        raise ConfigError(
+            "verify --offline takes one LINE.",
+            hint="Run imagectl verify --offline LINE for each line to rebuild from its archives.",
+        )
     if not args.all_lines:
-        report = workflows.verify(project, args.line, say=say, output=streamed(args))
+        report = workflows.verify(
+            project, args.line, say=say, output=streamed(args), offline=args.offline
+        )
         if args.reports:
             summary = VerifySummary(verdicts=(LineVerdict(line=report.line, report=report),))
             verifying.write_reports(args.reports, summary)
@@ -79,6 +87,22 @@ def verify(args: argparse.Namespace, project: Project) -> Outcome:
         EXIT_CHECK if summary.named("drift") else EXIT_ERROR if summary.named("failed") else EXIT_OK
     )
     return Outcome(summary, verify_summary_text(summary), code)
+
+
+@dataclass(frozen=True, slots=True)
+class Rebuilt:
+    line: str
+    version: int
+    image_id: str
+
+    def to_json(self) -> dict[str, object]:
+        return {"line": self.line, "version": self.version, "image_id": self.image_id}
+
+
+def rebuild(args: argparse.Namespace, project: Project) -> Outcome:
+    image_id = workflows.rebuild(project, args.line, args.version, say=say, output=streamed(args))
+    made = Rebuilt(line=args.line, version=args.version, image_id=image_id)
+    return Outcome(made, f"{args.line}: v{args.version} rebuilt offline as {image_id} (untagged)")
 
 
 def verify_summary_text(summary: VerifySummary) -> str:

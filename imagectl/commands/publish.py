@@ -31,7 +31,12 @@ def publish_text(result: PublishResult) -> str:
         )
     out = [f"{item.line}: {item.action} {item.tag}@{item.digest}" for item in result.published]
     out += [f"{s.line}: attached the SBOM of v{s.version} ({s.digest})" for s in result.sboms]
-    if not result.published and not result.sboms and not result.failures:
+    out += [
+        f"{a.line}: stored the input archive of v{a.version} ({a.files} files, "
+        f"{'complete' if a.complete else 'incomplete'}, {a.digest})"
+        for a in result.archives
+    ]
+    if not (result.published or result.sboms or result.archives or result.failures):
         out.append("nothing to publish")
     return "\n".join(out)
 
@@ -55,6 +60,13 @@ def audit(args: argparse.Namespace, project: Project) -> Outcome:
     return Outcome(report, audit_text(report), EXIT_CHECK if report.problems else EXIT_OK)
 
 
+ARCHIVE_WORDS = {
+    "unstored": "NOT STORED (the next publish stores it, from the machine that built it)",
+    "missing": "MISSING (the artifact the lock records is gone)",
+    "changed": "CHANGED (its tag names other content than the lock records)",
+}
+
+
 def audit_text(report: AuditReport) -> str:
     out = []
     for f in report.problems:
@@ -73,6 +85,8 @@ def audit_text(report: AuditReport) -> str:
                 f"{f.line}: SBOM UNLISTED for {f.tag}: stored, but its referrers index no "
                 "longer lists it"
             )
+        if f.archive not in ("", "ok"):
+            out.append(f"{f.line}: ARCHIVE {ARCHIVE_WORDS.get(f.archive, f.archive)} for {f.tag}")
     out.append(
         f"{len(report.findings)} published versions checked, {len(report.problems)} problems"
     )

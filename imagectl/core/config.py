@@ -34,7 +34,9 @@ ALLOWED_KEYS = {
     "verify",
     "withdraw",
     "sbom",
+    "archive",
 }
+ARCHIVE_REQUIRE = ("", "complete")  # [archive] require: tag only versions whose inputs are all kept
 BUILD_ON = ("head", "kept")  # [withdraw] build_on: the newest version, or the newest kept one
 TEST_TIMEOUT = 120.0  # seconds each test of a line may take, unless its [tests] timeout says
 MAX_TEST_TIMEOUT = 24 * 3600.0
@@ -238,7 +240,37 @@ def _line_from(name: str, rel: Path, data: dict[str, Any]) -> ImageLine:
         verify_ignore=_verify_ignore(data.get("verify", {}), rel),
         build_on_kept=_build_on(data.get("withdraw", {}), rel) == "kept",
         sbom_distro=_sbom_distro(data.get("sbom", {}), rel),
+        **_archive(data.get("archive", {}), rel),
     )
+
+
+def _archive(table: object, rel: Path) -> dict[str, bool]:
+    """[archive] enabled = false (no input archive for the line) and require = "complete"
+    (refuse to tag a version whose downloads were not all captured and proved)."""
+    hint = (
+        '[archive] knows enabled (true, the default, or false) and require ("complete": tag '
+        "only versions whose inputs were all captured; leave it out to record incomplete ones)."
+    )
+    if not isinstance(table, dict) or set(table) - {"enabled", "require"}:
+        raise ConfigError("[archive] must be a table of enabled and require.", hint=hint, path=rel)
+    enabled = table.get("enabled", True)
+    require = table.get("require", "")
+    if not isinstance(enabled, bool):
+        raise ConfigError(
+            f"[archive] enabled = {enabled!r} is not true or false.", hint=hint, path=rel
+        )
+    if require not in ARCHIVE_REQUIRE:
+        raise ConfigError(
+            f'[archive] require = {require!r} is not "complete".', hint=hint, path=rel
+        )
+    if require and not enabled:
+        raise ConfigError(
+            '[archive] require = "complete" with enabled = false asks for an archive the line '
+            "does not keep.",
+            hint=hint,
+            path=rel,
+        )
+    return {"archive": enabled, "archive_complete": bool(require)}
 
 
 def _sbom_distro(table: object, rel: Path) -> str:

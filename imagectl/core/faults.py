@@ -12,8 +12,8 @@ import sys
 import threading
 
 POINTS = (
-    "after-tag", "after-push", "after-sbom-push", "after-packages", "in-package-reader",
-    "in-start-test",
+    "after-tag", "after-push", "after-sbom-push", "after-archive-push", "after-packages",
+    "in-package-reader", "in-start-test",
 )  # fmt: skip
 # Set when the process is told to stop (SIGTERM): a point waiting in a worker thread (a test
 # runs in the gate's pool) stops waiting, so the whole command unwinds, not just the main thread.

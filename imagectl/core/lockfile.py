@@ -14,6 +14,7 @@ from imagectl.core.errors import LockfileError
 from imagectl.core.files import ReplaceError, replace_durably
 from imagectl.core.lockread import parse_generated, read_generated_versions
 from imagectl.core.lockschema import (
+    ARCHIVE_STATES,
     DIGEST,
     DIGEST_FIELDS,
     HEAD_DIGEST_FIELDS,
@@ -179,6 +180,13 @@ def _version_from(raw: object, where: str, index: int, path: Path) -> LockedVers
                 "imagectl records these values itself.",
                 path=path,
             )
+    if values["archive_state"] not in ARCHIVE_STATES:
+        raise LockfileError(
+            f'{where}.archive_state is {values["archive_state"]!r}; it is "complete", '
+            '"incomplete" or absent.',
+            hint="Restore it from git; imagectl writes it.",
+            path=path,
+        )
     if values["version"] != index:
         raise LockfileError(
             f"{where} is version {values['version']}, expected {index}: versions must "

@@ -12,6 +12,7 @@ import re
 from typing import Any
 
 from imagectl.core.lockschema import (
+    ARCHIVE_STATES,
     DIGEST_FIELDS,
     OPTIONAL_FIELDS,
     PINNED,
@@ -139,6 +140,8 @@ def _value_pattern(key: str, kind: type) -> str:
         return "(true)"  # written only when true
     if kind is int:
         return "(0|[1-9][0-9]*)"
+    if key == "archive_state":
+        return f'"({"|".join(state for state in ARCHIVE_STATES if state)})"'
     return f'"({_DIGEST})"' if key in DIGEST_FIELDS else f'"({_PLAIN})"'
 
 

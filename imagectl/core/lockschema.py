@@ -38,6 +38,10 @@ VERSION_FIELDS: tuple[tuple[str, type], ...] = (
     ("withdrawn_by", str),
     ("withdrawn_at", str),
     ("sbom", str),
+    ("archive_state", str),
+    ("archive_files", int),
+    ("archive_missing", int),
+    ("archive", str),
 )
 # Fields added after schema 1 was first written are optional, so older lockfiles still read.
 OPTIONAL_FIELDS = {
@@ -58,7 +62,12 @@ OPTIONAL_FIELDS = {
     "withdrawn_by",
     "withdrawn_at",
     "sbom",
+    "archive_state",
+    "archive_files",
+    "archive_missing",
+    "archive",
 }
+ARCHIVE_STATES = ("", "complete", "incomplete")
 # Left out when empty: keeps ordinary versions free of `checkpoint = false` and the like.
 OMITTED_WHEN_FALSE = OPTIONAL_FIELDS - {"digest"}
 TEST_KEYS = ("name", "hash", "result")  # each entry of a version's `tests`, in this order
@@ -78,5 +87,6 @@ DIGEST_FIELDS = (
     "digest",
     "foreign_digest",
     "sbom",
+    "archive",
 )
 HEAD_DIGEST_FIELDS = ("base_digest", "base_image_id")

@@ -41,6 +41,10 @@ class ImageLine:
     # `[sbom] distro`: the ID-VERSION_ID of its os-release (ubuntu-24.04), for the debs' purls.
     # Not an input of any build.
     sbom_distro: str = ""
+    # `[archive]`: keep every version's downloads (and pinned images) beside it in the registry,
+    # and with `require = "complete"` tag only versions whose inputs were all captured.
+    archive: bool = True
+    archive_complete: bool = False
 
     def tag_for(self, version: int) -> str:
         return f"{self.repository}:v{version}"
@@ -144,6 +148,14 @@ class LockedVersion:
     # The digest of its SBOM in the registry (an SPDX artifact whose subject is the version's
     # manifest, found by the referrers tag scheme), once `publish` attached it.
     sbom: str = ""
+    # Its input archive: "complete" (every download captured and proved against a signed
+    # index), "incomplete" (something was not), "" (none: disabled, or built before). The
+    # counts are of what was captured and what is missing; `archive` is the artifact's
+    # registry digest once `publish` stored it under `<repository>-inputs:v<N>`.
+    archive_state: str = ""
+    archive_files: int = 0
+    archive_missing: int = 0
+    archive: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -181,6 +193,12 @@ class Lock:
     def with_published(self, version: int, digest: str) -> Lock:
         versions = tuple(
             replace(v, digest=digest) if v.version == version else v for v in self.versions
+        )
+        return replace(self, versions=versions)
+
+    def with_archive(self, version: int, digest: str) -> Lock:
+        versions = tuple(
+            replace(v, archive=digest) if v.version == version else v for v in self.versions
         )
         return replace(self, versions=versions)
 

@@ -6,12 +6,13 @@ git_repo); tests of the decisions pass in-memory fakes (tests/fakes.py) instead.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Protocol
 
+from imagectl.core.archive import Download, Missing
 from imagectl.core.artifacts import Artifact, Descriptor
 from imagectl.core.layerfiles import FileSelection, LayerChange
 from imagectl.core.model import Builder
@@ -197,8 +198,11 @@ class ImageBuilder(Protocol):
         secrets: Mapping[str, str] | None = None,
         no_cache: bool = False,
         labels: Mapping[str, str] | None = None,
+        proxy: str = "",
+        contexts: Mapping[str, Path] | None = None,
     ) -> str:
-        """Build and return the new image id; `labels` are set on it (`--label`)."""
+        """Build and return the new image id; `labels` are set on it (`--label`); `proxy`
+        is the http proxy its steps use (predefined arguments: not in its history)."""
         ...
 
 
@@ -236,6 +240,10 @@ class ImageStore(Protocol):
         ...
 
     def remove_image(self, ref: str) -> None: ...
+
+    def capture_address(self) -> str | None:
+        """Where on this host the engine's build containers reach it; None for a remote one."""
+        ...
 
     def remove_leftovers(self) -> tuple[str, ...]:
         """Remove the containers imagectl processes on this host made and left behind when
@@ -314,6 +322,41 @@ class CiGit(Protocol):
     def reset_hard(self, ref: str) -> None: ...
 
 
+class Capture(Protocol):
+    """A record proxy running for one build (core/archive's Download and Missing)."""
+
+    @property
+    def url(self) -> str: ...
+    def captured(self) -> tuple[Download, ...]: ...
+    def missing(self) -> tuple[Missing, ...]: ...
+
+
+class Replay(Protocol):
+    """A proxy that serves an archive's files and nothing else, for an offline rebuild."""
+
+    @property
+    def url(self) -> str: ...
+    def served(self) -> tuple[str, ...]: ...
+    def missing(self) -> tuple[Missing, ...]: ...
+
+
+class Inputs(Protocol):
+    """Capturing a build's downloads, replaying them, and checking apt's signatures."""
+
+    def record(self, host: str, store: Path) -> AbstractContextManager[Capture]:
+        """A proxy listening on `host` only, keeping every response in `store`."""
+        ...
+
+    def replay(self, host: str, files: Mapping[str, Path]) -> AbstractContextManager[Replay]:
+        """A proxy listening on `host` only, serving `files` (by URL) and nothing else."""
+        ...
+
+    def verify_signed(self, data: bytes, keyrings: Sequence[bytes]) -> bytes | None:
+        """The signed text of a clearsigned file (InRelease) when a key of `keyrings`
+        verifies it, else None."""
+        ...
+
+
 class Adapters(Protocol):
     """The outside systems a command talks to, one adapter each."""
 
@@ -326,3 +369,5 @@ class Adapters(Protocol):
     @property
     def git(self) -> Git: ...
     def ci_git(self) -> CiGit: ...
+    @property
+    def inputs(self) -> Inputs: ...

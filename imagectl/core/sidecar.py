@@ -79,24 +79,36 @@ def _strings(table: object, key: str) -> tuple[str, ...]:
 
 def write_packages(path: Path, *, line: str, record: PackageRecord) -> str:
     """The sidecar is wholly generated, so it is written as plain text; returns the text."""
+    text = packages_text(line=line, record=record)
+    write_packages_text(path, text)
+    return text
+
+
+def write_packages_text(path: Path, text: str) -> None:
+    if not path.exists() or path.read_text(encoding="utf-8") != text:
+        write_atomic(path, text)
+
+
+def packages_text(*, line: str, record: PackageRecord) -> str:
     out = [f"# {text}" for text in PACKAGES_HEADER.splitlines()]
     out += [f"schema = {LOCK_SCHEMA}", f"line = {json.dumps(line)}"]
     out += [f"kinds = {json.dumps(list(record.kinds))}", "", "[base]"]
     out += _array_lines("packages", record.base)
     for version in sorted(record.versions):
         out += _version_block(version, record.versions[version])
-    text = "\n".join(out) + "\n"
-    if not path.exists() or path.read_text(encoding="utf-8") != text:
-        write_atomic(path, text)
-    return text
+    return "\n".join(out) + "\n"
 
 
 def append_packages(path: Path, previous: str, version: int, delta: VersionDelta) -> str:
     """The sidecar with one more version at its end, written as the lock appends a version:
     the old text and the new block, atomically; nothing before it is parsed or rewritten."""
-    text = previous.rstrip("\n") + "\n" + "\n".join(_version_block(version, delta)) + "\n"
+    text = appended_text(previous, version, delta)
     write_atomic(path, text)
     return text
+
+
+def appended_text(previous: str, version: int, delta: VersionDelta) -> str:
+    return previous.rstrip("\n") + "\n" + "\n".join(_version_block(version, delta)) + "\n"
 
 
 def _version_block(version: int, delta: VersionDelta) -> list[str]:

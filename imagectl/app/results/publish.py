@@ -41,17 +41,36 @@ class AttachedSbom:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class StoredArchive:
+    """A version's input archive stored by `publish` under `<repository>-inputs:v<N>`."""
+
+    line: str
+    version: int
+    digest: str
+    files: int
+    complete: bool
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "line": self.line, "version": self.version, "digest": self.digest,
+            "files": self.files, "complete": self.complete,
+        }  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class PublishResult:
     published: tuple[PublishedVersion, ...]
     failures: Failures
     dry_run: bool = False
     sboms: tuple[AttachedSbom, ...] = ()
+    archives: tuple[StoredArchive, ...] = ()
 
     def to_json(self) -> dict[str, object]:
         return {
             "dry_run": self.dry_run,
             "published": [p.to_json() for p in self.published],
             "sboms": [s.to_json() for s in self.sboms],
+            "archives": [a.to_json() for a in self.archives],
             "failures": [{"line": line, **exc.to_json()} for line, exc in self.failures],
         }
 
@@ -60,6 +79,9 @@ AuditStatus = Literal["ok", "tampered", "missing", "deleted"]
 # The SBOM attached to it: none recorded (""), there and listed, gone, or no longer listed
 # under the referrers tag (so clients looking for the image's SBOM would not find it).
 SbomStatus = Literal["", "ok", "missing", "unlisted"]
+# Its input archive: none to check (""), stored as recorded, not stored yet although the
+# version keeps one ("unstored"), gone, or its tag naming other content ("changed").
+ArchiveStatus = Literal["", "ok", "unstored", "missing", "changed"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -72,10 +94,11 @@ class Finding:
     served: str  # what the tag names now ("" when it is gone)
     digest_exists: bool  # the recorded digest can still be pulled by digest
     sbom: SbomStatus = ""
+    archive: ArchiveStatus = ""
 
     @property
     def ok(self) -> bool:
-        return self.status == "ok" and self.sbom in ("", "ok")
+        return self.status == "ok" and self.sbom in ("", "ok") and self.archive in ("", "ok")
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -87,6 +110,7 @@ class Finding:
             "served": self.served or None,
             "digest_exists": self.digest_exists,
             "sbom": self.sbom or None,
+            "archive": self.archive or None,
         }
 
 
