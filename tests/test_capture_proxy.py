@@ -37,9 +37,10 @@ class Origin:
 
 
 @contextmanager
-def origin(host: str = "127.0.0.1") -> Iterator[Origin]:
-    """An origin server: FILES, 404 for anything else, 206 when asked for a Range (as a real
-    one would, so the proxy's stripping of Range is what makes it store whole files)."""
+def origin(host: str = "127.0.0.1", files: dict[str, bytes] = FILES) -> Iterator[Origin]:
+    """An origin server: files (read at each request), 404 for anything else, 206 when asked
+    for a Range (as a real one would, so the proxy's stripping of Range is what makes it store
+    whole files)."""
     seen: list[tuple[str, str, dict[str, str]]] = []
 
     class Handler(BaseHTTPRequestHandler):
@@ -47,7 +48,7 @@ def origin(host: str = "127.0.0.1") -> Iterator[Origin]:
 
         def do_GET(self) -> None:
             seen.append((self.command, self.path, dict(self.headers.items())))
-            body = FILES.get(self.path)
+            body = files.get(self.path)
             if body is None:
                 self.send_response(404)
                 body = b"no such file"
@@ -128,24 +129,35 @@ def test_records_identical_bytes_and_stores_them_content_addressed(tmp_path: Pat
     assert list((tmp_path / "store" / "tmp").iterdir()) == []
 
 
+def pipeline(
+    proxy_url: str, base: str, requests: tuple[tuple[str, str], ...]
+) -> list[tuple[int, dict[str, str], bytes]]:
+    """Send all requests at once on one connection, as apt does, and read every answer."""
+    host = base.removeprefix("http://")
+    with socket.create_connection(("127.0.0.1", port_of(proxy_url)), timeout=10) as sock:
+        sock.sendall(
+            b"".join(
+                f"{method} {base}{path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+                for method, path in requests
+            )
+        )
+        stream = sock.makefile("rb")
+        return [read_response(stream, head=method == "HEAD") for method, _ in requests]
+
+
 def test_pipelined_requests_on_one_keep_alive_connection(tmp_path: Path) -> None:
     with origin() as up, record_proxy("127.0.0.1", tmp_path) as proxy:
-        host = up.base.removeprefix("http://")
-        with socket.create_connection(("127.0.0.1", port_of(proxy.url)), timeout=10) as sock:
-            sock.sendall(
-                b"".join(
-                    f"{method} {up.base}{path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
-                    for method, path in (
-                        ("GET", "/dists/InRelease"),
-                        ("GET", "/dists/Translation-de"),  # a 404 keeps the connection too
-                        ("HEAD", "/pool/a.deb"),
-                        ("GET", "/pool/a.deb"),
-                    )
-                )
-            )
-            stream = sock.makefile("rb")
-            answers = [read_response(stream, head=n == 2) for n in range(4)]
-            head_headers = answers[2][1]
+        answers = pipeline(
+            proxy.url,
+            up.base,
+            (
+                ("GET", "/dists/InRelease"),
+                ("GET", "/dists/Translation-de"),  # a 404 keeps the connection too
+                ("HEAD", "/pool/a.deb"),
+                ("GET", "/pool/a.deb"),
+            ),
+        )
+        head_headers = answers[2][1]
     assert [(s, b) for s, _, b in answers] == [
         (200, FILES["/dists/InRelease"]),
         (404, b"no such file"),
@@ -160,6 +172,24 @@ def test_pipelined_requests_on_one_keep_alive_connection(tmp_path: Path) -> None
         f"{up.base}/pool/a.deb",
     ]
     assert proxy.missing() == ()
+
+
+def test_the_first_body_of_a_url_wins_and_a_change_is_missing(tmp_path: Path) -> None:
+    files = {"/dists/InRelease": b"first"}
+    with origin(files=files) as up, record_proxy("127.0.0.1", tmp_path) as proxy:
+        fetch(proxy.url, f"{up.base}/dists/InRelease")
+        files["/dists/InRelease"] = b"second"
+        _, body = fetch(proxy.url, f"{up.base}/dists/InRelease")
+    assert body == b"second"  # the build got what the origin sent
+    first, second = (hashlib.sha256(b).hexdigest() for b in (b"first", b"second"))
+    [captured] = proxy.captured()
+    assert (captured.sha256, captured.path.read_bytes()) == (first, b"first")
+    assert proxy.missing() == (
+        Missing(
+            url=f"{up.base}/dists/InRelease",
+            reason=f"changed during the build: sha256 {first}, then {second}",
+        ),
+    )
 
 
 def test_range_and_conditionals_are_not_sent_upstream(tmp_path: Path) -> None:
@@ -302,6 +332,7 @@ def test_replay_serves_only_the_archive_and_never_the_network(tmp_path: Path) ->
             status, body = fetch(proxy.url, f"{up.base}/pool/a.deb")
             head, empty = fetch(proxy.url, f"{up.base}/pool/a.deb", method="HEAD")
             other, _ = fetch(proxy.url, f"{up.base}/dists/InRelease")
+            kept = pipeline(proxy.url, up.base, (("GET", "/nope"), ("GET", "/pool/a.deb")))
             tunnel = via(proxy.url)
             tunnel.set_tunnel("example.org", 443)
             with pytest.raises(OSError, match="403"):
@@ -310,10 +341,13 @@ def test_replay_serves_only_the_archive_and_never_the_network(tmp_path: Path) ->
     assert (status, body) == (200, FILES["/pool/a.deb"])
     assert (head, empty) == (200, b"")
     assert other == 404
+    assert [(s, b) for s, _, b in kept] == [(404, b"not in the archive"), (200, body)]
+    assert "close" not in kept[0][1].get("connection", "")
     assert up.seen == []  # the origin was there, and was never asked
     assert proxy.served() == (f"{up.base}/pool/a.deb",)
     assert proxy.missing() == (
         Missing(url=f"{up.base}/dists/InRelease", reason="not in the archive"),
+        Missing(url=f"{up.base}/nope", reason="not in the archive"),
         Missing(url="https://example.org:443", reason="https CONNECT (not captured)"),
     )
 
