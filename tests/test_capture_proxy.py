@@ -262,6 +262,18 @@ def test_upstream_down_gives_502_and_missing(tmp_path: Path) -> None:
     assert proxy.captured() == ()
 
 
+def test_a_store_that_cannot_be_written_is_not_blamed_on_the_origin(tmp_path: Path) -> None:
+    with origin() as up, record_proxy("127.0.0.1", tmp_path) as proxy:
+        (tmp_path / "sha256").rmdir()
+        (tmp_path / "sha256").write_bytes(b"")  # os.replace into it now fails
+        status, _ = fetch(proxy.url, f"{up.base}/pool/a.deb")
+    assert status == 502
+    [missing] = proxy.missing()
+    assert missing.reason.startswith("not stored: ")
+    assert proxy.captured() == ()
+    assert list((tmp_path / "tmp").iterdir()) == []  # the temp file is gone too
+
+
 def test_only_absolute_http_urls_are_proxied(tmp_path: Path) -> None:
     with origin() as up, record_proxy("127.0.0.1", tmp_path) as proxy:
         status, _ = fetch(proxy.url, "/dists/InRelease")

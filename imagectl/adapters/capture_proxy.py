@@ -116,62 +116,87 @@ class RecordProxy(_Proxy):
             return tuple(self._captured.values())
 
     def get(self, handler: _Handler, url: str, *, head: bool) -> None:
-        parts = urlsplit(url)
-        headers = [
-            (name, value)
-            for name, value in handler.headers.items()
-            if name.lower() not in HOP_BY_HOP | CONDITIONAL | _named_in_connection(handler)
-        ]
         upstream = http.client.HTTPConnection(
-            parts.hostname or "", parts.port or 80, timeout=UPSTREAM_TIMEOUT
+            urlsplit(url).hostname or "", urlsplit(url).port or 80, timeout=UPSTREAM_TIMEOUT
         )
         try:
-            target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-            upstream.putrequest(handler.command, target, skip_host=True, skip_accept_encoding=True)
-            upstream.putheader("Host", parts.netloc)
-            for name, value in headers:
-                upstream.putheader(name, value)
-            upstream.endheaders()
-            response = upstream.getresponse()
+            response = _ask(upstream, handler, url)
             if response.status == 200 and not head:
-                self._answer_stored(handler, url, response)
+                found = self._store_body(url, response)
+                body = b""
             else:  # passed on, not recorded: a 404 of an optional file, a HEAD, a redirect
-                body = response.read()
-                length = response.getheader("Content-Length", "0") if head else str(len(body))
-                _send(handler, response, length)
-                handler.wfile.write(body)
-        except (OSError, http.client.HTTPException) as error:
+                found, body = None, _read(response)
+        except _UpstreamError as error:
             self.refuse(handler, 502, url, f"upstream unreachable: {error}")
+            return
+        except OSError as error:
+            self.refuse(handler, 502, url, f"not stored: {error}")
+            return
         finally:
             upstream.close()
+        if found is None:
+            length = response.getheader("Content-Length", "0") if head else str(len(body))
+            _send(handler, response, length)
+            handler.wfile.write(body)
+        else:
+            _send(handler, response, str(found.size))
+            with found.path.open("rb") as stored:
+                shutil.copyfileobj(stored, handler.wfile, CHUNK)
 
-    def _answer_stored(
-        self, handler: _Handler, url: str, response: http.client.HTTPResponse
-    ) -> None:
-        """Stream the body to a temp file while hashing, move it to its content address (the
-        same file under two URLs is kept once), then send it from there."""
+    def _store_body(self, url: str, response: http.client.HTTPResponse) -> CapturedFile:
+        """Stream the body to a temp file while hashing, then move it to its content address:
+        the same file under two URLs is kept once."""
         digest = hashlib.sha256()
         fd, temp = tempfile.mkstemp(dir=self._store / "tmp")
         try:
             with os.fdopen(fd, "wb") as out:
-                while chunk := response.read(CHUNK):
+                while chunk := _read(response, CHUNK):
                     digest.update(chunk)
                     out.write(chunk)
-            size = Path(temp).stat().st_size
             path = self._store / "sha256" / digest.hexdigest()
+            found = CapturedFile(
+                url=url, sha256=digest.hexdigest(), size=Path(temp).stat().st_size, path=path
+            )
             os.replace(temp, path)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(temp)
             raise
-        found = CapturedFile(url=url, sha256=digest.hexdigest(), size=size, path=path)
         with self._lock:
             first = self._captured.setdefault(url, found)
         if first.sha256 != found.sha256:
             self._miss(url, f"changed during the build: sha256 {first.sha256}, then {found.sha256}")
-        _send(handler, response, str(size))
-        with path.open("rb") as body:
-            shutil.copyfileobj(body, handler.wfile, CHUNK)
+        return found
+
+
+class _UpstreamError(Exception):
+    """The origin could not be reached, or broke off its answer."""
+
+
+def _ask(
+    upstream: http.client.HTTPConnection, handler: _Handler, url: str
+) -> http.client.HTTPResponse:
+    """Send the client's request on to the origin, minus hop-by-hop and conditional headers."""
+    parts = urlsplit(url)
+    dropped = HOP_BY_HOP | CONDITIONAL | _named_in_connection(handler)
+    try:
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        upstream.putrequest(handler.command, target, skip_host=True, skip_accept_encoding=True)
+        upstream.putheader("Host", parts.netloc)
+        for name, value in handler.headers.items():
+            if name.lower() not in dropped:
+                upstream.putheader(name, value)
+        upstream.endheaders()
+        return upstream.getresponse()
+    except (OSError, http.client.HTTPException) as error:
+        raise _UpstreamError(str(error) or type(error).__name__) from error
+
+
+def _read(response: http.client.HTTPResponse, size: int | None = None) -> bytes:
+    try:
+        return response.read(size)
+    except (OSError, http.client.HTTPException) as error:
+        raise _UpstreamError(str(error) or type(error).__name__) from error
 
 
 class ReplayProxy(_Proxy):
@@ -235,10 +260,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _get(self, *, head: bool) -> None:
         url = clean_url(self.path)
-        if url is None:
-            self.server.proxy.refuse(self, 400, self.path, "not an absolute http URL")
-        else:
-            self.server.proxy.get(self, url, head=head)
+        try:
+            if url is None:
+                self.server.proxy.refuse(self, 400, self.path, "not an absolute http URL")
+            else:
+                self.server.proxy.get(self, url, head=head)
+        except ConnectionError:  # the client went away: what it got is its own business
+            self.close_connection = True
 
     def setup(self) -> None:
         super().setup()
