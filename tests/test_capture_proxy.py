@@ -125,6 +125,7 @@ def test_records_identical_bytes_and_stores_them_content_addressed(tmp_path: Pat
     ]
     assert captured[0].path == tmp_path / "store" / "sha256" / digest
     assert captured[0].path.read_bytes() == body
+    assert captured[0].path.stat().st_mode & 0o777 == 0o644  # readable by whoever archives it
     assert list((tmp_path / "store" / "sha256").iterdir()) == [captured[0].path]  # stored once
     assert list((tmp_path / "store" / "tmp").iterdir()) == []
 
@@ -277,9 +278,16 @@ def test_a_store_that_cannot_be_written_is_not_blamed_on_the_origin(tmp_path: Pa
 def test_only_absolute_http_urls_are_proxied(tmp_path: Path) -> None:
     with origin() as up, record_proxy("127.0.0.1", tmp_path) as proxy:
         status, _ = fetch(proxy.url, "/dists/InRelease")
-    assert status == 400
+        bad_port, _ = fetch(proxy.url, "http://127.0.0.1:http/x")
+        ftp, _ = fetch(proxy.url, "ftp://127.0.0.1/x")
+    assert (status, bad_port, ftp) == (400, 400, 400)
     assert up.seen == []
-    assert proxy.missing() == (Missing(url="/dists/InRelease", reason="not an absolute http URL"),)
+    assert [m.url for m in proxy.missing()] == [
+        "/dists/InRelease",
+        "http://127.0.0.1:http/x",
+        "ftp://127.0.0.1/x",
+    ]
+    assert {m.reason for m in proxy.missing()} == {"not an absolute http URL"}
 
 
 def other_addresses() -> list[str]:
@@ -343,12 +351,14 @@ def test_replay_serves_only_the_archive_and_never_the_network(tmp_path: Path) ->
     archived = tmp_path / "a.deb"
     archived.write_bytes(FILES["/pool/a.deb"])
     with origin() as up:
-        files = {f"{up.base}/pool/a.deb": archived}
+        files = {f"{up.base}/pool/a.deb": archived, f"{up.base}/gone": tmp_path / "gone"}
         with replay_proxy("127.0.0.1", files) as proxy:
             status, body = fetch(proxy.url, f"{up.base}/pool/a.deb")
             head, empty = fetch(proxy.url, f"{up.base}/pool/a.deb", method="HEAD")
             other, _ = fetch(proxy.url, f"{up.base}/dists/InRelease")
-            kept = pipeline(proxy.url, up.base, (("GET", "/nope"), ("GET", "/pool/a.deb")))
+            kept = pipeline(
+                proxy.url, up.base, (("GET", "/nope"), ("GET", "/gone"), ("GET", "/pool/a.deb"))
+            )
             tunnel = via(proxy.url)
             tunnel.set_tunnel("example.org", 443)
             with pytest.raises(OSError, match="403"):
@@ -357,13 +367,19 @@ def test_replay_serves_only_the_archive_and_never_the_network(tmp_path: Path) ->
     assert (status, body) == (200, FILES["/pool/a.deb"])
     assert (head, empty) == (200, b"")
     assert other == 404
-    assert [(s, b) for s, _, b in kept] == [(404, b"not in the archive"), (200, body)]
+    assert [s for s, _, _ in kept] == [404, 404, 200]
+    assert (kept[0][2], kept[2][2]) == (b"not in the archive", body)
     assert "close" not in kept[0][1].get("connection", "")
     assert up.seen == []  # the origin was there, and was never asked
     assert proxy.served() == (f"{up.base}/pool/a.deb",)
     assert proxy.missing() == (
         Missing(url=f"{up.base}/dists/InRelease", reason="not in the archive"),
         Missing(url=f"{up.base}/nope", reason="not in the archive"),
+        Missing(
+            url=f"{up.base}/gone",
+            reason=f"archived file unreadable: [Errno 2] No such file or directory: "
+            f"'{tmp_path / 'gone'}'",
+        ),
         Missing(url="https://example.org:443", reason="https CONNECT (not captured)"),
     )
 

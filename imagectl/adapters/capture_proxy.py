@@ -59,12 +59,17 @@ class Missing:
 
 def clean_url(target: str) -> str | None:
     """The absolute http URL a proxy request names, userinfo removed (it must never be
-    recorded); None when the request is not for an absolute http URL."""
-    parts = urlsplit(target)
+    recorded), host lowercased and :80 dropped, so that record and replay agree on the key;
+    None when the request is not for an absolute http URL."""
+    try:
+        parts = urlsplit(target)
+        port = parts.port
+    except ValueError:  # a port that is not a number, a bracket left open
+        return None
     if parts.scheme.lower() != "http" or not parts.hostname:
         return None
     host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-    netloc = host if parts.port in (None, 80) else f"{host}:{parts.port}"
+    netloc = host if port in (None, 80) else f"{host}:{port}"
     return parts._replace(scheme="http", netloc=netloc, fragment="").geturl()
 
 
@@ -149,6 +154,7 @@ class RecordProxy(_Proxy):
         digest = hashlib.sha256()
         fd, temp = tempfile.mkstemp(dir=self._store / "tmp")
         try:
+            os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide the archive from its other readers
             with os.fdopen(fd, "wb") as out:
                 while chunk := _read(response, CHUNK):
                     digest.update(chunk)
@@ -205,7 +211,7 @@ class ReplayProxy(_Proxy):
 
     def __init__(self, files: Mapping[str, Path]) -> None:
         super().__init__()
-        self._files = dict(files)
+        self._files = {clean_url(url) or url: path for url, path in files.items()}
         self._served: dict[str, None] = {}
 
     def served(self) -> tuple[str, ...]:
@@ -217,7 +223,12 @@ class ReplayProxy(_Proxy):
         if path is None:
             self.refuse(handler, 404, url, "not in the archive")
             return
-        with path.open("rb") as body:
+        try:
+            body = path.open("rb")
+        except OSError as error:
+            self.refuse(handler, 404, url, f"archived file unreadable: {error}")
+            return
+        with body:
             handler.send_response(200)
             handler.send_header("Content-Type", "application/octet-stream")
             handler.send_header("Content-Length", str(os.fstat(body.fileno()).st_size))
