@@ -49,7 +49,11 @@ def origin(host: str = "127.0.0.1", files: dict[str, bytes] = FILES) -> Iterator
         def do_GET(self) -> None:
             seen.append((self.command, self.path, dict(self.headers.items())))
             body = files.get(self.path)
-            if body is None:
+            if self.path == "/moved":
+                self.send_response(301)
+                self.send_header("Location", f"http://u:pw@{self.headers['Host']}/pool/a.deb")
+                body = b""
+            elif body is None:
                 self.send_response(404)
                 body = b"no such file"
             elif "Range" in self.headers:
@@ -190,6 +194,23 @@ def test_the_first_body_of_a_url_wins_and_a_change_is_missing(tmp_path: Path) ->
             url=f"{up.base}/dists/InRelease",
             reason=f"changed during the build: sha256 {first}, then {second}",
         ),
+    )
+
+
+def test_a_redirect_is_passed_on_and_missing(tmp_path: Path) -> None:
+    with origin() as up, record_proxy("127.0.0.1", tmp_path) as proxy:
+        conn = via(proxy.url)
+        conn.request("GET", f"{up.base}/moved")
+        response = conn.getresponse()
+        response.read()
+        conn.close()
+    assert (response.status, response.getheader("Location")) == (
+        301,
+        f"http://u:pw@{up.base.removeprefix('http://')}/pool/a.deb",
+    )
+    assert proxy.captured() == ()
+    assert proxy.missing() == (
+        Missing(url=f"{up.base}/moved", reason=f"redirect to {up.base}/pool/a.deb (not captured)"),
     )
 
 

@@ -131,6 +131,9 @@ class RecordProxy(_Proxy):
                 body = b""
             else:  # passed on, not recorded: a 404 of an optional file, a HEAD, a redirect
                 found, body = None, _read(response)
+                if response.status in (301, 302, 303, 307, 308):  # the replay would 404 it
+                    target = response.getheader("Location", "")
+                    self._miss(url, f"redirect to {clean_url(target) or target} (not captured)")
         except _UpstreamError as error:
             self.refuse(handler, 502, url, f"upstream unreachable: {error}")
             return
