@@ -169,4 +169,11 @@ class BusyError(ImagectlError):
     kind = "busy"
 
 
+class CaptureError(ImagectlError):
+    """A record or replay proxy for a build's downloads cannot start (its address is not
+    on this machine, the store is not writable)."""
+
+    kind = "capture error"
+
+
 Failures = tuple[tuple[str, ImagectlError], ...]  # (line, why): the other lines went on
