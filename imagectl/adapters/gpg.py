@@ -5,7 +5,7 @@ folder, so neither the user's GnuPG home nor an agent is involved. The verdict i
 gpgv's status lines, as apt reads it: an InRelease signed by several keys verifies when one of
 them is a good signature from a keyring key and none is bad; a missing key for another
 signature is not a failure (Debian signs with two or three keys at once), an expired or revoked
-key is (gpgv then says EXPKEYSIG or REVKEYSIG instead of GOODSIG).
+key is (gpgv then exits 0 all the same, but says EXPKEYSIG or REVKEYSIG instead of GOODSIG).
 """
 
 from __future__ import annotations

@@ -1,0 +1,301 @@
+"""The archive proof on real signed apt repositories (tests/aptrepo.py) and the real gpgv."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import re
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import pytest
+
+from imagectl.adapters import gpg
+from imagectl.core.aptproof import Download, InstalledPackage, Proof, prove
+from imagectl.core.errors import ArchiveError
+
+from .aptrepo import Package, Repo, SigningKey, key_home, make_deb, make_key, make_repo, sha256
+from .conftest import DEBIAN, docker
+
+BASE = "http://mirror.test/repo"
+HELLO = Package(name="hello-a", version="1.0-1")
+NOARCH = Package(name="hello-data", version="2:3.1", architecture="all")
+
+
+@pytest.fixture(scope="session")
+def key() -> Iterator[SigningKey]:
+    with key_home() as home:
+        yield make_key(home)
+
+
+@pytest.fixture(scope="session")
+def other_key() -> Iterator[SigningKey]:
+    with key_home() as home:
+        yield make_key(home, name="someone else")
+
+
+@pytest.fixture(scope="session")
+def dists(key: SigningKey, tmp_path_factory: pytest.TempPathFactory) -> Repo:
+    return make_repo(tmp_path_factory.mktemp("dists") / "repo", [HELLO, NOARCH], key=key)
+
+
+def installed(*packages: Package, architecture: str = "amd64") -> tuple[InstalledPackage, ...]:
+    return tuple(
+        InstalledPackage(name=p.name, version=p.version, architecture=architecture)
+        for p in packages
+    )
+
+
+def checked(
+    downloads: Sequence[Download],
+    delta: Sequence[InstalledPackage],
+    keyrings: Sequence[bytes],
+    *,
+    detached: bool = False,
+) -> Proof:
+    verify_detached: Callable[[bytes, bytes], bool] | None = None
+    if detached:
+        verify_detached = functools.partial(gpg.verify_detached, keyrings=keyrings)
+    return prove(
+        downloads,
+        delta,
+        verify=lambda data: gpg.verify_clearsigned(data, keyrings),
+        verify_detached=verify_detached,
+    )
+
+
+def apt_downloads(repo: Repo, index: str, *, base: str = BASE) -> list[Download]:
+    """What `apt-get update && apt-get install` of every package fetches from a dists repo."""
+    return [
+        repo.download("dists/stable/InRelease", base=base),
+        repo.download(index, base=base),
+        *(repo.download(repo.deb_path(package), base=base) for package in repo.packages),
+    ]
+
+
+def test_a_fully_signed_chain_is_complete(dists: Repo, key: SigningKey) -> None:
+    downloads = apt_downloads(dists, dists.index_dir() + "Packages.gz")
+    proof = checked(downloads, installed(HELLO, NOARCH), [key.public])
+    assert proof.complete, proof.missing
+    assert [(f.kind, f.verified) for f in proof.files] == [
+        ("index", True),
+        ("index", True),
+        ("deb", True),
+        ("deb", True),
+    ]
+    assert [f.package for f in proof.files[2:]] == ["hello-a=1.0-1/amd64", "hello-data=2:3.1/all"]
+
+
+def test_by_hash_indexes_are_verified_and_a_wrong_body_at_one_is_not(
+    dists: Repo, key: SigningKey, tmp_path: Path
+) -> None:
+    for name in ("Packages", "Packages.gz", "Packages.xz"):
+        proof = checked(apt_downloads(dists, dists.by_hash(name)), installed(HELLO), [key.public])
+        assert proof.complete, (name, proof.missing)
+        assert "/by-hash/SHA256/" in proof.files[1].url
+    served = dists.download(dists.by_hash("Packages.xz"), base=BASE)
+    wrong = tmp_path / "wrong"
+    wrong.write_bytes(b"Package: hello-a\n")
+    other = Download(url=served.url, sha256=sha256(wrong.read_bytes()), size=17, path=wrong)
+    downloads = apt_downloads(dists, dists.by_hash("Packages.xz"))
+    proof = checked([downloads[0], other, *downloads[2:]], installed(HELLO), [key.public])
+    assert not proof.files[1].verified
+    assert not proof.files[2].verified  # the deb is named only by the index that failed
+    assert f"{served.url}: its hash differs from the one its signed Release lists" in proof.missing
+
+
+def test_a_deb_other_than_its_signed_index_names_raises(
+    dists: Repo, key: SigningKey, tmp_path: Path
+) -> None:
+    evil = make_deb(tmp_path, HELLO, content="not what was signed\n")
+    downloads = apt_downloads(dists, dists.index_dir() + "Packages.xz")
+    honest = downloads[2]
+    served = Download(
+        url=honest.url, sha256=sha256(evil.read_bytes()), size=evil.stat().st_size, path=evil
+    )
+    with pytest.raises(ArchiveError) as raised:
+        checked([*downloads[:2], served], installed(HELLO), [key.public])
+    assert honest.url in raised.value.message
+    assert honest.sha256 in raised.value.message
+    assert served.sha256 in raised.value.message
+    assert "does not name" in raised.value.hint
+
+
+def test_a_deb_of_an_unsigned_repo_is_missing(tmp_path: Path, key: SigningKey) -> None:
+    repo = make_repo(tmp_path / "repo", [HELLO], key=None)
+    downloads = [
+        repo.download("dists/stable/Release", base=BASE),
+        repo.download(repo.index_dir() + "Packages.gz", base=BASE),
+        repo.download(repo.deb_path(HELLO), base=BASE),
+    ]
+    proof = checked(downloads, installed(HELLO), [key.public], detached=True)
+    assert not proof.complete
+    assert not any(f.verified for f in proof.files)
+    assert proof.missing == tuple(
+        sorted(
+            (
+                f"{BASE}/dists/stable/Release: a Release without signature (no Release.gpg was "
+                "captured)",
+                f"{BASE}/dists/stable/main/binary-amd64/Packages.gz: an index no verified "
+                "Release names",
+                f"{BASE}/{repo.deb_path(HELLO)}: a .deb no verified index names",
+                "hello-a=1.0-1/amd64 installed but its .deb was not captured (downloaded over "
+                "https or copied in?)",
+            )
+        )
+    )
+
+
+def test_release_with_release_gpg_is_verified_only_by_its_key(
+    dists: Repo, key: SigningKey, other_key: SigningKey
+) -> None:
+    downloads = [
+        dists.download("dists/stable/Release", base=BASE),
+        dists.download("dists/stable/Release.gpg", base=BASE),
+        dists.download(dists.index_dir() + "Packages", base=BASE),
+        dists.download(dists.deb_path(HELLO), base=BASE),
+    ]
+    proof = checked(downloads, installed(HELLO), [key.public], detached=True)
+    assert proof.complete, proof.missing
+    assert all(f.verified for f in proof.files)
+    stranger = checked(downloads, installed(HELLO), [other_key.public], detached=True)
+    assert not stranger.complete
+    assert not any(f.verified for f in stranger.files)
+
+
+def test_an_index_signed_by_another_key_is_unverified(dists: Repo, other_key: SigningKey) -> None:
+    downloads = apt_downloads(dists, dists.index_dir() + "Packages.xz")
+    proof = checked(downloads, installed(HELLO), [other_key.public])
+    assert not any(f.verified for f in proof.files)
+    assert (
+        f"{BASE}/dists/stable/InRelease: its signature does not verify against the image's keyrings"
+    ) in proof.missing
+    assert f"{BASE}/{dists.deb_path(HELLO)}: a .deb no verified index names" in proof.missing
+
+
+@pytest.mark.parametrize("folder", ["./", ""])
+def test_a_flat_repo(tmp_path: Path, key: SigningKey, folder: str) -> None:
+    """`deb URL ./`: apt asks for URL/./InRelease; Filename: ./x.deb is beside it."""
+    repo = make_repo(tmp_path / "repo", [HELLO, NOARCH], key=key, layout="flat")
+    downloads = [
+        repo.download(name, base=BASE, url_path=f"{folder}{name}")
+        for name in ("InRelease", "Packages.xz", HELLO.deb_name, NOARCH.deb_name)
+    ]
+    proof = checked(downloads, installed(HELLO, NOARCH), [key.public])
+    assert proof.complete, proof.missing
+    assert proof.files[0].url == f"{BASE}/{folder}InRelease"  # as captured
+
+
+def test_a_delta_package_without_its_deb_is_missing(dists: Repo, key: SigningKey) -> None:
+    downloads = apt_downloads(dists, dists.index_dir() + "Packages.xz")[:-1]  # no hello-data
+    proof = checked(downloads, installed(HELLO, NOARCH), [key.public])
+    assert proof.missing == (
+        "hello-data=2:3.1/amd64 installed but its .deb was not captured (downloaded over https "
+        "or copied in?)",
+    )
+    other_version = InstalledPackage(name="hello-a", version="1.0-2", architecture="amd64")
+    assert not checked(downloads, [other_version], [key.public]).complete
+    other_arch = InstalledPackage(name="hello-a", version="1.0-1", architecture="arm64")
+    assert not checked(downloads, [other_arch], [key.public]).complete
+
+
+def test_an_arch_all_deb_covers_any_architecture(dists: Repo, key: SigningKey) -> None:
+    downloads = apt_downloads(dists, dists.index_dir() + "Packages.xz")
+    for architecture in ("amd64", "arm64", "all"):
+        proof = checked(downloads, installed(NOARCH, architecture=architecture), [key.public])
+        assert proof.complete, proof.missing
+
+
+def test_an_armored_keyring_verifies_and_stray_files_do_not_spoil_it(
+    dists: Repo, key: SigningKey, other_key: SigningKey
+) -> None:
+    downloads = apt_downloads(dists, dists.index_dir() + "Packages.xz")
+    keyrings = [b"a README in /usr/share/keyrings\n", b"", other_key.public, key.armored]
+    assert checked(downloads, installed(HELLO), keyrings).complete
+    assert not checked(downloads, installed(HELLO), [other_key.armored]).complete
+
+
+def test_a_signature_by_a_key_expired_since_is_unverified(tmp_path: Path) -> None:
+    """gpgv exits 0 and says VALIDSIG for an expired key; its EXPKEYSIG (not GOODSIG) refuses,
+    as it is to apt: keys must be valid when the downloads are proved."""
+    with key_home() as home:
+        brief = make_key(home, expire="seconds=2")
+        repo = make_repo(tmp_path / "repo", [HELLO], key=brief)
+        downloads = apt_downloads(repo, repo.index_dir() + "Packages")
+        assert checked(downloads, installed(HELLO), [brief.public]).complete
+        time.sleep(3)
+        proof = checked(downloads, installed(HELLO), [brief.public])
+    assert not proof.complete
+    assert not proof.files[0].verified
+
+
+@pytest.mark.engine
+def test_real_apt_accepts_a_dists_repo_and_its_downloads_prove(
+    engine: str, dists: Repo, key: SigningKey, tmp_path: Path
+) -> None:
+    """apt-get update and install from the repo over http; what apt fetched proves complete."""
+    gateway = docker("network", "inspect", "bridge", "-f", "{{(index .IPAM.Config 0).Gateway}}")
+    fetched: list[str] = []
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            if len(args) > 1 and f"{args[1]}" == "200":
+                fetched.append(str(args[0]))
+
+    serve = functools.partial(Handler, directory=str(dists.root.parent))
+    server = http.server.ThreadingHTTPServer((gateway, 0), serve)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://{gateway}:{server.server_address[1]}/repo"
+    context = tmp_path / "context"
+    context.mkdir()
+    (context / "archive.gpg").write_bytes(key.public)
+    (context / "Dockerfile").write_text(
+        f"FROM {DEBIAN}\n"
+        "COPY archive.gpg /etc/apt/keyrings/imagectl-test.gpg\n"
+        "RUN rm -f /etc/apt/sources.list /etc/apt/sources.list.d/* \\\n"
+        " && echo 'deb [signed-by=/etc/apt/keyrings/imagectl-test.gpg] "
+        f"{base} stable main' > /etc/apt/sources.list.d/test.list \\\n"
+        " && apt-get update && apt-get install -y --no-install-recommends hello-a hello-data \\\n"
+        " && test -f /usr/share/hello-a/README && test -f /usr/share/hello-data/README\n"
+    )
+    tag = f"{engine}/imagectl-test/apt-{uuid.uuid4().hex[:10]}:latest"
+    try:
+        built = subprocess.run(
+            [
+                "docker",
+                "buildx",
+                "build",
+                "--no-cache",
+                "--progress",
+                "plain",
+                "-t",
+                tag,
+                str(context),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+        docker("rmi", tag, check=False)
+    assert built.returncode == 0, built.stderr[-3000:]
+    paths = [m.group(1) for line in fetched if (m := re.match(r"GET /repo/(\S+) ", line))]
+    assert "dists/stable/InRelease" in paths
+    assert any("/by-hash/SHA256/" in path for path in paths), paths  # Acquire-By-Hash: yes
+    proof = checked(
+        [dists.download(path, base=base) for path in paths],
+        installed(HELLO, NOARCH),
+        [key.public],
+    )
+    assert proof.complete, proof.missing
+    assert {f.package for f in proof.files if f.kind == "deb"} == {
+        "hello-a=1.0-1/amd64",
+        "hello-data=2:3.1/all",
+    }
