@@ -10,6 +10,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -56,6 +57,7 @@ def checked(
     keyrings: Sequence[bytes],
     *,
     detached: bool = False,
+    now: datetime | None = None,
 ) -> Proof:
     verify_detached: Callable[[bytes, bytes], bool] | None = None
     if detached:
@@ -65,6 +67,7 @@ def checked(
         delta,
         verify=lambda data: gpg.verify_clearsigned(data, keyrings),
         verify_detached=verify_detached,
+        now=now,
     )
 
 
@@ -217,6 +220,38 @@ def test_an_armored_keyring_verifies_and_stray_files_do_not_spoil_it(
     keyrings = [b"a README in /usr/share/keyrings\n", b"", other_key.public, key.armored]
     assert checked(downloads, installed(HELLO), keyrings).complete
     assert not checked(downloads, installed(HELLO), [other_key.armored]).complete
+
+
+def test_a_release_past_its_valid_until_is_unverified(tmp_path: Path, key: SigningKey) -> None:
+    until = datetime.now(UTC) + timedelta(hours=1)
+    repo = make_repo(tmp_path / "repo", [HELLO], key=key, valid_until=until)
+    downloads = apt_downloads(repo, repo.index_dir() + "Packages.gz")
+    keyrings = [key.public]
+    assert checked(downloads, installed(HELLO), keyrings, now=until - timedelta(minutes=1)).complete
+    late = checked(downloads, installed(HELLO), keyrings, now=until + timedelta(minutes=1))
+    assert not any(f.verified for f in late.files)
+    assert any("InRelease: it was valid until" in line for line in late.missing), late.missing
+    assert checked(downloads, installed(HELLO), keyrings).complete  # no `now`: not judged
+
+
+def test_percent_escaped_urls_and_a_url_fetched_twice(tmp_path: Path, key: SigningKey) -> None:
+    """apt asks for `1.0%7erc1` of a `~` version; an index fetched twice is judged twice."""
+    tilde = Package(name="hello-b", version="1.0~rc1-1")
+    repo = make_repo(tmp_path / "repo", [tilde], key=key)
+    downloads = apt_downloads(repo, repo.index_dir() + "Packages.xz")
+    escaped = Download(
+        url=downloads[2].url.replace("~", "%7e"),
+        sha256=downloads[2].sha256,
+        size=downloads[2].size,
+        path=downloads[2].path,
+    )
+    bad = tmp_path / "truncated"
+    bad.write_bytes(downloads[1].path.read_bytes()[:10])
+    cut = Download(url=downloads[1].url, sha256=sha256(bad.read_bytes()), size=10, path=bad)
+    proof = checked([downloads[0], cut, downloads[1], escaped], installed(tilde), [key.public])
+    assert [f.verified for f in proof.files] == [True, False, True, True]
+    assert proof.files[3].package == "hello-b=1.0~rc1-1/amd64"
+    assert proof.missing == (f"{cut.url}: its hash differs from the one its signed Release lists",)
 
 
 def test_a_signature_by_a_key_expired_since_is_unverified(tmp_path: Path) -> None:

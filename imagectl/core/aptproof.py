@@ -16,9 +16,13 @@ import lzma
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Literal
+from urllib.parse import unquote
 
+from imagectl.core.deb822 import paragraphs
 from imagectl.core.errors import ArchiveError
 
 # Where apt reads keys in an image; /usr/share/keyrings and /etc/apt/keyrings hold the keys that
@@ -94,31 +98,15 @@ class _Entry:
 
 
 def normalise(url: str) -> str:
-    """One spelling per URL: a flat repo's `./` and doubled slashes dropped from the path."""
+    """One spelling per URL: percent-escapes decoded (apt asks for `1.0%7e1` of `1.0~1`), a
+    flat repo's `./` and doubled slashes dropped from the path."""
     scheme, sep, rest = url.partition("://")
     host, slash, path = rest.partition("/")
+    path = unquote(path)
     while "/./" in f"/{path}":
         path = f"/{path}".replace("/./", "/", 1)[1:]
     path = re.sub("/{2,}", "/", path)
-    return f"{scheme}{sep}{host}{slash}{path}"
-
-
-def paragraphs(text: str) -> tuple[dict[str, str], ...]:
-    """deb822 paragraphs: `Field: value` lines, continuation lines kept (joined by newlines)."""
-    found: list[dict[str, str]] = []
-    current: dict[str, str] = {}
-    last = ""
-    for line in [*text.splitlines(), ""]:
-        if not line.strip():
-            if current:
-                found.append(current)
-            current, last = {}, ""
-        elif line[0] in " \t" and last:
-            current[last] += "\n" + line.strip()
-        elif ":" in line and not line.startswith("#"):
-            last, _, value = line.partition(":")
-            current[last] = value.strip()
-    return tuple(found)
+    return f"{scheme}{sep}{host.lower()}{slash}{path}"
 
 
 def prove(
@@ -128,35 +116,42 @@ def prove(
     verify: Callable[[bytes], bytes | None],
     read: Callable[[Path], bytes] = Path.read_bytes,
     verify_detached: Callable[[bytes, bytes], bool] | None = None,
+    now: datetime | None = None,
 ) -> Proof:
     """Prove `downloads` against the signed chain and check they cover `delta`. `verify` gives
     an InRelease's signed text or None; `verify_detached(release, signature)` judges a Release
-    with its Release.gpg (none given: such a Release is unverified). Raises ArchiveError when a
-    verified index names a download's URL with another hash: the mirror served a file its
-    signed index does not name, and nothing may be recorded from that build."""
-    by_url = {normalise(download.url): download for download in downloads}
-    proved: dict[str, ProvedFile] = {}
+    with its Release.gpg (none given: such a Release is unverified); with `now`, a Release
+    past its Valid-Until is unverified, as apt refuses it. Raises ArchiveError when a verified
+    index names a download's URL with another hash: the mirror served a file its signed index
+    does not name, and nothing may be recorded from that build."""
+    urls = [normalise(download.url) for download in downloads]
+    by_url = dict(zip(urls, downloads, strict=True))
+    proved: dict[int, ProvedFile] = {}  # by position: one URL may have been fetched twice
     missing: list[str] = []
     indexes: dict[str, list[_Entry]] = {}  # URL -> what verified Release files say of it
-    for url, download in by_url.items():
+    for at, (url, download) in enumerate(zip(urls, downloads, strict=True)):
         signed = _release_text(url, by_url, verify=verify, detached=verify_detached, read=read)
         if signed is None:
             continue
-        for index_url, entry in _release_entries(url, signed.decode("utf-8", "replace")):
-            indexes.setdefault(index_url, []).append(entry)
-        proved[url] = _file(download, "index", verified=bool(signed))
-        signature = by_url.get(f"{url}.gpg")
-        if signature is not None and url.endswith("/Release"):
-            proved[f"{url}.gpg"] = _file(signature, "file", verified=bool(signed))
-        if not signed:
-            missing.append(f"{download.url}: {_unsigned(url, by_url)}")
-    debs: dict[str, list[_Entry]] = {}  # URL -> what verified Packages indexes say of it
-    for url, entries in indexes.items():
-        index = by_url.get(url)
-        if index is None or url in proved:
+        text = signed.decode("utf-8", "replace")
+        why = _refusal(text, now=now) if signed else _unsigned(url, by_url)
+        proved[at] = _file(download, "index", verified=not why)
+        if why:
+            missing.append(f"{download.url}: {why}")
             continue
-        matching = [entry for entry in entries if _same(index, entry)]
-        proved[url] = _file(index, "index", verified=bool(matching))
+        for index_url, entry in _release_entries(url, text):
+            indexes.setdefault(index_url, []).append(entry)
+    for at, url in enumerate(urls):  # a Release.gpg is as good as the Release it signs
+        release = url.removesuffix(".gpg")
+        if url.endswith("/Release.gpg") and release in urls and at not in proved:
+            verified = proved[urls.index(release)].verified
+            proved[at] = _file(downloads[at], "file", verified=verified)
+    debs: dict[str, list[_Entry]] = {}  # URL -> what verified Packages indexes say of it
+    for at, (url, index) in enumerate(zip(urls, downloads, strict=True)):
+        if at in proved or url not in indexes:
+            continue
+        matching = [entry for entry in indexes[url] if _same(index, entry)]
+        proved[at] = _file(index, "index", verified=bool(matching))
         if not matching:
             missing.append(f"{index.url}: its hash differs from the one its signed Release lists")
             continue
@@ -166,11 +161,11 @@ def prove(
             text = unpack(read(index.path)).decode("utf-8", "replace")
             for deb_url, entry in _package_entries(matching[0].base, text):
                 debs.setdefault(deb_url, []).append(entry)
-    for url, download in by_url.items():
-        if url in proved:
-            continue
-        proved[url] = _deb(url, download, debs, missing)
-    covered = {file.package for file in proved.values() if file.kind == "deb" and file.verified}
+    files = tuple(
+        proved.get(at) or _deb(url, download, debs, missing)
+        for at, (url, download) in enumerate(zip(urls, downloads, strict=True))
+    )
+    covered = {file.package for file in files if file.kind == "deb" and file.verified}
     for package in delta:
         wanted = f"{package.name}={package.version}/{package.architecture}"
         if wanted not in covered and f"{package.name}={package.version}/all" not in covered:
@@ -178,7 +173,6 @@ def prove(
                 f"{wanted} installed but its .deb was not captured (downloaded over https or "
                 "copied in?)"
             )
-    files = tuple(proved[normalise(download.url)] for download in downloads)
     return Proof(files=files, missing=tuple(sorted(set(missing))))
 
 
@@ -202,6 +196,19 @@ def _release_text(
         return b""
     data = read(by_url[url].path)
     return data if detached(data, read(signature.path)) else b""
+
+
+def _refusal(text: str, *, now: datetime | None) -> str:
+    """Why apt would refuse a Release whose signature verifies; "" when it would not."""
+    fields = paragraphs(text)[:1] or ({},)
+    until = fields[0].get("Valid-Until", "")
+    if now is None or not until:
+        return ""
+    try:
+        expired = parsedate_to_datetime(until) < now
+    except (TypeError, ValueError):
+        return f"its Valid-Until {until!r} is no date"
+    return f"it was valid until {until}" if expired else ""
 
 
 def _release_entries(url: str, text: str) -> list[tuple[str, _Entry]]:
