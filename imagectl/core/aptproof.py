@@ -16,7 +16,7 @@ import lzma
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Literal
@@ -130,7 +130,9 @@ def prove(
     missing: list[str] = []
     indexes: dict[str, list[_Entry]] = {}  # URL -> what verified Release files say of it
     for at, (url, download) in enumerate(zip(urls, downloads, strict=True)):
-        signed = _release_text(url, by_url, verify=verify, detached=verify_detached, read=read)
+        signed = _release_text(
+            url, download, by_url, verify=verify, detached=verify_detached, read=read
+        )
         if signed is None:
             continue
         text = signed.decode("utf-8", "replace")
@@ -178,6 +180,7 @@ def prove(
 
 def _release_text(
     url: str,
+    download: Download,
     by_url: Mapping[str, Download],
     *,
     verify: Callable[[bytes], bytes | None],
@@ -188,13 +191,13 @@ def _release_text(
     a download that is no Release file (a Release.gpg is judged with its Release)."""
     name = url.rsplit("/", 1)[-1]
     if name == "InRelease":
-        return verify(read(by_url[url].path)) or b""
+        return verify(read(download.path)) or b""
     if name != "Release":
         return None
     signature = by_url.get(f"{url}.gpg")
     if signature is None or detached is None:
         return b""
-    data = read(by_url[url].path)
+    data = read(download.path)
     return data if detached(data, read(signature.path)) else b""
 
 
@@ -205,10 +208,11 @@ def _refusal(text: str, *, now: datetime | None) -> str:
     if now is None or not until:
         return ""
     try:
-        expired = parsedate_to_datetime(until) < now
+        when = parsedate_to_datetime(until)
     except (TypeError, ValueError):
         return f"its Valid-Until {until!r} is no date"
-    return f"it was valid until {until}" if expired else ""
+    aware = when if when.tzinfo else when.replace(tzinfo=UTC)  # RFC 2822 "-0000" parses naive: UTC
+    return f"it was valid until {until}" if aware < now.astimezone(UTC) else ""
 
 
 def _release_entries(url: str, text: str) -> list[tuple[str, _Entry]]:
