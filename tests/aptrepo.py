@@ -221,16 +221,21 @@ def _release_text(
     valid_until: datetime | None,
     now: datetime | None,
 ) -> bytes:
-    date = (now or datetime.now(UTC)).astimezone(UTC)
+    date = now or datetime.now(UTC)
     lines = ["Origin: imagectl-tests", "Label: imagectl-tests"]
     if repo.layout == "dists":
         lines += [f"Suite: {repo.suite}", f"Codename: {repo.suite}"]
-    lines.append(f"Date: {format_datetime(date, usegmt=True)}")
+    lines.append(f"Date: {_rfc2822(date)}")
     if valid_until is not None:
-        lines.append(f"Valid-Until: {format_datetime(valid_until.astimezone(UTC), usegmt=True)}")
+        lines.append(f"Valid-Until: {_rfc2822(valid_until)}")
     lines.append("Architectures: amd64")
     if repo.layout == "dists":
         lines += [f"Components: {repo.component}", "Acquire-By-Hash: yes"]
     lines.append("SHA256:")
     lines += [f" {sha256(data)} {len(data):>8} {path}" for path, data in listed]
     return ("\n".join(lines) + "\n").encode()
+
+
+def _rfc2822(moment: datetime) -> str:
+    """As Debian's archive writes it: "Sat, 09 Nov 2024 10:06:23 UTC" (locale-free)."""
+    return format_datetime(moment.astimezone(UTC), usegmt=True).replace(" GMT", " UTC")

@@ -170,6 +170,20 @@ def test_release_with_release_gpg_is_verified_only_by_its_key(
     assert not any(f.verified for f in stranger.files)
 
 
+def test_an_inrelease_altered_after_signing_is_unverified(
+    dists: Repo, key: SigningKey, tmp_path: Path
+) -> None:
+    """The signed text is gpgv's, so a hash swapped into the InRelease verifies nothing."""
+    downloads = apt_downloads(dists, dists.index_dir() + "Packages")
+    signed = downloads[0].path.read_bytes()
+    listed = sha256((dists.root / dists.index_dir() / "Packages").read_bytes()).encode()
+    assert listed in signed
+    forged = tmp_path / "InRelease"
+    forged.write_bytes(signed.replace(listed, b"0" * 64, 1))
+    assert gpg.verify_clearsigned(forged.read_bytes(), [key.public]) is None
+    assert gpg.verify_clearsigned(signed, [key.public]) is not None
+
+
 def test_an_index_signed_by_another_key_is_unverified(dists: Repo, other_key: SigningKey) -> None:
     downloads = apt_downloads(dists, dists.index_dir() + "Packages.xz")
     proof = checked(downloads, installed(HELLO), [other_key.public])
