@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from imagectl.adapters import gpg
+from imagectl.core.aptkeys import apt_keyring
 from imagectl.core.aptproof import Download, InstalledPackage, Proof, prove
 from imagectl.core.errors import ArchiveError
 
@@ -280,6 +281,25 @@ def test_a_signature_by_a_key_expired_since_is_unverified(tmp_path: Path) -> Non
         proof = checked(downloads, installed(HELLO), [brief.public])
     assert not proof.complete
     assert not proof.files[0].verified
+
+
+def test_apt_keyrings_are_those_apt_reads_without_retired_keys() -> None:
+    trusted = (
+        "/etc/apt/trusted.gpg",
+        "/etc/apt/trusted.gpg.d/debian-archive-bookworm-stable.asc",
+        "/usr/share/keyrings/debian-archive-keyring.gpg",
+        "/etc/apt/keyrings/vendor.gpg",
+    )
+    untrusted = (
+        "/usr/share/keyrings/debian-archive-removed-keys.gpg",
+        "/usr/share/keyrings/ubuntu-archive-removed-keys.gpg",
+        "/etc/apt/trusted.gpg.d/README",
+        "/etc/apt/trusted.gpg.d/old.gpg~",
+        "/etc/apt/trusted.gpg.d/sub/deep.gpg",
+        "/home/user/key.gpg",
+    )
+    assert all(apt_keyring(path) for path in trusted)
+    assert not any(apt_keyring(path) for path in untrusted)
 
 
 @pytest.mark.engine

@@ -25,15 +25,6 @@ from urllib.parse import unquote
 from imagectl.core.deb822 import paragraphs
 from imagectl.core.errors import ArchiveError
 
-# Where apt reads keys in an image; /usr/share/keyrings and /etc/apt/keyrings hold the keys that
-# `signed-by=` names. A folder means every file in it.
-KEYRING_PLACES = (
-    "/etc/apt/trusted.gpg",
-    "/etc/apt/trusted.gpg.d",
-    "/usr/share/keyrings",
-    "/etc/apt/keyrings",
-)
-
 Kind = Literal["deb", "index", "file"]
 _DECOMPRESS: Mapping[str, Callable[[bytes], bytes]] = {
     ".gz": gzip.decompress,
