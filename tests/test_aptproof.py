@@ -10,6 +10,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -302,69 +303,78 @@ def test_apt_keyrings_are_those_apt_reads_without_retired_keys() -> None:
     assert not any(apt_keyring(path) for path in untrusted)
 
 
-@pytest.mark.engine
-def test_real_apt_accepts_a_dists_repo_and_its_downloads_prove(
-    engine: str, dists: Repo, key: SigningKey, tmp_path: Path
-) -> None:
-    """apt-get update and install from the repo over http; what apt fetched proves complete."""
-    gateway = docker("network", "inspect", "bridge", "-f", "{{(index .IPAM.Config 0).Gateway}}")
+@contextmanager
+def serving(folder: Path, host: str) -> Iterator[tuple[str, list[str]]]:
+    """`folder` over http on `host` (a free port): its URL, and the paths served with a 200."""
     fetched: list[str] = []
 
     class Handler(http.server.SimpleHTTPRequestHandler):
         def log_message(self, format: str, *args: object) -> None:
-            if len(args) > 1 and f"{args[1]}" == "200":
-                fetched.append(str(args[0]))
+            request = re.match(r"GET /(\S+) ", f"{args[0]}") if args else None
+            if request and len(args) > 1 and f"{args[1]}" == "200":
+                fetched.append(request.group(1))
 
-    serve = functools.partial(Handler, directory=str(dists.root.parent))
-    server = http.server.ThreadingHTTPServer((gateway, 0), serve)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    base = f"http://{gateway}:{server.server_address[1]}/repo"
-    context = tmp_path / "context"
-    context.mkdir()
-    (context / "archive.gpg").write_bytes(key.public)
-    (context / "Dockerfile").write_text(
-        f"FROM {DEBIAN}\n"
-        "COPY archive.gpg /etc/apt/keyrings/imagectl-test.gpg\n"
-        "RUN rm -f /etc/apt/sources.list /etc/apt/sources.list.d/* \\\n"
-        " && echo 'deb [signed-by=/etc/apt/keyrings/imagectl-test.gpg] "
-        f"{base} stable main' > /etc/apt/sources.list.d/test.list \\\n"
-        " && apt-get update && apt-get install -y --no-install-recommends hello-a hello-data \\\n"
-        " && test -f /usr/share/hello-a/README && test -f /usr/share/hello-data/README\n"
+    server = http.server.ThreadingHTTPServer(
+        (host, 0), functools.partial(Handler, directory=str(folder))
     )
-    tag = f"{engine}/imagectl-test/apt-{uuid.uuid4().hex[:10]}:latest"
+    threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        built = subprocess.run(
-            [
-                "docker",
-                "buildx",
-                "build",
-                "--no-cache",
-                "--progress",
-                "plain",
-                "-t",
-                tag,
-                str(context),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
+        yield f"http://{host}:{server.server_address[1]}", fetched
     finally:
         server.shutdown()
         server.server_close()
-        docker("rmi", tag, check=False)
+
+
+@pytest.mark.engine
+def test_real_apt_accepts_both_layouts_and_what_it_fetched_proves(
+    engine: str, key: SigningKey, tmp_path: Path
+) -> None:
+    """apt-get update and install over http from a dists repo (binary key) and a flat one
+    (armored key); every download apt made proves, and covers what it installed."""
+    served = tmp_path / "served"
+    make_repo(served / "repo", [HELLO, NOARCH], key=key)
+    flat = Package(name="hello-flat", version="0.1")
+    make_repo(served / "flat", [flat], key=key, layout="flat")
+    context = tmp_path / "context"
+    context.mkdir()
+    (context / "archive.gpg").write_bytes(key.public)
+    (context / "archive.asc").write_bytes(key.armored)
+    gateway = docker("network", "inspect", "bridge", "-f", "{{(index .IPAM.Config 0).Gateway}}")
+    tag = f"{engine}/imagectl-test/apt-{uuid.uuid4().hex[:10]}:latest"
+    with serving(served, gateway) as (url, fetched):
+        (context / "Dockerfile").write_text(
+            f"FROM {DEBIAN}\n"
+            "COPY archive.gpg archive.asc /etc/apt/keyrings/\n"
+            "RUN rm -f /etc/apt/sources.list /etc/apt/sources.list.d/* \\\n"
+            f" && echo 'deb [signed-by=/etc/apt/keyrings/archive.gpg] {url}/repo stable main' \\\n"
+            "    > /etc/apt/sources.list.d/test.list \\\n"
+            f" && echo 'deb [signed-by=/etc/apt/keyrings/archive.asc] {url}/flat ./' \\\n"
+            "    >> /etc/apt/sources.list.d/test.list \\\n"
+            " && apt-get update && apt-get install -y hello-a hello-data hello-flat \\\n"
+            " && test -f /usr/share/hello-a/README && test -f /usr/share/hello-flat/README\n"
+        )
+        try:
+            built = subprocess.run(
+                ["docker", "buildx", "build", "--no-cache", "--progress", "plain", "-t", tag,
+                 str(context)],
+                capture_output=True, text=True, timeout=300, check=False,
+            )  # fmt: skip
+        finally:
+            docker("rmi", tag, check=False)
     assert built.returncode == 0, built.stderr[-3000:]
-    paths = [m.group(1) for line in fetched if (m := re.match(r"GET /repo/(\S+) ", line))]
-    assert "dists/stable/InRelease" in paths
-    assert any("/by-hash/SHA256/" in path for path in paths), paths  # Acquire-By-Hash: yes
-    proof = checked(
-        [dists.download(path, base=base) for path in paths],
-        installed(HELLO, NOARCH),
-        [key.public],
-    )
+    assert "repo/dists/stable/InRelease" in fetched
+    assert any("/by-hash/SHA256/" in path for path in fetched), fetched  # Acquire-By-Hash: yes
+    assert any(path.startswith("flat/") and path.endswith("InRelease") for path in fetched)
+    downloads = []
+    for path in fetched:
+        data = (served / path).read_bytes()
+        downloads.append(
+            Download(url=f"{url}/{path}", sha256=sha256(data), size=len(data), path=served / path)
+        )
+    proof = checked(downloads, installed(HELLO, NOARCH, flat), [key.public])
     assert proof.complete, proof.missing
     assert {f.package for f in proof.files if f.kind == "deb"} == {
         "hello-a=1.0-1/amd64",
         "hello-data=2:3.1/all",
+        "hello-flat=0.1/amd64",
     }
