@@ -186,6 +186,20 @@ def test_an_inrelease_altered_after_signing_is_unverified(
     assert gpg.verify_clearsigned(signed, [key.public]) is not None
 
 
+def test_a_message_of_another_key_put_before_a_good_one_verifies_nothing(
+    dists: Repo, key: SigningKey, other_key: SigningKey, tmp_path: Path
+) -> None:
+    """Two clearsigned messages in one InRelease: gpgv must not hand on the first (a stranger's,
+    whose key it lacks) on the strength of the second; text around one message is dropped."""
+    signed = (dists.root / "dists/stable/InRelease").read_bytes()
+    stranger = make_repo(tmp_path / "stranger", [HELLO], key=other_key)
+    planted = (stranger.root / "dists/stable/InRelease").read_bytes()
+    assert gpg.verify_clearsigned(planted + signed, [key.public]) is None
+    text = gpg.verify_clearsigned(b"SHA256:\n planted\n\n" + signed + b"\nplanted\n", [key.public])
+    assert text is not None
+    assert b"planted" not in text
+
+
 def test_an_index_signed_by_another_key_is_unverified(dists: Repo, other_key: SigningKey) -> None:
     downloads = apt_downloads(dists, dists.index_dir() + "Packages.xz")
     proof = checked(downloads, installed(HELLO), [other_key.public])
