@@ -163,6 +163,13 @@ class BackupError(ImagectlError):
     kind = "backup error"
 
 
+class ArchiveError(ImagectlError):
+    """The downloads captured while a version was built cannot be archived as they are: a mirror
+    served a file its signed index does not name, or the signatures cannot be checked."""
+
+    kind = "archive error"
+
+
 class BusyError(ImagectlError):
     """Another imagectl process holds the repository's build lock."""
 
