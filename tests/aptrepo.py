@@ -26,7 +26,7 @@ from email.utils import format_datetime
 from pathlib import Path
 from typing import Literal
 
-from imagectl.core.aptproof import Download
+from imagectl.core.archive import Download
 
 Layout = Literal["dists", "flat"]
 

@@ -18,7 +18,8 @@ import pytest
 
 from imagectl.adapters import gpg
 from imagectl.core.aptkeys import apt_keyring
-from imagectl.core.aptproof import Download, InstalledPackage, Proof, prove
+from imagectl.core.aptproof import InstalledPackage, Proof, prove
+from imagectl.core.archive import Download
 from imagectl.core.errors import ArchiveError
 
 from .aptrepo import Package, Repo, SigningKey, key_home, make_deb, make_key, make_repo, sha256

@@ -36,12 +36,21 @@ def _archive(**changes: object) -> InputArchive:
         "image_id": "sha256:" + "cd" * 32,
         "files": (
             ArchivedFile(
-                url="http://deb.example/pool/a_1_all.deb", sha256=SHA, size=10, kind="deb",
-                verified=True, package="a=1/all",
+                url="http://deb.example/pool/a_1_all.deb",
+                sha256=SHA,
+                size=10,
+                kind="deb",
+                verified=True,
+                package="a=1/all",
             ),
-            ArchivedFile(url="http://deb.example/dists/s/InRelease", sha256="ef" * 32, size=5,
-                         kind="index", verified=True),
-        ),  # fmt: skip
+            ArchivedFile(
+                url="http://deb.example/dists/s/InRelease",
+                sha256="ef" * 32,
+                size=5,
+                kind="index",
+                verified=True,
+            ),
+        ),
         "images": (ArchivedImage(ref="localhost:5000/busybox@sha256:" + "12" * 32, role="base"),),
         "missing": (),
     }
@@ -69,10 +78,15 @@ def test_missing_inputs_make_an_archive_incomplete() -> None:
         b"not json",
         b'{"format": 2}',
         b'{"format": 1, "line": "x"}',
-        json.dumps({**json.loads(_archive().config_bytes()), "files": [{"url": "u", "sha256": "x",
-                   "size": 1, "kind": "deb"}]}).encode(),  # fmt: skip
-        json.dumps({**json.loads(_archive().config_bytes()), "images": [{"ref": "r",
-                   "role": "other"}]}).encode(),  # fmt: skip
+        json.dumps(
+            {
+                **json.loads(_archive().config_bytes()),
+                "files": [{"url": "u", "sha256": "x", "size": 1, "kind": "deb"}],
+            }
+        ).encode(),
+        json.dumps(
+            {**json.loads(_archive().config_bytes()), "images": [{"ref": "r", "role": "other"}]}
+        ).encode(),
     ],
 )
 def test_a_record_imagectl_did_not_write_is_refused(broken: bytes) -> None:
@@ -151,7 +165,7 @@ def test_a_version_without_an_archive_writes_no_archive_fields(tmp_path: Path) -
 def test_every_run_of_an_offline_rebuild_mounts_the_settings_and_nothing_else_changes() -> None:
     text = (
         "FROM base@sha256:" + "1" * 64 + "\n"
-        'RUN apt-get update && \\\n    apt-get install -y a\n'
+        "RUN apt-get update && \\\n    apt-get install -y a\n"
         "COPY x /x\n"
         "run --network=default <<EOF\necho hi\nEOF\n"
         'RUN ["ls", "/"]\n'

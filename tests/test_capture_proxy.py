@@ -18,7 +18,8 @@ from typing import BinaryIO
 
 import pytest
 
-from imagectl.adapters.capture_proxy import Missing, record_proxy, replay_proxy
+from imagectl.adapters.capture_proxy import record_proxy, replay_proxy
+from imagectl.core.archive import Missing
 from imagectl.core.errors import CaptureError
 
 from .conftest import BUSYBOX, docker
@@ -254,15 +255,19 @@ def test_credentials_are_forwarded_but_never_recorded(tmp_path: Path) -> None:
     assert not any("s3cret" in p.name for p in (tmp_path / "store").rglob("*"))
 
 
-def test_connect_is_refused_and_missing(tmp_path: Path) -> None:
-    with record_proxy("127.0.0.1", tmp_path) as proxy:
+def test_connect_is_tunnelled_and_reported_missing(tmp_path: Path) -> None:
+    """The build still fetches over https (through the tunnel), and the archive says that it
+    did: nothing of it is captured."""
+    with origin() as up, record_proxy("127.0.0.1", tmp_path) as proxy:
+        host, port = up.base.removeprefix("http://").split(":")
         conn = via(proxy.url)
-        conn.set_tunnel("example.org", 443)
-        with pytest.raises(OSError, match="403"):
-            conn.request("GET", "/")
+        conn.set_tunnel(host, int(port))  # plain http inside the tunnel: the bytes pass as-is
+        conn.request("GET", "/pool/a.deb")
+        body = conn.getresponse().read()
         conn.close()
+    assert body == FILES["/pool/a.deb"]
     assert proxy.missing() == (
-        Missing(url="https://example.org:443", reason="https CONNECT (not captured)"),
+        Missing(url=f"https://{host}:{port}", reason="https CONNECT (not captured)"),
     )
     assert proxy.captured() == ()
 

@@ -3,7 +3,8 @@
 
 Both listen on one IPv4 address (the docker0 gateway while a build runs) on an ephemeral port,
 speak HTTP/1.1 with keep-alive (apt pipelines requests on one connection) and always send a
-Content-Length. https is not captured: a CONNECT tunnel is refused and reported as missing.
+Content-Length. https is not captured: the record proxy tunnels a CONNECT (the build still
+works) and reports it missing; the replay proxy refuses it.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import contextlib
 import hashlib
 import http.client
 import os
+import select
 import shutil
 import socket
 import socketserver
@@ -19,11 +21,11 @@ import tempfile
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from imagectl.core.archive import Download, Missing
 from imagectl.core.errors import CaptureError
 
 UPSTREAM_TIMEOUT = 60.0  # seconds without a byte from the origin before it counts as unreachable
@@ -43,18 +45,7 @@ CONDITIONAL = frozenset(
 )
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CapturedFile:
-    url: str  # absolute http URL as requested, without userinfo
-    sha256: str  # hex, no prefix
-    size: int
-    path: Path  # where the body is stored: store / "sha256" / <hex>
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Missing:
-    url: str  # "https://host:443" for a CONNECT, else the URL
-    reason: str
+CapturedFile = Download  # what a record proxy keeps of one response
 
 
 def clean_url(target: str) -> str | None:
@@ -106,6 +97,10 @@ class _Proxy:
     def get(self, handler: _Handler, url: str, *, head: bool) -> None:
         raise NotImplementedError
 
+    def connect(self, handler: _Handler, target: str) -> None:
+        """An https tunnel: what passes through it is encrypted, so it is never captured."""
+        self.refuse(handler, 403, f"https://{target}", "https CONNECT (not captured)")
+
 
 class RecordProxy(_Proxy):
     """Forwards to the origin and stores every 200 body. One entry per URL: the first 200
@@ -119,6 +114,22 @@ class RecordProxy(_Proxy):
     def captured(self) -> tuple[CapturedFile, ...]:
         with self._lock:
             return tuple(self._captured.values())
+
+    def connect(self, handler: _Handler, target: str) -> None:
+        """Tunnel it, so that a build fetching over https still builds, and report it missing:
+        what it fetched is encrypted, so the archive cannot hold it."""
+        host, _, port = target.rpartition(":")
+        self._miss(f"https://{target}", "https CONNECT (not captured)")
+        try:
+            upstream = socket.create_connection((host, int(port)), timeout=UPSTREAM_TIMEOUT)
+        except (OSError, ValueError) as error:
+            self.refuse(handler, 502, f"https://{target}", f"upstream unreachable: {error}")
+            return
+        with upstream:
+            handler.send_response(200, "Connection established")
+            handler.end_headers()
+            handler.wfile.flush()
+            _pump(handler.connection, upstream)
 
     def get(self, handler: _Handler, url: str, *, head: bool) -> None:
         upstream = http.client.HTTPConnection(
@@ -176,6 +187,23 @@ class RecordProxy(_Proxy):
         if first.sha256 != found.sha256:
             self._miss(url, f"changed during the build: sha256 {first.sha256}, then {found.sha256}")
         return found
+
+
+def _pump(client: socket.socket, upstream: socket.socket) -> None:
+    """Copy bytes both ways until either side closes (or idles past IDLE_TIMEOUT)."""
+    sockets = [client, upstream]
+    while True:
+        ready, _, _ = select.select(sockets, [], [], IDLE_TIMEOUT)
+        if not ready:
+            return
+        for source in ready:
+            try:
+                data = source.recv(CHUNK)
+            except OSError:
+                return
+            if not data:
+                return
+            (upstream if source is client else client).sendall(data)
 
 
 class _UpstreamError(Exception):
@@ -269,8 +297,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._get(head=True)
 
     def do_CONNECT(self) -> None:
-        self.close_connection = True  # the client expected a tunnel: nothing else will follow
-        self.server.proxy.refuse(self, 403, f"https://{self.path}", "https CONNECT (not captured)")
+        self.close_connection = True  # a tunnel, or nothing: no request follows on it
+        self.server.proxy.connect(self, self.path)
 
     def _get(self, *, head: bool) -> None:
         url = clean_url(self.path)

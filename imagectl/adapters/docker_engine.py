@@ -637,10 +637,11 @@ def _failing_line(output: str, name: str) -> int | None:
 
 def _proxy_args(proxy: str) -> list[str]:
     """Every spelling of the predefined proxy arguments, and no exceptions: each http request
-    of the build goes through `proxy` (an empty no_proxy overrides the engine's own)."""
+    of the build goes through `proxy`, and each https one tunnels through it, so that the
+    archive can name what it could not keep (an empty no_proxy overrides the engine's own)."""
     if not proxy:
         return []
-    names = ("http_proxy", "HTTP_PROXY")
+    names = ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY")
     return [*(f"{name}={proxy}" for name in names), "no_proxy=", "NO_PROXY="]
 
 

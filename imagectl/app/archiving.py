@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from imagectl.core.aptkeys import KEYRING_PLACES, apt_keyring
 from imagectl.core.aptproof import InstalledPackage, prove
 from imagectl.core.archive import (
     ArchivedFile,
@@ -36,19 +37,10 @@ from imagectl.core.model import ImageLine
 from imagectl.core.packages import PackageDiff, parse_entry
 from imagectl.core.ports import ImageStore, Inputs
 
-KEYRING_FOLDERS = ("etc/apt/trusted.gpg.d/", "etc/apt/keyrings/", "usr/share/keyrings/")
 CONTEXT_INPUTS = (".whl", ".tar.gz", ".zip", ".tar.bz2")  # wheels and sdists pip installs
-
-
-def _keyring_file(path: str) -> bool:
-    if path == "etc/apt/trusted.gpg":
-        return True
-    return path.startswith(KEYRING_FOLDERS) and path.endswith((".gpg", ".asc"))
-
-
 KEYRINGS = FileSelection(
-    match=_keyring_file,
-    globs=("./etc/apt/trusted.gpg", *(f"./{folder}*" for folder in KEYRING_FOLDERS)),
+    match=lambda path: apt_keyring(f"/{path}"),
+    globs=tuple(f".{place}*" for place in KEYRING_PLACES),
 )
 
 
@@ -131,6 +123,7 @@ def prove_inputs(
         captured.downloads,
         delta if not captured.impossible else (),
         verify=lambda data: inputs.verify_signed(data, keyrings),
+        verify_detached=lambda data, signature: inputs.verify_detached(data, signature, keyrings),
     )
     files = [
         ArchivedFile(

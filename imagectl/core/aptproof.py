@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import unquote
 
+from imagectl.core.archive import Download
 from imagectl.core.deb822 import paragraphs
 from imagectl.core.errors import ArchiveError
 
@@ -32,16 +33,6 @@ _DECOMPRESS: Mapping[str, Callable[[bytes], bytes]] = {
     ".bz2": bz2.decompress,
 }
 _HASH = re.compile(r"[0-9a-f]{64}")
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Download:
-    """One http download the record proxy captured: its URL, body hash and size, stored body."""
-
-    url: str
-    sha256: str
-    size: int
-    path: Path
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

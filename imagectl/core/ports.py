@@ -356,6 +356,10 @@ class Inputs(Protocol):
         verifies it, else None."""
         ...
 
+    def verify_detached(self, data: bytes, signature: bytes, keyrings: Sequence[bytes]) -> bool:
+        """Whether `signature` (Release.gpg) is a good signature of `data` by such a key."""
+        ...
+
 
 class Adapters(Protocol):
     """The outside systems a command talks to, one adapter each."""
