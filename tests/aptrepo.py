@@ -12,12 +12,16 @@ writes everything in the one folder: `deb [signed-by=KEY] http://HOST/PATH ./`.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
+import http.server
 import lzma
+import re
 import shutil
 import subprocess
 import tempfile
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -239,3 +243,25 @@ def _release_text(
 def _rfc2822(moment: datetime) -> str:
     """As Debian's archive writes it: "Sat, 09 Nov 2024 10:06:23 UTC" (locale-free)."""
     return format_datetime(moment.astimezone(UTC), usegmt=True).replace(" GMT", " UTC")
+
+
+@contextmanager
+def serving(folder: Path, host: str) -> Iterator[tuple[str, list[str]]]:
+    """`folder` over http on `host` (a free port): its URL, and the paths served with a 200."""
+    fetched: list[str] = []
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            request = re.match(r"GET /(\S+) ", f"{args[0]}") if args else None
+            if request and len(args) > 1 and f"{args[1]}" == "200":
+                fetched.append(request.group(1))
+
+    server = http.server.ThreadingHTTPServer(
+        (host, 0), functools.partial(Handler, directory=str(folder))
+    )
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://{host}:{server.server_address[1]}", fetched
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import functools
-import http.server
-import re
 import subprocess
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -22,7 +18,17 @@ from imagectl.core.aptproof import InstalledPackage, Proof, prove
 from imagectl.core.archive import Download
 from imagectl.core.errors import ArchiveError
 
-from .aptrepo import Package, Repo, SigningKey, key_home, make_deb, make_key, make_repo, sha256
+from .aptrepo import (
+    Package,
+    Repo,
+    SigningKey,
+    key_home,
+    make_deb,
+    make_key,
+    make_repo,
+    serving,
+    sha256,
+)
 from .conftest import DEBIAN, docker
 
 BASE = "http://mirror.test/repo"
@@ -316,28 +322,6 @@ def test_apt_keyrings_are_those_apt_reads_without_retired_keys() -> None:
     )
     assert all(apt_keyring(path) for path in trusted)
     assert not any(apt_keyring(path) for path in untrusted)
-
-
-@contextmanager
-def serving(folder: Path, host: str) -> Iterator[tuple[str, list[str]]]:
-    """`folder` over http on `host` (a free port): its URL, and the paths served with a 200."""
-    fetched: list[str] = []
-
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, format: str, *args: object) -> None:
-            request = re.match(r"GET /(\S+) ", f"{args[0]}") if args else None
-            if request and len(args) > 1 and f"{args[1]}" == "200":
-                fetched.append(request.group(1))
-
-    server = http.server.ThreadingHTTPServer(
-        (host, 0), functools.partial(Handler, directory=str(folder))
-    )
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://{host}:{server.server_address[1]}", fetched
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.mark.engine
