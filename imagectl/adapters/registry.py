@@ -18,7 +18,15 @@ import json
 from collections.abc import Iterator
 from typing import IO, Protocol
 
-from imagectl.adapters.registry_http import RegistryTransport, Response, registry_hint
+from imagectl.adapters.registry_http import (
+    ABSENT_CODES,
+    ACCEPT,
+    INDEX_TYPES,
+    RegistryTransport,
+    Response,
+    same_registry_path,
+    status_error,
+)
 from imagectl.core.artifacts import (
     EMPTY_DATA,
     INDEX,
@@ -32,21 +40,11 @@ from imagectl.core.artifacts import (
     referrers_tag,
     with_referrer,
 )
-from imagectl.core.errors import RegistryAuthError, RegistryError
+from imagectl.core.errors import RegistryError
 from imagectl.core.ports import RemoteImage, RemoteLayers, Say
 from imagectl.core.references import ImageRef as Reference
 from imagectl.core.references import parse_reference
 
-MANIFEST_TYPES = (
-    "application/vnd.oci.image.manifest.v1+json",
-    "application/vnd.docker.distribution.manifest.v2+json",
-)
-INDEX_TYPES = (
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-)
-ACCEPT = ", ".join((*MANIFEST_TYPES, *INDEX_TYPES))
-ABSENT_CODES = {"MANIFEST_UNKNOWN", "NAME_UNKNOWN", "BLOB_UNKNOWN"}
 MOST_CONFIG = 4 << 20  # bytes of an image config read whole (configs are a few KiB)
 
 
@@ -252,7 +250,7 @@ class RegistryClient:
         location = started.headers.get("location", "")
         if started.status != 202 or not location:
             raise status_error(ref, started)
-        target = _same_registry_path(location, ref)
+        target = same_registry_path(location, ref)
         joined = f"{target}{'&' if '?' in target else '?'}digest={digest}"
         done = self._transport.send(
             ref, joined, method="PUT",
@@ -303,44 +301,6 @@ class _CheckedBlob(io.RawIOBase):
                 hint="Run again; if it fails the same way, the registry's copy is damaged or a "
                 "proxy alters it. Nothing was decided on it.",
             )
-
-
-def _same_registry_path(location: str, ref: Reference) -> str:
-    """An upload's Location as a path on this registry (it may be absolute or relative)."""
-    if location.startswith("/"):
-        return location
-    scheme, _, rest = location.partition("://")
-    host, slash, path = rest.partition("/")
-    if scheme not in ("http", "https") or host != ref.api_host or not slash:
-        raise RegistryError(
-            f"the registry {ref.host} sent an upload elsewhere ({scheme}://{host}); imagectl "
-            "uploads only to the registry it was given.",
-            hint=registry_hint(ref.host),
-        )
-    return "/" + path
-
-
-def status_error(ref: Reference, response: Response) -> RegistryError:
-    """The error an unexpected HTTP answer amounts to, from its status and error codes."""
-    where = f"{ref.host}/{ref.path}:{ref.tag}" if ref.tag else f"{ref.host}/{ref.path}"
-    codes = ", ".join(response.error_codes()) or "no error code"
-    if response.status in (401, 403):
-        return RegistryAuthError(
-            f"the registry {ref.host} refused access to {where} (HTTP {response.status}, "
-            f"{codes}): not logged in, or the credentials are wrong or expired.",
-            hint=f"Log in with `docker login {ref.host}` and run again; imagectl reads docker's "
-            "credential store and never prints, logs or records credentials.",
-        )
-    if response.status >= 500:
-        return RegistryError(
-            f"the registry {ref.host} failed with a server error (HTTP {response.status}) "
-            f"looking up {where}.",
-            hint="Check the registry's health and logs, then run again.",
-        )
-    return RegistryError(
-        f"the registry {ref.host} answered HTTP {response.status} ({codes}) looking up {where}.",
-        hint=registry_hint(ref.host),
-    )
 
 
 def remote_image_from(response: Response, ref: str) -> RemoteImage:
