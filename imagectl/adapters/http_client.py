@@ -143,7 +143,7 @@ class Connection:
             lines.append(f"Content-Length: {len(body)}")
         elif body is not None and not sized:
             lines.append("Transfer-Encoding: chunked")
-        elif method in ("POST", "PUT"):
+        elif body is None and method in ("POST", "PUT"):
             lines.append("Content-Length: 0")
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         try:
