@@ -13,7 +13,7 @@ import tracemalloc
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO
 
@@ -354,3 +354,23 @@ def test_copy_image_to_and_within_a_registry_with_tls_and_basic_auth(
     assert found is not None
     assert blob_sha256(client, ref, found[1][0]) == file.sha256
     assert auth_registry.digest(f"{host}/{first}-inputs", "v1-inputs") == archived
+
+
+def test_a_file_listed_with_a_wrong_sha256_is_refused(
+    tmp_path: Path, repository: str, transports: Transports
+) -> None:
+    """A sha256 that is not hex stops before any request; content that does not have the
+    sha256 it is listed with is refused by the registry (DIGEST_INVALID), and no tag is made."""
+    transport = transports()
+    client = RegistryClient(transport)
+    listed = make_file(tmp_path, "a.deb", b"what was listed")
+    with pytest.raises(RegistryError, match="not 64 lowercase hex digits"):
+        put(client, f"{repository}:v1-inputs", b"{}", [replace(listed, sha256="A" * 64)])
+    assert transport.sent == []
+    listed.path.write_bytes(b"WHAT WAS LISTED")  # as long, other bytes
+    with pytest.raises(RegistryError, match="does not have that digest"):
+        put(client, f"{repository}:v1-inputs", b"{}", [listed])
+    assert tag_digest(LOCAL, path_of(repository), "v1-inputs") is None
+    listed.path.write_bytes(b"longer than what was listed")
+    with pytest.raises(RegistryError, match="bytes, not the 15 its listing"):
+        put(client, f"{repository}:v1-inputs", b"{}", [listed])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
@@ -42,6 +43,7 @@ from imagectl.core.references import parse_reference
 OpenBlob = Callable[[str, Descriptor], AbstractContextManager[IO[bytes]]]
 MOST_CONFIG = 4 << 20  # bytes of an archive's config read whole (the caller's small JSON)
 COPY_CHUNK = 1 << 20
+SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
 class RegistryArchive:
@@ -69,6 +71,13 @@ class RegistryArchive:
                 f"an archive is stored under a tag (host/repo:tag), and {ref} names none.",
                 hint="Give the archive's reference with its tag.",
             )
+        for file in files:
+            if not SHA256_HEX.fullmatch(file.sha256):
+                raise RegistryError(
+                    f"the archive {ref} lists {file.path} with the sha256 {file.sha256!r}, "
+                    "which is not 64 lowercase hex digits.",
+                    hint="List the file with the hex sha256 of its content.",
+                )
         config_blob = descriptor_of(config, config_media_type)
         manifest = archive_manifest(
             artifact_type=artifact_type,
@@ -86,9 +95,9 @@ class RegistryArchive:
         sent = {config_blob.digest}
         for file in files:
             blob = f"sha256:{file.sha256}"
-            if blob in sent or has_blob(self._transport, parsed, blob):
-                continue  # a file shared with another version's archive: stored once
-            self._upload_file(parsed, file)
+            # a file shared with another version's archive (or listed twice): stored once
+            if blob not in sent and not has_blob(self._transport, parsed, blob):
+                self._upload_file(parsed, file)
             sent.add(blob)
         put_manifest(self._transport, parsed, parsed.tag, manifest, MANIFEST)
         # Distribution has no conditional PUT: reading the tag back catches another writer
@@ -148,7 +157,9 @@ class RegistryArchive:
                 f"{source} is not in the registry {src.host}, so it cannot be copied.",
                 hint=registry_hint(src.host),
             )
-        digest = self._copy_manifest(src, target, found, src.digest)
+        # By tag, the digest the registry gives for it is the one the copy must have.
+        expected = src.digest or found.headers.get("docker-content-digest", "")
+        digest = self._copy_manifest(src, target, found, expected)
         if find_manifest(self._transport, target, digest, method="HEAD") is None:
             raise RegistryError(
                 f"the registry {target.host} accepted {target.repository}@{digest} but does not "
