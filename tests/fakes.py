@@ -8,13 +8,23 @@ import contextlib
 import hashlib
 import io
 import itertools
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO
 
-from imagectl.core.artifacts import MANIFEST, Artifact, Descriptor, artifact_manifest, blob_digest
-from imagectl.core.errors import GitError, TagImmutableError
+from imagectl.core.artifacts import (
+    MANIFEST,
+    ArchiveFile,
+    Artifact,
+    Descriptor,
+    archive_manifest,
+    archive_parts,
+    artifact_manifest,
+    blob_digest,
+    descriptor_of,
+)
+from imagectl.core.errors import GitError, RegistryError, TagImmutableError
 from imagectl.core.layerfiles import FileSelection, LayerChange
 from imagectl.core.model import Builder
 from imagectl.core.ports import (
@@ -196,6 +206,9 @@ class FakeRegistry:
     layered: dict[str, RemoteLayers] = field(default_factory=dict)  # repo@digest -> its layers
     blobs: dict[str, bytes] = field(default_factory=dict)  # digest -> content
     blob_reads: list[str] = field(default_factory=list)  # digests, in the order opened
+    archives: dict[str, bytes] = field(default_factory=dict)  # host/repo:tag -> manifest
+    blob_uploads: list[str] = field(default_factory=list)  # digests, in the order sent
+    copied: set[str] = field(default_factory=set)  # repo@digest of each image copied
 
     def lookup(self, ref: str) -> RemoteImage | None:
         return self.tags.get(ref)
@@ -203,7 +216,11 @@ class FakeRegistry:
     def exists(self, ref: str) -> str | None:
         if "@" in ref:
             digest = ref.split("@", 1)[1]
-            stored = digest in self.artifacts or any(r.digest == digest for r in self.tags.values())
+            stored = (
+                digest in self.artifacts
+                or any(r.digest == digest for r in self.tags.values())
+                or ref in self.copied
+            )
             return digest if stored else None
         found = self.tags.get(ref)
         return found.digest if found else None
@@ -234,6 +251,52 @@ class FakeRegistry:
     def open_blob(self, ref: str, blob: Descriptor) -> Iterator[IO[bytes]]:
         self.blob_reads.append(blob.digest)
         yield io.BytesIO(self.blobs[blob.digest])
+
+    def put_archive(
+        self,
+        ref: str,
+        *,
+        artifact_type: str,
+        config: bytes,
+        config_media_type: str,
+        files: Sequence[ArchiveFile],
+    ) -> str:
+        """As the adapter does: blobs stored once, the tag never overwritten."""
+        config_blob = descriptor_of(config, config_media_type)
+        layers = tuple(file.descriptor() for file in files)
+        manifest = archive_manifest(artifact_type=artifact_type, config=config_blob, layers=layers)
+        digest = blob_digest(manifest)
+        there = self.archives.get(ref)
+        if there is not None and blob_digest(there) != digest:
+            raise RegistryError(
+                f"the archive tag {ref} already names {blob_digest(there)}; the archive as "
+                f"given now is {digest}.",
+                hint="An archive tag is never overwritten.",
+            )
+        if there is None:
+            contents = [(config_blob.digest, config)]
+            contents += [(f"sha256:{file.sha256}", file.path.read_bytes()) for file in files]
+            for blob, data in contents:
+                if blob not in self.blobs:
+                    self.blob_uploads.append(blob)
+                    self.blobs[blob] = data
+            self.archives[ref] = manifest
+        return digest
+
+    def read_archive(self, ref: str) -> tuple[bytes, tuple[Descriptor, ...]] | None:
+        wanted = ref.split("@", 1)[1] if "@" in ref else ""
+        for name, manifest in self.archives.items():
+            if name == ref or (wanted and blob_digest(manifest) == wanted):
+                config, layers = archive_parts(manifest)
+                return self.blobs[config.digest], layers
+        return None
+
+    def copy_image(self, source: str, repository: str) -> str:
+        digest = self.exists(source)
+        if digest is None:
+            raise RegistryError(f"{source} is not in the registry, so it cannot be copied.")
+        self.copied.add(f"{repository}@{digest}")
+        return digest
 
     def push(self, ref: str, *, on_output: Say) -> str:
         if self.immutable and ref in self.tags:

@@ -55,14 +55,17 @@ class Connection:
         target: str,
         *,
         headers: Mapping[str, str] | None = None,
-        body: bytes | None = None,
+        body: bytes | BinaryIO | None = None,
         timeout: float | None = None,
     ) -> Response:
         """One request with its whole answer read; retried once on a fresh connection when a
         kept-alive one turns out closed before any answer came (what a server does to idle
-        connections)."""
+        connections). A file body is sent again from where it stood (it must be seekable)."""
+        start = body.tell() if body is not None and not isinstance(body, bytes) else 0
         for attempt in (1, 2):
             reused = self._sock is not None
+            if attempt == 2 and body is not None and not isinstance(body, bytes):
+                body.seek(start)
             try:
                 with self.stream(method, target, headers=headers, body=body, timeout=timeout) as s:
                     return Response(status=s.status, headers=s.headers, body=s.read())
@@ -133,11 +136,14 @@ class Connection:
         self._sock.settimeout(self.timeout if timeout is None else timeout)
         lines = [f"{method} {target} HTTP/1.1", f"Host: {self._host}"]
         lines += [f"{name}: {value}" for name, value in headers.items()]
+        # A streamed body whose caller gives its Content-Length goes as it is (registries that
+        # refuse chunked uploads take it); without one, it is sent chunked.
+        sized = any(name.lower() == "content-length" for name in headers)
         if isinstance(body, bytes):
             lines.append(f"Content-Length: {len(body)}")
-        elif body is not None:
+        elif body is not None and not sized:
             lines.append("Transfer-Encoding: chunked")
-        elif method in ("POST", "PUT"):
+        elif body is None and method in ("POST", "PUT"):
             lines.append("Content-Length: 0")
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         try:
@@ -145,7 +151,10 @@ class Connection:
                 self._sock.sendall(head + body)
             else:
                 self._sock.sendall(head)
-                if body is not None:
+                if body is not None and sized:
+                    for piece in _pieces(body):
+                        self._sock.sendall(piece)
+                elif body is not None:
                     _send_chunked(self._sock, body)
         except (BrokenPipeError, ConnectionResetError) as exc:
             raise _NoAnswerError from exc
@@ -156,9 +165,13 @@ class _NoAnswerError(ProtocolError):
     """The connection was closed before any byte of an answer: safe to send again."""
 
 
+def _pieces(body: Iterable[bytes] | BinaryIO) -> Iterable[bytes]:
+    """A streamed body in pieces of at most CHUNK bytes read from a file (never all of it)."""
+    return iter(lambda: body.read(CHUNK), b"") if hasattr(body, "read") else body
+
+
 def _send_chunked(sock: socket.socket, body: Iterable[bytes] | BinaryIO) -> None:
-    pieces: Iterable[bytes] = iter(lambda: body.read(CHUNK), b"") if hasattr(body, "read") else body
-    for piece in pieces:
+    for piece in _pieces(body):
         if piece:
             sock.sendall(b"%x\r\n%s\r\n" % (len(piece), piece))
     sock.sendall(b"0\r\n\r\n")

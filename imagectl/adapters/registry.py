@@ -7,6 +7,7 @@ error code: 404 MANIFEST_UNKNOWN is "absent", 401/403 is an auth failure and sto
 never "absent". A push goes through the engine (`docker_engine`), which uploads the layers
 with docker's own credentials. Artifacts attached to a version (its SBOM) are uploaded here:
 two small blobs, their manifest by digest, and the referrers tag's index (`core/artifacts`).
+Archives (a version's input files under a tag) and copies by digest are `registry_archive`'s.
 """
 
 from __future__ import annotations
@@ -15,14 +16,26 @@ import contextlib
 import hashlib
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import IO, Protocol
 
-from imagectl.adapters.registry_http import RegistryTransport, Response, registry_hint
+from imagectl.adapters.registry_archive import (
+    RegistryArchive,
+    find_manifest,
+    put_manifest,
+    upload_blob,
+)
+from imagectl.adapters.registry_http import (
+    INDEX_TYPES,
+    RegistryTransport,
+    Response,
+    status_error,
+)
 from imagectl.core.artifacts import (
     EMPTY_DATA,
     INDEX,
     MANIFEST,
+    ArchiveFile,
     Artifact,
     Descriptor,
     NotAnIndexError,
@@ -32,21 +45,11 @@ from imagectl.core.artifacts import (
     referrers_tag,
     with_referrer,
 )
-from imagectl.core.errors import RegistryAuthError, RegistryError
+from imagectl.core.errors import RegistryError
 from imagectl.core.ports import RemoteImage, RemoteLayers, Say
 from imagectl.core.references import ImageRef as Reference
 from imagectl.core.references import parse_reference
 
-MANIFEST_TYPES = (
-    "application/vnd.oci.image.manifest.v1+json",
-    "application/vnd.docker.distribution.manifest.v2+json",
-)
-INDEX_TYPES = (
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-)
-ACCEPT = ", ".join((*MANIFEST_TYPES, *INDEX_TYPES))
-ABSENT_CODES = {"MANIFEST_UNKNOWN", "NAME_UNKNOWN", "BLOB_UNKNOWN"}
 MOST_CONFIG = 4 << 20  # bytes of an image config read whole (configs are a few KiB)
 
 
@@ -64,6 +67,7 @@ class RegistryClient:
         self._transport = transport or RegistryTransport()
         self._push = push  # the engine's push: images go to a registry from the engine
         self._stored: set[tuple[str, str, str]] = set()  # (host, repository, blob digest)
+        self._archive = RegistryArchive(self._transport, open_blob=self.open_blob)
 
     def lookup(self, ref: str) -> RemoteImage | None:
         """What `ref` names (tag or digest) in its registry, or None when it is absent."""
@@ -81,15 +85,7 @@ class RegistryClient:
         return response.headers.get("docker-content-digest") or None
 
     def _manifest(self, ref: Reference, method: str) -> Response | None:
-        path = f"/v2/{ref.path}/manifests/{ref.digest or ref.tag or 'latest'}"
-        response = self._transport.get(ref, path, accept=ACCEPT, method=method)
-        if response.status == 200:
-            return response
-        if response.status == 404 and (
-            not response.error_codes() or set(response.error_codes()) & ABSENT_CODES
-        ):
-            return None
-        raise status_error(ref, response)
+        return find_manifest(self._transport, ref, ref.digest or ref.tag or "latest", method=method)
 
     def push(self, ref: str, *, on_output: Say) -> str:
         """Push the local `ref` (the engine uploads it) and return the manifest digest the
@@ -116,7 +112,7 @@ class RegistryClient:
         self._put_blob(ref, artifact.data, ask_first=False)  # new, as a rule: just upload it
         manifest = artifact_manifest(artifact, described)
         digest = blob_digest(manifest)
-        self._put_manifest(ref, digest, manifest, MANIFEST)
+        put_manifest(self._transport, ref, digest, manifest, MANIFEST)
         tag = referrers_tag(ref.digest)
         listed = self._index(ref, tag)
         entry = Descriptor(
@@ -125,8 +121,31 @@ class RegistryClient:
         )  # fmt: skip
         index = with_referrer(listed, entry)
         if index is not None:
-            self._put_manifest(ref, tag, index, INDEX)
+            put_manifest(self._transport, ref, tag, index, INDEX)
         return digest
+
+    def put_archive(
+        self,
+        ref: str,
+        *,
+        artifact_type: str,
+        config: bytes,
+        config_media_type: str,
+        files: Sequence[ArchiveFile],
+    ) -> str:
+        """Store `files` as the archive under the tag `ref` (`registry_archive`)."""
+        return self._archive.put_archive(
+            ref, artifact_type=artifact_type, config=config,
+            config_media_type=config_media_type, files=files,
+        )  # fmt: skip
+
+    def read_archive(self, ref: str) -> tuple[bytes, tuple[Descriptor, ...]] | None:
+        """The config and layers of the archive `ref` names, or None (`registry_archive`)."""
+        return self._archive.read_archive(ref)
+
+    def copy_image(self, source: str, repository: str) -> str:
+        """Copy `source` into `repository` by digest (`registry_archive`)."""
+        return self._archive.copy_image(source, repository)
 
     def referrers(self, subject: str) -> tuple[Descriptor, ...]:
         """The artifacts the referrers tag of `subject` (repo@digest) lists."""
@@ -245,30 +264,8 @@ class RegistryClient:
             if head.status == 200:
                 self._stored.add(known)
                 return  # stored once, whoever stored it
-        started = self._transport.send(
-            ref, f"/v2/{ref.path}/blobs/uploads/", method="POST",
-            headers={"Content-Length": "0"}, body=b"", push=True,
-        )  # fmt: skip
-        location = started.headers.get("location", "")
-        if started.status != 202 or not location:
-            raise status_error(ref, started)
-        target = _same_registry_path(location, ref)
-        joined = f"{target}{'&' if '?' in target else '?'}digest={digest}"
-        done = self._transport.send(
-            ref, joined, method="PUT",
-            headers={"Content-Type": "application/octet-stream"}, body=data, push=True,
-        )  # fmt: skip
-        if done.status != 201:
-            raise status_error(ref, done)
+        upload_blob(self._transport, ref, digest, data)
         self._stored.add(known)
-
-    def _put_manifest(self, ref: Reference, name: str, data: bytes, media_type: str) -> None:
-        done = self._transport.send(
-            ref, f"/v2/{ref.path}/manifests/{name}", method="PUT",
-            headers={"Content-Type": media_type}, body=data, push=True,
-        )  # fmt: skip
-        if done.status != 201:
-            raise status_error(ref, done)
 
 
 class _CheckedBlob(io.RawIOBase):
@@ -303,44 +300,6 @@ class _CheckedBlob(io.RawIOBase):
                 hint="Run again; if it fails the same way, the registry's copy is damaged or a "
                 "proxy alters it. Nothing was decided on it.",
             )
-
-
-def _same_registry_path(location: str, ref: Reference) -> str:
-    """An upload's Location as a path on this registry (it may be absolute or relative)."""
-    if location.startswith("/"):
-        return location
-    scheme, _, rest = location.partition("://")
-    host, slash, path = rest.partition("/")
-    if scheme not in ("http", "https") or host != ref.api_host or not slash:
-        raise RegistryError(
-            f"the registry {ref.host} sent an upload elsewhere ({scheme}://{host}); imagectl "
-            "uploads only to the registry it was given.",
-            hint=registry_hint(ref.host),
-        )
-    return "/" + path
-
-
-def status_error(ref: Reference, response: Response) -> RegistryError:
-    """The error an unexpected HTTP answer amounts to, from its status and error codes."""
-    where = f"{ref.host}/{ref.path}:{ref.tag}" if ref.tag else f"{ref.host}/{ref.path}"
-    codes = ", ".join(response.error_codes()) or "no error code"
-    if response.status in (401, 403):
-        return RegistryAuthError(
-            f"the registry {ref.host} refused access to {where} (HTTP {response.status}, "
-            f"{codes}): not logged in, or the credentials are wrong or expired.",
-            hint=f"Log in with `docker login {ref.host}` and run again; imagectl reads docker's "
-            "credential store and never prints, logs or records credentials.",
-        )
-    if response.status >= 500:
-        return RegistryError(
-            f"the registry {ref.host} failed with a server error (HTTP {response.status}) "
-            f"looking up {where}.",
-            hint="Check the registry's health and logs, then run again.",
-        )
-    return RegistryError(
-        f"the registry {ref.host} answered HTTP {response.status} ({codes}) looking up {where}.",
-        hint=registry_hint(ref.host),
-    )
 
 
 def remote_image_from(response: Response, ref: str) -> RemoteImage:

@@ -1,6 +1,7 @@
-"""The registry's HTTP API (OCI distribution) for look-ups: one request, its auth handshake,
-TLS as docker does it, and failures classified by HTTP status, error code or exception type,
-never by searching text (which would contain the image's own name).
+"""The registry's HTTP API (OCI distribution): one request (a look-up, or an upload whose body
+is streamed from a file), its auth handshake, TLS as docker does it, and failures classified by
+HTTP status, error code or exception type, never by searching text (which would contain the
+image's own name).
 
 Credentials come from docker's own store (`docker_config`). They stay in memory: never logged,
 printed, written or put on a command line. Requests go through `http_client` on connections
@@ -20,7 +21,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from imagectl.adapters.docker_config import docker_credentials
 from imagectl.adapters.http_client import (
@@ -32,7 +33,7 @@ from imagectl.adapters.http_client import (
     tls_opener,
     tunnel_opener,
 )
-from imagectl.core.errors import RegistryError
+from imagectl.core.errors import RegistryAuthError, RegistryError
 from imagectl.core.references import ImageRef
 
 # Registries docker itself treats as insecure (HTTPS without verification, then plain HTTP).
@@ -40,6 +41,16 @@ LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 CERTS_DIR = Path("/etc/docker/certs.d")  # docker's per-registry CA folder
 CHALLENGE = re.compile(r'(\w+)="([^"]*)"')
 REDIRECTS = (301, 302, 303, 307, 308)  # a blob served from elsewhere (S3, a CDN)
+MANIFEST_TYPES = (
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+)
+INDEX_TYPES = (
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+)
+ACCEPT = ", ".join((*MANIFEST_TYPES, *INDEX_TYPES))
+ABSENT_CODES = {"MANIFEST_UNKNOWN", "NAME_UNKNOWN", "BLOB_UNKNOWN"}
 Credentials = Callable[[str], tuple[str, str] | None]
 Reference = ImageRef  # what the registry API addresses
 
@@ -80,17 +91,24 @@ class RegistryTransport:
         *,
         method: str,
         headers: Mapping[str, str],
-        body: bytes | None = None,
+        body: bytes | BinaryIO | None = None,
         push: bool = False,
     ) -> Response:
         """One request to `ref`'s registry, authenticating for pulls of its repository (and
-        pushes to it, with `push`): the token or basic handshake once per scope."""
+        pushes to it, with `push`): the token or basic handshake once per scope. A file body
+        (a blob upload, with its Content-Length in `headers`) is streamed from where it stands
+        and sent again from there after the handshake; it should go once the scope's
+        Authorization is known (the upload's POST made it), since a server may cut a large
+        body it answers 401 to."""
         scope = f"repository:{ref.path}:{'pull,push' if push else 'pull'}"
         headers = self._with_known_auth(ref, scope, headers)
+        start = body.tell() if body is not None and not isinstance(body, bytes) else 0
         response = self._send(method, ref.api_host, path, headers, body)
         if response.status == 401 and "Authorization" not in headers:
             header = self._authorized(ref, scope, response.headers.get("www-authenticate", ""))
             if header:
+                if body is not None and not isinstance(body, bytes):
+                    body.seek(start)
                 response = self._send(
                     method, ref.api_host, path, {**headers, "Authorization": header}, body
                 )
@@ -240,7 +258,7 @@ class RegistryTransport:
         host: str,
         path: str,
         headers: Mapping[str, str],
-        body: bytes | None = None,
+        body: bytes | BinaryIO | None = None,
     ) -> Response:
         schemes = [self._schemes[host]] if host in self._schemes else _schemes_for(host)
         failure: BaseException | None = None
@@ -256,7 +274,11 @@ class RegistryTransport:
         raise _unreachable(host, failure)
 
     def _open(
-        self, url: str, method: str, headers: Mapping[str, str], body: bytes | None = None
+        self,
+        url: str,
+        method: str,
+        headers: Mapping[str, str],
+        body: bytes | BinaryIO | None = None,
     ) -> Response:
         """One HTTP(S) request on this thread's connection to that server; an HTTP error
         status is an answer, not an exception."""
@@ -393,3 +415,41 @@ def _unreachable(host: str, failure: BaseException | None) -> RegistryError:
 
 def _basic(creds: tuple[str, str]) -> str:
     return "Basic " + base64.b64encode(f"{creds[0]}:{creds[1]}".encode()).decode()
+
+
+def same_registry_path(location: str, ref: Reference) -> str:
+    """An upload's Location as a path on this registry (it may be absolute or relative)."""
+    if location.startswith("/"):
+        return location
+    scheme, _, rest = location.partition("://")
+    host, slash, path = rest.partition("/")
+    if scheme not in ("http", "https") or host != ref.api_host or not slash:
+        raise RegistryError(
+            f"the registry {ref.host} sent an upload elsewhere ({scheme}://{host}); imagectl "
+            "uploads only to the registry it was given.",
+            hint=registry_hint(ref.host),
+        )
+    return "/" + path
+
+
+def status_error(ref: Reference, response: Response) -> RegistryError:
+    """The error an unexpected HTTP answer amounts to, from its status and error codes."""
+    where = f"{ref.host}/{ref.path}:{ref.tag}" if ref.tag else f"{ref.host}/{ref.path}"
+    codes = ", ".join(response.error_codes()) or "no error code"
+    if response.status in (401, 403):
+        return RegistryAuthError(
+            f"the registry {ref.host} refused access to {where} (HTTP {response.status}, "
+            f"{codes}): not logged in, or the credentials are wrong or expired.",
+            hint=f"Log in with `docker login {ref.host}` and run again; imagectl reads docker's "
+            "credential store and never prints, logs or records credentials.",
+        )
+    if response.status >= 500:
+        return RegistryError(
+            f"the registry {ref.host} failed with a server error (HTTP {response.status}) "
+            f"looking up {where}.",
+            hint="Check the registry's health and logs, then run again.",
+        )
+    return RegistryError(
+        f"the registry {ref.host} answered HTTP {response.status} ({codes}) looking up {where}.",
+        hint=registry_hint(ref.host),
+    )

@@ -3,6 +3,9 @@ referrers tag scheme that finds it on a registry without the referrers API (CNCF
 2.8): an image index under the tag `sha256-<subject hex>` listing every artifact of that image
 (OCI distribution spec 1.1, "Referrers Tag Schema"). The artifact is stored by its digest and
 never changed; the index only ever gains entries.
+
+An archive (a version's input files) is an artifact of its own under a tag: a config the caller
+writes, each file one layer named by its title, in the caller's order.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 INDEX = "application/vnd.oci.image.index.v1+json"
@@ -49,6 +53,28 @@ class Artifact:
     data: bytes
     title: str
     annotations: Mapping[str, str] = field(default_factory=dict)  # the manifest's
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ArchiveFile:
+    """One file of an archive: where it is on disk, its content's sha256 (hex) and size, and
+    how the archive names it (`title`, the layer's org.opencontainers.image.title)."""
+
+    path: Path
+    sha256: str
+    size: int
+    media_type: str
+    title: str
+
+    def descriptor(self) -> Descriptor:
+        return Descriptor(
+            media_type=self.media_type, digest=f"sha256:{self.sha256}", size=self.size,
+            annotations={TITLE: self.title},
+        )  # fmt: skip
+
+
+class NotAnArchiveError(ValueError):
+    """A manifest that is not an image manifest with a config and layers."""
 
 
 def blob_digest(data: bytes) -> str:
@@ -124,3 +150,42 @@ def with_referrer(index: bytes | None, referrer: Descriptor) -> bytes | None:
     assert isinstance(manifests, list)  # referrers_in has read it as a list
     manifests.append(referrer.to_oci())
     return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+
+
+def archive_manifest(
+    *, artifact_type: str, config: Descriptor, layers: tuple[Descriptor, ...]
+) -> bytes:
+    """The archive's image manifest as bytes: the same files in the same order with the same
+    config always make the same digest (sorted keys, no spaces)."""
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": MANIFEST,
+        "artifactType": artifact_type,
+        "config": config.to_oci(),
+        "layers": [layer.to_oci() for layer in layers],
+    }
+    return json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()
+
+
+def archive_parts(manifest: bytes) -> tuple[Descriptor, tuple[Descriptor, ...]]:
+    """The config and the layers (with their annotations) an image manifest lists."""
+    try:
+        data = json.loads(manifest)
+        config, layers = data["config"], data["layers"]
+        return _descriptor(config), tuple(_descriptor(layer) for layer in layers)
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise NotAnArchiveError(f"{type(exc).__name__}: {exc}") from None
+
+
+def _descriptor(entry: Mapping[str, object]) -> Descriptor:
+    annotations = entry.get("annotations") or {}
+    size = entry["size"]
+    if not isinstance(annotations, dict) or not isinstance(size, int):
+        raise TypeError("a descriptor's size or annotations have the wrong type")
+    return Descriptor(
+        media_type=str(entry["mediaType"]),
+        digest=str(entry["digest"]),
+        size=size,
+        artifact_type=str(entry.get("artifactType", "")),
+        annotations={str(k): str(v) for k, v in annotations.items()},
+    )

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from imagectl.core.archive import Download, Missing
-from imagectl.core.artifacts import Artifact, Descriptor
+from imagectl.core.artifacts import ArchiveFile, Artifact, Descriptor
 from imagectl.core.layerfiles import FileSelection, LayerChange
 from imagectl.core.model import Builder
 from imagectl.core.references import digest_of, without_digest
@@ -288,6 +288,32 @@ class Registry(Protocol):
     def open_blob(self, ref: str, blob: Descriptor) -> AbstractContextManager[IO[bytes]]:
         """The blob `blob` of `ref`'s repository, streamed as it is read (never held whole);
         read to its end, it is checked against its digest (a RegistryError if it differs)."""
+        ...
+
+    def put_archive(
+        self,
+        ref: str,
+        *,
+        artifact_type: str,
+        config: bytes,
+        config_media_type: str,
+        files: Sequence[ArchiveFile],
+    ) -> str:
+        """Store `files` (one layer each, in order, streamed from disk; blobs the repository
+        has are not sent again) and `config` as an OCI artifact under the tag `ref`
+        (host/repo:tag); return its manifest digest. The same archive again returns the same
+        digest; a tag that names another manifest is never overwritten (a RegistryError)."""
+        ...
+
+    def read_archive(self, ref: str) -> tuple[bytes, tuple[Descriptor, ...]] | None:
+        """The config and the layer descriptors (their titles in the annotations) of the
+        archive `ref` (tag or digest) names, or None; the files are read with `open_blob`."""
+        ...
+
+    def copy_image(self, source: str, repository: str) -> str:
+        """Copy the image (or index) `source` names into `repository` (host/repo), blobs
+        mounted across repositories when the registry is the same; kept by digest, no tag.
+        Return its manifest digest (the source's)."""
         ...
 
 
