@@ -220,8 +220,11 @@ class FakeRegistry:
                 digest in self.artifacts
                 or any(r.digest == digest for r in self.tags.values())
                 or ref in self.copied
+                or any(blob_digest(m) == digest for m in self.archives.values())
             )
             return digest if stored else None
+        if ref in self.archives:
+            return blob_digest(self.archives[ref])
         found = self.tags.get(ref)
         return found.digest if found else None
 

@@ -395,7 +395,7 @@ def test_a_version_whose_recording_fails_keeps_its_tag_only_if_the_lock_has_it(
     def broken(*_args: object, **_kwargs: object) -> None:
         raise ConfigError("cannot be written.", path="x")
 
-    monkeypatch.setattr(recording, "record_packages" if fails == "packages" else "write_reference",
+    monkeypatch.setattr(recording, "store_packages" if fails == "packages" else "write_reference",
                         broken)  # fmt: skip
     result = build(project, all_versions=False)
     assert [name for name, _ in result.failures] == ["line"]
