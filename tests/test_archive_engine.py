@@ -119,7 +119,7 @@ def test_an_https_download_makes_the_archive_incomplete_and_require_complete_ref
     lock_before = sorted(p.name for p in (root / "lock").iterdir())
     refused = imagectl(root, "build", "next", "-q")
     assert refused.code == 1, refused.stdout + refused.stderr
-    assert "https://127.0.0.1:9" in refused.stderr
+    assert "https://127.0.0.1:9/f: https (not captured)" in refused.stderr
     assert "Nothing was tagged or recorded" in refused.stderr
     assert local_tags(repo_name) == {}
     assert sorted(p.name for p in (root / "lock").iterdir()) == lock_before
@@ -132,9 +132,7 @@ def test_an_https_download_makes_the_archive_incomplete_and_require_complete_ref
     assert "incomplete" in kept.stderr
     assert read_lock(root, repo_name).versions[0].archive_state == "incomplete"
     shown = imagectl(root, "archive", "line", "--json")
-    assert json.loads(shown.stdout)["missing"] == [
-        "https://127.0.0.1:9: https CONNECT (not captured)"
-    ]
+    assert json.loads(shown.stdout)["missing"] == ["https://127.0.0.1:9/f: https (not captured)"]
 
 
 def test_a_plain_http_download_is_kept_and_served_to_the_offline_rebuild(

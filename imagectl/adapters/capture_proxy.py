@@ -303,7 +303,11 @@ class _Handler(BaseHTTPRequestHandler):
     def _get(self, *, head: bool) -> None:
         url = clean_url(self.path)
         try:
-            if url is None:
+            if url is None and self.path.lower().startswith("https://"):
+                # A client that asks its proxy for an https URL itself (busybox wget does)
+                # gets no tunnel from it: it would have to trust this proxy's certificate.
+                self.server.proxy.refuse(self, 502, self.path, "https (not captured)")
+            elif url is None:
                 self.server.proxy.refuse(self, 400, self.path, "not an absolute http URL")
             else:
                 self.server.proxy.get(self, url, head=head)

@@ -101,13 +101,14 @@ def rebuild_offline(
                         f"v{version.version} asked for {len(unserved)} URL(s) its archive does "
                         f"not have, answered 404: {unserved[0].url}",
                     )  # fmt: skip
-                tag = f"imagectl-offline/{line.name}:v{version.version}-{uuid.uuid4().hex[:8]}"
-                images.tag(image_id, tag)
-                made.append(tag)
-                parents[version.version] = tag
+                if version is not chain[-1]:  # the next one is built FROM it, by this name
+                    tag = f"imagectl-offline/{line.name}:v{version.version}-{uuid.uuid4().hex[:8]}"
+                    images.tag(image_id, tag)
+                    made.append(tag)
+                    parents[version.version] = tag
     finally:
         for tag in made:
-            images.remove_image(tag)  # the rebuilt images stay, untagged
+            images.remove_image(tag)  # the chain's own steps; the last one was never tagged
     return image_id
 
 

@@ -255,8 +255,11 @@ def _deb(
             f"index names {expected}.",
             hint="The mirror served a file its signed index does not name; nothing is recorded.",
         )
+    # A plain file (a tool's tarball over http) is kept and served offline as fetched, only
+    # not proved; an apt file that no signature covers is one apt itself would not trust.
     what = {"deb": "a .deb no verified index", "index": "an index no verified Release"}
-    missing.append(f"{download.url}: {what.get(kind, 'a file no verified index')} names")
+    if kind in what:
+        missing.append(f"{download.url}: {what[kind]} names")
     return _file(download, kind, verified=False)
 
 
