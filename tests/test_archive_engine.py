@@ -23,7 +23,7 @@ pytestmark = pytest.mark.engine
 
 TOOL = Package(name="vendor-tool", version="1.0-1")
 DATA = Package(name="vendor-data", version="2:1.1", architecture="all")
-KEY_LIFE = 150  # seconds the vendor's key and its Valid-Until last: past them before the rebuild
+KEY_LIFE = 100  # seconds the vendor's key and its Valid-Until last: past them before the rebuild
 
 
 def debian_lock(root: Path, repo_name: str) -> Lock:

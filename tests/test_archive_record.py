@@ -3,6 +3,7 @@ Dockerfile of an offline rebuild: pure, no engine."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from imagectl.core.config import RepositoryLayout, load_lines
 from imagectl.core.errors import ConfigError, LockfileError
 from imagectl.core.lockfile import read_lock, write_lock
 from imagectl.core.model import Lock
-from imagectl.core.offline import SETTINGS_TARGET, offline_dockerfile
+from imagectl.core.offline import SETTINGS_TARGET, offline_dockerfile, replayed_files
 
 from .helpers import locked_version, write
 
@@ -175,3 +176,32 @@ def test_every_run_of_an_offline_rebuild_mounts_the_settings_and_nothing_else_ch
     assert out.count(mount) == 3
     assert out.replace(mount, "") == text
     assert f"run {mount}--network=default <<EOF" in out
+
+
+def test_an_index_fetched_by_hash_is_also_served_by_its_path_and_nothing_else_is_added(
+    tmp_path: Path,
+) -> None:
+    """Told to accept an expired signature, apt asks for an index by its path, not by hash:
+    the replay serves it the bytes the signed Release names for that path, never others."""
+    from .aptrepo import Package, key_home, make_key, make_repo  # noqa: PLC0415
+
+    with key_home() as home:
+        repo = make_repo(tmp_path / "repo", [Package(name="a", version="1")], key=make_key(home))
+    base = "http://mirror.test/repo"
+    stored = tmp_path / "store"
+    stored.mkdir()
+    files = {}
+    for path in (
+        "dists/stable/InRelease",
+        repo.by_hash("Packages.xz"),
+        repo.deb_path(repo.packages[0]),
+    ):
+        data = (repo.root / path).read_bytes()
+        target = stored / hashlib.sha256(data).hexdigest()
+        target.write_bytes(data)
+        files[f"{base}/{path}"] = target
+    served = replayed_files(files)
+    plain = f"{base}/{repo.index_dir()}Packages.xz"
+    assert served[plain] == files[f"{base}/{repo.by_hash('Packages.xz')}"]
+    assert f"{base}/{repo.index_dir()}Packages.gz" not in served  # not archived: not invented
+    assert {url: path for url, path in served.items() if url != plain} == files

@@ -123,7 +123,7 @@ def prove(
         if why:
             missing.append(f"{download.url}: {why}")
             continue
-        for index_url, entry in _release_entries(url, text):
+        for index_url, entry in release_entries(url, text):
             indexes.setdefault(index_url, []).append(entry)
     for at, url in enumerate(urls):  # a Release.gpg is as good as the Release it signs
         release = url.removesuffix(".gpg")
@@ -197,7 +197,7 @@ def _refusal(text: str, *, now: datetime | None) -> str:
     return f"it was valid until {until}" if aware < now.astimezone(UTC) else ""
 
 
-def _release_entries(url: str, text: str) -> list[tuple[str, _Entry]]:
+def release_entries(url: str, text: str) -> list[tuple[str, _Entry]]:
     """(URL, entry) of every file the SHA256 list of a verified Release names, by path and,
     for a repo that says `Acquire-By-Hash: yes` or not, by hash (apt asks by-hash only when it
     does; a by-hash URL carries its own hash, so accepting one can never widen trust)."""
