@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import bench
+from bench.archive import bench_archive
 from bench.audit import bench_audit
 from bench.cli import bench_cli
 from bench.common import FULL, PYTHON, QUICK, ROOT, Session, run, say
@@ -44,6 +45,7 @@ BENCHMARKS: dict[int, Callable[[Session], Section]] = {
     7: bench_audit,
     8: bench_dpkg,
     9: bench_podsized,
+    10: bench_archive,
 }
 
 
