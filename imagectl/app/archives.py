@@ -40,10 +40,11 @@ ARCHIVE_CONCURRENCY = 4  # versions stored at once
 
 def store_archives(
     layout: RepositoryLayout, line: ImageLine, *, registry: Registry, say: Say
-) -> tuple[StoredArchive, ...]:
+) -> tuple[tuple[StoredArchive, ...], ImagectlError | None]:
     """Store the archive of every published version of `line` that has none in the registry
     yet, a few at a time, then record their digests in the lock (one write; also when one
-    fails, for the others). A version whose record is not on this machine is an error."""
+    fails, for the others): what was stored, and the first failure. A version whose record is
+    not on this machine is a failure."""
     state = load_state(layout, line)
     wanting = [
         version
@@ -51,7 +52,7 @@ def store_archives(
         if version.digest and version.archive_state and not version.archive
     ]
     if not wanting:
-        return ()
+        return (), None
     with (
         publish_lock(archive_repository(line.repository)),
         ThreadPoolExecutor(ARCHIVE_CONCURRENCY) as pool,
@@ -74,9 +75,7 @@ def store_archives(
     if done:
         lockfile.write_lock(state.lock_path, lock)
     failed = [result for result in stored if isinstance(result, ImagectlError)]
-    if failed:
-        raise failed[0]
-    return tuple(done)
+    return tuple(done), (failed[0] if failed else None)
 
 
 def _stored_or_error(

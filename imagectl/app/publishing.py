@@ -62,7 +62,10 @@ def publish(
                     )
                 )  # fmt: skip
                 sboms.extend(attach_sboms(layout, line, registry=adapters.registry, say=say))
-                archives.extend(store_archives(layout, line, registry=adapters.registry, say=say))
+                stored, refused = store_archives(layout, line, registry=adapters.registry, say=say)
+                archives.extend(stored)
+                if refused is not None:
+                    failures.append((line.name, refused))
             except ImagectlError as exc:
                 failures.append((line.name, exc))
     return PublishResult(
