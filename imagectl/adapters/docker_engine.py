@@ -14,6 +14,7 @@ import io
 import json
 import os
 import re
+import socket
 import subprocess
 import tarfile
 import tempfile
@@ -447,15 +448,19 @@ class DockerImages:
     def capture_address(self) -> str | None:
         """The address of the engine's default bridge, where its build containers reach this
         host; None when the engine runs elsewhere (a proxy here would not be on their path)."""
-        if not self.is_local():
-            return None
+        with calling("asking where it runs"):
+            if not docker_layers.engine_on_this_host(self.api.json("GET", "/info")):
+                return None
         with calling("asking for its bridge network"):
             answer = self.api.call("GET", "/networks/bridge", ok=(404,))
         if answer.status == 404:
             return None
         configs = json.loads(answer.body).get("IPAM", {}).get("Config") or []
         gateways = [c.get("Gateway", "") for c in configs if isinstance(c, dict)]
-        return next((g for g in gateways if g and ":" not in g), None)
+        gateway = next((g for g in gateways if g and ":" not in g), None)
+        # An engine of this host in its own network namespace (a second dockerd) has a bridge
+        # this process cannot listen on: its builds do not reach this host's proxy either.
+        return gateway if gateway is not None and _bindable(gateway) else None
 
     def is_local(self) -> bool:
         """Whether the engine runs on this host (its data root is this host's)."""
@@ -633,6 +638,15 @@ def _failing_line(output: str, name: str) -> int | None:
     so its name is ours, never a user's."""
     found = re.findall(rf"^{re.escape(name)}:(\d+)$", output, flags=re.MULTILINE)
     return int(found[-1]) if found else None
+
+
+def _bindable(address: str) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((address, 0))
+        except OSError:
+            return False
+    return True
 
 
 def _proxy_args(proxy: str) -> list[str]:

@@ -38,6 +38,17 @@ class LocalStore:
     root: Path  # the engine's data root (DockerRootDir)
 
 
+def engine_on_this_host(info: dict[str, Any]) -> bool:
+    """Whether the engine that answered `/info` keeps its data here: its data root's
+    engine-id file, read on this host, names the engine (another host's has its own)."""
+    root = Path(str(info.get("DockerRootDir") or ""))
+    try:
+        engine_id = (root / "engine-id").read_text(encoding="utf-8").strip()
+    except OSError:
+        return False
+    return bool(engine_id) and engine_id == info.get("ID")
+
+
 def local_store(info: dict[str, Any]) -> LocalStore | None:
     """The store, when the engine that answered `/info` is this host's and uses overlay2."""
     if info.get("Driver") != "overlay2":
