@@ -77,7 +77,7 @@ def verify_line(
         images.remove_image(throwaway)
     return VerifyReport(
         line=line.name, version=head.version, packages=packages, files=files, same_layers=same,
-        ignored=ignored, ignore=patterns,
+        ignored=ignored, ignore=patterns, offline=rebuild is not None,
     )  # fmt: skip
 
 

@@ -113,10 +113,11 @@ def verify_summary_text(summary: VerifySummary) -> str:
 
 def verify_text(report: VerifyReport) -> str:
     files, pkgs, v, ignored = report.files, report.packages, report.version, _ignored(report)
+    rebuilt = "rebuilt offline from its archives" if report.offline else "rebuilt from scratch"
     if not report.drift:
-        return f"{report.line}: the reference rebuilt from scratch matches v{v}{ignored}"
+        return f"{report.line}: the reference {rebuilt} matches v{v}{ignored}"
     out = [
-        f"{report.line}: DRIFT between v{v} and its reference rebuilt now: packages "
+        f"{report.line}: DRIFT between v{v} and its reference {rebuilt}: packages "
         f"{pkgs.summary}, files missing {len(files.missing)}, extra {len(files.extra)}, "
         f"different {len(files.different)}{ignored}"
     ]

@@ -24,6 +24,7 @@ class VerifyReport:
     same_layers: bool  # equal layer diff ids: equal content, no tree walk needed
     ignored: Ignored = field(default_factory=Ignored)  # differences the ignore list covers
     ignore: tuple[str, ...] = ()  # the patterns used: the default list, then the line's
+    offline: bool = False  # rebuilt from the input archives (verify --offline)
 
     @property
     def drift(self) -> bool:
@@ -44,6 +45,7 @@ class VerifyReport:
             },
             "ignored": self.ignored.to_json(),
             "ignore": list(self.ignore),
+            "offline": self.offline,
         }
 
 
