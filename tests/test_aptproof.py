@@ -377,3 +377,12 @@ def test_real_apt_accepts_both_layouts_and_what_it_fetched_proves(
         "hello-data=2:3.1/all",
         "hello-flat=0.1/amd64",
     }
+
+
+def test_a_file_name_with_a_literal_percent_matches_the_url_apt_asks_for() -> None:
+    """`apt-get download` names an epoch's colon `%3a` in the file; apt asks for `%253a`."""
+    from imagectl.core.aptproof import _as_url, normalise  # noqa: PLC0415
+
+    asked = normalise("http://h/r/./vim_2%253a9.0_all.deb")
+    assert normalise("http://h/r/" + _as_url("vim_2%3a9.0_all.deb")) == asked
+    assert normalise("http://h/r/" + "vim_2%3a9.0_all.deb") != asked  # unescaped: no match

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Literal
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 from imagectl.core.archive import Download
 from imagectl.core.deb822 import paragraphs
@@ -77,6 +77,13 @@ class _Entry:
     path: str  # as the index names it: a Release's path of an index, a Packages' Filename
     base: str = ""  # of an index: the folder of the Release that lists it
     package: str = ""  # of a deb: "name=version/arch"
+
+
+def _as_url(path: str) -> str:
+    """An index's path as apt asks for it: percent-escaped, so that normalise() gives the path
+    back as written (a file name may hold a literal `%`, as `apt-get download` writes `2%3a1.0`
+    for an epoch)."""
+    return quote(path, safe="/")
 
 
 def normalise(url: str) -> str:
@@ -210,7 +217,7 @@ def release_entries(url: str, text: str) -> list[tuple[str, _Entry]]:
                 continue
             digest, size, path = parts[0], int(parts[1]), parts[2]
             entry = _Entry(sha256=digest, size=size, path=path, base=base)
-            found.append((normalise(base + path), entry))
+            found.append((normalise(base + _as_url(path)), entry))
             folder = path.rsplit("/", 1)[0] + "/" if "/" in path else ""
             found.append((normalise(f"{base}{folder}by-hash/SHA256/{digest}"), entry))
     return found
@@ -232,7 +239,7 @@ def _package_entries(release_base: str, text: str) -> list[tuple[str, _Entry]]:
             paragraph.get("Architecture", ""),
         )  # fmt: skip
         entry = _Entry(sha256=digest, size=int(paragraph["Size"]), path=filename, package=package)
-        found.append((normalise(root + filename), entry))
+        found.append((normalise(root + _as_url(filename)), entry))
     return found
 
 
