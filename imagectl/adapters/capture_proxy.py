@@ -370,7 +370,8 @@ def _serving(listen_host: str, proxy: _Proxy) -> Iterator[None]:
             hint="Give an IPv4 address of this machine (the docker0 gateway for builds).",
         ) from error
     proxy.url = f"http://{listen_host}:{server.server_port}"
-    thread = threading.Thread(target=server.serve_forever, args=(0.1,), daemon=True)
+    # A short poll: leaving the context waits for the loop to notice (a build pays it once).
+    thread = threading.Thread(target=server.serve_forever, args=(0.005,), daemon=True)
     thread.start()
     try:
         yield

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from imagectl.core.aptkeys import KEYRING_PLACES, apt_keyring
-from imagectl.core.aptproof import InstalledPackage, prove
 from imagectl.core.archive import (
     ArchivedFile,
     ArchivedImage,
@@ -34,7 +33,7 @@ from imagectl.core.errors import ArchiveError
 from imagectl.core.files import ReplaceError, replace_durably
 from imagectl.core.layerfiles import FileSelection
 from imagectl.core.model import ImageLine
-from imagectl.core.packages import PackageDiff, parse_entry
+from imagectl.core.packages import Package, PackageDiff, parse_entry
 from imagectl.core.ports import ImageStore, Inputs
 
 CONTEXT_INPUTS = (".whl", ".tar.gz", ".zip", ".tar.bz2")  # wheels and sdists pip installs
@@ -112,13 +111,39 @@ def prove_inputs(
 ) -> InputArchive:
     """The version's archive: every download proved against its signed index and the debs the
     version installed, the pinned images it started from, the wheels of its folder."""
-    delta = _installed_debs(diff)
     missing = [f"{item.url}: {item.reason}" for item in captured.missing]
     if captured.impossible:
         missing.append(captured.impossible)
+    files, unproved = _proved(captured, _installed_debs(diff), image_id, images, inputs)
+    if context is not None:
+        files += _context_inputs(context, layout)
+    return InputArchive(
+        line=line.name,
+        version=version,
+        image_id=image_id,
+        files=tuple(files),
+        images=tuple(pinned),
+        missing=tuple(sorted({*missing, *unproved})),
+    )
+
+
+def _proved(
+    captured: Captured,
+    debs: Sequence[Package],
+    image_id: str,
+    images: ImageStore,
+    inputs: Inputs,
+) -> tuple[list[ArchivedFile], tuple[str, ...]]:
+    """The downloads as proved, and what the proof found missing; nothing to prove (no
+    download, no deb installed: most busybox steps) costs nothing, not even the import."""
+    if not captured.downloads and not debs:
+        return [], ()
+    from imagectl.core.aptproof import InstalledPackage, prove  # noqa: PLC0415 (apt work only)
+
     keyrings: tuple[bytes, ...] = ()
     if captured.downloads:
         keyrings = tuple(images.read_files(image_id, KEYRINGS).values())
+    delta = [InstalledPackage(name=p.name, version=p.version, architecture=p.arch) for p in debs]
     proof = prove(
         captured.downloads,
         delta if not captured.impossible else (),
@@ -136,26 +161,13 @@ def prove_inputs(
         )
         for f in proof.files
     ]
-    if context is not None:
-        files += _context_inputs(context, layout)
-    return InputArchive(
-        line=line.name,
-        version=version,
-        image_id=image_id,
-        files=tuple(files),
-        images=tuple(pinned),
-        missing=tuple(sorted({*missing, *proof.missing})),
-    )
+    return files, proof.missing
 
 
-def _installed_debs(diff: PackageDiff) -> tuple[InstalledPackage, ...]:
+def _installed_debs(diff: PackageDiff) -> tuple[Package, ...]:
     """The debs the version added or changed: each must come from a captured, proved .deb."""
     packages = [*map(parse_entry, diff.added), *(change.after for change in diff.changed)]
-    return tuple(
-        InstalledPackage(name=p.name, version=p.version, architecture=p.arch)
-        for p in packages
-        if p.kind == "deb"
-    )
+    return tuple(p for p in packages if p.kind == "deb")
 
 
 def _context_inputs(context: Path, layout: RepositoryLayout) -> list[ArchivedFile]:
