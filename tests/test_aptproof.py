@@ -386,3 +386,21 @@ def test_a_file_name_with_a_literal_percent_matches_the_url_apt_asks_for() -> No
     asked = normalise("http://h/r/./vim_2%253a9.0_all.deb")
     assert normalise("http://h/r/" + _as_url("vim_2%3a9.0_all.deb")) == asked
     assert normalise("http://h/r/" + "vim_2%3a9.0_all.deb") != asked  # unescaped: no match
+
+
+def test_armored_keys_are_dearmored_as_gpg_does(key: SigningKey) -> None:
+    """The keyrings' armor is decoded here (no gpg process per keyring): byte for byte what
+    `gpg --dearmor` gives, for a key with armor headers and one without."""
+    from imagectl.adapters.gpg import dearmored  # noqa: PLC0415
+
+    plain = key.armored
+    with_headers = plain.replace(
+        b"-----BEGIN PGP PUBLIC KEY BLOCK-----\n",
+        b"-----BEGIN PGP PUBLIC KEY BLOCK-----\nComment: a header\n",
+    )
+    for armored in (plain, with_headers):
+        expected = subprocess.run(
+            ["gpg", "--dearmor"], input=armored, capture_output=True, check=True
+        ).stdout
+        assert dearmored(armored) == expected == key.public
+    assert dearmored(b"not armor") == b""

@@ -1,6 +1,6 @@
 """The gpg adapter: does an apt Release file's signature verify against an image's keyrings?
 
-One runner, `_gpg`, runs `gpgv` (and `gpg --dearmor` for armored keyrings) in a throwaway home
+One runner, `_gpg`, runs `gpgv` (armored keyrings are dearmored here first) in a throwaway home
 folder, so neither the user's GnuPG home nor an agent is involved. The verdict is read from
 gpgv's status lines, as apt reads it: an InRelease signed by several keys verifies when one of
 them is a good signature from a keyring key and none is bad; a missing key for another
@@ -10,8 +10,10 @@ key is (gpgv then exits 0 all the same, but says EXPKEYSIG or REVKEYSIG instead 
 
 from __future__ import annotations
 
+import base64
+import binascii
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from imagectl.adapters.process import last_line, run
@@ -28,9 +30,10 @@ def verify_clearsigned(data: bytes, keyrings: Sequence[bytes]) -> bytes | None:
         home = Path(folder)
         signed = home / "InRelease"
         signed.write_bytes(data)
-        for number, keyring in enumerate(_keyring_files(home, keyrings)):
+        files = _keyring_files(home, keyrings)
+        for number, tried in enumerate(_attempts(files)):
             output = home / f"signed-{number}"
-            if _good(home, keyring, "--output", str(output), str(signed)) and output.exists():
+            if _good(home, tried, "--output", str(output), str(signed)) and output.exists():
                 return output.read_bytes()
         return None
 
@@ -42,15 +45,24 @@ def verify_detached(data: bytes, signature: bytes, keyrings: Sequence[bytes]) ->
         (home / "Release").write_bytes(data)
         (home / "Release.gpg").write_bytes(signature)
         args = (str(home / "Release.gpg"), str(home / "Release"))
-        return any(_good(home, keyring, *args) for keyring in _keyring_files(home, keyrings))
+        return any(_good(home, tried, *args) for tried in _attempts(_keyring_files(home, keyrings)))
 
 
-def _good(home: Path, keyring: Path, *args: str) -> bool:
-    """Whether `keyring` verifies. Each keyring is tried alone: one unreadable file (a stray
-    README in /usr/share/keyrings) makes gpgv fail with every keyring it is given."""
+def _attempts(files: tuple[Path, ...]) -> Iterator[tuple[Path, ...]]:
+    """Every keyring at once (one gpgv: the usual case), then each alone: one unreadable file
+    (a stray README in /usr/share/keyrings) makes gpgv fail with every keyring it is given."""
+    if not files:
+        return
+    yield files
+    if len(files) > 1:
+        yield from ((file,) for file in files)
+
+
+def _good(home: Path, keyrings: tuple[Path, ...], *args: str) -> bool:
+    """Whether one of `keyrings` verifies."""
     # Exit code 2 also means "one of several signatures has no key": the status lines decide.
-    status = _gpg("gpgv", "--homedir", str(home), "--status-fd", "1", "--keyring", str(keyring),
-                  *args)  # fmt: skip
+    given = [flag for keyring in keyrings for flag in ("--keyring", str(keyring))]
+    status = _gpg("gpgv", "--homedir", str(home), "--status-fd", "1", *given, *args)
     words = {line.split()[1] for line in status.splitlines() if line.startswith("[GNUPG:] ")}
     return "GOODSIG" in words and "VALIDSIG" in words and "BADSIG" not in words
 
@@ -63,16 +75,40 @@ def _keyring_files(home: Path, keyrings: Sequence[bytes]) -> tuple[Path, ...]:
             continue
         path = home / f"keyring-{number}.gpg"
         if keyring.lstrip().startswith(ARMOR):
-            armored = home / f"keyring-{number}.asc"
-            armored.write_bytes(keyring)
-            _gpg("gpg", "--homedir", str(home), "--batch", "--no-options", "--yes",
-                 "--dearmor", "--output", str(path), str(armored))  # fmt: skip
-            if not path.exists() or not path.stat().st_size:
-                continue  # not armor gpg can read: it verifies nothing, like a stray file
+            binary = dearmored(keyring)
+            if not binary:
+                continue  # not armor that can be read: it verifies nothing, like a stray file
+            path.write_bytes(binary)
         else:
             path.write_bytes(keyring)
         paths.append(path)
     return tuple(paths)
+
+
+def dearmored(data: bytes) -> bytes:
+    """The binary keys of ASCII-armored key blocks (RFC 4880 section 6.2), as `gpg --dearmor`
+    gives them, without a gpg process per keyring: the headers up to the blank line and the
+    `=XXXX` checksum line left out, the base64 between decoded; b"" for what is not armor."""
+    found = bytearray()
+    lines = data.decode("ascii", "replace").splitlines()
+    inside = in_headers = False
+    body: list[str] = []
+    for line in (raw.strip() for raw in lines):
+        if line.startswith("-----BEGIN PGP PUBLIC KEY BLOCK-----"):
+            inside, in_headers, body = True, True, []
+        elif line.startswith("-----END PGP PUBLIC KEY BLOCK-----") and inside:
+            try:
+                found += base64.b64decode("".join(body), validate=True)
+            except binascii.Error:
+                return b""
+            inside = False
+        elif inside and in_headers:
+            in_headers = bool(line) and ":" in line  # headers end at the blank line
+            if not in_headers and line:
+                body.append(line)  # no headers and no blank line: the data starts here
+        elif inside and not line.startswith("="):
+            body.append(line)
+    return bytes(found)
 
 
 def _gpg(*command: str) -> str:
