@@ -183,3 +183,23 @@ def test_a_rerun_after_a_kill_past_the_tag_adopts_the_tag_and_its_archive(
     version = read_lock(root, repo_name).versions[0]
     assert version.image_id == tagged[f"{repo_name}:v1"]
     assert version.archive_state == "complete"
+
+
+def test_archives_sharing_files_are_all_stored_and_each_shared_file_once(
+    tmp_path: Path, repo_name: str
+) -> None:
+    """Versions fetching the same file share its blob; storing their archives must not race
+    on it (distribution 2.8 answered 500 to a HEAD of a blob another request was linking)."""
+    served = tmp_path / "served"
+    write(served / "big.bin", "x" * 200_000)
+    with serving(served, gateway()) as (url, _fetched):
+        steps = {
+            f"000{n}-fetch": f"# Fetch {n}\nRUN wget -q -O /big{n} {url}/big.bin\n" for n in (1, 2, 3, 4)
+        }
+        root = busybox_repo(tmp_path, repo_name, steps)
+        assert imagectl(root, "build", "next", "--all", "-q").code == 0
+    published = imagectl(root, "publish", "-q", "--json")
+    assert published.code == 0, published.stderr
+    assert [a["version"] for a in json.loads(published.stdout)["archives"]] == [1, 2, 3, 4]
+    digests = {v.archive for v in read_lock(root, repo_name).versions}
+    assert len(digests) == 4 and "" not in digests
