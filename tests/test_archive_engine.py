@@ -194,7 +194,8 @@ def test_archives_sharing_files_are_all_stored_and_each_shared_file_once(
     write(served / "big.bin", "x" * 200_000)
     with serving(served, gateway()) as (url, _fetched):
         steps = {
-            f"000{n}-fetch": f"# Fetch {n}\nRUN wget -q -O /big{n} {url}/big.bin\n" for n in (1, 2, 3, 4)
+            f"000{n}-fetch": f"# Fetch {n}\nRUN wget -q -O /big{n} {url}/big.bin\n"
+            for n in (1, 2, 3, 4)
         }
         root = busybox_repo(tmp_path, repo_name, steps)
         assert imagectl(root, "build", "next", "--all", "-q").code == 0
@@ -202,4 +203,5 @@ def test_archives_sharing_files_are_all_stored_and_each_shared_file_once(
     assert published.code == 0, published.stderr
     assert [a["version"] for a in json.loads(published.stdout)["archives"]] == [1, 2, 3, 4]
     digests = {v.archive for v in read_lock(root, repo_name).versions}
-    assert len(digests) == 4 and "" not in digests
+    assert len(digests) == 4
+    assert "" not in digests
