@@ -26,7 +26,7 @@ from imagectl.core.archive import (
     archive_tag,
     distinct_files,
 )
-from imagectl.core.artifacts import ArchiveFile
+from imagectl.core.artifacts import ArchiveFile, Descriptor
 from imagectl.core.config import RepositoryLayout
 from imagectl.core.errors import ArchiveError, ImagectlError, PlanError
 from imagectl.core.faults import pause_point
@@ -138,6 +138,28 @@ def _store(
     )  # fmt: skip
 
 
+def stored_archive(
+    registry: Registry, line: ImageLine, version: LockedVersion
+) -> tuple[InputArchive, tuple[Descriptor, ...]]:
+    """The archive `publish` stored for `version` (by its recorded digest) and its layers."""
+    ref = pinned(archive_repository(line.repository), version.archive)
+    found = registry.read_archive(ref)
+    if found is None:
+        raise ArchiveError(
+            f"the registry no longer has the input archive of {line.name} v{version.version} "
+            f"({ref}).",
+            hint="Run `imagectl audit`; an archive deleted from the registry is lost unless a "
+            "copy of the registry's storage has it.",
+        )
+    try:
+        return archive_from_json(found[0]), found[1]
+    except ArchiveFormatError as exc:
+        raise ArchiveError(
+            f"{ref} is not an imagectl input archive ({exc}).",
+            hint="Someone stored something else there; see `imagectl audit`.",
+        ) from exc
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ShownArchive:
     """What `imagectl archive` shows: the archive and where it was read."""
@@ -171,23 +193,7 @@ def show_archive(project: Project, name: str, number: int | None) -> ShownArchiv
             hint="Versions built from now on keep theirs (unless the line disables it).",
         )
     if version.archive:
-        found = project.adapters.registry.read_archive(
-            pinned(archive_repository(line.repository), version.archive)
-        )
-        if found is None:
-            raise ArchiveError(
-                f"the registry no longer has the input archive of {line.name} "
-                f"v{version.version} ({tag}@{version.archive}).",
-                hint="Run `imagectl audit`; an archive deleted from the registry is lost "
-                "unless a copy of the registry's storage has it.",
-            )
-        try:
-            archived = archive_from_json(found[0])
-        except ArchiveFormatError as exc:
-            raise ArchiveError(
-                f"{tag}@{version.archive} is not an imagectl input archive ({exc}).",
-                hint="Someone stored something else there; see `imagectl audit`.",
-            ) from exc
+        archived, _layers = stored_archive(project.adapters.registry, line, version)
         return ShownArchive(archive=archived, digest=version.archive, source="registry", tag=tag)
     local = read_record(project.layout, line.name, version.version)
     if local is None:

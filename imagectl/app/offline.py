@@ -21,13 +21,12 @@ import tempfile
 import uuid
 from pathlib import Path
 
+from imagectl.app.archives import stored_archive
 from imagectl.app.archiving import read_record, stored_body
 from imagectl.app.builder import build_context
 from imagectl.app.project import Project
 from imagectl.core.archive import (
-    ArchiveFormatError,
     InputArchive,
-    archive_from_json,
     archive_repository,
 )
 from imagectl.core.errors import ArchiveError, PlanError
@@ -207,21 +206,10 @@ def _fetched(
         return local, {f.url: stored_body(project.layout, f) for f in local.files if _served(f.url)}
     registry = project.adapters.registry
     ref = pinned(archive_repository(line.repository), version.archive)
-    found = registry.read_archive(ref)
-    if found is None:
-        raise ArchiveError(
-            f"the registry no longer has the input archive of {line.name} v{version.version} "
-            f"({ref}).",
-            hint="Run `imagectl audit`: an archive deleted from the registry cannot be "
-            "rebuilt from.",
-        )
-    try:
-        archived = archive_from_json(found[0])
-    except ArchiveFormatError as exc:
-        raise ArchiveError(f"{ref} is not an imagectl input archive ({exc}).") from exc
+    archived, layers = stored_archive(registry, line, version)
     folder = tmp / f"v{version.version}"
     folder.mkdir()
-    for layer in found[1]:
+    for layer in layers:
         path = folder / layer.digest.removeprefix("sha256:")
         with registry.open_blob(ref, layer) as blob, path.open("wb") as out:
             while chunk := blob.read(1 << 20):
