@@ -13,12 +13,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.common import PYTHON, Session, median, nonce, run, timed, write
+from imagectl.adapters.docker_config import buildx_plugin
 
 SHIM = """#!/usr/bin/env bash
 start=$EPOCHREALTIME
 "{real}" "$@"
 code=$?
 printf '%s %s %s %s\\n' {tool} "$start" "$EPOCHREALTIME" "$*" >> "$BENCH_CALL_LOG"
+exit $code
+"""
+# imagectl runs the buildx plugin binary itself (not `docker buildx`): a plugin of the same name
+# in a DOCKER_CONFIG of the run's own logs its calls as the docker CLI's would be.
+PLUGIN_SHIM = """#!/usr/bin/env bash
+start=$EPOCHREALTIME
+"{real}" "$@"
+code=$?
+printf '%s %s %s %s\\n' docker "$start" "$EPOCHREALTIME" "buildx $*" >> "$BENCH_CALL_LOG"
 exit $code
 """
 SHIMMED = ("docker", "git")
@@ -191,6 +201,23 @@ def _import_times(stderr: str) -> dict[str, float]:
     return tops
 
 
+def _shim_config(session: Session, base: dict[str, str]) -> Path:
+    """A docker config folder of the run's own: the real one's entries linked, and a logging
+    shim of the buildx plugin imagectl would run."""
+    config = session.work / "shim-config"
+    if config.exists():
+        return config
+    real = Path(base.get("DOCKER_CONFIG") or Path.home() / ".docker")
+    config.mkdir(parents=True)
+    for entry in real.iterdir() if real.is_dir() else ():
+        if entry.name != "cli-plugins":
+            (config / entry.name).symlink_to(entry)
+    plugin = buildx_plugin()
+    if plugin is not None:
+        write(config / "cli-plugins" / "docker-buildx", PLUGIN_SHIM.format(real=plugin), mode=0o755)
+    return config
+
+
 def breakdown(
     session: Session, args: Sequence[str], root: Path, *, base_env: dict[str, str] | None = None
 ) -> Breakdown:
@@ -206,6 +233,7 @@ def breakdown(
         **base,
         "PATH": f"{shim_dir}:{base.get('PATH', '')}",
         "BENCH_CALL_LOG": str(log),
+        "DOCKER_CONFIG": str(_shim_config(session, base)),
     }
     bare = [timed([PYTHON, "-c", "pass"]) for _ in range(5)]
     bare_imports = _import_times(run([PYTHON, "-X", "importtime", "-c", "pass"]).stderr)

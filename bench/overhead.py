@@ -144,7 +144,9 @@ def bench_overhead(session: Session) -> Section:
         "`imagectl build next` of one increment on a busybox line vs `docker buildx build "
         "--load` of the same Dockerfile text with another nonce, alternated (odd reps imagectl "
         f"first): a trivial step (`RUN echo <nonce> > /f`) and a step with a few seconds of "
-        f"work (`RUN {WORK_RUN} && echo <nonce> > /f`)",
+        f"work (`RUN {WORK_RUN} && echo <nonce> > /f`). imagectl runs the buildx plugin binary "
+        "itself (the program `docker buildx` execs); the raw build is typed as a user types it, "
+        "through the docker CLI",
         f"trivial: imagectl / raw <= {OVERHEAD_TARGET}; few seconds of work: <= {WORK_TARGET}",
     )
     setup = OverheadSetup("1 overhead", BUSYBOX, ("overhead", "overwork"), reps, "overhead")

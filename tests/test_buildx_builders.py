@@ -3,8 +3,13 @@ and what a failed build is blamed on (pure functions of the docker adapter; no e
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import pytest
+
+from imagectl.adapters import docker_config
+from imagectl.adapters.docker_config import buildx_plugin
 from imagectl.adapters.docker_engine import (
     DockerBuilder,
     build_failure,
@@ -52,8 +57,46 @@ def test_a_builder_of_another_driver_runs_in_the_current_context() -> None:
     assert builder_context(fields) == ""
 
 
-def test_buildx_runs_in_the_builders_context_only_when_there_is_one() -> None:
+def _plugin(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    plugin = folder / "docker-buildx"
+    plugin.write_text("#!/bin/sh\n", encoding="utf-8")
+    plugin.chmod(0o755)
+    return plugin
+
+
+def test_buildx_runs_in_the_builders_context_only_when_there_is_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    mine = _plugin(tmp_path / "cli-plugins")
     assert buildx_command("ctx") == ["docker", "--context", "ctx", "buildx"]
+    assert buildx_command("") == [str(mine)]
+
+
+def test_the_plugin_is_the_one_the_docker_cli_would_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """$DOCKER_CONFIG/cli-plugins first, then the config's cliPluginsExtraDirs, then the
+    system folders; a file that is not executable is passed over, as docker does."""
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "config"))
+    extra = _plugin(tmp_path / "extra")
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.json").write_text(
+        json.dumps({"cliPluginsExtraDirs": [str(tmp_path / "extra")]}), encoding="utf-8"
+    )
+    assert buildx_plugin() == extra
+    own = _plugin(tmp_path / "config" / "cli-plugins")
+    assert buildx_plugin() == own
+    own.chmod(0o644)
+    assert buildx_plugin() == extra
+
+
+def test_without_a_plugin_file_buildx_goes_through_the_docker_cli(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    monkeypatch.setattr(docker_config, "SYSTEM_PLUGIN_DIRS", ())
     assert buildx_command("") == ["docker", "buildx"]
 
 
@@ -68,7 +111,7 @@ def test_the_build_command_names_both_the_context_and_the_builder(tmp_path: Path
     command, _ = plain._command(
         tmp_path / "Dockerfile", tmp_path, tmp_path / "iid", None, no_cache=False, labels={}
     )
-    assert command[:3] == ["docker", "buildx", "build"]
+    assert command[:2] == [*buildx_command(""), "build"]
     assert "--builder" not in command
 
 

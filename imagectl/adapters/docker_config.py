@@ -27,6 +27,28 @@ def config_dir() -> Path:
     return Path(os.environ.get("DOCKER_CONFIG") or Path.home() / ".docker")
 
 
+# Where the docker CLI looks for plugins after $DOCKER_CONFIG/cli-plugins and the config's
+# cliPluginsExtraDirs (docker/cli's defaultSystemPluginDirs on Linux), in its order.
+SYSTEM_PLUGIN_DIRS = (
+    "/usr/local/lib/docker/cli-plugins",
+    "/usr/local/libexec/docker/cli-plugins",
+    "/usr/lib/docker/cli-plugins",
+    "/usr/libexec/docker/cli-plugins",
+)
+
+
+def buildx_plugin() -> Path | None:
+    """The buildx plugin binary `docker buildx` would run (the first one the docker CLI's own
+    search finds), or None when there is none in any of its folders."""
+    extra = _config().get("cliPluginsExtraDirs")
+    extra_dirs = [str(d) for d in extra] if isinstance(extra, list) else []
+    for folder in (str(config_dir() / "cli-plugins"), *extra_dirs, *SYSTEM_PLUGIN_DIRS):
+        candidate = Path(folder).expanduser() / "docker-buildx"
+        if os.access(candidate, os.X_OK) and candidate.is_file():
+            return candidate
+    return None
+
+
 def _config() -> dict[str, Any]:
     with contextlib.suppress(OSError, ValueError):
         loaded = json.loads((config_dir() / "config.json").read_text(encoding="utf-8"))
