@@ -12,9 +12,9 @@ from __future__ import annotations
 import io
 import json
 import os
+import secrets
 import tarfile
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
@@ -241,7 +241,7 @@ def run_test(
         }
     began = time.monotonic()
     purpose = "start-up test" if start else "test"
-    with created(api, image, purpose=purpose, name=f"imagectl-test-{uuid.uuid4().hex[:12]}",
+    with created(api, image, purpose=purpose, name=f"imagectl-test-{secrets.token_hex(6)}",
                  **config) as container:  # fmt: skip
         if not local:
             _copy_script(api, container, script)

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from imagectl.app.alongside import alongside
 from imagectl.app.archiving import (
     capturing,
     keep_record,
@@ -79,14 +80,11 @@ def build_line(
     plan = plan_line(state.line, state.lock, state.increments, all_versions=all_versions)
     for name in plan.deleted_tests:
         warn(say, state.line.name, f"{name} ran on a built version and no longer exists.")
-    if plan.steps:
-        warn_if_base_moved(state, registry=adapters.registry, say=say)
-        warn_if_parent_tag_moved(state, registry=adapters.registry, say=say)
     built = [] if built is None else built
     for step in plan.steps:
         result, state = build_step(
             layout, state, step, adapters=adapters, say=say, output=output, options=options,
-            rendered=(rendered or {}).get(step.version),
+            rendered=(rendered or {}).get(step.version), first=step is plan.steps[0],
         )  # fmt: skip
         built.append(result)
     return tuple(built)
@@ -94,12 +92,11 @@ def build_line(
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Request:
-    """What one build is asked to do: the rendered increment, its images pinned, where the
-    tag stood in the registry before, and the commit the increment comes from."""
+    """What one build is asked to do: the rendered increment, its images pinned, and the
+    commit the increment comes from."""
 
     rendered: RenderedStep
     pins: dict[str, str]
-    remote: RemoteImage | None
     commit: str
     suite: tuple[PreparedTest, ...]  # every test up to this increment's, rendered
     labels: dict[str, str]  # set with --label, never written into the increment
@@ -115,8 +112,10 @@ def build_step(
     output: Say,
     options: BuildOptions,
     rendered: RenderedStep | None = None,
+    first: bool = True,
 ) -> tuple[BuiltVersion, LineState]:
-    """Build one planned version; returns it and the line's state with it recorded."""
+    """Build one planned version; returns it and the line's state with it recorded. For the
+    `first` step of a line, whether its base and parent tags moved is asked while it builds."""
     name = state.line.name
     parent = resolve_parent(
         state, step, images=adapters.images, registry=adapters.registry, say=say
@@ -135,21 +134,28 @@ def build_step(
             f"v{head.version} is withdrawn ({head.withdrawn_reason}); v{step.version} is "
             f"built on {on}",
         )
+    registry = RegistryAnswers(state, step, adapters=adapters, say=say, first=first)
+    registry.ask_tag()
     archived = _adoptable_archive(layout, state, step, adapters.images)
     if archived is not None:  # tagged by a run that stopped before the lock knew it
         image_id = archived.image_id
         say(f"{name}: {step.tag} and its proved input archive are here already; adopting them")
+        registry.warn_of_moved_tags()
     else:
         with capturing(
             layout, state.line, images=adapters.images, inputs=adapters.inputs
         ) as capture:
-            image_id = _build(
-                layout, state, step, request, adapters=adapters, output=output, proxy=capture.url
-            )
+            image_id = alongside(
+                lambda: _build(
+                    layout, state, step, request, adapters=adapters, output=output,
+                    proxy=capture.url,
+                ),
+                registry.warn_of_moved_tags,
+            )  # fmt: skip
     info = adapters.images.inspect_image(image_id)
     if info is None:
         raise PlanError(f"the image {image_id} just built has vanished from the engine.")
-    candidate = Candidate(step=step, parent=parent, info=info, remote=request.remote)
+    candidate = Candidate(step=step, parent=parent, info=info, remote=registry.remote)
     for check in CHECKS:
         check(candidate, adapters.images, say)
     tests = gate(
@@ -202,6 +208,34 @@ def build_step(
     return built, replace(state, lock=new_lock)
 
 
+class RegistryAnswers:
+    """What the registry says before a version is tagged: what its tag names there, asked
+    before the build (a tag another image holds stops it before anything is built), and for a
+    line's first step whether its base and parent tags moved (warnings, asked while the build
+    runs: they change nothing)."""
+
+    def __init__(
+        self, state: LineState, step: BuildStep, *, adapters: Adapters, say: Say, first: bool
+    ) -> None:
+        self.state, self.step, self.adapters, self.say = state, step, adapters, say
+        self.first = first
+        self.remote: RemoteImage | None = None
+
+    def ask_tag(self) -> None:
+        step, registry = self.step, self.adapters.registry
+        self.remote = registry.lookup(step.tag)  # also proves the registry answers, first
+        if self.remote is not None:
+            local = self.adapters.images.inspect_image(step.tag)
+            engine = local.image_id if local is not None else None
+            if registry_holder(self.remote, engine=engine) is Holder.THEIRS:
+                raise burned(step.tag, self.remote, line=step.line, version=step.version)
+
+    def warn_of_moved_tags(self) -> None:
+        if self.first:
+            warn_if_base_moved(self.state, registry=self.adapters.registry, say=self.say)
+            warn_if_parent_tag_moved(self.state, registry=self.adapters.registry, say=self.say)
+
+
 def _request(
     layout: RepositoryLayout,
     state: LineState,
@@ -220,12 +254,6 @@ def _request(
             layout, state.line, step.increment, version=step.version, parent=parent.ref
         )
     pins = pin_images(rendered, images=adapters.images, registry=adapters.registry)
-    remote = adapters.registry.lookup(step.tag)  # also proves the registry answers, first
-    if remote is not None:
-        local = adapters.images.inspect_image(step.tag)
-        engine = local.image_id if local is not None else None
-        if registry_holder(remote, engine=engine) is Holder.THEIRS:
-            raise burned(step.tag, remote, line=step.line, version=step.version)
     commit = adapters.git.commit_of(step.increment.path)
     if commit == "uncommitted":
         warn(
@@ -242,7 +270,7 @@ def _request(
     ]
     suite = prepare_suite(layout, state.line, owners)
     return Request(
-        rendered=rendered, pins=pins, remote=remote, commit=commit, suite=suite,
+        rendered=rendered, pins=pins, commit=commit, suite=suite,
         labels=_labels(state, step, parent, commit, git=adapters.git, source=options.source),
     )  # fmt: skip
 
@@ -273,7 +301,12 @@ def _locked_version(
     builder: ImageBuilder,
     tests: tuple[RecordedTest, ...],
 ) -> LockedVersion:
-    step, info, rendered, remote = candidate.step, candidate.info, request.rendered, request.remote
+    step, info, rendered, remote = (
+        candidate.step,
+        candidate.info,
+        request.rendered,
+        candidate.remote,
+    )
     return LockedVersion(
         version=step.version,
         tag=step.tag,
