@@ -9,10 +9,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
+import time
 import tracemalloc
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO
@@ -211,6 +214,64 @@ def test_a_file_shared_by_two_archives_is_uploaded_once(
     found = client.read_archive(f"{repository}:v2-inputs")
     assert found is not None
     assert blob_sha256(client, f"{repository}:v2-inputs", found[1][0]) == shared.sha256
+
+
+@dataclass
+class OverlapTransport(CountingTransport):
+    """Counts, per blob, the requests on it in flight at once; each blob request is held a
+    moment so that two threads asking about the same blob would overlap."""
+
+    busy: dict[str, int] = field(default_factory=dict)
+    most: dict[str, int] = field(default_factory=dict)
+    guard: threading.Lock = field(default_factory=threading.Lock)
+
+    def send(
+        self,
+        ref: ImageRef,
+        path: str,
+        *,
+        method: str,
+        headers: Mapping[str, str],
+        body: bytes | BinaryIO | None = None,
+        push: bool = False,
+    ) -> Response:
+        blob = path.rsplit("/blobs/", 1)[1] if "/blobs/sha256:" in path else ""
+        blob = blob or (path.rsplit("digest=", 1)[1] if "digest=" in path else "")
+        if blob:
+            with self.guard:
+                self.busy[blob] = self.busy.get(blob, 0) + 1
+                self.most[blob] = max(self.most.get(blob, 0), self.busy[blob])
+            time.sleep(0.03)
+        try:
+            return super().send(ref, path, method=method, headers=headers, body=body, push=push)
+        finally:
+            if blob:
+                with self.guard:
+                    self.busy[blob] -= 1
+
+
+def test_archives_stored_at_once_never_ask_about_one_blob_at_once(
+    tmp_path: Path, repository: str
+) -> None:
+    """Protection: the adapter's lock per blob. distribution 2.8 answers a HEAD of a blob whose
+    link another request is writing with HTTP 500; without the lock six archives sharing a file,
+    stored at once, all HEAD it together (counted here) and each uploads it."""
+    shared = make_file(tmp_path, "libc6_2.36_amd64.deb", os.urandom(200_000))
+    transport = OverlapTransport(credentials=docker_credentials)
+    client = RegistryClient(transport)
+    refs = [f"{repository}:v{n}-inputs" for n in range(1, 7)]
+
+    def store(ref: str) -> str:
+        try:
+            return put(client, ref, json.dumps({"ref": ref}).encode(), [shared])
+        finally:
+            transport.close()  # this thread's connection
+
+    with ThreadPoolExecutor(len(refs)) as pool:
+        digests = list(pool.map(store, refs))
+    assert len(set(digests)) == len(refs)
+    assert transport.most[f"sha256:{shared.sha256}"] == 1
+    assert transport.uploads().count(f"sha256:{shared.sha256}") == 1
 
 
 def test_a_rerun_of_the_same_archive_returns_its_digest_and_sends_nothing(

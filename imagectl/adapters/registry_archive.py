@@ -12,8 +12,9 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from typing import IO, BinaryIO
 
 from imagectl.adapters.registry_http import (
@@ -52,6 +53,18 @@ class RegistryArchive:
     def __init__(self, transport: RegistryTransport, *, open_blob: OpenBlob) -> None:
         self._transport = transport
         self._open_blob = open_blob
+        # One request at a time on a blob of a repository: distribution 2.8 answers a HEAD of
+        # a blob whose link another request is writing with HTTP 500 ("invalid checksum
+        # digest format"; seen with four archives of a line sharing a file stored at once).
+        self._blob_locks: dict[tuple[str, str, str], threading.Lock] = {}
+        self._locks_lock = threading.Lock()
+
+    @contextmanager
+    def _blob(self, ref: Reference, digest: str) -> Iterator[None]:
+        with self._locks_lock:
+            lock = self._blob_locks.setdefault((ref.api_host, ref.path, digest), threading.Lock())
+        with lock:
+            yield
 
     def put_archive(
         self,
@@ -90,14 +103,17 @@ class RegistryArchive:
             return digest  # stored before, the same files: a rerun
         if there is not None:
             raise _overwrite_error(ref, there, digest)
-        if not has_blob(self._transport, parsed, config_blob.digest):
-            upload_blob(self._transport, parsed, config_blob.digest, config)
+        with self._blob(parsed, config_blob.digest):
+            if not has_blob(self._transport, parsed, config_blob.digest):
+                upload_blob(self._transport, parsed, config_blob.digest, config)
         sent = {config_blob.digest}
         for file in files:
             blob = f"sha256:{file.sha256}"
             # a file shared with another version's archive (or listed twice): stored once
-            if blob not in sent and not has_blob(self._transport, parsed, blob):
-                self._upload_file(parsed, file)
+            if blob not in sent:
+                with self._blob(parsed, blob):
+                    if not has_blob(self._transport, parsed, blob):
+                        self._upload_file(parsed, file)
             sent.add(blob)
         put_manifest(self._transport, parsed, parsed.tag, manifest, MANIFEST)
         # Distribution has no conditional PUT: reading the tag back catches another writer
@@ -218,6 +234,10 @@ class RegistryArchive:
         return digest
 
     def _copy_blob(self, src: Reference, target: Reference, blob: Descriptor) -> None:
+        with self._blob(target, blob.digest):
+            self._copy_blob_alone(src, target, blob)
+
+    def _copy_blob_alone(self, src: Reference, target: Reference, blob: Descriptor) -> None:
         if has_blob(self._transport, target, blob.digest):
             return
         mount = (blob.digest, src.path) if src.api_host == target.api_host else None
