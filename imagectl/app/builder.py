@@ -124,6 +124,8 @@ def build_step(
     request = _request(
         layout, state, step, parent, adapters=adapters, say=say, options=options, rendered=rendered
     )
+    registry = RegistryAnswers(state, step, adapters=adapters, say=say, first=first)
+    registry.ask_tag()
     say(f"{name}: building v{step.version} from {step.increment.path.as_posix()} FROM {parent.ref}")
     head = state.lock.head
     if head is not None and head.withdrawn and not step.parent_is_base:
@@ -134,8 +136,6 @@ def build_step(
             f"v{head.version} is withdrawn ({head.withdrawn_reason}); v{step.version} is "
             f"built on {on}",
         )
-    registry = RegistryAnswers(state, step, adapters=adapters, say=say, first=first)
-    registry.ask_tag()
     archived = _adoptable_archive(layout, state, step, adapters.images)
     if archived is not None:  # tagged by a run that stopped before the lock knew it
         image_id = archived.image_id
