@@ -14,6 +14,7 @@ import hashlib
 import http.client
 import os
 import select
+import selectors
 import shutil
 import socket
 import socketserver
@@ -328,6 +329,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    timeout = 0.5  # handle_request's own wait, should the client that woke it have gone away
 
     def __init__(self, host: str, proxy: _Proxy) -> None:
         self.proxy = proxy
@@ -370,16 +372,32 @@ def _serving(listen_host: str, proxy: _Proxy) -> Iterator[None]:
             hint="Give an IPv4 address of this machine (the docker0 gateway for builds).",
         ) from error
     proxy.url = f"http://{listen_host}:{server.server_port}"
-    # A short poll: leaving the context waits for the loop to notice (a build pays it once).
-    thread = threading.Thread(target=server.serve_forever, args=(0.005,), daemon=True)
+    wake_read, wake_write = os.pipe()
+    thread = threading.Thread(target=_accept_until_woken, args=(server, wake_read), daemon=True)
     thread.start()
     try:
         yield
     finally:
-        server.shutdown()
+        os.write(wake_write, b"x")
+        thread.join()
+        os.close(wake_read)
+        os.close(wake_write)
         server.server_close()
         server.close_all()
-        thread.join()
+
+
+def _accept_until_woken(server: _Server, wake: int) -> None:
+    """Accept connections until a byte arrives on `wake`. Not serve_forever: its poll either
+    wakes the process hundreds of times a second while the build runs, or makes leaving the
+    context wait up to a whole poll interval."""
+    with selectors.DefaultSelector() as selector:
+        selector.register(server.socket, selectors.EVENT_READ)
+        selector.register(wake, selectors.EVENT_READ)
+        while True:
+            ready = selector.select()
+            if any(key.fileobj == wake for key, _ in ready):
+                return
+            server.handle_request()  # the socket is readable: accepts at once
 
 
 @contextmanager
