@@ -27,6 +27,8 @@ class ProtocolError(OSError):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Response:
+    """One HTTP answer, its body read whole."""
+
     status: int
     headers: Mapping[str, str] = field(default_factory=dict)  # names lowercased
     body: bytes = b""

@@ -57,6 +57,8 @@ Reference = ImageRef  # what the registry API addresses
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Response:
+    """A registry's answer: status, headers, the body read whole."""
+
     status: int
     headers: Mapping[str, str]  # names lowercased
     body: bytes = b""
@@ -174,6 +176,7 @@ class RegistryTransport:
         schemes: list[str] | None = None,
     ) -> Iterator[StreamedResponse]:
         if schemes is None:
+            # a streamed answer is not checked for a TLS server's 400: https first here
             schemes = [self._schemes[host]] if host in self._schemes else _schemes_for(host)
         failure: BaseException | None = None
         for scheme in schemes:
@@ -260,14 +263,20 @@ class RegistryTransport:
         headers: Mapping[str, str],
         body: bytes | BinaryIO | None = None,
     ) -> Response:
-        schemes = [self._schemes[host]] if host in self._schemes else _schemes_for(host)
+        schemes = (
+            [self._schemes[host]]
+            if host in self._schemes
+            else _schemes_for(host, plain_first=body is None or isinstance(body, bytes))
+        )
         failure: BaseException | None = None
-        for scheme in schemes:
+        for index, scheme in enumerate(schemes):
             try:
                 response = self._open(f"{scheme}://{host}{path}", method, headers, body)
             except (OSError, ProtocolError) as error:
                 failure = error
                 continue
+            if scheme == "http" and response.status == 400 and index + 1 < len(schemes):
+                continue  # a TLS server's answer to a plain request: ask it over https
             with self._guard:
                 self._schemes[host] = scheme
             return response
@@ -342,10 +351,21 @@ def _quote(text: str) -> str:
     return "".join(chr(b) if b in safe else f"%{b:02X}" for b in text.encode())
 
 
-def _schemes_for(host: str) -> list[str]:
+def _schemes_for(host: str, *, plain_first: bool = False) -> list[str]:
     """HTTPS first; plain HTTP only where docker would fall back to it (insecure registries).
-    (Not HTTP first: a TLS registry answers a plain request with HTTP 400, an answer.)"""
+    With `plain_first`, a registry on this machine's loopback is asked over plain HTTP first
+    (what one there usually speaks; a failed TLS handshake costs ~10 ms a command), then over
+    HTTPS when it answers HTTP 400, as a TLS server answers a plain request. Elsewhere (and for
+    a body read from a stream, which cannot be sent twice, or an answer streamed to the
+    caller) not HTTP first: a 400 there may be the registry's own answer."""
+    if _loopback(host) and plain_first:
+        return ["http", "https"]
     return ["https", "http"] if insecure(host) else ["https"]
+
+
+def _loopback(host: str) -> bool:
+    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    return name in LOCAL_HOSTS or name.startswith("127.")
 
 
 def insecure(host: str) -> bool:

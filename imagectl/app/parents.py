@@ -23,6 +23,8 @@ from imagectl.core.tags import Holder, holder, retagged
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ResolvedParent:
+    """The image a version is built FROM, as found in the engine."""
+
     ref: str  # what FROM names
     digest: str  # registry digest, or the image id for an unpublished parent
     info: ImageInfo

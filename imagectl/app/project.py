@@ -63,6 +63,8 @@ class Settings:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Project:
+    """One image repository: its layout, settings, lines and adapters."""
+
     layout: RepositoryLayout
     settings: Settings
     lines: tuple[ImageLine, ...]

@@ -15,6 +15,8 @@ class JsonResult(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
+    """What a command prints and exits with."""
+
     result: JsonResult  # printed as JSON with --json
     text: str  # what a person sees otherwise
     code: int = EXIT_OK

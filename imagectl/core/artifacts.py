@@ -25,6 +25,8 @@ TITLE = "org.opencontainers.image.title"
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Descriptor:
+    """An OCI content descriptor: what a manifest says of a blob."""
+
     media_type: str
     digest: str
     size: int

@@ -14,6 +14,8 @@ from imagectl.core.model import Increment
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BackportStep:
+    """The increment (and tests) a back-port adds to one line."""
+
     line: str
     path: PurePosixPath  # the new increment, relative to the repository root
     text: str
@@ -23,6 +25,8 @@ class BackportStep:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BackportPlan:
+    """What a back-port adds to every selected line."""
+
     fix: str  # e.g. _shared/oom-score-adj.Dockerfile.j2, as templates include it
     steps: tuple[BackportStep, ...]
     already: tuple[str, ...]  # lines that include the fix already

@@ -19,6 +19,8 @@ _COLLECTED: list[list[Notice]] = []  # the open collections, innermost last
 
 @dataclass(frozen=True, slots=True)
 class Notice:
+    """A warning about one image line."""
+
     line: str  # the image line it is about
     text: str
 

@@ -35,6 +35,8 @@ CONDA_META = re.compile(r"(?P<prefix>(?:.+/)?)conda-meta/[^/]+\.json")
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Package:
+    """One installed package: deb, pip or conda."""
+
     kind: Kind
     name: str
     version: str
@@ -118,6 +120,8 @@ class PackageChange:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PackageDiff:
+    """Packages added, removed and changed between two manifests."""
+
     added: Manifest  # entries
     removed: Manifest
     changed: tuple[PackageChange, ...]
@@ -427,6 +431,8 @@ def canonical_name(name: str) -> str:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class VersionDelta:
+    """What one version changed in the package record, as the sidecar stores it."""
+
     added: Manifest = ()
     removed: Manifest = ()
     # Kinds recorded from this version on, by a sidecar that did not record them before, and

@@ -45,6 +45,8 @@ class IncrementRecipe:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ComposedDockerfile:
+    """The Dockerfile a version is built from, and where its increment's lines are."""
+
     text: str
     body_offset: int  # Dockerfile line = rendered increment line + body_offset (after directives)
     directive_lines: int

@@ -31,6 +31,8 @@ from imagectl.core.templates import (
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RenderedStep:
+    """An increment rendered for one version, with its hashes."""
+
     text: str  # the increment as rendered, directives included
     recipe: IncrementRecipe  # the same, checked and split
     composed: ComposedDockerfile  # directives, header, FROM parent, body: what is hashed

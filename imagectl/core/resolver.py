@@ -16,6 +16,8 @@ HEX = re.compile(r"^(?:sha256:)?([0-9a-f]{12,64})$")
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Resolution:
+    """Where a tag resolves: the version that built it and its newest successor."""
+
     query: str
     line: str
     matched: LockedVersion

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BuildResult:
+    """What `build next` did: the versions built, and each line's failure."""
+
     lines: tuple[str, ...]  # every selected line, in order
     built: tuple[BuiltVersion, ...]
     failures: Failures = ()
@@ -44,6 +46,8 @@ class BuildResult:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ReferenceStatus:
+    """One line's reference Dockerfile: written, or found current or stale."""
+
     line: str
     path: Path  # relative to the repository root
     changed: bool  # written now (or, with check, found stale)
@@ -61,6 +65,8 @@ class ReferenceStatus:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class VersionDiff:
+    """Packages and increments between two versions of a line."""
+
     line: str
     old: int
     new: int
@@ -87,6 +93,8 @@ class VersionDiff:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Skipped:
+    """A version recorded as skipped: its tag is someone else's image."""
+
     line: str
     version: LockedVersion
 
@@ -104,6 +112,8 @@ class Skipped:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class References:
+    """The reference Dockerfiles `squash` wrote or checked."""
+
     references: tuple[ReferenceStatus, ...]
 
     def to_json(self) -> dict[str, object]:
@@ -112,6 +122,8 @@ class References:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Rendered:
+    """The exact Dockerfile of a built or pending version."""
+
     line: str
     version: int | None
     dockerfile: str
