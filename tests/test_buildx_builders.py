@@ -17,6 +17,7 @@ from imagectl.adapters.docker_engine import (
     buildx_command,
     inspected_fields,
     same_engine,
+    server_version,
 )
 from imagectl.core.errors import BuildError, EngineError
 from imagectl.core.model import Builder
@@ -167,3 +168,12 @@ def test_engines_are_the_same_when_their_ids_are() -> None:
     assert not same_engine({"ID": "e1"}, {"ID": "e2"})
     assert not same_engine({}, {})  # no ID proves nothing
     assert not same_engine(None, {"ID": "e1"})
+
+
+def test_the_engine_version_comes_from_the_server_header_of_docker_only() -> None:
+    """What check() reads from /_ping; anything else (another engine's API) is "" and check()
+    asks /version instead."""
+    assert server_version("Docker/26.1.5+dfsg1 (linux)") == "26.1.5+dfsg1"
+    assert server_version("Docker/27.0.0") == "27.0.0"
+    assert server_version("Libpod/5.0.2 (linux)") == ""
+    assert server_version("") == ""

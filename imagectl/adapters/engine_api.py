@@ -72,6 +72,38 @@ class EngineApi:
         self.endpoint = endpoint or engine_endpoint()
         self._opener = opener_for(self.endpoint)
         self._local = threading.local()
+        self._info: dict[str, Any] | None = None
+        self._info_asked: threading.Thread | None = None
+
+    def info(self) -> dict[str, Any]:
+        """The engine's /info, asked once (dockerd gathers it anew for each call, ~5 ms): where
+        it keeps images and which host it runs on do not change while a command runs."""
+        if self._info_asked is not None:
+            self._info_asked.join()
+        if self._info is None:  # not prefetched, or the prefetch failed: ask here, and raise
+            found = self.json("GET", "/info")
+            self._info = found if isinstance(found, dict) else {}
+        return self._info
+
+    def prefetch_info(self) -> None:
+        """Ask for /info in a thread of its own, so that its answer is there when needed."""
+        if self._info is not None or self._info_asked is not None:
+            return
+
+        def ask() -> None:
+            connection = Connection(self._opener)
+            try:
+                found = connection.request("GET", "/info", headers={}, body=None)
+                if found.status == 200:
+                    loaded = json.loads(found.body)
+                    self._info = loaded if isinstance(loaded, dict) else None
+            except (OSError, ProtocolError, ValueError):
+                pass  # info() asks again and raises what it finds
+            finally:
+                connection.close()
+
+        self._info_asked = threading.Thread(target=ask, name="imagectl-info", daemon=True)
+        self._info_asked.start()
 
     def _connection(self) -> Connection:
         found: Connection | None = getattr(self._local, "connection", None)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from itertools import groupby
 from pathlib import Path
 
@@ -58,6 +57,8 @@ def run_suite(
 ) -> tuple[TestOutcome, ...]:
     """Run `suite` on `image`: version by version, the tests of one version side by side (at
     most `jobs` at once); every test runs, so that one report names every failure."""
+    from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415 (a build without tests)
+
     outcomes: list[TestOutcome] = []
     with tempfile.TemporaryDirectory(prefix="imagectl-tests-") as tmp:
         for _, group in groupby(enumerate(suite), key=lambda item: item[1].version):

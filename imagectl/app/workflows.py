@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING
 from imagectl.app.builder import build_line
 from imagectl.app.gate import built_owners, prepare_suite, run_suite
 from imagectl.app.locks import locked_and_swept
-from imagectl.app.lookups import line_lock
 from imagectl.app.parents import locate_version
 from imagectl.app.project import Project
 from imagectl.app.recording import manifest_of, record_skip
@@ -18,7 +17,6 @@ from imagectl.app.results.build import BuildResult, ReferenceStatus, VersionDiff
 from imagectl.app.results.testing import TestReport
 from imagectl.app.skips import burned_version
 from imagectl.core import lockfile, sidecar
-from imagectl.core.backport import BackportPlan, plan_backport, shared_name, shared_tests
 from imagectl.core.config import check_secret_sources
 from imagectl.core.errors import ConfigError, ImagectlError
 from imagectl.core.increments import summarize
@@ -47,6 +45,7 @@ from imagectl.core.templates import render_template
 
 if TYPE_CHECKING:
     from imagectl.app.results.verify import VerifyReport
+    from imagectl.core.backport import BackportPlan
 
 
 def build_next(
@@ -195,6 +194,12 @@ def skip(
 
 
 def backport(project: Project, fix: Path, *, pattern: str, dry_run: bool) -> BackportPlan:
+    from imagectl.core.backport import (  # noqa: PLC0415 (not on build's path)
+        plan_backport,
+        shared_name,
+        shared_tests,
+    )
+
     """Add a new increment including the shared `fix` to every selected line, with a test
     including each test of the fix.
 
@@ -297,6 +302,8 @@ def render_version(project: Project, name: str, version: int | None) -> str:
 def diff_versions(project: Project, name: str, old: int, new: int) -> VersionDiff:
     """Packages added, removed and changed from version `old` to `new`, and what came between."""
     line = project.line(name)
+    from imagectl.app.lookups import line_lock  # noqa: PLC0415 (not on build's path)
+
     lock = line_lock(project, line)
     count = len(lock.versions)
     for version in (old, new):

@@ -12,7 +12,6 @@ from imagectl.app.gate import count
 from imagectl.app.project import Project
 from imagectl.app.results.build import BuildResult, Skipped
 from imagectl.app.results.testing import TestReport
-from imagectl.app.results.verify import LineVerdict, VerifySummary
 from imagectl.commands import say, streamed
 from imagectl.commands.exits import EXIT_CHECK, EXIT_ERROR, EXIT_OK
 from imagectl.commands.outcome import Outcome
@@ -21,7 +20,7 @@ from imagectl.core.model import BuiltVersion, LockedVersion
 from imagectl.core.packages import display
 
 if TYPE_CHECKING:
-    from imagectl.app.results.verify import VerifyReport
+    from imagectl.app.results.verify import VerifyReport, VerifySummary
 
 SHOWN = 20  # entries of each kind a person sees; `--json` has them all
 
@@ -77,6 +76,11 @@ def verify(args: argparse.Namespace, project: Project) -> Outcome:
             project, args.line, say=say, output=streamed(args), offline=args.offline
         )
         if args.reports:
+            from imagectl.app.results.verify import (  # noqa: PLC0415 (not on build's path)
+                LineVerdict,
+                VerifySummary,
+            )
+
             summary = VerifySummary(verdicts=(LineVerdict(line=report.line, report=report),))
             verifying.write_reports(args.reports, summary)
         return Outcome(report, verify_text(report), EXIT_CHECK if report.drift else EXIT_OK)
@@ -91,6 +95,8 @@ def verify(args: argparse.Namespace, project: Project) -> Outcome:
 
 @dataclass(frozen=True, slots=True)
 class Rebuilt:
+    """The untagged image an offline rebuild made of a version."""
+
     line: str
     version: int
     image_id: str
