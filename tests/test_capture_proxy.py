@@ -19,6 +19,7 @@ from typing import BinaryIO
 import pytest
 
 from imagectl.adapters.capture_proxy import record_proxy, replay_proxy
+from imagectl.adapters.inputs import InputsAdapter
 from imagectl.core.archive import Missing
 from imagectl.core.errors import CaptureError
 
@@ -369,6 +370,31 @@ def test_an_address_not_on_this_machine_is_a_capture_error(tmp_path: Path) -> No
     with (
         pytest.raises(CaptureError, match=r"cannot listen on 192\.0\.2\.254"),
         record_proxy("192.0.2.254", tmp_path),
+    ):
+        pass
+
+
+def test_the_adapters_capture_listens_at_once_and_answers_from_serve_on(tmp_path: Path) -> None:
+    """What a build meets: the proxy's socket listens before the build starts, the proxy is
+    loaded and served while the build runs. A request sent before serve() waits and is
+    answered and recorded after it."""
+    with origin() as up, InputsAdapter().record("127.0.0.1", tmp_path / "store") as capture:
+        conn = via(capture.url)
+        conn.request("GET", f"{up.base}/pool/a.deb")  # connected and sent: in the backlog
+        capture.serve()
+        response = conn.getresponse()
+        body = response.read()
+        conn.close()
+        captured = capture.captured()
+    assert (response.status, body) == (200, FILES["/pool/a.deb"])
+    assert [c.url for c in captured] == [f"{up.base}/pool/a.deb"]
+    assert refused("127.0.0.1", port_of(capture.url))  # closed with the context
+
+
+def test_the_adapters_capture_on_an_address_not_here_is_a_capture_error(tmp_path: Path) -> None:
+    with (
+        pytest.raises(CaptureError, match=r"cannot listen on 192\.0\.2\.254"),
+        InputsAdapter().record("192.0.2.254", tmp_path),
     ):
         pass
 

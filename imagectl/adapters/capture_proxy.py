@@ -331,12 +331,17 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     timeout = 0.5  # handle_request's own wait, should the client that woke it have gone away
 
-    def __init__(self, host: str, proxy: _Proxy) -> None:
+    def __init__(self, host: str, proxy: _Proxy, listening: socket.socket | None = None) -> None:
         self.proxy = proxy
         self._open: set[socket.socket] = set()
         self._open_lock = threading.Lock()
         self._closing = False
-        super().__init__((host, 0), _Handler)
+        super().__init__((host, 0), _Handler, bind_and_activate=listening is None)
+        if listening is not None:  # bound and listening already: clients wait in its backlog
+            self.socket.close()
+            self.socket = listening
+            self.server_address = listening.getsockname()
+            self.server_name, self.server_port = str(self.server_address[0]), self.server_address[1]
 
     def server_bind(self) -> None:
         # HTTPServer's own would look up the host's name (a DNS query that can stall)
@@ -363,9 +368,11 @@ class _Server(ThreadingHTTPServer):
 
 
 @contextmanager
-def _serving(listen_host: str, proxy: _Proxy) -> Iterator[None]:
+def _serving(
+    listen_host: str, proxy: _Proxy, listening: socket.socket | None = None
+) -> Iterator[None]:
     try:
-        server = _Server(listen_host, proxy)
+        server = _Server(listen_host, proxy, listening)
     except OSError as error:
         raise CaptureError(
             f"cannot listen on {listen_host}: {error.strerror or error}",
@@ -401,15 +408,18 @@ def _accept_until_woken(server: _Server, wake: int) -> None:
 
 
 @contextmanager
-def record_proxy(listen_host: str, store: Path) -> Iterator[RecordProxy]:
-    """A recording proxy on listen_host; bodies land in store/sha256/<hex>."""
+def record_proxy(
+    listen_host: str, store: Path, *, listening: socket.socket | None = None
+) -> Iterator[RecordProxy]:
+    """A recording proxy on listen_host (on `listening`, a socket bound there already, when
+    given); bodies land in store/sha256/<hex>."""
     try:
         for folder in ("sha256", "tmp"):
             (store / folder).mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise CaptureError(f"cannot create the capture store: {error}", path=store) from error
     proxy = RecordProxy(store)
-    with _serving(listen_host, proxy):
+    with _serving(listen_host, proxy, listening):
         yield proxy
 
 

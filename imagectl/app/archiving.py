@@ -34,7 +34,7 @@ from imagectl.core.files import ReplaceError, replace_durably
 from imagectl.core.layerfiles import FileSelection
 from imagectl.core.model import ImageLine
 from imagectl.core.packages import Package, PackageDiff, parse_entry
-from imagectl.core.ports import ImageStore, Inputs
+from imagectl.core.ports import Capture, ImageStore, Inputs
 
 CONTEXT_INPUTS = (".whl", ".tar.gz", ".zip", ".tar.bz2")  # wheels and sdists pip installs
 KEYRINGS = FileSelection(
@@ -68,6 +68,13 @@ class CaptureRun:
     url: str = ""
     captured: Captured | None = None  # None: the line keeps no archive
     _result: list[Captured] = field(default_factory=list)
+    _capture: Capture | None = None
+
+    def serve(self) -> None:
+        """Start answering the build's requests (its proxy listens from the start): called
+        while the build runs, so that loading the proxy is not on the build's path."""
+        if self._capture is not None:
+            self._capture.serve()
 
 
 @contextmanager
@@ -89,7 +96,7 @@ def capturing(
         yield run
         return
     with inputs.record(host, store_dir(layout)) as proxy:
-        run.url = proxy.url
+        run.url, run._capture = proxy.url, proxy
         try:
             yield run
         finally:

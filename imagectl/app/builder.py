@@ -127,15 +127,7 @@ def build_step(
     registry = RegistryAnswers(state, step, adapters=adapters, say=say, first=first)
     registry.ask_tag()
     say(f"{name}: building v{step.version} from {step.increment.path.as_posix()} FROM {parent.ref}")
-    head = state.lock.head
-    if head is not None and head.withdrawn and not step.parent_is_base:
-        on = "it" if parent.digest in (head.digest, head.image_id) else "the newest kept version"
-        warn(
-            say,
-            name,
-            f"v{head.version} is withdrawn ({head.withdrawn_reason}); v{step.version} is "
-            f"built on {on}",
-        )
+    _warn_if_head_withdrawn(state, step, parent, say)
     archived = _adoptable_archive(layout, state, step, adapters.images)
     if archived is not None:  # tagged by a run that stopped before the lock knew it
         image_id = archived.image_id
@@ -145,12 +137,17 @@ def build_step(
         with capturing(
             layout, state.line, images=adapters.images, inputs=adapters.inputs
         ) as capture:
+
+            def while_building() -> None:
+                capture.serve()  # first: the build's downloads wait for it
+                registry.warn_of_moved_tags()
+
             image_id = alongside(
                 lambda: _build(
                     layout, state, step, request, adapters=adapters, output=output,
                     proxy=capture.url,
                 ),
-                registry.warn_of_moved_tags,
+                while_building,
             )  # fmt: skip
     info = adapters.images.inspect_image(image_id)
     if info is None:
@@ -206,6 +203,20 @@ def build_step(
         line=name, version=step.version, tag=step.tag, image_id=image_id, adopted=adopted
     )
     return built, replace(state, lock=new_lock)
+
+
+def _warn_if_head_withdrawn(
+    state: LineState, step: BuildStep, parent: ResolvedParent, say: Say
+) -> None:
+    head = state.lock.head
+    if head is not None and head.withdrawn and not step.parent_is_base:
+        on = "it" if parent.digest in (head.digest, head.image_id) else "the newest kept version"
+        warn(
+            say,
+            state.line.name,
+            f"v{head.version} is withdrawn ({head.withdrawn_reason}); v{step.version} is "
+            f"built on {on}",
+        )
 
 
 class RegistryAnswers:

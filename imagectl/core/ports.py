@@ -349,10 +349,12 @@ class CiGit(Protocol):
 
 
 class Capture(Protocol):
-    """A record proxy running for one build (core/archive's Download and Missing)."""
+    """A record proxy for one build (core/archive's Download and Missing): listening from the
+    start, answering once serve() was called (it may be called while the build runs)."""
 
     @property
     def url(self) -> str: ...
+    def serve(self) -> None: ...
     def captured(self) -> tuple[Download, ...]: ...
     def missing(self) -> tuple[Missing, ...]: ...
 
