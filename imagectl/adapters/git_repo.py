@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from imagectl.adapters.process import last_line, run
+from imagectl.adapters.process import last_line, run, run_together
 from imagectl.core.errors import GitError
 
 DEFAULT_AUTHOR = ("imagectl", "imagectl@localhost")
@@ -97,12 +97,22 @@ class GitRepository:
         except GitError:
             return None
 
+    def _asked_together(self, *questions: tuple[str, ...]) -> list[str | None]:
+        """Read-only questions asked at once; each answer as `_asked` gives it."""
+        try:
+            done = run_together([("git", *args) for args in questions], cwd=self._root)
+        except OSError:
+            return [None] * len(questions)
+        return [answer.stdout if answer.returncode == 0 else None for answer in done]
+
     def commit_of(self, path: Path) -> str:
         target = path.as_posix()
-        changed = self._asked("status", "--porcelain", "--untracked-files=all", "--", target)
+        changed, last = self._asked_together(
+            ("status", "--porcelain", "--untracked-files=all", "--", target),
+            ("log", "-1", "--format=%H %ct", "--", target),
+        )
         if changed is None or changed.strip():
             return "uncommitted"  # outside git, or changed since its last commit
-        last = self._asked("log", "-1", "--format=%H %ct", "--", target)
         if not last or not last.strip():
             return "uncommitted"  # never committed (or no commit at all yet)
         commit, _, seconds = last.strip().partition(" ")

@@ -29,6 +29,25 @@ def run(
     )
 
 
+def run_together(
+    commands: Sequence[Sequence[str]], *, cwd: Path | None = None
+) -> list[subprocess.CompletedProcess[str]]:
+    """Run independent short commands at once (each its output captured, no stdin): their
+    wall time is the slowest one's, not the sum."""
+    started = [
+        (list(command), subprocess.Popen(
+            list(command), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL, text=True, cwd=cwd,
+        ))
+        for command in commands
+    ]  # fmt: skip
+    done = []
+    for command, process in started:
+        stdout, stderr = process.communicate()
+        done.append(subprocess.CompletedProcess(command, process.returncode, stdout, stderr))
+    return done
+
+
 def run_merged(command: Sequence[str], *, timeout: float) -> tuple[int | None, str]:
     """Run `command` with stdout and stderr interleaved; (exit code, output), the exit code
     None when it was killed after `timeout` seconds (with what it said until then)."""
