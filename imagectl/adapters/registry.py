@@ -20,6 +20,7 @@ from collections.abc import Iterator, Sequence
 from typing import IO, Protocol
 
 from imagectl.adapters.registry_archive import (
+    BlobTurns,
     RegistryArchive,
     find_manifest,
     put_manifest,
@@ -67,7 +68,10 @@ class RegistryClient:
         self._transport = transport or RegistryTransport()
         self._push = push  # the engine's push: images go to a registry from the engine
         self._stored: set[tuple[str, str, str]] = set()  # (host, repository, blob digest)
-        self._archive = RegistryArchive(self._transport, open_blob=self.open_blob)
+        self._turns = BlobTurns()
+        self._archive = RegistryArchive(
+            self._transport, open_blob=self.open_blob, turns=self._turns
+        )
 
     def lookup(self, ref: str) -> RemoteImage | None:
         """What `ref` names (tag or digest) in its registry, or None when it is absent."""
@@ -255,17 +259,18 @@ class RegistryClient:
         registry has is harmless: it stores each digest once."""
         digest = blob_digest(data)
         known = (ref.api_host, ref.path, digest)
-        if ask_first:
-            if known in self._stored:
-                return
-            head = self._transport.send(
-                ref, f"/v2/{ref.path}/blobs/{digest}", method="HEAD", headers={}, push=True
-            )
-            if head.status == 200:
-                self._stored.add(known)
-                return  # stored once, whoever stored it
-        upload_blob(self._transport, ref, digest, data)
-        self._stored.add(known)
+        with self._turns(ref, digest):  # the `{}` of every SBOM, attached a few at once
+            if ask_first:
+                if known in self._stored:
+                    return
+                head = self._transport.send(
+                    ref, f"/v2/{ref.path}/blobs/{digest}", method="HEAD", headers={}, push=True
+                )
+                if head.status == 200:
+                    self._stored.add(known)
+                    return  # stored once, whoever stored it
+            upload_blob(self._transport, ref, digest, data)
+            self._stored.add(known)
 
 
 class _CheckedBlob(io.RawIOBase):

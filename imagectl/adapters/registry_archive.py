@@ -47,24 +47,33 @@ COPY_CHUNK = 1 << 20
 SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
+class BlobTurns:
+    """One request at a time on a blob of a repository, among this process's threads:
+    distribution 2.8 answers a HEAD of a blob whose link another request is writing with HTTP
+    500 ("invalid checksum digest format"; seen with four archives of a line sharing a file
+    stored at once)."""
+
+    def __init__(self) -> None:
+        self._locks: dict[tuple[str, str, str], threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    @contextmanager
+    def __call__(self, ref: Reference, digest: str) -> Iterator[None]:
+        with self._guard:
+            lock = self._locks.setdefault((ref.api_host, ref.path, digest), threading.Lock())
+        with lock:
+            yield
+
+
 class RegistryArchive:
     """put_archive, read_archive and copy_image of `RegistryClient`, on its transport."""
 
-    def __init__(self, transport: RegistryTransport, *, open_blob: OpenBlob) -> None:
+    def __init__(
+        self, transport: RegistryTransport, *, open_blob: OpenBlob, turns: BlobTurns
+    ) -> None:
         self._transport = transport
         self._open_blob = open_blob
-        # One request at a time on a blob of a repository: distribution 2.8 answers a HEAD of
-        # a blob whose link another request is writing with HTTP 500 ("invalid checksum
-        # digest format"; seen with four archives of a line sharing a file stored at once).
-        self._blob_locks: dict[tuple[str, str, str], threading.Lock] = {}
-        self._locks_lock = threading.Lock()
-
-    @contextmanager
-    def _blob(self, ref: Reference, digest: str) -> Iterator[None]:
-        with self._locks_lock:
-            lock = self._blob_locks.setdefault((ref.api_host, ref.path, digest), threading.Lock())
-        with lock:
-            yield
+        self._blob = turns
 
     def put_archive(
         self,
@@ -104,8 +113,9 @@ class RegistryArchive:
         if there is not None:
             raise _overwrite_error(ref, there, digest)
         with self._blob(parsed, config_blob.digest):
-            if not has_blob(self._transport, parsed, config_blob.digest):
-                upload_blob(self._transport, parsed, config_blob.digest, config)
+            # Not asked first: the config names its version, so it is new but on a rerun (and
+            # an upload of a blob the registry has is harmless).
+            upload_blob(self._transport, parsed, config_blob.digest, config)
         sent = {config_blob.digest}
         for file in files:
             blob = f"sha256:{file.sha256}"

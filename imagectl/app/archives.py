@@ -5,13 +5,11 @@ one, from the registry once published, else from the record kept here."""
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
-from functools import partial
 from pathlib import PurePosixPath
 
 from imagectl.app.archiving import read_record, stored_body
-from imagectl.app.locks import publish_lock
 from imagectl.app.lookups import line_lock
 from imagectl.app.project import Project
 from imagectl.app.results.publish import StoredArchive
@@ -35,50 +33,55 @@ from imagectl.core.model import ImageLine, LockedVersion
 from imagectl.core.ports import Registry, Say
 from imagectl.core.references import pinned
 
-# Versions stored at once. A line's archives share most files: the registry adapter sends one
-# request at a time on each blob (distribution 2.8 answers a HEAD racing another request's
-# write of the same blob's link with HTTP 500), so the files they share are stored once.
-ARCHIVE_CONCURRENCY = 4
 
+class ArchiveStorer:
+    """Stores the archives of a line's published versions, a few at a time on `pool` (while
+    later versions are pushed), and records their digests in the lock once, at finish(). Made
+    before the line's pushes: the versions published before and still without their archive
+    in the registry are stored first; add() gives each version as publish pushes it."""
 
-def store_archives(
-    layout: RepositoryLayout, line: ImageLine, *, registry: Registry, say: Say
-) -> tuple[tuple[StoredArchive, ...], ImagectlError | None]:
-    """Store the archive of every published version of `line` that has none in the registry
-    yet, a few at a time, then record their digests in the lock (one write; also when one
-    fails, for the others): what was stored, and the first failure. A version whose record is
-    not on this machine is a failure."""
-    state = load_state(layout, line)
-    wanting = [
-        version
-        for version in state.lock.built_versions
-        if version.digest and version.archive_state and not version.archive
-    ]
-    if not wanting:
-        return (), None
-    with (
-        publish_lock(archive_repository(line.repository)),
-        ThreadPoolExecutor(ARCHIVE_CONCURRENCY) as pool,
-    ):
-        stored = list(pool.map(partial(_stored_or_error, layout, line, registry), wanting))
-    done, lock = [], state.lock
-    for version, result in zip(wanting, stored, strict=True):
-        if isinstance(result, StoredArchive):
-            state_word = "complete" if result.complete else "incomplete"
-            say(
-                f"{line.name}: stored the input archive of v{version.version} "
-                f"({archive_tag(line.repository, version.version)}, {result.files} files, "
-                f"{state_word}, {result.digest})"
+    def __init__(
+        self, layout: RepositoryLayout, line: ImageLine, *, registry: Registry, pool: Executor
+    ) -> None:
+        self.layout, self.line, self.registry, self.pool = layout, line, registry, pool
+        self.pending: list[tuple[LockedVersion, Future[StoredArchive | ImagectlError]]] = []
+        for version in load_state(layout, line).lock.built_versions:
+            self.add(version)
+
+    def add(self, version: LockedVersion) -> None:
+        """Store this version's archive, when it is published and has one to store."""
+        if version.digest and version.archive_state and not version.archive:
+            stored = self.pool.submit(
+                _stored_or_error, self.layout, self.line, self.registry, version
             )
-            done.append(result)
-            lock = lock.with_archive(version.version, result.digest)
-    # Stored but not recorded (a crash here): the next publish finds the same content under
-    # the tag, which put_archive answers with the same digest, and records it then.
-    pause_point("after-archive-push")
-    if done:
-        lockfile.write_lock(state.lock_path, lock)
-    failed = [result for result in stored if isinstance(result, ImagectlError)]
-    return tuple(done), (failed[0] if failed else None)
+            self.pending.append((version, stored))
+
+    def finish(self, say: Say) -> tuple[tuple[StoredArchive, ...], ImagectlError | None]:
+        """Wait for them, then record their digests in the lock (one write; also when one
+        failed, for the others): what was stored, and the first failure. A version whose record
+        is not on this machine is a failure."""
+        if not self.pending:
+            return (), None
+        results = [(version, stored.result()) for version, stored in self.pending]
+        state = load_state(self.layout, self.line)
+        done, lock = [], state.lock
+        for version, result in results:
+            if isinstance(result, StoredArchive):
+                state_word = "complete" if result.complete else "incomplete"
+                say(
+                    f"{self.line.name}: stored the input archive of v{version.version} "
+                    f"({archive_tag(self.line.repository, version.version)}, {result.files} "
+                    f"files, {state_word}, {result.digest})"
+                )
+                done.append(result)
+                lock = lock.with_archive(version.version, result.digest)
+        # Stored but not recorded (a crash here): the next publish finds the same content under
+        # the tag, which put_archive answers with the same digest, and records it then.
+        pause_point("after-archive-push")
+        if done:
+            lockfile.write_lock(state.lock_path, lock)
+        failed = [result for _, result in results if isinstance(result, ImagectlError)]
+        return tuple(done), (failed[0] if failed else None)
 
 
 def _stored_or_error(

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-from functools import partial
+from collections.abc import Callable
+from concurrent.futures import Executor, Future
 from typing import Literal
 
 from imagectl.app.locks import publish_lock
@@ -34,8 +34,10 @@ def publish_line(
     registry: Registry,
     say: Say,
     output: Say,
+    on_published: Callable[[LockedVersion], None] = lambda version: None,
 ) -> tuple[PublishedVersion, ...]:
-    """Publish every unpublished version of `line`, recording each digest right after its push."""
+    """Publish every unpublished version of `line`, recording each digest right after its push;
+    `on_published` is then given the version as recorded (its SBOM and archive follow it)."""
     state = load_state(layout, line)
     warn_if_parent_tag_moved(state, registry=registry, say=say)
     lock = state.lock
@@ -52,6 +54,7 @@ def publish_line(
         pause_point("after-push")  # pushed, the lock does not have the digest yet
         lock = lock.with_published(version.version, digest)
         lockfile.write_lock(state.lock_path, lock)  # at once: a crash after this loses nothing
+        on_published(next(v for v in lock.versions if v.version == version.version))
         say(f"{line.name}: {action} {version.tag}@{digest}")
         results.append(
             PublishedVersion(
@@ -65,46 +68,61 @@ def publish_line(
     return tuple(results)
 
 
-SBOM_CONCURRENCY = 4  # artifacts stored at once: each is a handful of small requests
+class SbomAttacher:
+    """Attaches their SBOMs to a line's published versions, a few at a time on `pool` (while
+    later versions are pushed), and records their digests in the lock once, at finish(). Made
+    before the line's pushes: the versions published before and still without an SBOM are
+    attached first; add() gives each version as publish pushes it. A version without a package
+    record has no SBOM to attach and is passed over."""
 
+    def __init__(
+        self, layout: RepositoryLayout, line: ImageLine, *, registry: Registry, pool: Executor
+    ) -> None:
+        self.layout, self.line, self.registry, self.pool = layout, line, registry, pool
+        state = load_state(layout, line)
+        self.record = sidecar.read_packages(sidecar.packages_path(state.lock_path))
+        # One pass over the record for every version that may want an SBOM in this run.
+        self.manifests = self.record.manifests(
+            v.version
+            for v in state.lock.built_versions
+            if not v.sbom and self.record.complete(v.version)
+        )
+        self.pending: list[tuple[SbomMade, Future[str | ImagectlError]]] = []
+        for version in state.lock.built_versions:
+            self.add(version)
 
-def attach_sboms(
-    layout: RepositoryLayout, line: ImageLine, *, registry: Registry, say: Say
-) -> tuple[AttachedSbom, ...]:
-    """Attach its SBOM to every published version of `line` that has none yet, a few at a
-    time, then record their digests in the lock (once; also when one fails, for the others). A
-    version without a package record has no SBOM to attach and is passed over."""
-    state = load_state(layout, line)
-    record = sidecar.read_packages(sidecar.packages_path(state.lock_path))
-    wanting = [
-        version
-        for version in state.lock.built_versions
-        if version.digest and not version.sbom and record.complete(version.version)
-    ]
-    if not wanting:
-        return ()
-    manifests = record.manifests(version.version for version in wanting)
-    made = [made_sbom(line, manifests[version.version], version) for version in wanting]
-    for text in made[0].warnings:  # said once per line, not per version
-        warn(say, line.name, text)
-    with publish_lock(line.repository), ThreadPoolExecutor(SBOM_CONCURRENCY) as pool:
-        stored = list(pool.map(partial(_stored_or_error, registry, line.name), made))
-    attached, lock = [], state.lock
-    for sbom, digest in zip(made, stored, strict=True):
-        if isinstance(digest, str):
-            n = sbom.version.version
-            say(f"{line.name}: attached the SBOM of v{n} ({digest})")
-            attached.append(AttachedSbom(line=line.name, version=n, digest=digest))
-            lock = lock.with_sbom(n, digest)
-    # One lock write for all of them: an SBOM stored but not recorded (a crash here) is stored
-    # again by the next publish under the same digest, listed once, and recorded then.
-    pause_point("after-sbom-push")
-    if attached:
-        lockfile.write_lock(state.lock_path, lock)
-    failed = [digest for digest in stored if isinstance(digest, ImagectlError)]
-    if failed:
-        raise failed[0]
-    return tuple(attached)
+    def add(self, version: LockedVersion) -> None:
+        """Attach this version's SBOM, when it is published and has none yet."""
+        if version.digest and not version.sbom and version.version in self.manifests:
+            made = made_sbom(self.line, self.manifests[version.version], version)
+            stored = self.pool.submit(_stored_or_error, self.registry, self.line.name, made)
+            self.pending.append((made, stored))
+
+    def finish(self, say: Say) -> tuple[AttachedSbom, ...]:
+        """Wait for them, then record their digests in the lock (once; also when one failed,
+        for the others); the first failure is raised after that."""
+        if not self.pending:
+            return ()
+        for text in self.pending[0][0].warnings:  # said once per line, not per version
+            warn(say, self.line.name, text)
+        results = [(sbom, stored.result()) for sbom, stored in self.pending]
+        state = load_state(self.layout, self.line)
+        attached, lock = [], state.lock
+        for sbom, digest in results:
+            if isinstance(digest, str):
+                n = sbom.version.version
+                say(f"{self.line.name}: attached the SBOM of v{n} ({digest})")
+                attached.append(AttachedSbom(line=self.line.name, version=n, digest=digest))
+                lock = lock.with_sbom(n, digest)
+        # One lock write for all of them: an SBOM stored but not recorded (a crash here) is
+        # stored again by the next publish under the same digest, listed once, recorded then.
+        pause_point("after-sbom-push")
+        if attached:
+            lockfile.write_lock(state.lock_path, lock)
+        failed = [digest for _, digest in results if isinstance(digest, ImagectlError)]
+        if failed:
+            raise failed[0]
+        return tuple(attached)
 
 
 def _stored_or_error(registry: Registry, line: str, made: SbomMade) -> str | ImagectlError:
