@@ -81,6 +81,47 @@ def test_publishing_updates_only_the_digest(tmp_path: Path) -> None:
     assert changed[0][1].startswith("digest = ")
 
 
+def test_publishing_writes_the_same_text_without_parsing_what_it_wrote(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """publish writes the lock once per version: after a write of imagectl's own text, the
+    next one renders the new lock without parsing the file again, and gives the same text."""
+    path, other = tmp_path / "line.lock.toml", tmp_path / "other.lock.toml"
+    lock = sample_lock(3)
+    lockfile.write_lock(path, lock)
+    lockfile.write_lock(other, lock)
+    first = lock.with_published(1, f"sha256:{'ab' * 32}")
+    lockfile.write_lock(path, first)  # parsed: its text came from a build's append
+    parsed: list[str] = []
+    real = lockfile.lock_from_text
+
+    def counting(text: str, where: Path) -> Lock:
+        parsed.append(str(where))
+        return real(text, where)
+
+    monkeypatch.setattr(lockfile, "lock_from_text", counting)
+    second = first.with_published(2, f"sha256:{'cd' * 32}")
+    lockfile.write_lock(path, second)
+    assert parsed == []
+    lockfile.write_lock(other, first)  # not the text this process last wrote there: parsed
+    lockfile.write_lock(other, second)
+    assert path.read_text() == other.read_text()
+    assert read(path) == second
+
+
+def test_a_hand_edit_after_a_write_is_still_kept(tmp_path: Path) -> None:
+    path = tmp_path / "line.lock.toml"
+    lock = sample_lock(2)
+    lockfile.write_lock(path, lock)
+    lockfile.write_lock(path, lock.with_published(1, f"sha256:{'ab' * 32}"))
+    edited = path.read_text().replace("[[versions]]", "# kept by hand\n[[versions]]", 1)
+    path.write_text(edited)
+    lockfile.write_lock(
+        path, lock.with_published(1, f"sha256:{'ab' * 32}").with_published(2, f"sha256:{'cd' * 32}")
+    )
+    assert "# kept by hand" in path.read_text()
+
+
 def test_unwritable_folder_is_a_clear_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

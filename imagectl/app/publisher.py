@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import Executor, Future
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import Literal
 
 from imagectl.app.locks import publish_lock
@@ -20,7 +20,7 @@ from imagectl.core.linestate import load_state
 from imagectl.core.model import ImageLine, LockedVersion
 from imagectl.core.notices import warn
 from imagectl.core.planner import pending_publication
-from imagectl.core.ports import ImageStore, Registry, Say
+from imagectl.core.ports import ImageStore, Registry, RemoteImage, Say
 from imagectl.core.references import pinned, repository_of
 from imagectl.core.sbom import MEDIA_TYPE as SBOM_TYPE
 from imagectl.core.tags import Holder, holder, published_over, retagged
@@ -41,31 +41,50 @@ def publish_line(
     state = load_state(layout, line)
     warn_if_parent_tag_moved(state, registry=registry, say=say)
     lock = state.lock
+    pending = pending_publication(lock)
     results: list[PublishedVersion] = []
-    for version in pending_publication(lock):
+    if not pending:
+        return ()
+    # The host lock for the whole line: no publisher on this host pushes to the repository
+    # between the look-ups, all made at once before the first push, and each push.
+    with publish_lock(line.repository):
         try:
-            with publish_lock(line.repository):
-                digest, action = publish_version(
-                    version, images=images, registry=registry, say=say, output=output
-                )
+            before = _looked_up(registry, [version.tag for version in pending])
         except ImagectlError as exc:
-            exc.done = (published_so_far(line.name, results, version.version), *exc.done)
+            exc.done = (published_so_far(line.name, results, pending[0].version), *exc.done)
             raise
-        pause_point("after-push")  # pushed, the lock does not have the digest yet
-        lock = lock.with_published(version.version, digest)
-        lockfile.write_lock(state.lock_path, lock)  # at once: a crash after this loses nothing
-        on_published(next(v for v in lock.versions if v.version == version.version))
-        say(f"{line.name}: {action} {version.tag}@{digest}")
-        results.append(
-            PublishedVersion(
-                line=line.name,
-                version=version.version,
-                tag=version.tag,
-                digest=digest,
-                action=action,
-            )
-        )
+        for version in pending:
+            try:
+                digest, action = publish_version(
+                    version, images=images, registry=registry, say=say, output=output,
+                    before=before[version.tag],
+                )  # fmt: skip
+            except ImagectlError as exc:
+                exc.done = (published_so_far(line.name, results, version.version), *exc.done)
+                raise
+            pause_point("after-push")  # pushed, the lock does not have the digest yet
+            lock = lock.with_published(version.version, digest)
+            lockfile.write_lock(state.lock_path, lock)  # at once: a crash loses nothing
+            on_published(next(v for v in lock.versions if v.version == version.version))
+            say(f"{line.name}: {action} {version.tag}@{digest}")
+            results.append(
+                PublishedVersion(
+                    line=line.name, version=version.version, tag=version.tag, digest=digest,
+                    action=action,
+                )
+            )  # fmt: skip
     return tuple(results)
+
+
+LOOKUP_CONCURRENCY = 4  # tags looked up at once before a line's pushes
+
+
+def _looked_up(registry: Registry, tags: list[str]) -> dict[str, RemoteImage | None]:
+    """What the registry holds under each tag now (the first error raised)."""
+    if len(tags) == 1:
+        return {tags[0]: registry.lookup(tags[0])}
+    with ThreadPoolExecutor(min(LOOKUP_CONCURRENCY, len(tags))) as pool:
+        return dict(zip(tags, pool.map(registry.lookup, tags), strict=True))
 
 
 class SbomAttacher:
@@ -149,10 +168,18 @@ def published_so_far(line: str, results: list[PublishedVersion], failed: int) ->
 
 
 def publish_version(
-    version: LockedVersion, *, images: ImageStore, registry: Registry, say: Say, output: Say
+    version: LockedVersion,
+    *,
+    images: ImageStore,
+    registry: Registry,
+    say: Say,
+    output: Say,
+    before: RemoteImage | Literal["ask"] | None = "ask",
 ) -> tuple[str, Literal["pushed", "recorded"]]:
+    """Push the version's tag unless the registry has it (`before`: what it holds under the
+    tag, looked up by the caller under the host lock; "ask": look it up here)."""
     tag = version.tag
-    remote = registry.lookup(tag)
+    remote = registry.lookup(tag) if before == "ask" else before
     if remote is not None:
         if holder(remote.config_digest, ours=version.image_id) is Holder.OURS:
             return remote.digest, "recorded"  # a rerun after a crash: success, not an error

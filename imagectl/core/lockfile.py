@@ -332,17 +332,29 @@ def _tests_array(tests: tuple[RecordedTest, ...]) -> Array:
     return array.multiline(True)
 
 
+# The text this process last wrote to each lock file when that text is exactly lock_text() of
+# the lock it wrote: a file still holding it needs no parse before the next write of it
+# (`publish` writes the lock once per version).
+_regenerable: dict[Path, str] = {}
+
+
 def write_lock(path: Path, lock: Lock) -> bool:
     """Write the lock atomically; returns False (and touches nothing) when unchanged."""
     previous = path.read_text(encoding="utf-8") if path.exists() else None
-    text = (
-        _appended(path, previous, lock)
-        or _regenerated(path, previous, lock)
-        or render_lock(lock, previous)
-    )
+    if previous is not None and _regenerable.get(path) == previous:
+        text, regenerable = lock_text(lock), True  # as _regenerated, without the parse
+    else:
+        appended = _appended(path, previous, lock)
+        regenerated = None if appended is not None else _regenerated(path, previous, lock)
+        text = appended or regenerated or render_lock(lock, previous)
+        regenerable = regenerated is not None
     if text == previous:
         return False
     write_atomic(path, text)
+    if regenerable:
+        _regenerable[path] = text
+    else:
+        _regenerable.pop(path, None)
     return True
 
 
