@@ -10,7 +10,7 @@ import subprocess
 import tarfile
 import tomllib
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from imagectl.adapters.docker_engine import DockerImages
+from imagectl.app.archiving import KEYRINGS
 from imagectl.app.recording import manifest_of
 from imagectl.core import lockfile, sidecar
 from imagectl.core.packages import (
@@ -43,10 +44,10 @@ POD_LINES = ("pod-noble", "pod-bookworm")
 # -- the oracle: the old whole-image reader ------------------------------------------------
 
 
-def exported_files(ref: str) -> dict[str, bytes]:
-    """The package database files of `ref` as the old reader found them: one `docker export`
-    of a created (never started) container, every path seen, the wanted regular files read
-    (a hard link reads as the file it links to)."""
+def exported_files(ref: str, wanted: Callable[[str], bool] = wanted_file) -> dict[str, bytes]:
+    """The package database files of `ref` (or the files `wanted` says) as the old reader
+    found them: one `docker export` of a created (never started) container, every path seen,
+    the wanted regular files read (a hard link reads as the file it links to)."""
     container = docker("create", ref, "true")
     files: dict[str, bytes] = {}
     seen: dict[str, bytes] = {}
@@ -63,9 +64,9 @@ def exported_files(ref: str) -> dict[str, bytes]:
                         assert handle is not None
                         content = handle.read()
                         seen[name] = content
-                        if wanted_file(name):
+                        if wanted(name):
                             files[name] = content
-                    elif member.islnk() and wanted_file(name):
+                    elif member.islnk() and wanted(name):
                         files[name] = seen.get(member.linkname.removeprefix("./"), b"")
             assert proc.wait() == 0
     finally:
@@ -203,6 +204,23 @@ def test_pod_line_manifests_match_the_whole_image_export(
     assert {"pip", "traitlets"} <= pips[5]  # the notebook venv
     assert "traitlets" not in pips[10]  # uninstalled: its dist-info is a whiteout in v10
     assert "pip" in pips[10]
+
+
+@pytest.mark.parametrize("line", POD_LINES)
+def test_the_keyrings_read_below_their_folders_are_the_whole_image_s(
+    pods: Pods, line: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The archive proof's keyrings, read from the layers below their folders only, are
+    those a whole-image export and the reader container find, on every version."""
+    for version, image in line_versions(pods.root, line):
+        exported = exported_files(image, KEYRINGS.match)
+        assert exported, f"{line} v{version}: no keyring at all"
+        with engine_images() as images:
+            assert images.read_files(image, KEYRINGS) == exported, f"{line} v{version} (layers)"
+        with monkeypatch.context() as patch, engine_images() as images:
+            patch.setenv("IMAGECTL_LAYER_READS", "off")
+            in_container = images.read_files(image, KEYRINGS)
+        assert in_container == exported, f"{line} v{version} (container)"
 
 
 def test_a_python_library_apt_installed_is_listed_once_as_a_deb(pods: Pods) -> None:

@@ -77,49 +77,113 @@ def layer_folders(store: LocalStore, image: dict[str, Any]) -> tuple[Path, ...] 
 
 def read_layer(folder: Path, wanted: FileSelection) -> LayerChange | None:
     """What one layer folder changes among the selected files; None when it is not
-    self-contained (then only the merged view tells the truth)."""
-    deleted: list[str] = []
-    opaque: list[str] = []
-    files: dict[str, bytes] = {}
-    links: dict[str, str] = {}
-    meta: dict[str, Meta] = {}
-    dirs: list[str] = []
-    pending = [("", folder)]
-    while pending:
-        relative, path = pending.pop()
-        try:
-            entries = list(os.scandir(path))
-        except FileNotFoundError:
-            continue
-        for entry in entries:
-            name = f"{relative}/{entry.name}" if relative else entry.name
-            info = entry.stat(follow_symlinks=False)
-            if stat.S_ISDIR(info.st_mode):
-                marks = _marks(entry.path)
-                if marks & set(NOT_SELF_CONTAINED):
-                    return None
-                if marks & set(OPAQUE) and _is_opaque(entry.path):
-                    opaque.append(name)
-                if wanted.match(name):
-                    dirs.append(name)
-                pending.append((name, Path(entry.path)))
-            elif stat.S_ISCHR(info.st_mode) and info.st_rdev == 0:
-                deleted.append(name)  # overlay's whiteout: a 0/0 character device
-            elif stat.S_ISREG(info.st_mode) and wanted.match(name):
-                if _marks(entry.path) & set(NOT_SELF_CONTAINED):
-                    return None
-                files[name] = Path(entry.path).read_bytes()
-                meta[name] = (stat.S_IMODE(info.st_mode), info.st_uid, info.st_gid)
-            elif stat.S_ISLNK(info.st_mode) and wanted.match(name):
-                links[name] = os.readlink(entry.path)
-    return LayerChange(
-        deleted=tuple(sorted(deleted)),
-        opaque=tuple(sorted(opaque)),
-        files=files,
-        links=links,
-        meta=meta,
-        dirs=tuple(sorted(dirs)),
-    )
+    self-contained (then only the merged view tells the truth). A selection with `roots` is
+    read below those paths only (and their parents' marks), never the rest of the layer."""
+    walk = _LayerWalk(wanted)
+    try:
+        if wanted.roots is None:
+            walk.folder("", folder)
+        else:
+            for root in _outermost(wanted.roots):
+                walk.root(folder, root)
+    except _NotSelfContainedError:
+        return None
+    return walk.change()
+
+
+class _NotSelfContainedError(Exception):
+    """An overlay redirect or metacopy mark: the layer's content stays partly below."""
+
+
+class _LayerWalk:
+    """One layer folder's selected changes, gathered as its entries are visited."""
+
+    def __init__(self, wanted: FileSelection) -> None:
+        self.wanted = wanted
+        self.deleted: set[str] = set()
+        self.opaque: set[str] = set()
+        self.files: dict[str, bytes] = {}
+        self.links: dict[str, str] = {}
+        self.meta: dict[str, Meta] = {}
+        self.dirs: set[str] = set()
+
+    def change(self) -> LayerChange:
+        return LayerChange(
+            deleted=tuple(sorted(self.deleted)),
+            opaque=tuple(sorted(self.opaque)),
+            files=self.files,
+            links=self.links,
+            meta=self.meta,
+            dirs=tuple(sorted(self.dirs)),
+        )
+
+    def root(self, folder: Path, root: str) -> None:
+        """The layer below `root` and what it does to the folders above it: a whiteout or a
+        non-folder put at one of them hides everything below it in the lower layers."""
+        parts = root.split("/")
+        for depth in range(1, len(parts) + 1):
+            name = "/".join(parts[:depth])
+            path = folder / name
+            try:
+                info = path.lstat()
+            except FileNotFoundError:
+                return
+            if not stat.S_ISDIR(info.st_mode):
+                if depth == len(parts):
+                    self.entry(name, str(path), info)
+                else:  # a whiteout, file or symlink above the root hides what lies below
+                    self.deleted.add(name)
+                return
+            self.mark_folder(name, str(path))
+        self.folder(root, folder / root)
+
+    def folder(self, relative: str, path: Path) -> None:
+        pending = [(relative, path)]
+        while pending:
+            relative, path = pending.pop()
+            try:
+                entries = list(os.scandir(path))
+            except FileNotFoundError:
+                continue
+            for entry in entries:
+                name = f"{relative}/{entry.name}" if relative else entry.name
+                info = entry.stat(follow_symlinks=False)
+                if stat.S_ISDIR(info.st_mode):
+                    self.mark_folder(name, entry.path)
+                    pending.append((name, Path(entry.path)))
+                else:
+                    self.entry(name, entry.path, info)
+
+    def mark_folder(self, name: str, path: str) -> None:
+        marks = _marks(path)
+        if marks & set(NOT_SELF_CONTAINED):
+            raise _NotSelfContainedError(path)
+        if marks & set(OPAQUE) and _is_opaque(path):
+            self.opaque.add(name)
+        if self.wanted.match(name):
+            self.dirs.add(name)
+
+    def entry(self, name: str, path: str, info: os.stat_result) -> None:
+        """A layer entry that is not a folder."""
+        if stat.S_ISCHR(info.st_mode) and info.st_rdev == 0:
+            self.deleted.add(name)  # overlay's whiteout: a 0/0 character device
+        elif stat.S_ISREG(info.st_mode) and self.wanted.match(name):
+            if _marks(path) & set(NOT_SELF_CONTAINED):
+                raise _NotSelfContainedError(path)
+            self.files[name] = Path(path).read_bytes()
+            self.meta[name] = (stat.S_IMODE(info.st_mode), info.st_uid, info.st_gid)
+        elif stat.S_ISLNK(info.st_mode) and self.wanted.match(name):
+            self.links[name] = os.readlink(path)
+
+
+def _outermost(roots: tuple[str, ...]) -> list[str]:
+    """The roots that lie below no other (a root inside another is walked with it)."""
+    clean = sorted({root.strip("/") for root in roots if root.strip("/")})
+    kept: list[str] = []
+    for root in clean:
+        if not any(root == k or root.startswith(f"{k}/") for k in kept):
+            kept.append(root)
+    return kept
 
 
 def _marks(path: str) -> set[str]:

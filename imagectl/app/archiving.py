@@ -39,7 +39,8 @@ from imagectl.core.ports import Capture, ImageStore, Inputs
 CONTEXT_INPUTS = (".whl", ".tar.gz", ".zip", ".tar.bz2")  # wheels and sdists pip installs
 KEYRINGS = FileSelection(
     match=lambda path: apt_keyring(f"/{path}"),
-    globs=tuple(f".{place}*" for place in KEYRING_PLACES),
+    globs=tuple(f"{place}*" for place in KEYRING_PLACES),  # as `find /` prints paths
+    roots=tuple(place.lstrip("/") for place in KEYRING_PLACES),
 )
 
 

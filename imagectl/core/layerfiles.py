@@ -11,10 +11,13 @@ from dataclasses import dataclass, field
 class FileSelection:
     """Which files of an image a reader wants: `match` decides for a path from the root (no
     leading /); `globs` are `find -path` patterns that select at least those (a reader that
-    runs inside a container narrows its walk with them)."""
+    runs inside a container narrows its walk with them); `roots`, when given, are the paths
+    (from the root) below which, or at which, every selected file lies: a reader of layer
+    folders walks only those, so its cost is what they hold, not what the image weighs."""
 
     match: Callable[[str], bool]
     globs: tuple[str, ...]
+    roots: tuple[str, ...] | None = None  # None: anywhere (walk every folder)
 
 
 # A regular file's permission bits (st_mode & 0o7777, as a tar header has them), uid and gid.
