@@ -1,5 +1,5 @@
 """Entry point for `python -m imagectl`."""
 
-from imagectl.cli import main
+from imagectl.start import main
 
 raise SystemExit(main())

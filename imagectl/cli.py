@@ -5,6 +5,7 @@ case it runs."""
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import json
 import os
@@ -42,6 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             module = importlib.import_module(f"imagectl.commands.{MODULES[args.run]}")
             run: Callable[..., Outcome] = getattr(module, args.run)
+            _collect_from_here()
             outcome = run(
                 args, open_project(args.directory, builder_name=getattr(args, "builder", None))
             )
@@ -62,6 +64,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         # wanted; no traceback, and none when Python flushes stdout at exit either.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return outcome.code
+
+
+def _collect_from_here() -> None:
+    """When the entry (`imagectl.start`) kept the collector off while the command loaded: the
+    objects made so far (they live until exit) left out of its scans from now on, and it on."""
+    if not gc.isenabled():
+        gc.freeze()
+        gc.enable()
 
 
 def show(outcome: Outcome, warnings: Sequence[Notice], directory: Path, *, as_json: bool) -> None:

@@ -1,0 +1,16 @@
+"""The console script's entry (and `python -m imagectl`'s): the cyclic collector stays off
+while the command's modules load; `cli.main` then freezes what they made and turns it on."""
+
+from __future__ import annotations
+
+import gc
+
+
+def main() -> int:
+    # Start-up makes some 25,000 objects that live until exit (modules, classes, functions):
+    # collections that scan them during the imports, and the full one at exit, are ~20 ms of a
+    # 0.13 s start (bench 1), for nothing.
+    gc.disable()
+    from imagectl.cli import main as run  # noqa: PLC0415 (after the collector is off)
+
+    return run()
