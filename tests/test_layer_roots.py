@@ -10,7 +10,7 @@ import stat
 from pathlib import Path
 
 from imagectl.adapters.docker_layers import read_layer
-from imagectl.app.archiving import KEYRINGS
+from imagectl.core.aptkeys import KEYRINGS
 from imagectl.core.layerfiles import merged_files
 
 WHOLE_WALK = dataclasses.replace(KEYRINGS, roots=None)

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 from imagectl.adapters.docker_engine import DockerImages
-from imagectl.app.archiving import KEYRINGS
 from imagectl.app.recording import manifest_of
 from imagectl.core import lockfile, sidecar
+from imagectl.core.aptkeys import KEYRINGS
 from imagectl.core.packages import (
     PACKAGE_FILES,
     Manifest,

@@ -178,10 +178,9 @@ class _LayerWalk:
 
 def _outermost(roots: tuple[str, ...]) -> list[str]:
     """The roots that lie below no other (a root inside another is walked with it)."""
-    clean = sorted({root.strip("/") for root in roots if root.strip("/")})
     kept: list[str] = []
-    for root in clean:
-        if not any(root == k or root.startswith(f"{k}/") for k in kept):
+    for root in sorted({root.strip("/") for root in roots} - {""}):
+        if not any(root.startswith(f"{k}/") for k in kept):  # sorted: a parent comes first
             kept.append(root)
     return kept
 

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from imagectl.core.aptkeys import KEYRING_PLACES, apt_keyring
+from imagectl.core.aptkeys import KEYRINGS
 from imagectl.core.archive import (
     ArchivedFile,
     ArchivedImage,
@@ -31,17 +31,11 @@ from imagectl.core.archive import (
 from imagectl.core.config import RepositoryLayout
 from imagectl.core.errors import ArchiveError
 from imagectl.core.files import ReplaceError, replace_durably
-from imagectl.core.layerfiles import FileSelection
 from imagectl.core.model import ImageLine
 from imagectl.core.packages import Package, PackageDiff, parse_entry
 from imagectl.core.ports import Capture, ImageStore, Inputs
 
 CONTEXT_INPUTS = (".whl", ".tar.gz", ".zip", ".tar.bz2")  # wheels and sdists pip installs
-KEYRINGS = FileSelection(
-    match=lambda path: apt_keyring(f"/{path}"),
-    globs=tuple(f"{place}*" for place in KEYRING_PLACES),  # as `find /` prints paths
-    roots=tuple(place.lstrip("/") for place in KEYRING_PLACES),
-)
 
 
 def store_dir(layout: RepositoryLayout) -> Path:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import PurePosixPath
 
+from imagectl.core.layerfiles import FileSelection
+
 # trusted.gpg and trusted.gpg.d are trusted for every source; /usr/share/keyrings and
 # /etc/apt/keyrings hold the keys a source's `signed-by=` names.
 KEYRING_PLACES = (
@@ -25,3 +27,12 @@ def apt_keyring(path: str) -> bool:
     if not any(file.parent == PurePosixPath(place) for place in KEYRING_PLACES[1:]):
         return False
     return file.suffix in KEYRING_SUFFIXES and not file.name.endswith("-removed-keys.gpg")
+
+
+# Where an archive proof reads them: by `match`; by `find /` in a reader container (its paths
+# begin with /); below these folders only in the engine's layer folders.
+KEYRINGS = FileSelection(
+    match=lambda path: apt_keyring(f"/{path}"),
+    globs=tuple(f"{place}*" for place in KEYRING_PLACES),
+    roots=tuple(place.lstrip("/") for place in KEYRING_PLACES),
+)
